@@ -1,0 +1,96 @@
+//! The one error type of the SCIM core, and the single table that maps each
+//! failure to its HTTP status and RFC 7644 `scimType`.
+
+use thiserror::Error;
+
+/// A failure that a SCIM client can be told about. Every variant carries a
+/// human-readable detail; the status and scimType come from [`ScimError::status`]
+/// and [`ScimError::scim_type`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ScimError {
+    #[error("{0}")]
+    InvalidSyntax(String),
+    #[error("{0}")]
+    InvalidValue(String),
+    #[error("{0}")]
+    InvalidFilter(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    NoTarget(String),
+    #[error("{0}")]
+    Mutability(String),
+    #[error("{0}")]
+    Uniqueness(String),
+    #[error("{0}")]
+    TooMany(String),
+    #[error("{0}")]
+    InvalidCursor(String),
+    #[error("{0}")]
+    ExpiredCursor(String),
+    #[error("{0}")]
+    InvalidVersion(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Never shown to clients in detail: the HTTP layer logs it and answers a
+    /// generic message.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ScimError {
+    /// The HTTP status code (RFC 7644 section 3.12).
+    pub fn status(&self) -> u16 {
+        self.row().0
+    }
+
+    /// The RFC 7644 `scimType`, where the RFC (or RFC 9865) defines one.
+    pub fn scim_type(&self) -> Option<&'static str> {
+        self.row().1
+    }
+
+    /// The detail text.
+    pub fn detail(&self) -> String {
+        self.to_string()
+    }
+
+    fn row(&self) -> (u16, Option<&'static str>) {
+        use ScimError::*;
+        match self {
+            InvalidSyntax(_) => (400, Some("invalidSyntax")),
+            InvalidValue(_) => (400, Some("invalidValue")),
+            InvalidFilter(_) => (400, Some("invalidFilter")),
+            InvalidPath(_) => (400, Some("invalidPath")),
+            NoTarget(_) => (400, Some("noTarget")),
+            Mutability(_) => (400, Some("mutability")),
+            Uniqueness(_) => (409, Some("uniqueness")),
+            TooMany(_) => (400, Some("tooMany")),
+            InvalidCursor(_) => (400, Some("invalidCursor")),
+            ExpiredCursor(_) => (400, Some("expiredCursor")),
+            InvalidVersion(_) => (400, Some("invalidVers")),
+            NotFound(_) => (404, None),
+            PreconditionFailed(_) => (412, None),
+            MethodNotAllowed(_) => (405, None),
+            PayloadTooLarge(_) => (413, None),
+            UnsupportedMediaType(_) => (415, None),
+            NotImplemented(_) => (501, None),
+            Unavailable(_) => (503, None),
+            Internal(_) => (500, None),
+        }
+    }
+}
+
+/// Result alias of the core.
+pub type ScimResult<T> = Result<T, ScimError>;

@@ -1,0 +1,216 @@
+//! `attributes` / `excludedAttributes` (RFC 7644 section 3.4.2.5) with the
+//! schema's `returned` rules: `id` and `schemas` always come back, `never`
+//! values never do, `request` values only when named.
+
+use serde_json::{Map, Value};
+
+use crate::error::ScimResult;
+use crate::schema::{AttrScope, Attribute, Resolved, ResourceTypeDef, Returned};
+
+/// One selected attribute: `(extension URN or None, attribute, sub)`, with
+/// canonical names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Selection {
+    extension: Option<String>,
+    attr: Option<String>,
+    sub: Option<String>,
+}
+
+/// A parsed projection, applied to rendered documents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    include: Option<Vec<Selection>>,
+    exclude: Vec<Selection>,
+}
+
+impl Projection {
+    /// Everything returned by default.
+    pub fn all() -> Projection {
+        Projection::default()
+    }
+
+    /// Parses the comma-separated `attributes` and `excludedAttributes` lists.
+    /// Names that do not resolve are ignored: a projection never fails a read.
+    pub fn parse(rt: &ResourceTypeDef, attributes: Option<&str>, excluded: Option<&str>) -> ScimResult<Projection> {
+        let include = match attributes.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(list) => Some(selections(rt, list)),
+            None => None,
+        };
+        let exclude = match excluded.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(list) => selections(rt, list),
+            None => Vec::new(),
+        };
+        Ok(Projection { include, exclude })
+    }
+
+    /// Same as [`Projection::parse`] for lists given as JSON arrays (SearchRequest).
+    pub fn from_lists(rt: &ResourceTypeDef, attributes: &[String], excluded: &[String]) -> ScimResult<Projection> {
+        let a = attributes.join(",");
+        let e = excluded.join(",");
+        Projection::parse(rt, Some(&a), Some(&e))
+    }
+
+    /// Would the core attribute `name` (e.g. `members`) appear in the output?
+    /// Lets the service skip loading what will not be shown.
+    pub fn shows_core(&self, rt: &ResourceTypeDef, name: &str) -> bool {
+        let Some(attr) = rt.core.attribute(name) else { return false };
+        decide(self, None, attr) != Decision::Drop
+    }
+
+    /// Applies the projection to a rendered document.
+    pub fn apply(&self, rt: &ResourceTypeDef, doc: Map<String, Value>) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (key, value) in doc {
+            if key == "schemas" || key == "id" {
+                out.insert(key, value);
+                continue;
+            }
+            if let Some(ext) = rt.extension(&key) {
+                let Value::Object(inner) = value else { continue };
+                let mut kept = Map::new();
+                for (name, v) in inner {
+                    if let Some(attr) = ext.attribute(&name) {
+                        if let Some(v) = self.project_attr(Some(&ext.id), attr, v) {
+                            kept.insert(name, v);
+                        }
+                    }
+                }
+                if !kept.is_empty() {
+                    out.insert(key, Value::Object(kept));
+                }
+                continue;
+            }
+            let attr = rt.common.attribute(&key).or_else(|| rt.core.attribute(&key));
+            if let Some(attr) = attr {
+                if let Some(v) = self.project_attr(None, attr, value) {
+                    out.insert(key, v);
+                }
+            }
+        }
+        out
+    }
+
+    fn project_attr(&self, ext: Option<&str>, attr: &Attribute, value: Value) -> Option<Value> {
+        match decide(self, ext, attr) {
+            Decision::Drop => None,
+            Decision::Whole => Some(filter_subs(attr, value, |_| true, false)),
+            Decision::Subs(subs) => {
+                let v = filter_subs(attr, value, |name| subs.iter().any(|s| s.eq_ignore_ascii_case(name)), true);
+                (!is_empty(&v)).then_some(v)
+            }
+            Decision::WithoutSubs(subs) => {
+                Some(filter_subs(attr, value, |name| !subs.iter().any(|s| s.eq_ignore_ascii_case(name)), false))
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Drop,
+    Whole,
+    Subs(Vec<String>),
+    WithoutSubs(Vec<String>),
+}
+
+fn matches_attr(sel: &Selection, ext: Option<&str>, attr: &Attribute) -> bool {
+    let same_scope = match (&sel.extension, ext) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    };
+    same_scope && sel.attr.as_deref().is_none_or(|a| a.eq_ignore_ascii_case(&attr.name))
+}
+
+fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
+    match attr.returned {
+        Returned::Never => return Decision::Drop,
+        Returned::Always => return Decision::Whole,
+        _ => {}
+    }
+    let base = match &p.include {
+        Some(include) => {
+            let hits: Vec<&Selection> = include.iter().filter(|s| matches_attr(s, ext, attr)).collect();
+            if hits.is_empty() {
+                return Decision::Drop;
+            }
+            if hits.iter().any(|s| s.sub.is_none()) {
+                Decision::Whole
+            } else {
+                Decision::Subs(hits.iter().filter_map(|s| s.sub.clone()).collect())
+            }
+        }
+        None if attr.returned == Returned::Request => return Decision::Drop,
+        None => Decision::Whole,
+    };
+    let excluded: Vec<&Selection> = p.exclude.iter().filter(|s| matches_attr(s, ext, attr)).collect();
+    if excluded.is_empty() {
+        return base;
+    }
+    if excluded.iter().any(|s| s.sub.is_none()) {
+        return Decision::Drop;
+    }
+    let subs: Vec<String> = excluded.iter().filter_map(|s| s.sub.clone()).collect();
+    match base {
+        Decision::Subs(keep) => Decision::Subs(keep.into_iter().filter(|k| !subs.iter().any(|s| s.eq_ignore_ascii_case(k))).collect()),
+        _ => Decision::WithoutSubs(subs),
+    }
+}
+
+/// Keeps the sub-attributes of a complex value (or of each element) that
+/// `keep` accepts, always dropping `returned: never` ones and, unless
+/// `requested`, `returned: request` ones.
+fn filter_subs(attr: &Attribute, value: Value, keep: impl Fn(&str) -> bool + Copy, requested: bool) -> Value {
+    if attr.sub_attributes.is_empty() {
+        return value;
+    }
+    let one = |v: Value| -> Option<Value> {
+        let Value::Object(map) = v else { return Some(v) };
+        let kept: Map<String, Value> = map
+            .into_iter()
+            .filter(|(name, _)| {
+                let returned = attr.sub(name).map(|s| s.returned).unwrap_or(Returned::Default);
+                match returned {
+                    Returned::Never => false,
+                    Returned::Always => true,
+                    Returned::Request => requested && keep(name),
+                    Returned::Default => keep(name),
+                }
+            })
+            .collect();
+        (!kept.is_empty()).then_some(Value::Object(kept))
+    };
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().filter_map(one).collect()),
+        other => one(other).unwrap_or(Value::Null),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn selections(rt: &ResourceTypeDef, list: &str) -> Vec<Selection> {
+    let Ok(paths) = scimd_filter::parse_attr_list(list) else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .filter_map(|p| match rt.resolve(p).ok()? {
+            Resolved::Extension(schema) => Some(Selection { extension: Some(schema.id.clone()), attr: None, sub: None }),
+            Resolved::Attr(a) => Some(Selection {
+                extension: match a.scope {
+                    AttrScope::Extension(s) => Some(s.id.clone()),
+                    _ => None,
+                },
+                attr: Some(a.attr.name.clone()),
+                sub: a.sub.map(|s| s.name.clone()),
+            }),
+        })
+        .collect()
+}

@@ -1,0 +1,145 @@
+//! RFC 7643 schema documents as typed values. Missing characteristics take the
+//! defaults of RFC 7643 section 2.2, so operator-written schemas can be terse.
+
+use serde::{Deserialize, Serialize};
+
+/// An attribute's data type (RFC 7643 section 2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttrType {
+    String,
+    Boolean,
+    Decimal,
+    Integer,
+    DateTime,
+    Binary,
+    Reference,
+    Complex,
+}
+
+/// Who may write an attribute (RFC 7643 section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Mutability {
+    ReadOnly,
+    #[default]
+    ReadWrite,
+    Immutable,
+    WriteOnly,
+}
+
+/// When an attribute appears in responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Returned {
+    Always,
+    Never,
+    #[default]
+    Default,
+    Request,
+}
+
+/// The uniqueness a service provider enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Uniqueness {
+    #[default]
+    None,
+    Server,
+    Global,
+}
+
+/// One attribute definition, possibly complex.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Attribute {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub typ: AttrType,
+    #[serde(default)]
+    pub multi_valued: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub case_exact: bool,
+    #[serde(default)]
+    pub mutability: Mutability,
+    #[serde(default)]
+    pub returned: Returned,
+    #[serde(default)]
+    pub uniqueness: Uniqueness,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_attributes: Vec<Attribute>,
+}
+
+impl Attribute {
+    /// The sub-attribute named `name`, compared case-insensitively.
+    pub fn sub(&self, name: &str) -> Option<&Attribute> {
+        self.sub_attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+
+    /// True for attributes whose string values compare case-sensitively.
+    pub fn compares_exactly(&self) -> bool {
+        self.case_exact || matches!(self.typ, AttrType::Binary)
+    }
+}
+
+/// A schema document (RFC 7643 section 7).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schema {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub attributes: Vec<Attribute>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
+}
+
+impl Schema {
+    /// The top-level attribute named `name`, compared case-insensitively.
+    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
+        self.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A schema extension of a resource type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaExtension {
+    pub schema: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A resource type document (RFC 7643 section 6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceType {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
+    pub id: String,
+    pub name: String,
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub schema: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_extensions: Vec<SchemaExtension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
+}

@@ -1,0 +1,376 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use scimd_filter::AttrPath;
+
+use super::{AttrType, Attribute, Mutability, ResourceType, Schema};
+
+const COMMON_JSON: &str = include_str!("../../schemas/common.json");
+
+/// The built-in schema documents, in the order `/Schemas` lists them.
+const BUILTIN_SCHEMAS: &[(&str, &str)] = &[
+    ("user.json", include_str!("../../schemas/user.json")),
+    ("enterprise_user.json", include_str!("../../schemas/enterprise_user.json")),
+    ("group.json", include_str!("../../schemas/group.json")),
+    (
+        "service_provider_config_schema.json",
+        include_str!("../../schemas/service_provider_config_schema.json"),
+    ),
+    ("resource_type_schema.json", include_str!("../../schemas/resource_type_schema.json")),
+    ("schema_schema.json", include_str!("../../schemas/schema_schema.json")),
+];
+const BUILTIN_RESOURCE_TYPES: (&str, &str) = (
+    "resource_types.json",
+    include_str!("../../schemas/resource_types.json"),
+);
+
+/// A schema or resource type document could not be loaded. Names the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {problem}")]
+pub struct SchemaLoadError {
+    pub source_name: String,
+    pub problem: String,
+}
+
+fn load_error(source_name: &str, problem: impl Into<String>) -> SchemaLoadError {
+    SchemaLoadError {
+        source_name: source_name.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Where an attribute lives in a resource document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrScope<'a> {
+    /// `id`, `externalId`, `meta` (RFC 7643 section 3.1).
+    Common,
+    /// The resource type's core schema: a top-level key.
+    Core,
+    /// An extension: nested under the extension's URN key.
+    Extension(&'a Schema),
+}
+
+/// An attribute path resolved against a resource type's schemas.
+#[derive(Debug, Clone, Copy)]
+pub struct AttrRef<'a> {
+    pub scope: AttrScope<'a>,
+    pub attr: &'a Attribute,
+    pub sub: Option<&'a Attribute>,
+}
+
+impl<'a> AttrRef<'a> {
+    /// The attribute the path ends at.
+    pub fn leaf(&self) -> &'a Attribute {
+        self.sub.unwrap_or(self.attr)
+    }
+
+    /// The key under which values of this attribute are indexed:
+    /// lower-case `name[.sub]`, prefixed by the lower-case extension URN and `:`.
+    pub fn key(&self) -> String {
+        let mut key = String::new();
+        if let AttrScope::Extension(schema) = self.scope {
+            key.push_str(&schema.id.to_ascii_lowercase());
+            key.push(':');
+        }
+        key.push_str(&self.attr.name.to_ascii_lowercase());
+        if let Some(sub) = self.sub {
+            key.push('.');
+            key.push_str(&sub.name.to_ascii_lowercase());
+        }
+        key
+    }
+
+    /// True when some value along the path is multi-valued.
+    pub fn is_multi_valued(&self) -> bool {
+        self.attr.multi_valued || self.sub.is_some_and(|s| s.multi_valued)
+    }
+
+    /// Canonical display form, e.g. `name.familyName`.
+    pub fn display(&self) -> String {
+        let mut out = String::new();
+        if let AttrScope::Extension(schema) = self.scope {
+            out.push_str(&schema.id);
+            out.push(':');
+        }
+        out.push_str(&self.attr.name);
+        if let Some(sub) = self.sub {
+            out.push('.');
+            out.push_str(&sub.name);
+        }
+        out
+    }
+}
+
+/// What an attribute path names: an attribute, or a whole extension.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolved<'a> {
+    Attr(AttrRef<'a>),
+    Extension(&'a Schema),
+}
+
+/// A resource type with its schemas resolved: what every request on an
+/// endpoint works with.
+#[derive(Debug)]
+pub struct ResourceTypeDef {
+    pub doc: ResourceType,
+    pub core: Arc<Schema>,
+    pub extensions: Vec<(Arc<Schema>, bool)>,
+    pub common: Arc<Schema>,
+}
+
+impl ResourceTypeDef {
+    /// The resource type name, e.g. `User`.
+    pub fn name(&self) -> &str {
+        &self.doc.name
+    }
+
+    /// The endpoint without its leading slash, e.g. `Users`.
+    pub fn endpoint(&self) -> &str {
+        self.doc.endpoint.trim_start_matches('/')
+    }
+
+    /// The extension schema whose URN is `urn` (case-insensitive).
+    pub fn extension(&self, urn: &str) -> Option<&Schema> {
+        self.extensions
+            .iter()
+            .map(|(s, _)| s.as_ref())
+            .find(|s| s.id.eq_ignore_ascii_case(urn))
+    }
+
+    /// True when this type keeps members in the membership table (it has a
+    /// multi-valued complex `members` attribute with a `value`).
+    pub fn has_members(&self) -> bool {
+        self.core.attribute("members").is_some_and(|a| {
+            a.multi_valued && a.typ == AttrType::Complex && a.sub("value").is_some()
+        })
+    }
+
+    /// True when this type shows the groups it belongs to (a read-only
+    /// multi-valued `groups` attribute computed from memberships).
+    pub fn has_computed_groups(&self) -> bool {
+        self.core.attribute("groups").is_some_and(|a| {
+            a.multi_valued && a.mutability == Mutability::ReadOnly && a.typ == AttrType::Complex
+        })
+    }
+
+    /// Resolves `path` against the common attributes, the core schema and the
+    /// extensions. Names are case-insensitive.
+    pub fn resolve(&self, path: &AttrPath) -> Result<Resolved<'_>, String> {
+        let (scope, schema) = match &path.urn {
+            None => {
+                if let Some(attr) = self.common.attribute(&path.name) {
+                    return finish(AttrScope::Common, attr, path);
+                }
+                (AttrScope::Core, self.core.as_ref())
+            }
+            Some(urn) if urn.eq_ignore_ascii_case(&self.core.id) => {
+                if let Some(attr) = self.common.attribute(&path.name) {
+                    return finish(AttrScope::Common, attr, path);
+                }
+                (AttrScope::Core, self.core.as_ref())
+            }
+            Some(urn) => match self.extension(urn) {
+                Some(ext) => (AttrScope::Extension(ext), ext),
+                None => {
+                    let whole = format!("{urn}:{}", path.name);
+                    if path.sub.is_none() {
+                        if let Some(ext) = self.extension(&whole) {
+                            return Ok(Resolved::Extension(ext));
+                        }
+                        if whole.eq_ignore_ascii_case(&self.core.id) {
+                            return Err(format!("'{whole}' names the core schema, not an attribute"));
+                        }
+                    }
+                    return Err(format!(
+                        "unknown schema '{urn}' for resource type {}",
+                        self.name()
+                    ));
+                }
+            },
+        };
+        let attr = schema
+            .attribute(&path.name)
+            .ok_or_else(|| format!("unknown attribute '{}' in {}", path.name, schema.id))?;
+        finish(scope, attr, path)
+    }
+
+    /// Resolves a path given as text (`name.familyName`, `urn:…:department`).
+    pub fn resolve_str(&self, text: &str) -> Result<Resolved<'_>, String> {
+        let path = scimd_filter::parse_attr_path(text).map_err(|e| e.to_string())?;
+        self.resolve(&path)
+    }
+}
+
+fn finish<'a>(
+    scope: AttrScope<'a>,
+    attr: &'a Attribute,
+    path: &AttrPath,
+) -> Result<Resolved<'a>, String> {
+    let sub = match &path.sub {
+        None => None,
+        Some(sub_name) => {
+            if attr.typ != AttrType::Complex {
+                return Err(format!("'{}' has no sub-attributes", attr.name));
+            }
+            Some(
+                attr.sub(sub_name)
+                    .ok_or_else(|| format!("unknown attribute '{}.{sub_name}'", attr.name))?,
+            )
+        }
+    };
+    Ok(Resolved::Attr(AttrRef { scope, attr, sub }))
+}
+
+/// Every schema and resource type the server knows.
+#[derive(Debug)]
+pub struct Registry {
+    schemas: Vec<Arc<Schema>>,
+    resource_types: Vec<Arc<ResourceTypeDef>>,
+    by_endpoint: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// The RFC 7643 User, EnterpriseUser and Group schemas with their resource
+    /// types, plus the discovery meta-schemas.
+    pub fn builtin() -> Result<Registry, SchemaLoadError> {
+        Registry::from_documents(BUILTIN_SCHEMAS, &[BUILTIN_RESOURCE_TYPES])
+    }
+
+    /// Builds a registry from named JSON documents: schema documents, and
+    /// resource type documents (one object or an array of them). The name is
+    /// used in error messages.
+    pub fn from_documents(
+        schemas: &[(&str, &str)],
+        resource_types: &[(&str, &str)],
+    ) -> Result<Registry, SchemaLoadError> {
+        let common: Schema = serde_json::from_str(COMMON_JSON)
+            .map_err(|e| load_error("common.json", e.to_string()))?;
+        let common = Arc::new(common);
+        let mut loaded: Vec<Arc<Schema>> = Vec::new();
+        for (name, text) in schemas {
+            let schema: Schema =
+                serde_json::from_str(text).map_err(|e| load_error(name, e.to_string()))?;
+            check_schema(&schema).map_err(|p| load_error(name, p))?;
+            if loaded.iter().any(|s| s.id.eq_ignore_ascii_case(&schema.id)) {
+                return Err(load_error(name, format!("schema '{}' defined twice", schema.id)));
+            }
+            loaded.push(Arc::new(schema));
+        }
+        let find = |id: &str| loaded.iter().find(|s| s.id.eq_ignore_ascii_case(id)).cloned();
+        let mut types = Vec::new();
+        let mut by_endpoint = HashMap::new();
+        for (name, text) in resource_types {
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| load_error(name, e.to_string()))?;
+            let docs: Vec<ResourceType> = match value {
+                serde_json::Value::Array(_) => serde_json::from_value(value),
+                _ => serde_json::from_value(value).map(|one| vec![one]),
+            }
+            .map_err(|e| load_error(name, e.to_string()))?;
+            for doc in docs {
+                let core = find(&doc.schema).ok_or_else(|| {
+                    load_error(name, format!("resource type {} uses unknown schema '{}'", doc.name, doc.schema))
+                })?;
+                let mut extensions = Vec::new();
+                for ext in &doc.schema_extensions {
+                    let schema = find(&ext.schema).ok_or_else(|| {
+                        load_error(name, format!("resource type {} uses unknown extension '{}'", doc.name, ext.schema))
+                    })?;
+                    extensions.push((schema, ext.required));
+                }
+                let endpoint = doc.endpoint.trim_start_matches('/').to_ascii_lowercase();
+                if endpoint.is_empty() || endpoint.contains('/') {
+                    return Err(load_error(name, format!("resource type {} has an invalid endpoint '{}'", doc.name, doc.endpoint)));
+                }
+                if by_endpoint.insert(endpoint, types.len()).is_some() {
+                    return Err(load_error(name, format!("endpoint '{}' defined twice", doc.endpoint)));
+                }
+                types.push(Arc::new(ResourceTypeDef {
+                    doc,
+                    core,
+                    extensions,
+                    common: common.clone(),
+                }));
+            }
+        }
+        Ok(Registry {
+            schemas: loaded,
+            resource_types: types,
+            by_endpoint,
+        })
+    }
+
+    /// Every loaded schema document.
+    pub fn schemas(&self) -> &[Arc<Schema>] {
+        &self.schemas
+    }
+
+    /// The schema with URN `id` (case-insensitive).
+    pub fn schema(&self, id: &str) -> Option<&Arc<Schema>> {
+        self.schemas.iter().find(|s| s.id.eq_ignore_ascii_case(id))
+    }
+
+    /// Every resource type.
+    pub fn resource_types(&self) -> &[Arc<ResourceTypeDef>] {
+        &self.resource_types
+    }
+
+    /// The resource type served at `/{endpoint}` (case-insensitive).
+    pub fn by_endpoint(&self, endpoint: &str) -> Option<&Arc<ResourceTypeDef>> {
+        self.by_endpoint
+            .get(&endpoint.to_ascii_lowercase())
+            .and_then(|i| self.resource_types.get(*i))
+    }
+
+    /// The resource type named `name` (`User`).
+    pub fn by_name(&self, name: &str) -> Option<&Arc<ResourceTypeDef>> {
+        self.resource_types
+            .iter()
+            .find(|rt| rt.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Structural rules RFC 7643 puts on schema documents.
+fn check_schema(schema: &Schema) -> Result<(), String> {
+    if !schema.id.to_ascii_lowercase().starts_with("urn:") {
+        return Err(format!("schema id '{}' is not a URN", schema.id));
+    }
+    let mut seen = Vec::new();
+    for attr in &schema.attributes {
+        check_attribute(attr, false)?;
+        let lower = attr.name.to_ascii_lowercase();
+        if seen.contains(&lower) {
+            return Err(format!("attribute '{}' defined twice", attr.name));
+        }
+        seen.push(lower);
+    }
+    Ok(())
+}
+
+fn check_attribute(attr: &Attribute, nested: bool) -> Result<(), String> {
+    let valid_name = attr.name == "$ref"
+        || (attr.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && attr
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    if !valid_name {
+        return Err(format!("invalid attribute name '{}'", attr.name));
+    }
+    match attr.typ {
+        AttrType::Complex if nested => {
+            Err(format!("complex attribute '{}' cannot nest inside another", attr.name))
+        }
+        AttrType::Complex if attr.sub_attributes.is_empty() => {
+            Err(format!("complex attribute '{}' has no subAttributes", attr.name))
+        }
+        AttrType::Complex => attr
+            .sub_attributes
+            .iter()
+            .try_for_each(|s| check_attribute(s, true)),
+        _ if !attr.sub_attributes.is_empty() => {
+            Err(format!("attribute '{}' is not complex but has subAttributes", attr.name))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,380 @@
+//! The resource service: every SCIM operation on resources, expressed over the
+//! [`Store`] trait. HTTP handlers parse requests into typed values and call one
+//! method here.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::error::{ScimError, ScimResult};
+use crate::index::{MetaFacts, index_entries, unique_values};
+use crate::projection::Projection;
+use crate::query::{Cond, Paging, Query};
+use crate::resource::{ResourceInput, carry_over, check_required, hash_write_only, parse_input, render};
+use crate::schema::{Registry, ResourceTypeDef};
+use crate::store::{Member, MemberChange, ResourceWrite, Store, StoreError, StoredResource};
+use crate::value::format_timestamp;
+
+/// How many times a write without `If-Match` is retried when a concurrent
+/// write moved the version underneath it.
+const MAX_WRITE_ATTEMPTS: usize = 16;
+
+/// Settings the service needs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Public base URL of the SCIM API, without trailing slash
+    /// (e.g. `http://127.0.0.1:8080/scim/v2`); used in `meta.location`.
+    pub base_url: String,
+    /// Page size when the client gives no `count`.
+    pub default_count: u64,
+    /// Largest page served; larger `count` values are lowered to it.
+    pub max_count: u64,
+}
+
+/// A version precondition from `If-Match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// No `If-Match`, or `*`.
+    None,
+    /// `If-Match: W/"n"`.
+    Version(i64),
+    /// An `If-Match` that cannot match any version of ours.
+    Unmatchable,
+}
+
+/// A resource rendered as a full SCIM document (before projection).
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub resource_type: Arc<ResourceTypeDef>,
+    pub version: i64,
+    pub doc: Map<String, Value>,
+}
+
+/// A page of rendered resources.
+#[derive(Debug, Clone)]
+pub struct ResourcePage {
+    pub total: u64,
+    pub start_index: u64,
+    pub resources: Vec<Resource>,
+    /// Insertion-order position of the last resource, for cursors.
+    pub last_position: Option<i64>,
+}
+
+/// A list or search request, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    pub filter: Option<scimd_filter::Filter>,
+    pub sort_by: Option<String>,
+    pub descending: bool,
+    pub start_index: Option<u64>,
+    pub count: Option<u64>,
+    /// Cursor paging: `Some(None)` for the first page.
+    pub cursor: Option<Option<i64>>,
+}
+
+/// Every SCIM resource operation.
+pub struct ResourceService {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    config: ServiceConfig,
+}
+
+impl ResourceService {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, config: ServiceConfig) -> Self {
+        ResourceService { store, registry, config }
+    }
+
+    /// The schema registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// POST: creates a resource.
+    pub async fn create(&self, rt: &Arc<ResourceTypeDef>, body: Value) -> ScimResult<Resource> {
+        let mut input = parse_input(rt, body)?;
+        check_required(rt, &input)?;
+        input = hash_secrets(rt, input).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now();
+        let write = self.prepare(rt, &id, input.data, input.members, &now, &now, 1);
+        let stored = self.store.create(write).await?;
+        self.finish(rt, stored, &Projection::all()).await
+    }
+
+    /// GET: one resource, loading members and groups only if they will show.
+    pub async fn get(&self, rt: &Arc<ResourceTypeDef>, id: &str, projection: &Projection) -> ScimResult<Resource> {
+        let with_members = rt.has_members() && projection.shows_core(rt, "members");
+        let stored = self
+            .store
+            .get(rt.name(), id, with_members)
+            .await?
+            .ok_or_else(|| not_found(rt, id))?;
+        self.finish(rt, stored, projection).await
+    }
+
+    /// PUT: replaces a resource (RFC 7644 section 3.5.1).
+    pub async fn replace(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        body: Value,
+        precondition: Precondition,
+    ) -> ScimResult<Resource> {
+        let input = parse_input(rt, body)?;
+        check_required(rt, &input)?;
+        let input = hash_secrets(rt, input).await?;
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let old = self.store.get(rt.name(), id, false).await?.ok_or_else(|| not_found(rt, id))?;
+            check_precondition(precondition, old.version)?;
+            let mut data = input.data.clone();
+            carry_over(rt, &old.data, &mut data)?;
+            let members = rt.has_members().then(|| input.members.clone().unwrap_or_default());
+            let now = now();
+            let write = self.prepare(rt, id, data, members, &old.created, &now, old.version + 1);
+            match self.store.replace(write, Some(old.version)).await {
+                Ok(stored) => return self.finish(rt, stored, &Projection::all()).await,
+                Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ScimError::Unavailable("the resource is being changed concurrently; retry".into()))
+    }
+
+    /// Applies a new document to an existing resource (used by PATCH): the
+    /// same rules as PUT, with optional membership changes instead of a full
+    /// member list.
+    pub async fn write_patched(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        old: &StoredResource,
+        data: Map<String, Value>,
+        members: Option<Vec<Member>>,
+    ) -> ScimResult<StoredResource> {
+        let mut input = ResourceInput { data, members };
+        check_required(rt, &input)?;
+        input = hash_secrets(rt, input).await?;
+        let now = now();
+        let write = self.prepare(rt, &old.id, input.data, input.members, &old.created, &now, old.version + 1);
+        Ok(self.store.replace(write, Some(old.version)).await?)
+    }
+
+    /// Membership changes without rewriting the group.
+    pub async fn change_members(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        changes: Vec<MemberChange>,
+        expected_version: Option<i64>,
+    ) -> ScimResult<i64> {
+        let types = member_types(&self.registry);
+        Ok(self.store.change_members(rt.name(), id, changes, types, expected_version, now()).await?)
+    }
+
+    /// DELETE: removes a resource and its memberships.
+    pub async fn delete(&self, rt: &Arc<ResourceTypeDef>, id: &str, precondition: Precondition) -> ScimResult<()> {
+        let expected = match precondition {
+            Precondition::None => None,
+            Precondition::Version(v) => Some(v),
+            Precondition::Unmatchable => Some(-1),
+        };
+        match self.store.delete(rt.name(), id, expected).await {
+            Err(StoreError::NotFound) => Err(not_found(rt, id)),
+            other => Ok(other?),
+        }
+    }
+
+    /// GET list / POST .search over one or more resource types.
+    pub async fn list(
+        &self,
+        types: &[Arc<ResourceTypeDef>],
+        request: &ListRequest,
+        projection_for: impl Fn(&ResourceTypeDef) -> ScimResult<Projection>,
+    ) -> ScimResult<(ResourcePage, Vec<Projection>)> {
+        let first = types.first().ok_or_else(|| ScimError::Internal("no resource type".into()))?;
+        let filter = match &request.filter {
+            None => None,
+            Some(f) => Some(resolve_for_all(types, f)?),
+        };
+        let sort = match &request.sort_by {
+            None => None,
+            Some(s) => Some(crate::query::resolve_sort(first, s, request.descending)?),
+        };
+        let count = request.count.unwrap_or(self.config.default_count).min(self.config.max_count);
+        let start = request.start_index.unwrap_or(1).max(1);
+        let paging = match request.cursor {
+            Some(after) => Paging::Cursor { after, count },
+            None => Paging::Index { start, count },
+        };
+        let projections: Vec<Projection> = types.iter().map(|rt| projection_for(rt)).collect::<ScimResult<_>>()?;
+        let with_members = types
+            .iter()
+            .zip(&projections)
+            .any(|(rt, p)| rt.has_members() && p.shows_core(rt, "members"));
+        let query = Query {
+            resource_types: types.iter().map(|rt| rt.name().to_string()).collect(),
+            filter,
+            sort,
+            paging,
+            with_members,
+        };
+        let page = self.store.query(query).await?;
+        let mut resources = Vec::with_capacity(page.items.len());
+        let mut last_position = None;
+        for stored in page.items {
+            last_position = Some(stored.position);
+            let (rt, projection) = types
+                .iter()
+                .zip(&projections)
+                .find(|(rt, _)| rt.name() == stored.resource_type)
+                .ok_or_else(|| ScimError::Internal("store returned an unexpected type".into()))?;
+            resources.push(self.finish(rt, stored, projection).await?);
+        }
+        Ok((ResourcePage { total: page.total, start_index: start, resources, last_position }, projections))
+    }
+
+    /// Reads the stored form of a resource (for PATCH).
+    pub async fn load(&self, rt: &Arc<ResourceTypeDef>, id: &str, with_members: bool) -> ScimResult<StoredResource> {
+        self.store
+            .get(rt.name(), id, with_members)
+            .await?
+            .ok_or_else(|| not_found(rt, id))
+    }
+
+    /// Renders a stored resource, computing `groups` when it will show.
+    pub async fn finish(&self, rt: &Arc<ResourceTypeDef>, stored: StoredResource, projection: &Projection) -> ScimResult<Resource> {
+        let groups = if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
+            Some(self.store.groups_of(&stored.id).await?)
+        } else {
+            None
+        };
+        let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
+        Ok(Resource { resource_type: rt.clone(), version: stored.version, doc })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &self,
+        rt: &ResourceTypeDef,
+        id: &str,
+        data: Map<String, Value>,
+        members: Option<Vec<Member>>,
+        created: &str,
+        modified: &str,
+        version: i64,
+    ) -> ResourceWrite {
+        let facts = MetaFacts { id, created, modified, version };
+        ResourceWrite {
+            resource_type: rt.name().to_string(),
+            id: id.to_string(),
+            index: index_entries(rt, &data, &facts),
+            unique: unique_values(rt, &data),
+            data,
+            members,
+            member_types: member_types(&self.registry),
+            now: modified.to_string(),
+        }
+    }
+}
+
+/// Resource types a group member may be: those that show computed `groups`,
+/// and those that have members themselves (nested groups).
+fn member_types(registry: &Registry) -> Vec<String> {
+    registry
+        .resource_types()
+        .iter()
+        .filter(|rt| rt.has_computed_groups() || rt.has_members())
+        .map(|rt| rt.name().to_string())
+        .collect()
+}
+
+/// For root searches a filter must make sense for every type searched; an
+/// attribute unknown to one type simply matches nothing there.
+fn resolve_for_all(types: &[Arc<ResourceTypeDef>], filter: &scimd_filter::Filter) -> ScimResult<Cond> {
+    let mut first_error = None;
+    let mut resolved = None;
+    for rt in types {
+        match crate::query::resolve_filter(rt, filter) {
+            Ok(cond) => {
+                if resolved.is_none() {
+                    resolved = Some(cond);
+                }
+            }
+            Err(e) => {
+                if first_error.is_none() {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    match (resolved, first_error) {
+        (Some(cond), _) => Ok(cond),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(ScimError::Internal("no resource type".into())),
+    }
+}
+
+fn check_precondition(precondition: Precondition, current: i64) -> ScimResult<()> {
+    match precondition {
+        Precondition::None => Ok(()),
+        Precondition::Version(v) if v == current => Ok(()),
+        _ => Err(ScimError::PreconditionFailed(format!(
+            "If-Match does not match the current version W/\"{current}\""
+        ))),
+    }
+}
+
+fn not_found(rt: &ResourceTypeDef, id: &str) -> ScimError {
+    ScimError::NotFound(format!("{} {id} not found", rt.name()))
+}
+
+fn now() -> String {
+    format_timestamp(OffsetDateTime::now_utc())
+}
+
+/// Argon2 is deliberately slow; it runs off the async workers.
+async fn hash_secrets(rt: &Arc<ResourceTypeDef>, mut input: ResourceInput) -> ScimResult<ResourceInput> {
+    let needs_hash = rt.core.attributes.iter().any(|a| {
+        a.mutability == crate::schema::Mutability::WriteOnly && input.data.contains_key(&a.name)
+    });
+    if !needs_hash {
+        return Ok(input);
+    }
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || {
+        hash_write_only(&rt, &mut input.data)?;
+        Ok(input)
+    })
+    .await
+    .map_err(|e| ScimError::Internal(format!("hashing task failed: {e}")))?
+}
+
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Uniqueness { attr } => {
+                ScimError::Uniqueness(format!("another resource already has this {attr}"))
+            }
+            StoreError::NotFound => ScimError::NotFound("resource not found".into()),
+            StoreError::VersionMismatch { current } => ScimError::PreconditionFailed(format!(
+                "If-Match does not match the current version W/\"{current}\""
+            )),
+            StoreError::UnknownMember(id) => {
+                ScimError::InvalidValue(format!("member '{id}' does not exist"))
+            }
+            StoreError::Conflict => ScimError::Unavailable("write conflict; retry".into()),
+            StoreError::Backend(detail) => ScimError::Internal(detail),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The storage boundary. The core decides everything about SCIM semantics and
+//! hands the store fully prepared writes (document, unique values, index
+//! entries, memberships) and resolved queries; a store only persists and
+//! queries them, atomically. Implementations live in `scimd-store`.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::query::Query;
+
+/// Failures a store reports. Converted into SCIM errors in one place
+/// ([`From<StoreError> for ScimError`](crate::error::ScimError)).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique value is already taken; names the attribute key.
+    #[error("{attr} is already taken")]
+    Uniqueness { attr: String },
+    /// No resource with that type and id.
+    #[error("resource not found")]
+    NotFound,
+    /// The resource exists but its version is not the expected one.
+    #[error("version mismatch: the resource is at version {current}")]
+    VersionMismatch { current: i64 },
+    /// A member reference names no resource (or one of the wrong type).
+    #[error("member '{0}' does not exist")]
+    UnknownMember(String),
+    /// A write collided with a concurrent one and may be retried.
+    #[error("write conflict, retry")]
+    Conflict,
+    /// The backend failed; the text is for logs, not clients.
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// One membership row: `member` belongs to the group that owns the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub value: String,
+    /// `User` or `Group` as sent or as found in the store.
+    pub typ: Option<String>,
+    pub display: Option<String>,
+}
+
+/// A value kept in the index for filtering and sorting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry {
+    /// Lower-case attribute key, see [`crate::schema::AttrRef::key`].
+    pub key: String,
+    /// Position of the element in a multi-valued attribute (0 otherwise);
+    /// entries of one element share it so value filters can correlate them.
+    pub elem: u32,
+    /// The element has `primary: true`; sorting prefers it.
+    pub primary: bool,
+    pub text: Option<String>,
+    pub number: Option<f64>,
+}
+
+/// A value that must be unique (per resource type, or server-wide when
+/// `global`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueValue {
+    pub key: String,
+    pub value: String,
+    pub global: bool,
+}
+
+/// Everything a create or replace persists, prepared by the core.
+#[derive(Debug, Clone)]
+pub struct ResourceWrite {
+    pub resource_type: String,
+    pub id: String,
+    pub data: Map<String, Value>,
+    pub unique: Vec<UniqueValue>,
+    pub index: Vec<IndexEntry>,
+    /// `None` leaves memberships as they are; `Some` replaces them.
+    pub members: Option<Vec<Member>>,
+    /// Resource types a member may be, by name (`User`, `Group`).
+    pub member_types: Vec<String>,
+    /// RFC 3339 timestamp of the write.
+    pub now: String,
+}
+
+/// A membership change that does not rewrite the group document.
+#[derive(Debug, Clone)]
+pub enum MemberChange {
+    Add(Vec<Member>),
+    Remove(Vec<String>),
+    RemoveAll,
+}
+
+/// A resource as stored.
+#[derive(Debug, Clone)]
+pub struct StoredResource {
+    /// Insertion-order position; stable, used for default order and cursors.
+    pub position: i64,
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+    pub data: Map<String, Value>,
+    /// Loaded only when asked for.
+    pub members: Option<Vec<Member>>,
+}
+
+/// A group a resource belongs to, directly or through nested groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMembership {
+    pub group_id: String,
+    pub display: Option<String>,
+    pub direct: bool,
+}
+
+/// A page of query results.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub total: u64,
+    pub items: Vec<StoredResource>,
+}
+
+/// Persistence of SCIM resources. Every method is atomic; writes are durable
+/// when they return `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts a new resource at version 1.
+    async fn create(&self, write: ResourceWrite) -> Result<StoredResource, StoreError>;
+
+    /// Reads one resource; `with_members` also loads its memberships.
+    async fn get(
+        &self,
+        resource_type: &str,
+        id: &str,
+        with_members: bool,
+    ) -> Result<Option<StoredResource>, StoreError>;
+
+    /// Replaces a resource's document (compare-and-swap on `expected_version`
+    /// when given) and bumps its version.
+    async fn replace(
+        &self,
+        write: ResourceWrite,
+        expected_version: Option<i64>,
+    ) -> Result<StoredResource, StoreError>;
+
+    /// Changes memberships of a group without reading or rewriting the others
+    /// and bumps its version; returns the new version.
+    async fn change_members(
+        &self,
+        resource_type: &str,
+        id: &str,
+        changes: Vec<MemberChange>,
+        member_types: Vec<String>,
+        expected_version: Option<i64>,
+        now: String,
+    ) -> Result<i64, StoreError>;
+
+    /// Deletes a resource and every membership that names it.
+    async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Runs a resolved query: filter, sort and page in the database.
+    async fn query(&self, query: Query) -> Result<Page, StoreError>;
+
+    /// The groups `member_id` belongs to, direct and inherited.
+    async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError>;
+}

@@ -1,0 +1,191 @@
+//! Typed handling of attribute values: coercion of client input to the
+//! attribute's type, and the comparable forms used by filters, sorting and the
+//! index. Both the SQL path and the in-memory evaluator use these functions, so
+//! they agree on every case rule.
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::{ScimError, ScimResult};
+use crate::schema::{AttrType, Attribute};
+
+/// A value in the form the index stores and filters compare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparable {
+    /// A string: lower-cased unless the attribute is caseExact; dateTimes in
+    /// a fixed-width UTC form so that text order is time order.
+    Text(String),
+    /// Integers, decimals, and booleans (0 or 1).
+    Number(f64),
+}
+
+/// Parses an xsd:dateTime / RFC 3339 value.
+pub fn parse_datetime(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+/// The fixed-width UTC text of a dateTime, e.g. `2021-03-03T17:39:59.000000000Z`.
+pub fn datetime_key(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
+/// The RFC 3339 text used in `meta.created` / `meta.lastModified`.
+pub fn format_timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The comparable form of a stored (already coerced) scalar value of `attr`.
+/// `None` for values that are not indexed: empty strings, nulls, objects.
+pub fn comparable(attr: &Attribute, value: &Value) -> Option<Comparable> {
+    match (attr.typ, value) {
+        (AttrType::Boolean, Value::Bool(b)) => Some(Comparable::Number(f64::from(u8::from(*b)))),
+        (AttrType::Integer | AttrType::Decimal, Value::Number(n)) => n.as_f64().map(Comparable::Number),
+        (AttrType::DateTime, Value::String(s)) => parse_datetime(s).map(|t| Comparable::Text(datetime_key(t))),
+        (_, Value::String(s)) if s.is_empty() => None,
+        (_, Value::String(s)) => Some(Comparable::Text(fold(attr, s))),
+        _ => None,
+    }
+}
+
+/// Applies the attribute's case rule to a string.
+pub fn fold(attr: &Attribute, s: &str) -> String {
+    if attr.compares_exactly() {
+        s.to_string()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+/// Coerces one client-supplied value of `attr` to its stored form. Returns
+/// `Ok(None)` for null and empty arrays (unassigned, RFC 7643 section 2.5).
+/// `where_` names the attribute in error messages.
+pub fn coerce(attr: &Attribute, value: Value, where_: &str) -> ScimResult<Option<Value>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if attr.multi_valued {
+        let items = match value {
+            Value::Array(items) => items,
+            // A lone value for a multi-valued attribute: accepted as one element.
+            other => vec![other],
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(v) = coerce_single(attr, item, where_)? {
+                out.push(v);
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        check_single_primary(attr, &out, where_)?;
+        return Ok(Some(Value::Array(out)));
+    }
+    if value.is_array() {
+        return Err(ScimError::InvalidValue(format!(
+            "'{where_}' is single-valued but an array was given"
+        )));
+    }
+    coerce_single(attr, value, where_)
+}
+
+/// Coerces a single (non-array) value of `attr`.
+pub fn coerce_single(attr: &Attribute, value: Value, where_: &str) -> ScimResult<Option<Value>> {
+    let wrong = |expected: &str| {
+        ScimError::InvalidValue(format!("'{where_}' must be {expected}"))
+    };
+    match (attr.typ, value) {
+        (_, Value::Null) => Ok(None),
+        (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
+            Ok(Some(Value::String(s)))
+        }
+        (AttrType::String | AttrType::Reference | AttrType::Binary, _) => Err(wrong("a string")),
+        (AttrType::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(b))),
+        // Entra ID and others send booleans as "True"/"False".
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(Value::Bool(true))),
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(Value::Bool(false))),
+        (AttrType::Boolean, _) => Err(wrong("a boolean")),
+        (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(Value::Number(n))),
+        (AttrType::Integer, _) => Err(wrong("an integer")),
+        (AttrType::Decimal, Value::Number(n)) => Ok(Some(Value::Number(n))),
+        (AttrType::Decimal, _) => Err(wrong("a decimal number")),
+        (AttrType::DateTime, Value::String(s)) => match parse_datetime(&s) {
+            Some(_) => Ok(Some(Value::String(s))),
+            None => Err(wrong("an xsd:dateTime such as 2024-05-01T12:00:00Z")),
+        },
+        (AttrType::DateTime, _) => Err(wrong("an xsd:dateTime string")),
+        (AttrType::Complex, Value::Object(map)) => coerce_complex(attr, map, where_),
+        (AttrType::Complex, _) => Err(wrong("an object")),
+    }
+}
+
+/// Coerces a complex value: canonical sub-attribute names, types checked,
+/// readOnly sub-attributes dropped, unknown sub-attributes refused.
+fn coerce_complex(attr: &Attribute, map: Map<String, Value>, where_: &str) -> ScimResult<Option<Value>> {
+    let mut out = Map::new();
+    for (key, value) in map {
+        let Some(sub) = attr.sub(&key) else {
+            if value.is_null() {
+                continue;
+            }
+            return Err(ScimError::InvalidValue(format!(
+                "unknown attribute '{where_}.{key}'"
+            )));
+        };
+        if sub.mutability == crate::schema::Mutability::ReadOnly {
+            continue;
+        }
+        let sub_where = format!("{where_}.{}", sub.name);
+        if let Some(v) = coerce(sub, value, &sub_where)? {
+            out.insert(sub.name.clone(), v);
+        }
+    }
+    if out.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Value::Object(out)))
+}
+
+/// RFC 7643 section 2.4: the primary attribute is true for at most one value.
+fn check_single_primary(attr: &Attribute, items: &[Value], where_: &str) -> ScimResult<()> {
+    if attr.typ != AttrType::Complex || attr.sub("primary").is_none() {
+        return Ok(());
+    }
+    let primaries = items
+        .iter()
+        .filter(|v| v.get("primary") == Some(&Value::Bool(true)))
+        .count();
+    if primaries > 1 {
+        return Err(ScimError::InvalidValue(format!(
+            "'{where_}' has {primaries} values with primary true; at most one is allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Case-insensitive lookup of a key in a JSON object.
+pub fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key)
+        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+}
