@@ -1,6 +1,7 @@
 //! Argon2id hashing of write-only values and client secrets.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 
 use crate::error::{ScimError, ScimResult};

@@ -40,7 +40,7 @@ fn load_error(source_name: &str, problem: impl Into<String>) -> SchemaLoadError 
 }
 
 /// Where an attribute lives in a resource document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum AttrScope<'a> {
     /// `id`, `externalId`, `meta` (RFC 7643 section 3.1).
     Common,

@@ -1,0 +1,72 @@
+//! Request parsing at the edge: JSON bodies with SCIM errors, preconditions.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use scimd_core::ScimError;
+use scimd_core::service::Precondition;
+use serde_json::Value;
+
+use crate::{ApiError, AppState};
+
+/// A JSON request body: malformed JSON is 400 invalidSyntax, an oversized body 413.
+pub struct ScimJson(pub Value);
+
+impl FromRequest<AppState> for ScimJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+            let ct = ct.to_ascii_lowercase();
+            if !(ct.contains("json") || ct.starts_with("text/plain")) {
+                return Err(ScimError::UnsupportedMediaType(format!(
+                    "Content-Type {ct} is not accepted; send application/scim+json"
+                ))
+                .into());
+            }
+        }
+        let limit = state.max_body;
+        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+            ApiError(ScimError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")))
+        })?;
+        parse_json(&body).map(ScimJson)
+    }
+}
+
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(ScimError::InvalidSyntax(format!("the body is not valid JSON: {e}"))))
+}
+
+/// `If-Match` as a precondition on the stored version.
+pub fn if_match(headers: &HeaderMap) -> Precondition {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        None => Precondition::None,
+        Some(v) if v.trim() == "*" => Precondition::None,
+        Some(v) => v
+            .split(',')
+            .find_map(parse_etag)
+            .map(Precondition::Version)
+            .unwrap_or(Precondition::Unmatchable),
+    }
+}
+
+/// The versions named by `If-None-Match`.
+pub fn if_none_match(headers: &HeaderMap) -> Vec<i64> {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').filter_map(parse_etag).collect())
+        .unwrap_or_default()
+}
+
+fn parse_etag(tag: &str) -> Option<i64> {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    tag.trim_matches('"').parse().ok()
+}
+
+/// 204/304 helpers share this.
+pub fn status_only(status: StatusCode) -> axum::response::Response {
+    axum::response::IntoResponse::into_response(status)
+}

@@ -1,0 +1,270 @@
+//! Resource endpoints, generic over every resource type in the registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use scimd_core::ScimError;
+use scimd_core::projection::Projection;
+use scimd_core::resource::etag;
+use scimd_core::schema::ResourceTypeDef;
+use scimd_core::service::{ListRequest, Resource, ResourcePage};
+use serde_json::{Value, json};
+
+use crate::extract::{ScimJson, if_match, if_none_match, status_only};
+use crate::{ApiError, AppState, SCIM_JSON};
+
+type Params = Query<HashMap<String, String>>;
+
+fn resource_type(state: &AppState, endpoint: &str) -> Result<Arc<ResourceTypeDef>, ApiError> {
+    state
+        .service
+        .registry()
+        .by_endpoint(endpoint)
+        .cloned()
+        .ok_or_else(|| ApiError(ScimError::NotFound(format!("no endpoint /{endpoint}"))))
+}
+
+fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// A SCIM JSON response.
+pub fn scim_json(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    r
+}
+
+fn single(status: StatusCode, resource: Resource, projection: &Projection) -> Response {
+    let location = resource.doc.get("meta").and_then(|m| m.get("location")).and_then(Value::as_str).map(str::to_string);
+    let doc = projection.apply(&resource.resource_type, resource.doc);
+    let mut r = scim_json(status, &Value::Object(doc));
+    if let Ok(v) = HeaderValue::from_str(&etag(resource.version)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    r
+}
+
+fn projection(rt: &ResourceTypeDef, params: &HashMap<String, String>) -> Result<Projection, ApiError> {
+    Ok(Projection::parse(rt, param(params, "attributes"), param(params, "excludedAttributes"))?)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(endpoint): Path<String>,
+    Query(params): Params,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&state, &endpoint)?;
+    let p = projection(&rt, &params)?;
+    let created = state.service.create(&rt, body).await?;
+    Ok(single(StatusCode::CREATED, created, &p))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path((endpoint, id)): Path<(String, String)>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&state, &endpoint)?;
+    let p = projection(&rt, &params)?;
+    let resource = state.service.get(&rt, &id, &p).await?;
+    if if_none_match(&headers).contains(&resource.version) {
+        let mut r = status_only(StatusCode::NOT_MODIFIED);
+        if let Ok(v) = HeaderValue::from_str(&etag(resource.version)) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(r);
+    }
+    Ok(single(StatusCode::OK, resource, &p))
+}
+
+pub async fn replace(
+    State(state): State<AppState>,
+    Path((endpoint, id)): Path<(String, String)>,
+    Query(params): Params,
+    headers: HeaderMap,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&state, &endpoint)?;
+    let p = projection(&rt, &params)?;
+    let replaced = state.service.replace(&rt, &id, body, if_match(&headers)).await?;
+    Ok(single(StatusCode::OK, replaced, &p))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((endpoint, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&state, &endpoint)?;
+    state.service.delete(&rt, &id, if_match(&headers)).await?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// PATCH is not implemented yet; ServiceProviderConfig says so.
+pub async fn patch(Path((endpoint, _id)): Path<(String, String)>) -> ApiError {
+    ApiError(ScimError::NotImplemented(format!("PATCH on /{endpoint} is not implemented yet; use PUT")))
+}
+
+pub async fn no_route() -> ApiError {
+    ApiError(ScimError::NotFound("no such SCIM endpoint".into()))
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    match param(params, name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError(ScimError::InvalidValue(format!("{name} must be an integer")))),
+    }
+}
+
+fn parse_filter(text: Option<&str>) -> Result<Option<scimd_filter::Filter>, ApiError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => scimd_filter::parse_filter(t)
+            .map(Some)
+            .map_err(|e| ApiError(ScimError::InvalidFilter(format!("invalid filter: {e}")))),
+    }
+}
+
+fn descending(order: Option<&str>) -> Result<bool, ApiError> {
+    match order.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("ascending") => Ok(false),
+        Some("descending") => Ok(true),
+        Some(other) => Err(ApiError(ScimError::InvalidValue(format!(
+            "sortOrder must be ascending or descending, not '{other}'"
+        )))),
+    }
+}
+
+fn list_request(
+    filter: Option<&str>,
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+) -> Result<ListRequest, ApiError> {
+    Ok(ListRequest {
+        filter: parse_filter(filter)?,
+        sort_by: sort_by.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string),
+        descending: descending(sort_order)?,
+        // RFC 7644 3.4.2.4: startIndex < 1 is 1; a negative count is 0.
+        start_index: start_index.map(|s| u64::try_from(s.max(1)).unwrap_or(1)),
+        count: count.map(|c| u64::try_from(c.max(0)).unwrap_or(0)),
+        cursor: None,
+    })
+}
+
+fn list_response(page: ResourcePage) -> Response {
+    let resources: Vec<Value> = page.resources.into_iter().map(|r| Value::Object(r.doc)).collect();
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": page.total,
+        "startIndex": page.start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    scim_json(StatusCode::OK, &body)
+}
+
+async fn run_list(
+    state: &AppState,
+    types: Vec<Arc<ResourceTypeDef>>,
+    request: ListRequest,
+    attributes: Option<String>,
+    excluded: Option<String>,
+) -> Result<Response, ApiError> {
+    let (mut page, projections) = state
+        .service
+        .list(&types, &request, |rt| Projection::parse(rt, attributes.as_deref(), excluded.as_deref()))
+        .await?;
+    for r in &mut page.resources {
+        if let Some((_, p)) = types.iter().zip(&projections).find(|(t, _)| t.name() == r.resource_type.name()) {
+            let doc = std::mem::take(&mut r.doc);
+            r.doc = p.apply(&r.resource_type, doc);
+        }
+    }
+    Ok(list_response(page))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(endpoint): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&state, &endpoint)?;
+    let request = list_request(
+        param(&params, "filter"),
+        param(&params, "sortBy"),
+        param(&params, "sortOrder"),
+        number(&params, "startIndex")?,
+        number(&params, "count")?,
+    )?;
+    let attributes = param(&params, "attributes").map(str::to_string);
+    let excluded = param(&params, "excludedAttributes").map(str::to_string);
+    run_list(&state, vec![rt], request, attributes, excluded).await
+}
+
+/// A SearchRequest body (RFC 7644 section 3.4.3).
+fn search_request(body: &Value) -> Result<(ListRequest, Option<String>, Option<String>), ApiError> {
+    let Value::Object(map) = body else {
+        return Err(ApiError(ScimError::InvalidSyntax("a SearchRequest must be a JSON object".into())));
+    };
+    let get = |name: &str| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let text = |name: &str| -> Result<Option<String>, ApiError> {
+        match get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Array(items)) if name.to_ascii_lowercase().contains("attributes") => Ok(Some(
+                items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+            )),
+            Some(_) => Err(ApiError(ScimError::InvalidValue(format!("'{name}' has the wrong type")))),
+        }
+    };
+    let int = |name: &str| -> Result<Option<i64>, ApiError> {
+        match get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ApiError(ScimError::InvalidValue(format!("'{name}' must be an integer")))),
+        }
+    };
+    let request = list_request(
+        text("filter")?.as_deref(),
+        text("sortBy")?.as_deref(),
+        text("sortOrder")?.as_deref(),
+        int("startIndex")?,
+        int("count")?,
+    )?;
+    Ok((request, text("attributes")?, text("excludedAttributes")?))
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    Path(endpoint): Path<String>,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&state, &endpoint)?;
+    let (request, attributes, excluded) = search_request(&body)?;
+    run_list(&state, vec![rt], request, attributes, excluded).await
+}
+
+pub async fn search_root(State(state): State<AppState>, ScimJson(body): ScimJson) -> Result<Response, ApiError> {
+    let types = state.service.registry().resource_types().to_vec();
+    let (request, attributes, excluded) = search_request(&body)?;
+    run_list(&state, types, request, attributes, excluded).await
+}

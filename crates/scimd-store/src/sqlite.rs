@@ -1,0 +1,501 @@
+//! SQLite store: WAL, `synchronous=FULL`, one writer thread that commits
+//! concurrent writes together (group commit), and a pool of reader
+//! connections used from blocking threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};
+use scimd_core::query::{Paging, Query};
+use scimd_core::store::{
+    GroupMembership, Member, MemberChange, Page, ResourceWrite, Store, StoreError, StoredResource,
+};
+
+use crate::translate::{Sql, condition, order_by};
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations.sql")];
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+
+/// The embedded default store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = open(path)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("scimd-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(SqliteStore { path: path.to_path_buf(), writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    /// Runs `f` inside the next group-committed write transaction; resolves
+    /// after the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, deliver)
+        });
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::Backend("writer lock poisoned".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Backend("writer thread stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("writer dropped the request".into()))?
+    }
+
+    /// Runs `f` on a reader connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open(&path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = readers.lock() {
+                if pool.len() < 16 {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+        if version <= current {
+            continue;
+        }
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {version}")).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut delivers = Vec::with_capacity(batch.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = StoreError::Backend(e.to_string());
+            for job in batch {
+                // Jobs never ran: report the failure without running them.
+                drop(job);
+                let _ = &err;
+            }
+            continue;
+        }
+        for job in batch {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let (ok, deliver) = job(&conn);
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO job");
+            }
+            let _ = conn.execute_batch("RELEASE job");
+            delivers.push(deliver);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| StoreError::Backend(e.to_string()));
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for deliver in delivers {
+            deliver(match &commit {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            });
+        }
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+const COLUMNS: &str = "r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data";
+
+fn row_to_resource(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, i64, String, String, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+}
+
+fn to_stored(row: (i64, String, String, i64, String, String, String)) -> Result<StoredResource, StoreError> {
+    let (position, id, resource_type, version, created, modified, data) = row;
+    let data = match serde_json::from_str(&data) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(StoreError::Backend(format!("resource {id} has a corrupt document"))),
+    };
+    Ok(StoredResource { position, resource_type, id, version, created, modified, data, members: None })
+}
+
+fn load_members(conn: &Connection, group_seq: i64) -> Result<Vec<Member>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT r.id, r.rtype, COALESCE(m.display, json_extract(r.data, '$.displayName'), json_extract(r.data, '$.userName'))
+             FROM members m JOIN resources r ON r.seq = m.member_seq WHERE m.group_seq = ? ORDER BY m.member_seq",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([group_seq], |row| {
+            Ok(Member { value: row.get(0)?, typ: Some(row.get(1)?), display: row.get(2)? })
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
+/// Writes unique values, index entries and (optionally) memberships of `seq`.
+fn write_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result<(), StoreError> {
+    let mut unique = conn
+        .prepare_cached("INSERT INTO unique_values (scope, key, value, seq) VALUES (?, ?, ?, ?)")
+        .map_err(backend)?;
+    for u in &w.unique {
+        let scope = if u.global { "*" } else { w.resource_type.as_str() };
+        unique.execute(params![scope, u.key, u.value, seq]).map_err(|e| {
+            if is_unique_violation(&e) { StoreError::Uniqueness { attr: u.key.clone() } } else { backend(e) }
+        })?;
+    }
+    let mut index = conn
+        .prepare_cached("INSERT INTO attr_values (seq, key, elem, prim, s, n) VALUES (?, ?, ?, ?, ?, ?)")
+        .map_err(backend)?;
+    for e in &w.index {
+        index.execute(params![seq, e.key, e.elem, e.primary, e.text, e.number]).map_err(backend)?;
+    }
+    if let Some(members) = &w.members {
+        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq]).map_err(backend)?;
+        add_members(conn, seq, members, &w.member_types)?;
+    }
+    Ok(())
+}
+
+fn add_members(conn: &Connection, group_seq: i64, members: &[Member], types: &[String]) -> Result<(), StoreError> {
+    let mut find = conn.prepare_cached("SELECT seq, rtype FROM resources WHERE id = ?").map_err(backend)?;
+    let mut insert = conn
+        .prepare_cached("INSERT INTO members (group_seq, member_seq, display) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        .map_err(backend)?;
+    for m in members {
+        let found: Option<(i64, String)> =
+            find.query_row([&m.value], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(backend)?;
+        let Some((member_seq, rtype)) = found else {
+            return Err(StoreError::UnknownMember(m.value.clone()));
+        };
+        let type_ok = types.iter().any(|t| t == &rtype) && m.typ.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(&rtype));
+        if !type_ok {
+            return Err(StoreError::UnknownMember(m.value.clone()));
+        }
+        insert.execute(params![group_seq, member_seq, m.display]).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// After a conditional statement touched no row: not found, or a version
+/// mismatch.
+fn explain_miss(conn: &Connection, rtype: &str, id: &str) -> StoreError {
+    match conn
+        .query_row("SELECT version FROM resources WHERE id = ? AND rtype = ?", [id, rtype], |r| r.get::<_, i64>(0))
+        .optional()
+    {
+        Ok(Some(current)) => StoreError::VersionMismatch { current },
+        Ok(None) => StoreError::NotFound,
+        Err(e) => backend(e),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await
+    }
+
+    async fn create(&self, w: ResourceWrite) -> Result<StoredResource, StoreError> {
+        self.write(move |conn| {
+            let data = serde_json::Value::Object(w.data.clone()).to_string();
+            conn.prepare_cached(
+                "INSERT INTO resources (id, rtype, version, created, modified, data) VALUES (?, ?, 1, ?, ?, ?)",
+            )
+            .and_then(|mut s| s.execute(params![w.id, w.resource_type, w.now, w.now, data]))
+            .map_err(backend)?;
+            let seq = conn.last_insert_rowid();
+            write_side_tables(conn, seq, &w)?;
+            let members = match &w.members {
+                Some(_) => Some(load_members(conn, seq)?),
+                None => None,
+            };
+            Ok(StoredResource {
+                position: seq,
+                resource_type: w.resource_type,
+                id: w.id,
+                version: 1,
+                created: w.now.clone(),
+                modified: w.now,
+                data: w.data,
+                members,
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, rtype: &str, id: &str, with_members: bool) -> Result<Option<StoredResource>, StoreError> {
+        let (rtype, id) = (rtype.to_string(), id.to_string());
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM resources r WHERE r.id = ? AND r.rtype = ?"))
+                .and_then(|mut s| s.query_row([&id, &rtype], row_to_resource).optional())
+                .map_err(backend)?;
+            let Some(row) = row else { return Ok(None) };
+            let mut stored = to_stored(row)?;
+            if with_members {
+                stored.members = Some(load_members(conn, stored.position)?);
+            }
+            Ok(Some(stored))
+        })
+        .await
+    }
+
+    async fn replace(&self, w: ResourceWrite, expected: Option<i64>) -> Result<StoredResource, StoreError> {
+        self.write(move |conn| {
+            let data = serde_json::Value::Object(w.data.clone()).to_string();
+            let row: Option<(i64, i64, String)> = conn
+                .prepare_cached(
+                    "UPDATE resources SET version = version + 1, modified = ?, data = ?
+                     WHERE id = ? AND rtype = ? AND (? IS NULL OR version = ?) RETURNING seq, version, created",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![w.now, data, w.id, w.resource_type, expected, expected], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                })
+                .map_err(backend)?;
+            let Some((seq, version, created)) = row else {
+                return Err(explain_miss(conn, &w.resource_type, &w.id));
+            };
+            conn.execute("DELETE FROM unique_values WHERE seq = ?", [seq]).map_err(backend)?;
+            conn.execute("DELETE FROM attr_values WHERE seq = ?", [seq]).map_err(backend)?;
+            write_side_tables(conn, seq, &w)?;
+            let members = match &w.members {
+                Some(_) => Some(load_members(conn, seq)?),
+                None => None,
+            };
+            Ok(StoredResource {
+                position: seq,
+                resource_type: w.resource_type,
+                id: w.id,
+                version,
+                created,
+                modified: w.now,
+                data: w.data,
+                members,
+            })
+        })
+        .await
+    }
+
+    async fn change_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        changes: Vec<MemberChange>,
+        member_types: Vec<String>,
+        expected: Option<i64>,
+        now: String,
+    ) -> Result<i64, StoreError> {
+        let (rtype, id) = (rtype.to_string(), id.to_string());
+        self.write(move |conn| {
+            let row: Option<(i64, i64)> = conn
+                .prepare_cached(
+                    "UPDATE resources SET version = version + 1, modified = ?
+                     WHERE id = ? AND rtype = ? AND (? IS NULL OR version = ?) RETURNING seq, version",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![now, id, rtype, expected, expected], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                })
+                .map_err(backend)?;
+            let Some((seq, version)) = row else {
+                return Err(explain_miss(conn, &rtype, &id));
+            };
+            for change in &changes {
+                match change {
+                    MemberChange::Add(members) => add_members(conn, seq, members, &member_types)?,
+                    MemberChange::Remove(ids) => {
+                        let mut del = conn
+                            .prepare_cached(
+                                "DELETE FROM members WHERE group_seq = ? AND member_seq = (SELECT seq FROM resources WHERE id = ?)",
+                            )
+                            .map_err(backend)?;
+                        for member in ids {
+                            del.execute(params![seq, member]).map_err(backend)?;
+                        }
+                    }
+                    MemberChange::RemoveAll => {
+                        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq]).map_err(backend)?;
+                    }
+                }
+            }
+            let modified_key = scimd_core::value::parse_datetime(&now).map(scimd_core::value::datetime_key);
+            conn.execute(
+                "UPDATE attr_values SET s = ? WHERE seq = ? AND key = 'meta.lastmodified'",
+                params![modified_key, seq],
+            )
+            .map_err(backend)?;
+            conn.execute(
+                "UPDATE attr_values SET s = ? WHERE seq = ? AND key = 'meta.version'",
+                params![format!("W/\"{version}\""), seq],
+            )
+            .map_err(backend)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn delete(&self, rtype: &str, id: &str, expected: Option<i64>) -> Result<(), StoreError> {
+        let (rtype, id) = (rtype.to_string(), id.to_string());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM resources WHERE id = ? AND rtype = ? AND (? IS NULL OR version = ?)")
+                .and_then(|mut s| s.execute(params![id, rtype, expected, expected]))
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(explain_miss(conn, &rtype, &id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, q: Query) -> Result<Page, StoreError> {
+        self.read(move |conn| {
+            let mut filter = Sql::default();
+            filter.text.push_str(" WHERE r.rtype IN (");
+            for (i, t) in q.resource_types.iter().enumerate() {
+                if i > 0 {
+                    filter.text.push_str(", ");
+                }
+                filter.text.push('?');
+                filter.params.push(SqlValue::Text(t.clone()));
+            }
+            filter.text.push(')');
+            if let Some(cond) = &q.filter {
+                filter.text.push_str(" AND ");
+                condition(&mut filter, cond);
+            }
+            let count_sql = format!("SELECT count(*) FROM resources r{}", filter.text);
+            let total: i64 = conn
+                .prepare_cached(&count_sql)
+                .and_then(|mut s| s.query_row(params_from_iter(filter.params.iter()), |r| r.get(0)))
+                .map_err(backend)?;
+            let mut page = Sql { text: format!("SELECT {COLUMNS} FROM resources r{}", filter.text), params: filter.params };
+            let (limit, offset) = match q.paging {
+                Paging::Index { start, count } => (count, start.saturating_sub(1)),
+                Paging::Cursor { after, count } => {
+                    if let Some(after) = after {
+                        page.text.push_str(" AND r.seq > ?");
+                        page.params.push(SqlValue::Integer(after));
+                    }
+                    (count, 0)
+                }
+            };
+            let sort = match q.paging {
+                Paging::Cursor { .. } => None,
+                Paging::Index { .. } => q.sort.as_ref(),
+            };
+            order_by(&mut page, sort);
+            page.text.push_str(" LIMIT ? OFFSET ?");
+            page.params.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+            page.params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+            let mut stmt = conn.prepare_cached(&page.text).map_err(backend)?;
+            let rows = stmt.query_map(params_from_iter(page.params.iter()), row_to_resource).map_err(backend)?;
+            let mut items = Vec::new();
+            for row in rows {
+                let mut stored = to_stored(row.map_err(backend)?)?;
+                if q.with_members {
+                    stored.members = Some(load_members(conn, stored.position)?);
+                }
+                items.push(stored);
+            }
+            Ok(Page { total: u64::try_from(total).unwrap_or(0), items })
+        })
+        .await
+    }
+
+    async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError> {
+        let member_id = member_id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "WITH RECURSIVE g(seq, direct) AS (
+                       SELECT m.group_seq, 1 FROM members m
+                        WHERE m.member_seq = (SELECT seq FROM resources WHERE id = ?)
+                       UNION
+                       SELECT m.group_seq, 0 FROM members m JOIN g ON m.member_seq = g.seq
+                     )
+                     SELECT r.id, json_extract(r.data, '$.displayName'), max(g.direct)
+                       FROM g JOIN resources r ON r.seq = g.seq GROUP BY r.seq ORDER BY r.seq",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&member_id], |r| {
+                    Ok(GroupMembership { group_id: r.get(0)?, display: r.get(1)?, direct: r.get::<_, i64>(2)? == 1 })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
+    }
+}

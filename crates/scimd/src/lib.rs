@@ -1,0 +1,109 @@
+//! The scimd binary's library: configuration, wiring of store, service and
+//! HTTP, and the server lifecycle. The only crate that knows every layer.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use scimd_core::schema::Registry;
+use scimd_core::service::{ResourceService, ServiceConfig};
+use scimd_http::{AppState, app};
+use scimd_store::SqliteStore;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Effective server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    /// Public base URL (scheme://host:port), without `/scim/v2`.
+    pub base_url: Option<String>,
+    pub max_body: usize,
+    pub default_count: u64,
+    pub max_count: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./scimd-data"),
+            database_url: None,
+            base_url: None,
+            max_body: 1024 * 1024,
+            default_count: 100,
+            max_count: 1000,
+        }
+    }
+}
+
+fn sqlite_path(config: &Config) -> anyhow::Result<PathBuf> {
+    match &config.database_url {
+        Some(url) => {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .with_context(|| format!("unsupported database URL '{url}': only sqlite: is available in this build"))?;
+            Ok(PathBuf::from(path))
+        }
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+            Ok(config.data_dir.join("scimd.sqlite3"))
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves; in-flight requests finish.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let path = sqlite_path(&config)?;
+    let store = SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let registry = Arc::new(Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?);
+    let local = listener.local_addr()?;
+    let base = config.base_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let service = ResourceService::new(
+        Arc::new(store),
+        registry,
+        ServiceConfig {
+            base_url: format!("{}/scim/v2", base.trim_end_matches('/')),
+            default_count: config.default_count,
+            max_count: config.max_count,
+        },
+    );
+    let state = AppState { service: Arc::new(service), max_body: config.max_body };
+    let router = app(state)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    tracing::info!(%local, database = %path.display(), "scimd listening");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
