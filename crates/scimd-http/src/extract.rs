@@ -16,15 +16,8 @@ impl FromRequest<AppState> for ScimJson {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-            let ct = ct.to_ascii_lowercase();
-            if !(ct.contains("json") || ct.starts_with("text/plain")) {
-                return Err(ScimError::UnsupportedMediaType(format!(
-                    "Content-Type {ct} is not accepted; send application/scim+json"
-                ))
-                .into());
-            }
-        }
+        // Content-Type is not checked: clients send application/scim+json,
+        // application/json and text/json (Okta); the body must be JSON either way.
         let limit = state.max_body;
         let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
             ApiError(ScimError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")))

@@ -1,0 +1,41 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{Server, assert_scim_error};
+
+#[tokio::test]
+async fn bad_input_gets_scim_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.max_body = 4096).await;
+    let (st, e) = s.raw(Method::POST, "/Users", "{\"userName\": ").await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let (st, e) = s.raw(Method::POST, "/Users", "[1,2]").await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": 5}))).await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": "x", "active": "maybe"}))).await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": "x", "emails": [{"value": 3}]}))).await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    let big = json!({"userName": "x".repeat(8000)});
+    let (st, _, e) = s.call(Method::POST, "/Users", Some(big)).await;
+    assert_scim_error(st, &e, 413, None);
+    let (st, _, e) = s.call(Method::GET, "/Users?filter=userName%20zz%20%22x%22", None).await;
+    assert_scim_error(st, &e, 400, Some("invalidFilter"));
+    let (st, _, e) = s.call(Method::GET, "/Users?filter=shoeSize%20eq%201", None).await;
+    assert_scim_error(st, &e, 400, Some("invalidFilter"));
+    let (st, _, e) = s.call(Method::GET, "/Users?filter=active%20gt%20true", None).await;
+    assert_scim_error(st, &e, 400, Some("invalidFilter"));
+    let (st, _, e) = s.call(Method::GET, "/Users?count=abc", None).await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    let (st, _, e) = s.call(Method::GET, "/Users/does-not-exist", None).await;
+    assert_scim_error(st, &e, 404, None);
+    let (st, _, e) = s.call(Method::GET, "/Widgets", None).await;
+    assert_scim_error(st, &e, 404, None);
+    let (st, _, e) = s.call(Method::PUT, "/Users/does-not-exist", Some(json!({"userName": "q"}))).await;
+    assert_scim_error(st, &e, 404, None);
+    let (_, _, list) = s.call(Method::GET, "/Users", None).await;
+    assert_eq!(list["totalResults"], 0, "no bad request wrote anything");
+    assert_eq!(StatusCode::OK, s.call(Method::GET, "/Users", None).await.0);
+    s.stop().await;
+}
