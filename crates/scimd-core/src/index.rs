@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::query::Cond;
 use crate::schema::{AttrType, Attribute, Mutability, ResourceTypeDef, Schema, Uniqueness};
 use crate::store::{IndexEntry, UniqueValue};
-use crate::value::{Comparable, comparable, fold, parse_datetime, datetime_key};
+use crate::value::{Comparable, comparable, datetime_key, fold, parse_datetime};
 
 /// The server-managed facts of a resource that are filterable.
 #[derive(Debug, Clone)]
@@ -20,13 +20,32 @@ pub struct MetaFacts<'a> {
 }
 
 /// Index entries of a resource document (`data` as stored, without members).
-pub fn index_entries(rt: &ResourceTypeDef, data: &Map<String, Value>, meta: &MetaFacts<'_>) -> Vec<IndexEntry> {
+pub fn index_entries(
+    rt: &ResourceTypeDef,
+    data: &Map<String, Value>,
+    meta: &MetaFacts<'_>,
+) -> Vec<IndexEntry> {
     let mut out = Vec::with_capacity(16);
-    let text = |key: &str, t: String| IndexEntry { key: key.to_string(), elem: 0, primary: false, text: Some(t), number: None };
+    let text = |key: &str, t: String| IndexEntry {
+        key: key.to_string(),
+        elem: 0,
+        primary: false,
+        text: Some(t),
+        number: None,
+    };
     out.push(text("id", meta.id.to_string()));
     out.push(text("meta.resourcetype", rt.name().to_string()));
-    out.push(IndexEntry { key: "meta".into(), elem: 0, primary: false, text: None, number: None });
-    for (key, at) in [("meta.created", meta.created), ("meta.lastmodified", meta.modified)] {
+    out.push(IndexEntry {
+        key: "meta".into(),
+        elem: 0,
+        primary: false,
+        text: None,
+        number: None,
+    });
+    for (key, at) in [
+        ("meta.created", meta.created),
+        ("meta.lastmodified", meta.modified),
+    ] {
         if let Some(t) = parse_datetime(at) {
             out.push(text(key, datetime_key(t)));
         }
@@ -69,7 +88,13 @@ fn walk_one(out: &mut Vec<IndexEntry>, key: &str, attr: &Attribute, value: &Valu
     if attr.typ == AttrType::Complex {
         let Value::Object(map) = value else { return };
         let primary = map.get("primary") == Some(&Value::Bool(true));
-        out.push(IndexEntry { key: key.to_string(), elem, primary, text: None, number: None });
+        out.push(IndexEntry {
+            key: key.to_string(),
+            elem,
+            primary,
+            text: None,
+            number: None,
+        });
         for (name, v) in map {
             let Some(sub) = attr.sub(name) else { continue };
             if sub.mutability == Mutability::WriteOnly {
@@ -96,7 +121,13 @@ fn entry(key: &str, elem: u32, primary: bool, c: Comparable) -> IndexEntry {
         Comparable::Text(t) => (Some(t), None),
         Comparable::Number(n) => (None, Some(n)),
     };
-    IndexEntry { key: key.to_string(), elem, primary, text, number }
+    IndexEntry {
+        key: key.to_string(),
+        elem,
+        primary,
+        text,
+        number,
+    }
 }
 
 /// The values of `data` that must be unique: singular top-level attributes
@@ -105,7 +136,10 @@ pub fn unique_values(rt: &ResourceTypeDef, data: &Map<String, Value>) -> Vec<Uni
     let mut out = Vec::new();
     let mut check = |prefix: &str, schema: &Schema, map: &Map<String, Value>| {
         for attr in &schema.attributes {
-            if attr.uniqueness == Uniqueness::None || attr.multi_valued || attr.typ == AttrType::Complex {
+            if attr.uniqueness == Uniqueness::None
+                || attr.multi_valued
+                || attr.typ == AttrType::Complex
+            {
                 continue;
             }
             if let Some(Value::String(s)) = map.get(&attr.name) {
@@ -134,13 +168,17 @@ pub fn eval(cond: &Cond, entries: &[IndexEntry]) -> bool {
         Cond::Or(a, b) => eval(a, entries) || eval(b, entries),
         Cond::Not(inner) => !eval(inner, entries),
         Cond::Present { key } => entries.iter().any(|e| &e.key == key),
-        Cond::Compare { key, op, value } => entries.iter().any(|e| &e.key == key && compare(e, *op, value)),
+        Cond::Compare { key, op, value } => entries
+            .iter()
+            .any(|e| &e.key == key && compare(e, *op, value)),
         Cond::Element { parent, cond } => {
             let prefix = format!("{parent}.");
             entries.iter().filter(|e| &e.key == parent).any(|element| {
                 let scoped: Vec<IndexEntry> = entries
                     .iter()
-                    .filter(|e| e.elem == element.elem && (e.key.starts_with(&prefix) || &e.key == parent))
+                    .filter(|e| {
+                        e.elem == element.elem && (e.key.starts_with(&prefix) || &e.key == parent)
+                    })
                     .cloned()
                     .collect();
                 eval(cond, &scoped)

@@ -31,11 +31,15 @@ impl Projection {
 
     /// Parses the comma-separated `attributes` and `excludedAttributes` lists.
     /// Names that do not resolve are ignored: a projection never fails a read.
-    pub fn parse(rt: &ResourceTypeDef, attributes: Option<&str>, excluded: Option<&str>) -> ScimResult<Projection> {
-        let include = match attributes.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(list) => Some(selections(rt, list)),
-            None => None,
-        };
+    pub fn parse(
+        rt: &ResourceTypeDef,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> ScimResult<Projection> {
+        let include = attributes
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|list| selections(rt, list));
         let exclude = match excluded.map(str::trim).filter(|s| !s.is_empty()) {
             Some(list) => selections(rt, list),
             None => Vec::new(),
@@ -44,7 +48,11 @@ impl Projection {
     }
 
     /// Same as [`Projection::parse`] for lists given as JSON arrays (SearchRequest).
-    pub fn from_lists(rt: &ResourceTypeDef, attributes: &[String], excluded: &[String]) -> ScimResult<Projection> {
+    pub fn from_lists(
+        rt: &ResourceTypeDef,
+        attributes: &[String],
+        excluded: &[String],
+    ) -> ScimResult<Projection> {
         let a = attributes.join(",");
         let e = excluded.join(",");
         Projection::parse(rt, Some(&a), Some(&e))
@@ -53,7 +61,9 @@ impl Projection {
     /// Would the core attribute `name` (e.g. `members`) appear in the output?
     /// Lets the service skip loading what will not be shown.
     pub fn shows_core(&self, rt: &ResourceTypeDef, name: &str) -> bool {
-        let Some(attr) = rt.core.attribute(name) else { return false };
+        let Some(attr) = rt.core.attribute(name) else {
+            return false;
+        };
         decide(self, None, attr) != Decision::Drop
     }
 
@@ -66,13 +76,15 @@ impl Projection {
                 continue;
             }
             if let Some(ext) = rt.extension(&key) {
-                let Value::Object(inner) = value else { continue };
+                let Value::Object(inner) = value else {
+                    continue;
+                };
                 let mut kept = Map::new();
                 for (name, v) in inner {
-                    if let Some(attr) = ext.attribute(&name) {
-                        if let Some(v) = self.project_attr(Some(&ext.id), attr, v) {
-                            kept.insert(name, v);
-                        }
+                    if let Some(attr) = ext.attribute(&name)
+                        && let Some(v) = self.project_attr(Some(&ext.id), attr, v)
+                    {
+                        kept.insert(name, v);
                     }
                 }
                 if !kept.is_empty() {
@@ -80,11 +92,14 @@ impl Projection {
                 }
                 continue;
             }
-            let attr = rt.common.attribute(&key).or_else(|| rt.core.attribute(&key));
-            if let Some(attr) = attr {
-                if let Some(v) = self.project_attr(None, attr, value) {
-                    out.insert(key, v);
-                }
+            let attr = rt
+                .common
+                .attribute(&key)
+                .or_else(|| rt.core.attribute(&key));
+            if let Some(attr) = attr
+                && let Some(v) = self.project_attr(None, attr, value)
+            {
+                out.insert(key, v);
             }
         }
         out
@@ -95,12 +110,20 @@ impl Projection {
             Decision::Drop => None,
             Decision::Whole => Some(filter_subs(attr, value, |_| true, false)),
             Decision::Subs(subs) => {
-                let v = filter_subs(attr, value, |name| subs.iter().any(|s| s.eq_ignore_ascii_case(name)), true);
+                let v = filter_subs(
+                    attr,
+                    value,
+                    |name| subs.iter().any(|s| s.eq_ignore_ascii_case(name)),
+                    true,
+                );
                 (!is_empty(&v)).then_some(v)
             }
-            Decision::WithoutSubs(subs) => {
-                Some(filter_subs(attr, value, |name| !subs.iter().any(|s| s.eq_ignore_ascii_case(name)), false))
-            }
+            Decision::WithoutSubs(subs) => Some(filter_subs(
+                attr,
+                value,
+                |name| !subs.iter().any(|s| s.eq_ignore_ascii_case(name)),
+                false,
+            )),
         }
     }
 }
@@ -119,7 +142,11 @@ fn matches_attr(sel: &Selection, ext: Option<&str>, attr: &Attribute) -> bool {
         (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
         _ => false,
     };
-    same_scope && sel.attr.as_deref().is_none_or(|a| a.eq_ignore_ascii_case(&attr.name))
+    same_scope
+        && sel
+            .attr
+            .as_deref()
+            .is_none_or(|a| a.eq_ignore_ascii_case(&attr.name))
 }
 
 fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
@@ -130,7 +157,10 @@ fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
     }
     let base = match &p.include {
         Some(include) => {
-            let hits: Vec<&Selection> = include.iter().filter(|s| matches_attr(s, ext, attr)).collect();
+            let hits: Vec<&Selection> = include
+                .iter()
+                .filter(|s| matches_attr(s, ext, attr))
+                .collect();
             if hits.is_empty() {
                 return Decision::Drop;
             }
@@ -143,7 +173,11 @@ fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
         None if attr.returned == Returned::Request => return Decision::Drop,
         None => Decision::Whole,
     };
-    let excluded: Vec<&Selection> = p.exclude.iter().filter(|s| matches_attr(s, ext, attr)).collect();
+    let excluded: Vec<&Selection> = p
+        .exclude
+        .iter()
+        .filter(|s| matches_attr(s, ext, attr))
+        .collect();
     if excluded.is_empty() {
         return base;
     }
@@ -152,7 +186,11 @@ fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
     }
     let subs: Vec<String> = excluded.iter().filter_map(|s| s.sub.clone()).collect();
     match base {
-        Decision::Subs(keep) => Decision::Subs(keep.into_iter().filter(|k| !subs.iter().any(|s| s.eq_ignore_ascii_case(k))).collect()),
+        Decision::Subs(keep) => Decision::Subs(
+            keep.into_iter()
+                .filter(|k| !subs.iter().any(|s| s.eq_ignore_ascii_case(k)))
+                .collect(),
+        ),
         _ => Decision::WithoutSubs(subs),
     }
 }
@@ -160,16 +198,26 @@ fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
 /// Keeps the sub-attributes of a complex value (or of each element) that
 /// `keep` accepts, always dropping `returned: never` ones and, unless
 /// `requested`, `returned: request` ones.
-fn filter_subs(attr: &Attribute, value: Value, keep: impl Fn(&str) -> bool + Copy, requested: bool) -> Value {
+fn filter_subs(
+    attr: &Attribute,
+    value: Value,
+    keep: impl Fn(&str) -> bool + Copy,
+    requested: bool,
+) -> Value {
     if attr.sub_attributes.is_empty() {
         return value;
     }
     let one = |v: Value| -> Option<Value> {
-        let Value::Object(map) = v else { return Some(v) };
+        let Value::Object(map) = v else {
+            return Some(v);
+        };
         let kept: Map<String, Value> = map
             .into_iter()
             .filter(|(name, _)| {
-                let returned = attr.sub(name).map(|s| s.returned).unwrap_or(Returned::Default);
+                let returned = attr
+                    .sub(name)
+                    .map(|s| s.returned)
+                    .unwrap_or(Returned::Default);
                 match returned {
                     Returned::Never => false,
                     Returned::Always => true,
@@ -202,7 +250,11 @@ fn selections(rt: &ResourceTypeDef, list: &str) -> Vec<Selection> {
     paths
         .iter()
         .filter_map(|p| match rt.resolve(p).ok()? {
-            Resolved::Extension(schema) => Some(Selection { extension: Some(schema.id.clone()), attr: None, sub: None }),
+            Resolved::Extension(schema) => Some(Selection {
+                extension: Some(schema.id.clone()),
+                attr: None,
+                sub: None,
+            }),
             Resolved::Attr(a) => Some(Selection {
                 extension: match a.scope {
                     AttrScope::Extension(s) => Some(s.id.clone()),

@@ -20,10 +20,15 @@ pub enum Cond {
         value: Comparable,
     },
     /// Some entry under `key` exists (present and non-empty).
-    Present { key: String },
+    Present {
+        key: String,
+    },
     /// One element of the multi-valued attribute `parent` satisfies `cond`;
     /// the keys inside `cond` are full keys (`emails.type`).
-    Element { parent: String, cond: Box<Cond> },
+    Element {
+        parent: String,
+        cond: Box<Cond>,
+    },
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),
     Not(Box<Cond>),
@@ -62,10 +67,20 @@ pub fn resolve_filter(rt: &ResourceTypeDef, filter: &Filter) -> ScimResult<Cond>
     resolve(rt, filter, None)
 }
 
-fn resolve(rt: &ResourceTypeDef, filter: &Filter, parent: Option<&AttrRef<'_>>) -> ScimResult<Cond> {
+fn resolve(
+    rt: &ResourceTypeDef,
+    filter: &Filter,
+    parent: Option<&AttrRef<'_>>,
+) -> ScimResult<Cond> {
     Ok(match filter {
-        Filter::And(a, b) => Cond::And(Box::new(resolve(rt, a, parent)?), Box::new(resolve(rt, b, parent)?)),
-        Filter::Or(a, b) => Cond::Or(Box::new(resolve(rt, a, parent)?), Box::new(resolve(rt, b, parent)?)),
+        Filter::And(a, b) => Cond::And(
+            Box::new(resolve(rt, a, parent)?),
+            Box::new(resolve(rt, b, parent)?),
+        ),
+        Filter::Or(a, b) => Cond::Or(
+            Box::new(resolve(rt, a, parent)?),
+            Box::new(resolve(rt, b, parent)?),
+        ),
         Filter::Not(inner) => Cond::Not(Box::new(resolve(rt, inner, parent)?)),
         Filter::Present { path } => {
             let attr = resolve_attr(rt, path, parent)?;
@@ -87,7 +102,10 @@ fn resolve(rt: &ResourceTypeDef, filter: &Filter, parent: Option<&AttrRef<'_>>) 
                 )));
             }
             let inner = resolve(rt, filter, Some(&attr))?;
-            Cond::Element { parent: attr.key(), cond: Box::new(inner) }
+            Cond::Element {
+                parent: attr.key(),
+                cond: Box::new(inner),
+            }
         }
     })
 }
@@ -108,9 +126,17 @@ fn resolve_attr<'a>(
                 )));
             }
             let sub = parent.attr.sub(&path.name).ok_or_else(|| {
-                ScimError::InvalidFilter(format!("unknown attribute '{}.{}'", parent.display(), path.name))
+                ScimError::InvalidFilter(format!(
+                    "unknown attribute '{}.{}'",
+                    parent.display(),
+                    path.name
+                ))
             })?;
-            AttrRef { scope: parent.scope, attr: parent.attr, sub: Some(sub) }
+            AttrRef {
+                scope: parent.scope,
+                attr: parent.attr,
+                sub: Some(sub),
+            }
         }
         None => match rt.resolve(path).map_err(ScimError::InvalidFilter)? {
             Resolved::Attr(a) => a,
@@ -122,7 +148,9 @@ fn resolve_attr<'a>(
             }
         },
     };
-    if attr.leaf().mutability == Mutability::WriteOnly || attr.attr.mutability == Mutability::WriteOnly {
+    if attr.leaf().mutability == Mutability::WriteOnly
+        || attr.attr.mutability == Mutability::WriteOnly
+    {
         return Err(ScimError::InvalidFilter(format!(
             "'{}' is write-only and cannot be filtered on",
             attr.display()
@@ -147,7 +175,10 @@ fn resolve_attr<'a>(
 fn value_target(attr: AttrRef<'_>) -> ScimResult<AttrRef<'_>> {
     if attr.sub.is_none() && attr.attr.typ == AttrType::Complex {
         return match attr.attr.sub("value") {
-            Some(value) if value.typ != AttrType::Complex => Ok(AttrRef { sub: Some(value), ..attr }),
+            Some(value) if value.typ != AttrType::Complex => Ok(AttrRef {
+                sub: Some(value),
+                ..attr
+            }),
             _ => Err(ScimError::InvalidFilter(format!(
                 "'{}' is complex; compare one of its sub-attributes",
                 attr.display()
@@ -166,51 +197,96 @@ fn compare(attr: &AttrRef<'_>, op: CompareOp, literal: &Value) -> ScimResult<Con
         return match op {
             CompareOp::Eq => Ok(Cond::Not(Box::new(Cond::Present { key }))),
             CompareOp::Ne => Ok(Cond::Present { key }),
-            _ => Err(invalid(format!("'{}' cannot be compared to null with {}", attr.display(), op.as_str()))),
+            _ => Err(invalid(format!(
+                "'{}' cannot be compared to null with {}",
+                attr.display(),
+                op.as_str()
+            ))),
         };
     }
-    let ordering = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
+    let ordering = matches!(
+        op,
+        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+    );
     let substring = matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew);
     let value = match leaf.typ {
         AttrType::String | AttrType::Reference | AttrType::Binary => match literal {
             Value::String(s) => Comparable::Text(fold(leaf, s)),
-            _ => return Err(invalid(format!("'{}' is a string; compare it to a string", attr.display()))),
+            _ => {
+                return Err(invalid(format!(
+                    "'{}' is a string; compare it to a string",
+                    attr.display()
+                )));
+            }
         },
         AttrType::Boolean => {
             if ordering || substring {
-                return Err(invalid(format!("'{}' is a boolean; only eq, ne and pr apply", attr.display())));
+                return Err(invalid(format!(
+                    "'{}' is a boolean; only eq, ne and pr apply",
+                    attr.display()
+                )));
             }
             match literal {
                 Value::Bool(b) => Comparable::Number(f64::from(u8::from(*b))),
                 Value::String(s) if s.eq_ignore_ascii_case("true") => Comparable::Number(1.0),
                 Value::String(s) if s.eq_ignore_ascii_case("false") => Comparable::Number(0.0),
-                _ => return Err(invalid(format!("'{}' is a boolean; compare it to true or false", attr.display()))),
+                _ => {
+                    return Err(invalid(format!(
+                        "'{}' is a boolean; compare it to true or false",
+                        attr.display()
+                    )));
+                }
             }
         }
         AttrType::Integer | AttrType::Decimal => {
             if substring {
-                return Err(invalid(format!("'{}' is a number; {} does not apply", attr.display(), op.as_str())));
+                return Err(invalid(format!(
+                    "'{}' is a number; {} does not apply",
+                    attr.display(),
+                    op.as_str()
+                )));
             }
             match literal.as_f64() {
                 Some(n) if literal.is_number() => Comparable::Number(n),
-                _ => return Err(invalid(format!("'{}' is a number; compare it to a number", attr.display()))),
+                _ => {
+                    return Err(invalid(format!(
+                        "'{}' is a number; compare it to a number",
+                        attr.display()
+                    )));
+                }
             }
         }
         AttrType::DateTime => {
             if substring {
-                return Err(invalid(format!("'{}' is a dateTime; {} does not apply", attr.display(), op.as_str())));
+                return Err(invalid(format!(
+                    "'{}' is a dateTime; {} does not apply",
+                    attr.display(),
+                    op.as_str()
+                )));
             }
             match literal.as_str().and_then(parse_datetime) {
                 Some(t) => Comparable::Text(datetime_key(t)),
-                None => return Err(invalid(format!("'{}' is a dateTime; compare it to an xsd:dateTime string", attr.display()))),
+                None => {
+                    return Err(invalid(format!(
+                        "'{}' is a dateTime; compare it to an xsd:dateTime string",
+                        attr.display()
+                    )));
+                }
             }
         }
         AttrType::Complex => {
-            return Err(invalid(format!("'{}' is complex; compare one of its sub-attributes", attr.display())));
+            return Err(invalid(format!(
+                "'{}' is complex; compare one of its sub-attributes",
+                attr.display()
+            )));
         }
     };
     if op == CompareOp::Ne {
-        return Ok(Cond::Not(Box::new(Cond::Compare { key, op: CompareOp::Eq, value })));
+        return Ok(Cond::Not(Box::new(Cond::Compare {
+            key,
+            op: CompareOp::Eq,
+            value,
+        })));
     }
     Ok(Cond::Compare { key, op, value })
 }
@@ -220,16 +296,32 @@ fn compare(attr: &AttrRef<'_>, op: CompareOp, literal: &Value) -> ScimResult<Con
 pub fn resolve_sort(rt: &ResourceTypeDef, sort_by: &str, descending: bool) -> ScimResult<SortKey> {
     let path = scimd_filter::parse_attr_path(sort_by)
         .map_err(|e| ScimError::InvalidValue(format!("sortBy: {e}")))?;
-    let attr = match rt.resolve(&path).map_err(|e| ScimError::InvalidValue(format!("sortBy: {e}")))? {
+    let attr = match rt
+        .resolve(&path)
+        .map_err(|e| ScimError::InvalidValue(format!("sortBy: {e}")))?
+    {
         Resolved::Attr(a) => a,
         Resolved::Extension(s) => {
-            return Err(ScimError::InvalidValue(format!("sortBy: '{}' is a schema, not an attribute", s.id)));
+            return Err(ScimError::InvalidValue(format!(
+                "sortBy: '{}' is a schema, not an attribute",
+                s.id
+            )));
         }
     };
     let attr = value_target(attr).map_err(|e| ScimError::InvalidValue(format!("sortBy: {e}")))?;
     if attr.leaf().mutability == Mutability::WriteOnly {
-        return Err(ScimError::InvalidValue(format!("sortBy: '{}' is write-only", attr.display())));
+        return Err(ScimError::InvalidValue(format!(
+            "sortBy: '{}' is write-only",
+            attr.display()
+        )));
     }
-    let numeric = matches!(attr.leaf().typ, AttrType::Integer | AttrType::Decimal | AttrType::Boolean);
-    Ok(SortKey { key: attr.key(), numeric, descending })
+    let numeric = matches!(
+        attr.leaf().typ,
+        AttrType::Integer | AttrType::Decimal | AttrType::Boolean
+    );
+    Ok(SortKey {
+        key: attr.key(),
+        numeric,
+        descending,
+    })
 }

@@ -22,7 +22,9 @@ pub struct ResourceInput {
 /// read-only values dropped, unknown attributes refused.
 pub fn parse_input(rt: &ResourceTypeDef, body: Value) -> ScimResult<ResourceInput> {
     let Value::Object(body) = body else {
-        return Err(ScimError::InvalidSyntax("the request body must be a JSON object".into()));
+        return Err(ScimError::InvalidSyntax(
+            "the request body must be a JSON object".into(),
+        ));
     };
     check_schemas_list(rt, &body)?;
     let mut data = Map::new();
@@ -83,12 +85,16 @@ fn check_schemas_list(rt: &ResourceTypeDef, body: &Map<String, Value>) -> ScimRe
         return Ok(());
     };
     let Value::Array(list) = schemas else {
-        return Err(ScimError::InvalidSyntax("'schemas' must be an array of schema URNs".into()));
+        return Err(ScimError::InvalidSyntax(
+            "'schemas' must be an array of schema URNs".into(),
+        ));
     };
     let mut has_core = false;
     for urn in list {
         let Value::String(urn) = urn else {
-            return Err(ScimError::InvalidSyntax("'schemas' must be an array of schema URNs".into()));
+            return Err(ScimError::InvalidSyntax(
+                "'schemas' must be an array of schema URNs".into(),
+            ));
         };
         has_core |= urn.eq_ignore_ascii_case(&rt.core.id);
     }
@@ -107,7 +113,10 @@ fn parse_extension(ext: &Schema, value: Value) -> ScimResult<Map<String, Value>>
         if is_empty_value(&value) {
             return Ok(Map::new());
         }
-        return Err(ScimError::InvalidValue(format!("'{}' must be an object", ext.id)));
+        return Err(ScimError::InvalidValue(format!(
+            "'{}' must be an object",
+            ext.id
+        )));
     };
     let mut out = Map::new();
     for (key, value) in map {
@@ -115,7 +124,10 @@ fn parse_extension(ext: &Schema, value: Value) -> ScimResult<Map<String, Value>>
             if value.is_null() {
                 continue;
             }
-            return Err(ScimError::InvalidValue(format!("unknown attribute '{}:{key}'", ext.id)));
+            return Err(ScimError::InvalidValue(format!(
+                "unknown attribute '{}:{key}'",
+                ext.id
+            )));
         };
         if attr.mutability == Mutability::ReadOnly {
             continue;
@@ -136,10 +148,14 @@ pub fn parse_members(value: Option<Value>) -> ScimResult<Vec<Member>> {
     let mut out: Vec<Member> = Vec::with_capacity(items.len());
     for item in items {
         let Value::Object(map) = item else {
-            return Err(ScimError::InvalidValue("each member must be an object".into()));
+            return Err(ScimError::InvalidValue(
+                "each member must be an object".into(),
+            ));
         };
         let Some(Value::String(id)) = map.get("value") else {
-            return Err(ScimError::InvalidValue("each member needs a 'value' with the member's id".into()));
+            return Err(ScimError::InvalidValue(
+                "each member needs a 'value' with the member's id".into(),
+            ));
         };
         if out.iter().any(|m| &m.value == id) {
             continue;
@@ -152,7 +168,11 @@ pub fn parse_members(value: Option<Value>) -> ScimResult<Vec<Member>> {
             Some(Value::String(d)) => Some(d.clone()),
             _ => None,
         };
-        out.push(Member { value: id.clone(), typ, display });
+        out.push(Member {
+            value: id.clone(),
+            typ,
+            display,
+        });
     }
     Ok(out)
 }
@@ -163,9 +183,14 @@ pub fn check_required(rt: &ResourceTypeDef, input: &ResourceInput) -> ScimResult
     check_required_in(&rt.core, &input.data, "", rt, input)?;
     for (ext, required) in &rt.extensions {
         match input.data.get(&ext.id) {
-            Some(Value::Object(inner)) => check_required_in(ext, inner, &format!("{}:", ext.id), rt, input)?,
+            Some(Value::Object(inner)) => {
+                check_required_in(ext, inner, &format!("{}:", ext.id), rt, input)?
+            }
             _ if *required => {
-                return Err(ScimError::InvalidValue(format!("the extension {} is required", ext.id)));
+                return Err(ScimError::InvalidValue(format!(
+                    "the extension {} is required",
+                    ext.id
+                )));
             }
             _ => {}
         }
@@ -187,7 +212,10 @@ fn check_required_in(
         let value = if prefix.is_empty() && rt.has_members() && attr.name == "members" {
             // members live outside the document; they are checked on parse.
             if attr.required && input.members.as_ref().is_none_or(|m| m.is_empty()) {
-                return Err(ScimError::InvalidValue(format!("'{}' is required", attr.name)));
+                return Err(ScimError::InvalidValue(format!(
+                    "'{}' is required",
+                    attr.name
+                )));
             }
             continue;
         } else {
@@ -195,7 +223,10 @@ fn check_required_in(
         };
         match value {
             None if attr.required => {
-                return Err(ScimError::InvalidValue(format!("'{prefix}{}' is required", attr.name)));
+                return Err(ScimError::InvalidValue(format!(
+                    "'{prefix}{}' is required",
+                    attr.name
+                )));
             }
             Some(v) if attr.typ == AttrType::Complex => {
                 let items: Vec<&Value> = match v {
@@ -205,7 +236,10 @@ fn check_required_in(
                 for item in items {
                     if let Value::Object(obj) = item {
                         for sub in &attr.sub_attributes {
-                            if sub.required && sub.mutability != Mutability::ReadOnly && !obj.contains_key(&sub.name) {
+                            if sub.required
+                                && sub.mutability != Mutability::ReadOnly
+                                && !obj.contains_key(&sub.name)
+                            {
                                 return Err(ScimError::InvalidValue(format!(
                                     "'{prefix}{}.{}' is required",
                                     attr.name, sub.name
@@ -225,16 +259,27 @@ fn check_required_in(
 /// an immutable value already set must be sent unchanged (or is kept when
 /// omitted); omitted write-only values (passwords) are kept, since clients
 /// cannot read them back to resend them.
-pub fn carry_over(rt: &ResourceTypeDef, old: &Map<String, Value>, new: &mut Map<String, Value>) -> ScimResult<()> {
+pub fn carry_over(
+    rt: &ResourceTypeDef,
+    old: &Map<String, Value>,
+    new: &mut Map<String, Value>,
+) -> ScimResult<()> {
     carry_over_in(&rt.common.attributes, old, new, "")?;
     carry_over_in(&rt.core.attributes, old, new, "")?;
     for (ext, _) in &rt.extensions {
-        let Some(Value::Object(old_inner)) = old.get(&ext.id) else { continue };
+        let Some(Value::Object(old_inner)) = old.get(&ext.id) else {
+            continue;
+        };
         let mut inner = match new.remove(&ext.id) {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        carry_over_in(&ext.attributes, old_inner, &mut inner, &format!("{}:", ext.id))?;
+        carry_over_in(
+            &ext.attributes,
+            old_inner,
+            &mut inner,
+            &format!("{}:", ext.id),
+        )?;
         if !inner.is_empty() {
             new.insert(ext.id.clone(), Value::Object(inner));
         }
@@ -242,9 +287,16 @@ pub fn carry_over(rt: &ResourceTypeDef, old: &Map<String, Value>, new: &mut Map<
     Ok(())
 }
 
-fn carry_over_in(attrs: &[Attribute], old: &Map<String, Value>, new: &mut Map<String, Value>, prefix: &str) -> ScimResult<()> {
+fn carry_over_in(
+    attrs: &[Attribute],
+    old: &Map<String, Value>,
+    new: &mut Map<String, Value>,
+    prefix: &str,
+) -> ScimResult<()> {
     for attr in attrs {
-        let Some(old_value) = old.get(&attr.name) else { continue };
+        let Some(old_value) = old.get(&attr.name) else {
+            continue;
+        };
         match attr.mutability {
             Mutability::Immutable => match new.get(&attr.name) {
                 None => {
@@ -258,10 +310,8 @@ fn carry_over_in(attrs: &[Attribute], old: &Map<String, Value>, new: &mut Map<St
                 }
                 Some(_) => {}
             },
-            Mutability::WriteOnly => {
-                if !new.contains_key(&attr.name) {
-                    new.insert(attr.name.clone(), old_value.clone());
-                }
+            Mutability::WriteOnly if !new.contains_key(&attr.name) => {
+                new.insert(attr.name.clone(), old_value.clone());
             }
             _ => {}
         }
@@ -273,13 +323,16 @@ fn carry_over_in(attrs: &[Attribute], old: &Map<String, Value>, new: &mut Map<St
 /// are already hashes (carried over) are left alone.
 pub fn hash_write_only(rt: &ResourceTypeDef, data: &mut Map<String, Value>) -> ScimResult<()> {
     for attr in &rt.core.attributes {
-        if attr.mutability != Mutability::WriteOnly || attr.typ != AttrType::String || attr.multi_valued {
+        if attr.mutability != Mutability::WriteOnly
+            || attr.typ != AttrType::String
+            || attr.multi_valued
+        {
             continue;
         }
-        if let Some(Value::String(secret)) = data.get_mut(&attr.name) {
-            if !secret.starts_with("$argon2") {
-                *secret = crate::secret::hash(secret)?;
-            }
+        if let Some(Value::String(secret)) = data.get_mut(&attr.name)
+            && !secret.starts_with("$argon2")
+        {
+            *secret = crate::secret::hash(secret)?;
         }
     }
     Ok(())
@@ -331,7 +384,10 @@ pub fn render(
                 obj.insert("value".into(), Value::String(m.value.clone()));
                 if let Some(typ) = &m.typ {
                     let endpoint = if typ == "Group" { "Groups" } else { "Users" };
-                    obj.insert("$ref".into(), Value::String(format!("{base_url}/{endpoint}/{}", m.value)));
+                    obj.insert(
+                        "$ref".into(),
+                        Value::String(format!("{base_url}/{endpoint}/{}", m.value)),
+                    );
                     obj.insert("type".into(), Value::String(typ.clone()));
                 }
                 if let Some(display) = &m.display {
@@ -350,11 +406,17 @@ pub fn render(
             .map(|g| {
                 let mut obj = Map::new();
                 obj.insert("value".into(), Value::String(g.group_id.clone()));
-                obj.insert("$ref".into(), Value::String(format!("{base_url}/Groups/{}", g.group_id)));
+                obj.insert(
+                    "$ref".into(),
+                    Value::String(format!("{base_url}/Groups/{}", g.group_id)),
+                );
                 if let Some(display) = &g.display {
                     obj.insert("display".into(), Value::String(display.clone()));
                 }
-                obj.insert("type".into(), Value::String(if g.direct { "direct" } else { "indirect" }.into()));
+                obj.insert(
+                    "type".into(),
+                    Value::String(if g.direct { "direct" } else { "indirect" }.into()),
+                );
                 Value::Object(obj)
             })
             .collect();

@@ -1,8 +1,8 @@
 //! Argon2id hashing of write-only values and client secrets.
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 
 use crate::error::{ScimError, ScimResult};
 
@@ -17,7 +17,9 @@ pub fn hash(secret: &str) -> ScimResult<String> {
 /// Checks `secret` against a PHC hash; false on any mismatch or bad hash.
 pub fn verify(secret: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(secret.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

@@ -11,7 +11,9 @@ use crate::error::{ScimError, ScimResult};
 use crate::index::{MetaFacts, index_entries, unique_values};
 use crate::projection::Projection;
 use crate::query::{Cond, Paging, Query};
-use crate::resource::{ResourceInput, carry_over, check_required, hash_write_only, parse_input, render};
+use crate::resource::{
+    ResourceInput, carry_over, check_required, hash_write_only, parse_input, render,
+};
 use crate::schema::{Registry, ResourceTypeDef};
 use crate::store::{Member, MemberChange, ResourceWrite, Store, StoreError, StoredResource};
 use crate::value::format_timestamp;
@@ -83,7 +85,11 @@ pub struct ResourceService {
 impl ResourceService {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, config: ServiceConfig) -> Self {
-        ResourceService { store, registry, config }
+        ResourceService {
+            store,
+            registry,
+            config,
+        }
     }
 
     /// The schema registry.
@@ -114,7 +120,12 @@ impl ResourceService {
     }
 
     /// GET: one resource, loading members and groups only if they will show.
-    pub async fn get(&self, rt: &Arc<ResourceTypeDef>, id: &str, projection: &Projection) -> ScimResult<Resource> {
+    pub async fn get(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        projection: &Projection,
+    ) -> ScimResult<Resource> {
         let with_members = rt.has_members() && projection.shows_core(rt, "members");
         let stored = self
             .store
@@ -136,20 +147,30 @@ impl ResourceService {
         check_required(rt, &input)?;
         let input = hash_secrets(rt, input).await?;
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let old = self.store.get(rt.name(), id, false).await?.ok_or_else(|| not_found(rt, id))?;
+            let old = self
+                .store
+                .get(rt.name(), id, false)
+                .await?
+                .ok_or_else(|| not_found(rt, id))?;
             check_precondition(precondition, old.version)?;
             let mut data = input.data.clone();
             carry_over(rt, &old.data, &mut data)?;
-            let members = rt.has_members().then(|| input.members.clone().unwrap_or_default());
+            let members = rt
+                .has_members()
+                .then(|| input.members.clone().unwrap_or_default());
             let now = now();
             let write = self.prepare(rt, id, data, members, &old.created, &now, old.version + 1);
             match self.store.replace(write, Some(old.version)).await {
                 Ok(stored) => return self.finish(rt, stored, &Projection::all()).await,
-                Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => continue,
+                Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ScimError::Unavailable("the resource is being changed concurrently; retry".into()))
+        Err(ScimError::Unavailable(
+            "the resource is being changed concurrently; retry".into(),
+        ))
     }
 
     /// Applies a new document to an existing resource (used by PATCH): the
@@ -166,7 +187,15 @@ impl ResourceService {
         check_required(rt, &input)?;
         input = hash_secrets(rt, input).await?;
         let now = now();
-        let write = self.prepare(rt, &old.id, input.data, input.members, &old.created, &now, old.version + 1);
+        let write = self.prepare(
+            rt,
+            &old.id,
+            input.data,
+            input.members,
+            &old.created,
+            &now,
+            old.version + 1,
+        );
         Ok(self.store.replace(write, Some(old.version)).await?)
     }
 
@@ -179,11 +208,19 @@ impl ResourceService {
         expected_version: Option<i64>,
     ) -> ScimResult<i64> {
         let types = member_types(&self.registry);
-        Ok(self.store.change_members(rt.name(), id, changes, types, expected_version, now()).await?)
+        Ok(self
+            .store
+            .change_members(rt.name(), id, changes, types, expected_version, now())
+            .await?)
     }
 
     /// DELETE: removes a resource and its memberships.
-    pub async fn delete(&self, rt: &Arc<ResourceTypeDef>, id: &str, precondition: Precondition) -> ScimResult<()> {
+    pub async fn delete(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        precondition: Precondition,
+    ) -> ScimResult<()> {
         let expected = match precondition {
             Precondition::None => None,
             Precondition::Version(v) => Some(v),
@@ -202,7 +239,9 @@ impl ResourceService {
         request: &ListRequest,
         projection_for: impl Fn(&ResourceTypeDef) -> ScimResult<Projection>,
     ) -> ScimResult<(ResourcePage, Vec<Projection>)> {
-        let first = types.first().ok_or_else(|| ScimError::Internal("no resource type".into()))?;
+        let first = types
+            .first()
+            .ok_or_else(|| ScimError::Internal("no resource type".into()))?;
         let filter = match &request.filter {
             None => None,
             Some(f) => Some(resolve_for_all(types, f)?),
@@ -211,13 +250,19 @@ impl ResourceService {
             None => None,
             Some(s) => Some(crate::query::resolve_sort(first, s, request.descending)?),
         };
-        let count = request.count.unwrap_or(self.config.default_count).min(self.config.max_count);
+        let count = request
+            .count
+            .unwrap_or(self.config.default_count)
+            .min(self.config.max_count);
         let start = request.start_index.unwrap_or(1).max(1);
         let paging = match request.cursor {
             Some(after) => Paging::Cursor { after, count },
             None => Paging::Index { start, count },
         };
-        let projections: Vec<Projection> = types.iter().map(|rt| projection_for(rt)).collect::<ScimResult<_>>()?;
+        let projections: Vec<Projection> = types
+            .iter()
+            .map(|rt| projection_for(rt))
+            .collect::<ScimResult<_>>()?;
         let with_members = types
             .iter()
             .zip(&projections)
@@ -241,11 +286,24 @@ impl ResourceService {
                 .ok_or_else(|| ScimError::Internal("store returned an unexpected type".into()))?;
             resources.push(self.finish(rt, stored, projection).await?);
         }
-        Ok((ResourcePage { total: page.total, start_index: start, resources, last_position }, projections))
+        Ok((
+            ResourcePage {
+                total: page.total,
+                start_index: start,
+                resources,
+                last_position,
+            },
+            projections,
+        ))
     }
 
     /// Reads the stored form of a resource (for PATCH).
-    pub async fn load(&self, rt: &Arc<ResourceTypeDef>, id: &str, with_members: bool) -> ScimResult<StoredResource> {
+    pub async fn load(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        with_members: bool,
+    ) -> ScimResult<StoredResource> {
         self.store
             .get(rt.name(), id, with_members)
             .await?
@@ -253,14 +311,23 @@ impl ResourceService {
     }
 
     /// Renders a stored resource, computing `groups` when it will show.
-    pub async fn finish(&self, rt: &Arc<ResourceTypeDef>, stored: StoredResource, projection: &Projection) -> ScimResult<Resource> {
+    pub async fn finish(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        stored: StoredResource,
+        projection: &Projection,
+    ) -> ScimResult<Resource> {
         let groups = if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
             Some(self.store.groups_of(&stored.id).await?)
         } else {
             None
         };
         let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
-        Ok(Resource { resource_type: rt.clone(), version: stored.version, doc })
+        Ok(Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -274,7 +341,12 @@ impl ResourceService {
         modified: &str,
         version: i64,
     ) -> ResourceWrite {
-        let facts = MetaFacts { id, created, modified, version };
+        let facts = MetaFacts {
+            id,
+            created,
+            modified,
+            version,
+        };
         ResourceWrite {
             resource_type: rt.name().to_string(),
             id: id.to_string(),
@@ -301,7 +373,10 @@ fn member_types(registry: &Registry) -> Vec<String> {
 
 /// For root searches a filter must make sense for every type searched; an
 /// attribute unknown to one type simply matches nothing there.
-fn resolve_for_all(types: &[Arc<ResourceTypeDef>], filter: &scimd_filter::Filter) -> ScimResult<Cond> {
+fn resolve_for_all(
+    types: &[Arc<ResourceTypeDef>],
+    filter: &scimd_filter::Filter,
+) -> ScimResult<Cond> {
     let mut first_error = None;
     let mut resolved = None;
     for rt in types {
@@ -344,7 +419,10 @@ fn now() -> String {
 }
 
 /// Argon2 is deliberately slow; it runs off the async workers.
-async fn hash_secrets(rt: &Arc<ResourceTypeDef>, mut input: ResourceInput) -> ScimResult<ResourceInput> {
+async fn hash_secrets(
+    rt: &Arc<ResourceTypeDef>,
+    mut input: ResourceInput,
+) -> ScimResult<ResourceInput> {
     let needs_hash = rt.core.attributes.iter().any(|a| {
         a.mutability == crate::schema::Mutability::WriteOnly && input.data.contains_key(&a.name)
     });

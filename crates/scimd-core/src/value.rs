@@ -60,8 +60,12 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 pub fn comparable(attr: &Attribute, value: &Value) -> Option<Comparable> {
     match (attr.typ, value) {
         (AttrType::Boolean, Value::Bool(b)) => Some(Comparable::Number(f64::from(u8::from(*b)))),
-        (AttrType::Integer | AttrType::Decimal, Value::Number(n)) => n.as_f64().map(Comparable::Number),
-        (AttrType::DateTime, Value::String(s)) => parse_datetime(s).map(|t| Comparable::Text(datetime_key(t))),
+        (AttrType::Integer | AttrType::Decimal, Value::Number(n)) => {
+            n.as_f64().map(Comparable::Number)
+        }
+        (AttrType::DateTime, Value::String(s)) => {
+            parse_datetime(s).map(|t| Comparable::Text(datetime_key(t)))
+        }
         (_, Value::String(s)) if s.is_empty() => None,
         (_, Value::String(s)) => Some(Comparable::Text(fold(attr, s))),
         _ => None,
@@ -112,9 +116,7 @@ pub fn coerce(attr: &Attribute, value: Value, where_: &str) -> ScimResult<Option
 
 /// Coerces a single (non-array) value of `attr`.
 pub fn coerce_single(attr: &Attribute, value: Value, where_: &str) -> ScimResult<Option<Value>> {
-    let wrong = |expected: &str| {
-        ScimError::InvalidValue(format!("'{where_}' must be {expected}"))
-    };
+    let wrong = |expected: &str| ScimError::InvalidValue(format!("'{where_}' must be {expected}"));
     match (attr.typ, value) {
         (_, Value::Null) => Ok(None),
         (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(s)) => {
@@ -123,10 +125,16 @@ pub fn coerce_single(attr: &Attribute, value: Value, where_: &str) -> ScimResult
         (AttrType::String | AttrType::Reference | AttrType::Binary, _) => Err(wrong("a string")),
         (AttrType::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(b))),
         // Entra ID and others send booleans as "True"/"False".
-        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(Value::Bool(true))),
-        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(Value::Bool(false))),
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => {
+            Ok(Some(Value::Bool(true)))
+        }
+        (AttrType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => {
+            Ok(Some(Value::Bool(false)))
+        }
         (AttrType::Boolean, _) => Err(wrong("a boolean")),
-        (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(Value::Number(n))),
+        (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            Ok(Some(Value::Number(n)))
+        }
         (AttrType::Integer, _) => Err(wrong("an integer")),
         (AttrType::Decimal, Value::Number(n)) => Ok(Some(Value::Number(n))),
         (AttrType::Decimal, _) => Err(wrong("a decimal number")),
@@ -142,7 +150,11 @@ pub fn coerce_single(attr: &Attribute, value: Value, where_: &str) -> ScimResult
 
 /// Coerces a complex value: canonical sub-attribute names, types checked,
 /// readOnly sub-attributes dropped, unknown sub-attributes refused.
-fn coerce_complex(attr: &Attribute, map: Map<String, Value>, where_: &str) -> ScimResult<Option<Value>> {
+fn coerce_complex(
+    attr: &Attribute,
+    map: Map<String, Value>,
+    where_: &str,
+) -> ScimResult<Option<Value>> {
     let mut out = Map::new();
     for (key, value) in map {
         let Some(sub) = attr.sub(&key) else {
@@ -186,6 +198,9 @@ fn check_single_primary(attr: &Attribute, items: &[Value], where_: &str) -> Scim
 
 /// Case-insensitive lookup of a key in a JSON object.
 pub fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    map.get(key)
-        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }

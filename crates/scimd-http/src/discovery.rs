@@ -37,7 +37,10 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
 fn resource_type_doc(state: &AppState, rt: &scimd_core::schema::ResourceTypeDef) -> Value {
     let mut doc = serde_json::to_value(&rt.doc).unwrap_or(Value::Null);
     if let Some(obj) = doc.as_object_mut() {
-        obj.insert("schemas".into(), json!(["urn:ietf:params:scim:schemas:core:2.0:ResourceType"]));
+        obj.insert(
+            "schemas".into(),
+            json!(["urn:ietf:params:scim:schemas:core:2.0:ResourceType"]),
+        );
         obj.insert(
             "meta".into(),
             json!({"resourceType": "ResourceType", "location": format!("{}/ResourceTypes/{}", base(state), rt.doc.id)}),
@@ -49,7 +52,10 @@ fn resource_type_doc(state: &AppState, rt: &scimd_core::schema::ResourceTypeDef)
 fn schema_doc(state: &AppState, schema: &scimd_core::schema::Schema) -> Value {
     let mut doc = serde_json::to_value(schema).unwrap_or(Value::Null);
     if let Some(obj) = doc.as_object_mut() {
-        obj.insert("schemas".into(), json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]));
+        obj.insert(
+            "schemas".into(),
+            json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]),
+        );
         obj.insert(
             "meta".into(),
             json!({"resourceType": "Schema", "location": format!("{}/Schemas/{}", base(state), schema.id)}),
@@ -71,10 +77,19 @@ fn list(items: Vec<Value>) -> Response {
 
 pub async fn resource_types(State(state): State<AppState>) -> Response {
     let registry = state.service.registry().clone();
-    list(registry.resource_types().iter().map(|rt| resource_type_doc(&state, rt)).collect())
+    list(
+        registry
+            .resource_types()
+            .iter()
+            .map(|rt| resource_type_doc(&state, rt))
+            .collect(),
+    )
 }
 
-pub async fn resource_type(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn resource_type(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let registry = state.service.registry().clone();
     let rt = registry
         .resource_types()
@@ -86,20 +101,38 @@ pub async fn resource_type(State(state): State<AppState>, Path(id): Path<String>
 
 pub async fn schemas(State(state): State<AppState>) -> Response {
     let registry = state.service.registry().clone();
-    list(registry.schemas().iter().map(|s| schema_doc(&state, s)).collect())
+    list(
+        registry
+            .schemas()
+            .iter()
+            .map(|s| schema_doc(&state, s))
+            .collect(),
+    )
 }
 
-pub async fn schema(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn schema(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let registry = state.service.registry().clone();
-    let schema = registry.schema(&id).ok_or_else(|| ApiError(ScimError::NotFound(format!("no schema {id}"))))?;
+    let schema = registry
+        .schema(&id)
+        .ok_or_else(|| ApiError(ScimError::NotFound(format!("no schema {id}"))))?;
     Ok(scim_json(StatusCode::OK, &schema_doc(&state, schema)))
 }
 
 pub async fn read_only() -> ApiError {
-    ApiError(ScimError::MethodNotAllowed("discovery endpoints are read-only".into()))
+    ApiError(ScimError::MethodNotAllowed(
+        "discovery endpoints are read-only".into(),
+    ))
 }
 
 pub async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state.service.store().ping().await.map_err(|e| ApiError(ScimError::Unavailable(e.to_string())))?;
+    state
+        .service
+        .store()
+        .ping()
+        .await
+        .map_err(|e| ApiError(ScimError::Unavailable(e.to_string())))?;
     Ok("ready")
 }

@@ -18,7 +18,8 @@ impl From<ScimError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let detail = match &self.0 {
             ScimError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -35,7 +36,9 @@ impl IntoResponse for ApiError {
             obj.insert("scimType".into(), t.into());
         }
         let mut response = (status, body.to_string()).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
         response
     }
 }

@@ -19,16 +19,23 @@ impl FromRequest<AppState> for ScimJson {
         // Content-Type is not checked: clients send application/scim+json,
         // application/json and text/json (Okta); the body must be JSON either way.
         let limit = state.max_body;
-        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-            ApiError(ScimError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")))
-        })?;
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| {
+                ApiError(ScimError::PayloadTooLarge(format!(
+                    "the request body exceeds {limit} bytes"
+                )))
+            })?;
         parse_json(&body).map(ScimJson)
     }
 }
 
 fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError(ScimError::InvalidSyntax(format!("the body is not valid JSON: {e}"))))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(ScimError::InvalidSyntax(format!(
+            "the body is not valid JSON: {e}"
+        )))
+    })
 }
 
 /// `If-Match` as a precondition on the stored version.

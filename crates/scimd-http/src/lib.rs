@@ -33,17 +33,38 @@ pub struct AppState {
 /// The whole application: SCIM under `/scim/v2`, health probes at the root.
 pub fn app(state: AppState) -> Router {
     let scim = Router::new()
-        .route("/ServiceProviderConfig", get(discovery::service_provider_config).fallback(discovery::read_only))
-        .route("/ResourceTypes", get(discovery::resource_types).fallback(discovery::read_only))
-        .route("/ResourceTypes/{id}", get(discovery::resource_type).fallback(discovery::read_only))
-        .route("/Schemas", get(discovery::schemas).fallback(discovery::read_only))
-        .route("/Schemas/{id}", get(discovery::schema).fallback(discovery::read_only))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config).fallback(discovery::read_only),
+        )
+        .route(
+            "/ResourceTypes",
+            get(discovery::resource_types).fallback(discovery::read_only),
+        )
+        .route(
+            "/ResourceTypes/{id}",
+            get(discovery::resource_type).fallback(discovery::read_only),
+        )
+        .route(
+            "/Schemas",
+            get(discovery::schemas).fallback(discovery::read_only),
+        )
+        .route(
+            "/Schemas/{id}",
+            get(discovery::schema).fallback(discovery::read_only),
+        )
         .route("/.search", axum::routing::post(resources::search_root))
         .route("/{endpoint}", get(resources::list).post(resources::create))
-        .route("/{endpoint}/.search", axum::routing::post(resources::search))
+        .route(
+            "/{endpoint}/.search",
+            axum::routing::post(resources::search),
+        )
         .route(
             "/{endpoint}/{id}",
-            get(resources::get_one).put(resources::replace).delete(resources::delete).patch(resources::patch),
+            get(resources::get_one)
+                .put(resources::replace)
+                .delete(resources::delete)
+                .patch(resources::patch),
         )
         .fallback(resources::no_route);
     Router::new()

@@ -28,33 +28,49 @@ fn resource_type(state: &AppState, endpoint: &str) -> Result<Arc<ResourceTypeDef
 }
 
 fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A SCIM JSON response.
 pub fn scim_json(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     r
 }
 
 fn single(status: StatusCode, resource: Resource, projection: &Projection) -> Response {
-    let location = resource.doc.get("meta").and_then(|m| m.get("location")).and_then(Value::as_str).map(str::to_string);
+    let location = resource
+        .doc
+        .get("meta")
+        .and_then(|m| m.get("location"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let doc = projection.apply(&resource.resource_type, resource.doc);
     let mut r = scim_json(status, &Value::Object(doc));
     if let Ok(v) = HeaderValue::from_str(&etag(resource.version)) {
         r.headers_mut().insert(header::ETAG, v);
     }
-    if status == StatusCode::CREATED {
-        if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
+    if status == StatusCode::CREATED
+        && let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        r.headers_mut().insert(header::LOCATION, v);
     }
     r
 }
 
-fn projection(rt: &ResourceTypeDef, params: &HashMap<String, String>) -> Result<Projection, ApiError> {
-    Ok(Projection::parse(rt, param(params, "attributes"), param(params, "excludedAttributes"))?)
+fn projection(
+    rt: &ResourceTypeDef,
+    params: &HashMap<String, String>,
+) -> Result<Projection, ApiError> {
+    Ok(Projection::parse(
+        rt,
+        param(params, "attributes"),
+        param(params, "excludedAttributes"),
+    )?)
 }
 
 pub async fn create(
@@ -97,7 +113,10 @@ pub async fn replace(
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
     let p = projection(&rt, &params)?;
-    let replaced = state.service.replace(&rt, &id, body, if_match(&headers)).await?;
+    let replaced = state
+        .service
+        .replace(&rt, &id, body, if_match(&headers))
+        .await?;
     Ok(single(StatusCode::OK, replaced, &p))
 }
 
@@ -113,7 +132,9 @@ pub async fn delete(
 
 /// PATCH is not implemented yet; ServiceProviderConfig says so.
 pub async fn patch(Path((endpoint, _id)): Path<(String, String)>) -> ApiError {
-    ApiError(ScimError::NotImplemented(format!("PATCH on /{endpoint} is not implemented yet; use PUT")))
+    ApiError(ScimError::NotImplemented(format!(
+        "PATCH on /{endpoint} is not implemented yet; use PUT"
+    )))
 }
 
 pub async fn no_route() -> ApiError {
@@ -123,11 +144,11 @@ pub async fn no_route() -> ApiError {
 fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
     match param(params, name) {
         None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| ApiError(ScimError::InvalidValue(format!("{name} must be an integer")))),
+        Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+            ApiError(ScimError::InvalidValue(format!(
+                "{name} must be an integer"
+            )))
+        }),
     }
 }
 
@@ -159,7 +180,10 @@ fn list_request(
 ) -> Result<ListRequest, ApiError> {
     Ok(ListRequest {
         filter: parse_filter(filter)?,
-        sort_by: sort_by.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string),
+        sort_by: sort_by
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         descending: descending(sort_order)?,
         // RFC 7644 3.4.2.4: startIndex < 1 is 1; a negative count is 0.
         start_index: start_index.map(|s| u64::try_from(s.max(1)).unwrap_or(1)),
@@ -169,7 +193,11 @@ fn list_request(
 }
 
 fn list_response(page: ResourcePage) -> Response {
-    let resources: Vec<Value> = page.resources.into_iter().map(|r| Value::Object(r.doc)).collect();
+    let resources: Vec<Value> = page
+        .resources
+        .into_iter()
+        .map(|r| Value::Object(r.doc))
+        .collect();
     let body = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
         "totalResults": page.total,
@@ -189,10 +217,16 @@ async fn run_list(
 ) -> Result<Response, ApiError> {
     let (mut page, projections) = state
         .service
-        .list(&types, &request, |rt| Projection::parse(rt, attributes.as_deref(), excluded.as_deref()))
+        .list(&types, &request, |rt| {
+            Projection::parse(rt, attributes.as_deref(), excluded.as_deref())
+        })
         .await?;
     for r in &mut page.resources {
-        if let Some((_, p)) = types.iter().zip(&projections).find(|(t, _)| t.name() == r.resource_type.name()) {
+        if let Some((_, p)) = types
+            .iter()
+            .zip(&projections)
+            .find(|(t, _)| t.name() == r.resource_type.name())
+        {
             let doc = std::mem::take(&mut r.doc);
             r.doc = p.apply(&r.resource_type, doc);
         }
@@ -221,26 +255,41 @@ pub async fn list(
 /// A SearchRequest body (RFC 7644 section 3.4.3).
 fn search_request(body: &Value) -> Result<(ListRequest, Option<String>, Option<String>), ApiError> {
     let Value::Object(map) = body else {
-        return Err(ApiError(ScimError::InvalidSyntax("a SearchRequest must be a JSON object".into())));
+        return Err(ApiError(ScimError::InvalidSyntax(
+            "a SearchRequest must be a JSON object".into(),
+        )));
     };
-    let get = |name: &str| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let get = |name: &str| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    };
     let text = |name: &str| -> Result<Option<String>, ApiError> {
         match get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Array(items)) if name.to_ascii_lowercase().contains("attributes") => Ok(Some(
-                items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
-            )),
-            Some(_) => Err(ApiError(ScimError::InvalidValue(format!("'{name}' has the wrong type")))),
+            Some(Value::Array(items)) if name.to_ascii_lowercase().contains("attributes") => {
+                Ok(Some(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ))
+            }
+            Some(_) => Err(ApiError(ScimError::InvalidValue(format!(
+                "'{name}' has the wrong type"
+            )))),
         }
     };
     let int = |name: &str| -> Result<Option<i64>, ApiError> {
         match get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| ApiError(ScimError::InvalidValue(format!("'{name}' must be an integer")))),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                ApiError(ScimError::InvalidValue(format!(
+                    "'{name}' must be an integer"
+                )))
+            }),
         }
     };
     let request = list_request(
@@ -263,7 +312,10 @@ pub async fn search(
     run_list(&state, vec![rt], request, attributes, excluded).await
 }
 
-pub async fn search_root(State(state): State<AppState>, ScimJson(body): ScimJson) -> Result<Response, ApiError> {
+pub async fn search_root(
+    State(state): State<AppState>,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ApiError> {
     let types = state.service.registry().resource_types().to_vec();
     let (request, attributes, excluded) = search_request(&body)?;
     run_list(&state, types, request, attributes, excluded).await

@@ -36,10 +36,13 @@ fn backend(e: rusqlite::Error) -> StoreError {
 fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(backend)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(backend)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -56,7 +59,11 @@ impl SqliteStore {
             .name("scimd-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(SqliteStore { path: path.to_path_buf(), writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
     }
 
     /// Runs `f` inside the next group-committed write transaction; resolves
@@ -80,7 +87,8 @@ impl SqliteStore {
             .map_err(|_| StoreError::Backend("writer lock poisoned".into()))?
             .send(job)
             .map_err(|_| StoreError::Backend("writer thread stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("writer dropped the request".into()))?
+        rx.await
+            .map_err(|_| StoreError::Backend("writer dropped the request".into()))?
     }
 
     /// Runs `f` on a reader connection on a blocking thread.
@@ -98,10 +106,10 @@ impl SqliteStore {
                 None => open(&path)?,
             };
             let result = f(&conn);
-            if let Ok(mut pool) = readers.lock() {
-                if pool.len() < 16 {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = readers.lock()
+                && pool.len() < 16
+            {
+                pool.push(conn);
             }
             result
         })
@@ -111,7 +119,9 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let version = i64::try_from(i).unwrap_or(i64::MAX) + 1;
         if version <= current {
@@ -119,7 +129,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql).map_err(backend)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {version}")).map_err(backend)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
     Ok(())
@@ -136,12 +147,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         let mut delivers = Vec::with_capacity(batch.len());
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let err = StoreError::Backend(e.to_string());
-            for job in batch {
-                // Jobs never ran: report the failure without running them.
-                drop(job);
-                let _ = &err;
-            }
+            // The jobs never ran; dropping them fails each waiting request.
+            eprintln!("scimd: cannot begin a write transaction: {e}");
+            drop(batch);
             continue;
         }
         for job in batch {
@@ -153,7 +161,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             let _ = conn.execute_batch("RELEASE job");
             delivers.push(deliver);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| StoreError::Backend(e.to_string()));
+        let commit = conn
+            .execute_batch("COMMIT")
+            .map_err(|e| StoreError::Backend(e.to_string()));
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -172,17 +182,42 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 const COLUMNS: &str = "r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data";
 
-fn row_to_resource(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, i64, String, String, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+fn row_to_resource(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, String, String, i64, String, String, String)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
 }
 
-fn to_stored(row: (i64, String, String, i64, String, String, String)) -> Result<StoredResource, StoreError> {
+fn to_stored(
+    row: (i64, String, String, i64, String, String, String),
+) -> Result<StoredResource, StoreError> {
     let (position, id, resource_type, version, created, modified, data) = row;
     let data = match serde_json::from_str(&data) {
         Ok(serde_json::Value::Object(map)) => map,
-        _ => return Err(StoreError::Backend(format!("resource {id} has a corrupt document"))),
+        _ => {
+            return Err(StoreError::Backend(format!(
+                "resource {id} has a corrupt document"
+            )));
+        }
     };
-    Ok(StoredResource { position, resource_type, id, version, created, modified, data, members: None })
+    Ok(StoredResource {
+        position,
+        resource_type,
+        id,
+        version,
+        created,
+        modified,
+        data,
+        members: None,
+    })
 }
 
 fn load_members(conn: &Connection, group_seq: i64) -> Result<Vec<Member>, StoreError> {
@@ -194,7 +229,11 @@ fn load_members(conn: &Connection, group_seq: i64) -> Result<Vec<Member>, StoreE
         .map_err(backend)?;
     let rows = stmt
         .query_map([group_seq], |row| {
-            Ok(Member { value: row.get(0)?, typ: Some(row.get(1)?), display: row.get(2)? })
+            Ok(Member {
+                value: row.get(0)?,
+                typ: Some(row.get(1)?),
+                display: row.get(2)?,
+            })
         })
         .map_err(backend)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
@@ -206,40 +245,71 @@ fn write_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result<(
         .prepare_cached("INSERT INTO unique_values (scope, key, value, seq) VALUES (?, ?, ?, ?)")
         .map_err(backend)?;
     for u in &w.unique {
-        let scope = if u.global { "*" } else { w.resource_type.as_str() };
-        unique.execute(params![scope, u.key, u.value, seq]).map_err(|e| {
-            if is_unique_violation(&e) { StoreError::Uniqueness { attr: u.key.clone() } } else { backend(e) }
-        })?;
+        let scope = if u.global {
+            "*"
+        } else {
+            w.resource_type.as_str()
+        };
+        unique
+            .execute(params![scope, u.key, u.value, seq])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Uniqueness {
+                        attr: u.key.clone(),
+                    }
+                } else {
+                    backend(e)
+                }
+            })?;
     }
     let mut index = conn
-        .prepare_cached("INSERT INTO attr_values (seq, key, elem, prim, s, n) VALUES (?, ?, ?, ?, ?, ?)")
+        .prepare_cached(
+            "INSERT INTO attr_values (seq, key, elem, prim, s, n) VALUES (?, ?, ?, ?, ?, ?)",
+        )
         .map_err(backend)?;
     for e in &w.index {
-        index.execute(params![seq, e.key, e.elem, e.primary, e.text, e.number]).map_err(backend)?;
+        index
+            .execute(params![seq, e.key, e.elem, e.primary, e.text, e.number])
+            .map_err(backend)?;
     }
     if let Some(members) = &w.members {
-        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq]).map_err(backend)?;
+        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq])
+            .map_err(backend)?;
         add_members(conn, seq, members, &w.member_types)?;
     }
     Ok(())
 }
 
-fn add_members(conn: &Connection, group_seq: i64, members: &[Member], types: &[String]) -> Result<(), StoreError> {
-    let mut find = conn.prepare_cached("SELECT seq, rtype FROM resources WHERE id = ?").map_err(backend)?;
+fn add_members(
+    conn: &Connection,
+    group_seq: i64,
+    members: &[Member],
+    types: &[String],
+) -> Result<(), StoreError> {
+    let mut find = conn
+        .prepare_cached("SELECT seq, rtype FROM resources WHERE id = ?")
+        .map_err(backend)?;
     let mut insert = conn
         .prepare_cached("INSERT INTO members (group_seq, member_seq, display) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
         .map_err(backend)?;
     for m in members {
-        let found: Option<(i64, String)> =
-            find.query_row([&m.value], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(backend)?;
+        let found: Option<(i64, String)> = find
+            .query_row([&m.value], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(backend)?;
         let Some((member_seq, rtype)) = found else {
             return Err(StoreError::UnknownMember(m.value.clone()));
         };
-        let type_ok = types.iter().any(|t| t == &rtype) && m.typ.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(&rtype));
+        let type_ok = types.iter().any(|t| t == &rtype)
+            && m.typ
+                .as_ref()
+                .is_none_or(|t| t.eq_ignore_ascii_case(&rtype));
         if !type_ok {
             return Err(StoreError::UnknownMember(m.value.clone()));
         }
-        insert.execute(params![group_seq, member_seq, m.display]).map_err(backend)?;
+        insert
+            .execute(params![group_seq, member_seq, m.display])
+            .map_err(backend)?;
     }
     Ok(())
 }
@@ -248,7 +318,11 @@ fn add_members(conn: &Connection, group_seq: i64, members: &[Member], types: &[S
 /// mismatch.
 fn explain_miss(conn: &Connection, rtype: &str, id: &str) -> StoreError {
     match conn
-        .query_row("SELECT version FROM resources WHERE id = ? AND rtype = ?", [id, rtype], |r| r.get::<_, i64>(0))
+        .query_row(
+            "SELECT version FROM resources WHERE id = ? AND rtype = ?",
+            [id, rtype],
+            |r| r.get::<_, i64>(0),
+        )
         .optional()
     {
         Ok(Some(current)) => StoreError::VersionMismatch { current },
@@ -260,7 +334,8 @@ fn explain_miss(conn: &Connection, rtype: &str, id: &str) -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
     }
 
     async fn create(&self, w: ResourceWrite) -> Result<StoredResource, StoreError> {
@@ -291,11 +366,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get(&self, rtype: &str, id: &str, with_members: bool) -> Result<Option<StoredResource>, StoreError> {
+    async fn get(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_members: bool,
+    ) -> Result<Option<StoredResource>, StoreError> {
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.read(move |conn| {
             let row = conn
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM resources r WHERE r.id = ? AND r.rtype = ?"))
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM resources r WHERE r.id = ? AND r.rtype = ?"
+                ))
                 .and_then(|mut s| s.query_row([&id, &rtype], row_to_resource).optional())
                 .map_err(backend)?;
             let Some(row) = row else { return Ok(None) };
@@ -308,7 +390,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn replace(&self, w: ResourceWrite, expected: Option<i64>) -> Result<StoredResource, StoreError> {
+    async fn replace(
+        &self,
+        w: ResourceWrite,
+        expected: Option<i64>,
+    ) -> Result<StoredResource, StoreError> {
         self.write(move |conn| {
             let data = serde_json::Value::Object(w.data.clone()).to_string();
             let row: Option<(i64, i64, String)> = conn
@@ -440,7 +526,10 @@ impl Store for SqliteStore {
                 .prepare_cached(&count_sql)
                 .and_then(|mut s| s.query_row(params_from_iter(filter.params.iter()), |r| r.get(0)))
                 .map_err(backend)?;
-            let mut page = Sql { text: format!("SELECT {COLUMNS} FROM resources r{}", filter.text), params: filter.params };
+            let mut page = Sql {
+                text: format!("SELECT {COLUMNS} FROM resources r{}", filter.text),
+                params: filter.params,
+            };
             let (limit, offset) = match q.paging {
                 Paging::Index { start, count } => (count, start.saturating_sub(1)),
                 Paging::Cursor { after, count } => {
@@ -457,10 +546,14 @@ impl Store for SqliteStore {
             };
             order_by(&mut page, sort);
             page.text.push_str(" LIMIT ? OFFSET ?");
-            page.params.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-            page.params.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+            page.params
+                .push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+            page.params
+                .push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
             let mut stmt = conn.prepare_cached(&page.text).map_err(backend)?;
-            let rows = stmt.query_map(params_from_iter(page.params.iter()), row_to_resource).map_err(backend)?;
+            let rows = stmt
+                .query_map(params_from_iter(page.params.iter()), row_to_resource)
+                .map_err(backend)?;
             let mut items = Vec::new();
             for row in rows {
                 let mut stored = to_stored(row.map_err(backend)?)?;
@@ -469,7 +562,10 @@ impl Store for SqliteStore {
                 }
                 items.push(stored);
             }
-            Ok(Page { total: u64::try_from(total).unwrap_or(0), items })
+            Ok(Page {
+                total: u64::try_from(total).unwrap_or(0),
+                items,
+            })
         })
         .await
     }
@@ -491,7 +587,11 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let rows = stmt
                 .query_map([&member_id], |r| {
-                    Ok(GroupMembership { group_id: r.get(0)?, display: r.get(1)?, direct: r.get::<_, i64>(2)? == 1 })
+                    Ok(GroupMembership {
+                        group_id: r.get(0)?,
+                        display: r.get(1)?,
+                        direct: r.get::<_, i64>(2)? == 1,
+                    })
                 })
                 .map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)

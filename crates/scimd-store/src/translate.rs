@@ -27,7 +27,11 @@ pub fn condition(sql: &mut Sql, cond: &Cond) {
         Cond::And(a, b) | Cond::Or(a, b) => {
             sql.text.push('(');
             condition(sql, a);
-            sql.text.push_str(if matches!(cond, Cond::And(..)) { " AND " } else { " OR " });
+            sql.text.push_str(if matches!(cond, Cond::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            });
             condition(sql, b);
             sql.text.push(')');
         }
@@ -37,19 +41,22 @@ pub fn condition(sql: &mut Sql, cond: &Cond) {
             sql.text.push(')');
         }
         Cond::Present { key } => {
-            sql.text.push_str("r.seq IN (SELECT a.seq FROM attr_values a WHERE a.key = ");
+            sql.text
+                .push_str("r.seq IN (SELECT a.seq FROM attr_values a WHERE a.key = ");
             sql.param(SqlValue::Text(key.clone()));
             sql.text.push(')');
         }
         Cond::Compare { key, op, value } => {
-            sql.text.push_str("r.seq IN (SELECT a.seq FROM attr_values a WHERE a.key = ");
+            sql.text
+                .push_str("r.seq IN (SELECT a.seq FROM attr_values a WHERE a.key = ");
             sql.param(SqlValue::Text(key.clone()));
             sql.text.push_str(" AND ");
             comparison(sql, "a", *op, value);
             sql.text.push(')');
         }
         Cond::Element { parent, cond } => {
-            sql.text.push_str("r.seq IN (SELECT p.seq FROM attr_values p WHERE p.key = ");
+            sql.text
+                .push_str("r.seq IN (SELECT p.seq FROM attr_values p WHERE p.key = ");
             sql.param(SqlValue::Text(parent.clone()));
             sql.text.push_str(" AND ");
             element_condition(sql, cond);
@@ -64,7 +71,11 @@ fn element_condition(sql: &mut Sql, cond: &Cond) {
         Cond::And(a, b) | Cond::Or(a, b) => {
             sql.text.push('(');
             element_condition(sql, a);
-            sql.text.push_str(if matches!(cond, Cond::And(..)) { " AND " } else { " OR " });
+            sql.text.push_str(if matches!(cond, Cond::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            });
             element_condition(sql, b);
             sql.text.push(')');
         }
@@ -86,7 +97,7 @@ fn element_condition(sql: &mut Sql, cond: &Cond) {
             sql.text.push(')');
         }
         // Resolution never nests value filters.
-        Cond::Element { .. } => sql.text.push_str("0"),
+        Cond::Element { .. } => sql.text.push('0'),
     }
 }
 
@@ -135,7 +146,8 @@ fn comparison(sql: &mut Sql, alias: &str, op: CompareOp, value: &Comparable) {
                 CompareOp::Ew => {
                     sql.text.push_str(&format!("length({col}) >= length("));
                     sql.param(SqlValue::Text(t.clone()));
-                    sql.text.push_str(&format!(") AND substr({col}, length({col}) - length("));
+                    sql.text
+                        .push_str(&format!(") AND substr({col}, length({col}) - length("));
                     sql.param(SqlValue::Text(t.clone()));
                     sql.text.push_str(") + 1) = ");
                     sql.param(SqlValue::Text(t.clone()));
@@ -176,10 +188,16 @@ pub fn order_by(sql: &mut Sql, sort: Option<&SortKey>) {
     sql.text.push_str(" ORDER BY ");
     if let Some(sort) = sort {
         let col = if sort.numeric { "n" } else { "s" };
-        sql.text.push_str(&format!("(SELECT a.{col} FROM attr_values a WHERE a.seq = r.seq AND a.key = "));
+        sql.text.push_str(&format!(
+            "(SELECT a.{col} FROM attr_values a WHERE a.seq = r.seq AND a.key = "
+        ));
         sql.param(SqlValue::Text(sort.key.clone()));
         sql.text.push_str(" ORDER BY a.prim DESC, a.elem LIMIT 1)");
-        sql.text.push_str(if sort.descending { " DESC NULLS FIRST, " } else { " ASC NULLS LAST, " });
+        sql.text.push_str(if sort.descending {
+            " DESC NULLS FIRST, "
+        } else {
+            " ASC NULLS LAST, "
+        });
     }
     sql.text.push_str("r.seq");
 }

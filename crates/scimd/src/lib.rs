@@ -47,12 +47,17 @@ fn sqlite_path(config: &Config) -> anyhow::Result<PathBuf> {
             let path = url
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
-                .with_context(|| format!("unsupported database URL '{url}': only sqlite: is available in this build"))?;
+                .with_context(|| {
+                    format!(
+                        "unsupported database URL '{url}': only sqlite: is available in this build"
+                    )
+                })?;
             Ok(PathBuf::from(path))
         }
         None => {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create data directory {}", config.data_dir.display())
+            })?;
             Ok(config.data_dir.join("scimd.sqlite3"))
         }
     }
@@ -65,10 +70,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let path = sqlite_path(&config)?;
-    let store = SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-    let registry = Arc::new(Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?);
+    let store =
+        SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let registry =
+        Arc::new(Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?);
     let local = listener.local_addr()?;
-    let base = config.base_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let base = config
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
     let service = ResourceService::new(
         Arc::new(store),
         registry,
@@ -78,7 +88,10 @@ pub async fn serve(
             max_count: config.max_count,
         },
     );
-    let state = AppState { service: Arc::new(service), max_body: config.max_body };
+    let state = AppState {
+        service: Arc::new(service),
+        max_body: config.max_body,
+    };
     let router = app(state)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -87,7 +100,9 @@ pub async fn serve(
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     tracing::info!(%local, database = %path.display(), "scimd listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -98,7 +113,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

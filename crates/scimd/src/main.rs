@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use scimd::{Config, serve, shutdown_signal};
 
 #[derive(Parser, Debug)]
-#[command(name = "scimd", version, about = "A SCIM 2.0 identity provisioning server")]
+#[command(
+    name = "scimd",
+    version,
+    about = "A SCIM 2.0 identity provisioning server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

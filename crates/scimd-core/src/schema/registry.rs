@@ -10,14 +10,23 @@ const COMMON_JSON: &str = include_str!("../../schemas/common.json");
 /// The built-in schema documents, in the order `/Schemas` lists them.
 const BUILTIN_SCHEMAS: &[(&str, &str)] = &[
     ("user.json", include_str!("../../schemas/user.json")),
-    ("enterprise_user.json", include_str!("../../schemas/enterprise_user.json")),
+    (
+        "enterprise_user.json",
+        include_str!("../../schemas/enterprise_user.json"),
+    ),
     ("group.json", include_str!("../../schemas/group.json")),
     (
         "service_provider_config_schema.json",
         include_str!("../../schemas/service_provider_config_schema.json"),
     ),
-    ("resource_type_schema.json", include_str!("../../schemas/resource_type_schema.json")),
-    ("schema_schema.json", include_str!("../../schemas/schema_schema.json")),
+    (
+        "resource_type_schema.json",
+        include_str!("../../schemas/resource_type_schema.json"),
+    ),
+    (
+        "schema_schema.json",
+        include_str!("../../schemas/schema_schema.json"),
+    ),
 ];
 const BUILTIN_RESOURCE_TYPES: (&str, &str) = (
     "resource_types.json",
@@ -178,7 +187,9 @@ impl ResourceTypeDef {
                             return Ok(Resolved::Extension(ext));
                         }
                         if whole.eq_ignore_ascii_case(&self.core.id) {
-                            return Err(format!("'{whole}' names the core schema, not an attribute"));
+                            return Err(format!(
+                                "'{whole}' names the core schema, not an attribute"
+                            ));
                         }
                     }
                     return Err(format!(
@@ -252,11 +263,19 @@ impl Registry {
                 serde_json::from_str(text).map_err(|e| load_error(name, e.to_string()))?;
             check_schema(&schema).map_err(|p| load_error(name, p))?;
             if loaded.iter().any(|s| s.id.eq_ignore_ascii_case(&schema.id)) {
-                return Err(load_error(name, format!("schema '{}' defined twice", schema.id)));
+                return Err(load_error(
+                    name,
+                    format!("schema '{}' defined twice", schema.id),
+                ));
             }
             loaded.push(Arc::new(schema));
         }
-        let find = |id: &str| loaded.iter().find(|s| s.id.eq_ignore_ascii_case(id)).cloned();
+        let find = |id: &str| {
+            loaded
+                .iter()
+                .find(|s| s.id.eq_ignore_ascii_case(id))
+                .cloned()
+        };
         let mut types = Vec::new();
         let mut by_endpoint = HashMap::new();
         for (name, text) in resource_types {
@@ -269,21 +288,42 @@ impl Registry {
             .map_err(|e| load_error(name, e.to_string()))?;
             for doc in docs {
                 let core = find(&doc.schema).ok_or_else(|| {
-                    load_error(name, format!("resource type {} uses unknown schema '{}'", doc.name, doc.schema))
+                    load_error(
+                        name,
+                        format!(
+                            "resource type {} uses unknown schema '{}'",
+                            doc.name, doc.schema
+                        ),
+                    )
                 })?;
                 let mut extensions = Vec::new();
                 for ext in &doc.schema_extensions {
                     let schema = find(&ext.schema).ok_or_else(|| {
-                        load_error(name, format!("resource type {} uses unknown extension '{}'", doc.name, ext.schema))
+                        load_error(
+                            name,
+                            format!(
+                                "resource type {} uses unknown extension '{}'",
+                                doc.name, ext.schema
+                            ),
+                        )
                     })?;
                     extensions.push((schema, ext.required));
                 }
                 let endpoint = doc.endpoint.trim_start_matches('/').to_ascii_lowercase();
                 if endpoint.is_empty() || endpoint.contains('/') {
-                    return Err(load_error(name, format!("resource type {} has an invalid endpoint '{}'", doc.name, doc.endpoint)));
+                    return Err(load_error(
+                        name,
+                        format!(
+                            "resource type {} has an invalid endpoint '{}'",
+                            doc.name, doc.endpoint
+                        ),
+                    ));
                 }
                 if by_endpoint.insert(endpoint, types.len()).is_some() {
-                    return Err(load_error(name, format!("endpoint '{}' defined twice", doc.endpoint)));
+                    return Err(load_error(
+                        name,
+                        format!("endpoint '{}' defined twice", doc.endpoint),
+                    ));
                 }
                 types.push(Arc::new(ResourceTypeDef {
                     doc,
@@ -349,7 +389,11 @@ fn check_schema(schema: &Schema) -> Result<(), String> {
 
 fn check_attribute(attr: &Attribute, nested: bool) -> Result<(), String> {
     let valid_name = attr.name == "$ref"
-        || (attr.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        || (attr
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
             && attr
                 .name
                 .chars()
@@ -358,19 +402,22 @@ fn check_attribute(attr: &Attribute, nested: bool) -> Result<(), String> {
         return Err(format!("invalid attribute name '{}'", attr.name));
     }
     match attr.typ {
-        AttrType::Complex if nested => {
-            Err(format!("complex attribute '{}' cannot nest inside another", attr.name))
-        }
-        AttrType::Complex if attr.sub_attributes.is_empty() => {
-            Err(format!("complex attribute '{}' has no subAttributes", attr.name))
-        }
+        AttrType::Complex if nested => Err(format!(
+            "complex attribute '{}' cannot nest inside another",
+            attr.name
+        )),
+        AttrType::Complex if attr.sub_attributes.is_empty() => Err(format!(
+            "complex attribute '{}' has no subAttributes",
+            attr.name
+        )),
         AttrType::Complex => attr
             .sub_attributes
             .iter()
             .try_for_each(|s| check_attribute(s, true)),
-        _ if !attr.sub_attributes.is_empty() => {
-            Err(format!("attribute '{}' is not complex but has subAttributes", attr.name))
-        }
+        _ if !attr.sub_attributes.is_empty() => Err(format!(
+            "attribute '{}' is not complex but has subAttributes",
+            attr.name
+        )),
         _ => Ok(()),
     }
 }

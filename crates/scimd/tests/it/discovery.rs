@@ -9,7 +9,10 @@ async fn discovery_is_complete_and_read_only() {
     let (st, _, spc) = s.call(Method::GET, "/ServiceProviderConfig", None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(spc["filter"]["supported"], true);
-    assert_eq!(spc["patch"]["supported"], false, "PATCH is not implemented yet and must not be advertised");
+    assert_eq!(
+        spc["patch"]["supported"], false,
+        "PATCH is not implemented yet and must not be advertised"
+    );
     let (_, _, types) = s.call(Method::GET, "/ResourceTypes", None).await;
     assert_eq!(types["totalResults"], 2);
     let (st, _, user) = s.call(Method::GET, "/ResourceTypes/User", None).await;
@@ -17,13 +20,27 @@ async fn discovery_is_complete_and_read_only() {
     assert_eq!(user["endpoint"], "/Users");
     let (_, _, schemas) = s.call(Method::GET, "/Schemas", None).await;
     assert!(schemas["totalResults"].as_u64().unwrap() >= 3);
-    let (st, _, schema) = s.call(Method::GET, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", None).await;
+    let (st, _, schema) = s
+        .call(
+            Method::GET,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     let attrs = schema["attributes"].as_array().unwrap();
-    assert!(attrs.iter().any(|a| a["name"] == "userName" && a["uniqueness"] == "server"));
-    let (st, _, e) = s.call(Method::POST, "/Schemas", Some(serde_json::json!({}))).await;
+    assert!(
+        attrs
+            .iter()
+            .any(|a| a["name"] == "userName" && a["uniqueness"] == "server")
+    );
+    let (st, _, e) = s
+        .call(Method::POST, "/Schemas", Some(serde_json::json!({})))
+        .await;
     assert_scim_error(st, &e, 405, None);
-    let resp = reqwest::get(s.base.replace("/scim/v2", "/readyz")).await.unwrap();
+    let resp = reqwest::get(s.base.replace("/scim/v2", "/readyz"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     s.stop().await;
 }

@@ -11,20 +11,40 @@ async fn bad_input_gets_scim_errors() {
     assert_scim_error(st, &e, 400, Some("invalidSyntax"));
     let (st, e) = s.raw(Method::POST, "/Users", "[1,2]").await;
     assert_scim_error(st, &e, 400, Some("invalidSyntax"));
-    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": 5}))).await;
+    let (st, _, e) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": 5})))
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
-    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": "x", "active": "maybe"}))).await;
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "x", "active": "maybe"})),
+        )
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
-    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": "x", "emails": [{"value": 3}]}))).await;
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "x", "emails": [{"value": 3}]})),
+        )
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
     let big = json!({"userName": "x".repeat(8000)});
     let (st, _, e) = s.call(Method::POST, "/Users", Some(big)).await;
     assert_scim_error(st, &e, 413, None);
-    let (st, _, e) = s.call(Method::GET, "/Users?filter=userName%20zz%20%22x%22", None).await;
+    let (st, _, e) = s
+        .call(Method::GET, "/Users?filter=userName%20zz%20%22x%22", None)
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidFilter"));
-    let (st, _, e) = s.call(Method::GET, "/Users?filter=shoeSize%20eq%201", None).await;
+    let (st, _, e) = s
+        .call(Method::GET, "/Users?filter=shoeSize%20eq%201", None)
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidFilter"));
-    let (st, _, e) = s.call(Method::GET, "/Users?filter=active%20gt%20true", None).await;
+    let (st, _, e) = s
+        .call(Method::GET, "/Users?filter=active%20gt%20true", None)
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidFilter"));
     let (st, _, e) = s.call(Method::GET, "/Users?count=abc", None).await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
@@ -32,7 +52,13 @@ async fn bad_input_gets_scim_errors() {
     assert_scim_error(st, &e, 404, None);
     let (st, _, e) = s.call(Method::GET, "/Widgets", None).await;
     assert_scim_error(st, &e, 404, None);
-    let (st, _, e) = s.call(Method::PUT, "/Users/does-not-exist", Some(json!({"userName": "q"}))).await;
+    let (st, _, e) = s
+        .call(
+            Method::PUT,
+            "/Users/does-not-exist",
+            Some(json!({"userName": "q"})),
+        )
+        .await;
     assert_scim_error(st, &e, 404, None);
     let (_, _, list) = s.call(Method::GET, "/Users", None).await;
     assert_eq!(list["totalResults"], 0, "no bad request wrote anything");

@@ -7,41 +7,79 @@ use crate::harness::{Server, assert_scim_error};
 async fn members_nested_groups_and_computed_user_groups() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path()).await;
-    let (_, _, alice) = s.call(Method::POST, "/Users", Some(json!({"userName": "alice"}))).await;
+    let (_, _, alice) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "alice"})))
+        .await;
     let alice = alice["id"].as_str().unwrap().to_string();
     let (st, _, inner) = s
-        .call(Method::POST, "/Groups", Some(json!({"displayName": "Inner", "members": [{"value": alice, "type": "User"}]})))
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Inner", "members": [{"value": alice, "type": "User"}]})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{inner}");
     assert_eq!(inner["members"][0]["value"], alice.as_str());
     assert_eq!(inner["members"][0]["type"], "User");
     let inner_id = inner["id"].as_str().unwrap().to_string();
     let (st, _, outer) = s
-        .call(Method::POST, "/Groups", Some(json!({"displayName": "Outer", "members": [{"value": inner_id, "$ref": null}]})))
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Outer", "members": [{"value": inner_id, "$ref": null}]})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{outer}");
     let outer_id = outer["id"].as_str().unwrap().to_string();
     let (_, _, user) = s.call(Method::GET, &format!("/Users/{alice}"), None).await;
     let groups = user["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{user}");
-    assert!(groups.iter().any(|g| g["value"] == inner_id.as_str() && g["type"] == "direct"));
-    assert!(groups.iter().any(|g| g["value"] == outer_id.as_str() && g["type"] == "indirect"));
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["value"] == inner_id.as_str() && g["type"] == "direct")
+    );
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["value"] == outer_id.as_str() && g["type"] == "indirect")
+    );
     // excludedAttributes=members
-    let (_, _, g) = s.call(Method::GET, &format!("/Groups/{inner_id}?excludedAttributes=members"), None).await;
+    let (_, _, g) = s
+        .call(
+            Method::GET,
+            &format!("/Groups/{inner_id}?excludedAttributes=members"),
+            None,
+        )
+        .await;
     assert!(g.get("members").is_none());
     assert_eq!(g["displayName"], "Inner");
     // unknown member id
     let (st, _, e) = s
-        .call(Method::POST, "/Groups", Some(json!({"displayName": "Bad", "members": [{"value": "nope"}]})))
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Bad", "members": [{"value": "nope"}]})),
+        )
         .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
     assert!(e["detail"].as_str().unwrap().contains("nope"));
-    let (_, _, list) = s.call(Method::GET, "/Groups?filter=displayName%20eq%20%22Bad%22", None).await;
+    let (_, _, list) = s
+        .call(
+            Method::GET,
+            "/Groups?filter=displayName%20eq%20%22Bad%22",
+            None,
+        )
+        .await;
     assert_eq!(list["totalResults"], 0, "no partial write");
     // deleting the user removes its memberships
-    let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{alice}"), None).await;
+    let (st, _, _) = s
+        .call(Method::DELETE, &format!("/Users/{alice}"), None)
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (_, _, g) = s.call(Method::GET, &format!("/Groups/{inner_id}"), None).await;
+    let (_, _, g) = s
+        .call(Method::GET, &format!("/Groups/{inner_id}"), None)
+        .await;
     assert!(g.get("members").is_none(), "{g}");
     s.stop().await;
 }

@@ -20,7 +20,10 @@ impl Server {
     pub async fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut scimd::Config)) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut config = scimd::Config { data_dir: data_dir.to_path_buf(), ..scimd::Config::default() };
+        let mut config = scimd::Config {
+            data_dir: data_dir.to_path_buf(),
+            ..scimd::Config::default()
+        };
         tweak(&mut config);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(scimd::serve(config, listener, async {
@@ -44,7 +47,12 @@ impl Server {
     }
 
     /// Sends a request; returns status, headers and the JSON body (Null if empty).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         self.call_with(method, path, body, &[]).await
     }
 
@@ -60,13 +68,19 @@ impl Server {
             req = req.header(*k, *v);
         }
         if let Some(body) = body {
-            req = req.header("content-type", "application/scim+json").body(body.to_string());
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, headers, json)
     }
 
@@ -88,8 +102,14 @@ impl Server {
 /// Asserts a SCIM error body with the given status and scimType.
 pub fn assert_scim_error(status: StatusCode, body: &Value, want: u16, scim_type: Option<&str>) {
     assert_eq!(status.as_u16(), want, "body: {body}");
-    assert_eq!(body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "body: {body}");
+    assert_eq!(
+        body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+        "body: {body}"
+    );
     assert_eq!(body["status"], want.to_string(), "body: {body}");
     assert_eq!(body["scimType"].as_str(), scim_type, "body: {body}");
-    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "body: {body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "body: {body}"
+    );
 }

@@ -1,8 +1,10 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 //! The integration test binary: a real scimd on 127.0.0.1:0 over a temporary
 //! SQLite store, spoken to over HTTP.
 
-mod harness;
-mod users;
-mod groups;
 mod discovery;
 mod errors;
+mod groups;
+mod harness;
+mod users;

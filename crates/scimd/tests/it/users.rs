@@ -17,8 +17,14 @@ async fn curity_seed_crud_walkthrough() {
     assert_eq!(st, StatusCode::CREATED);
     assert_eq!(h["content-type"], "application/scim+json");
     let id = user["id"].as_str().unwrap().to_string();
-    assert_eq!(h["location"].to_str().unwrap(), user["meta"]["location"].as_str().unwrap());
-    assert_eq!(h["etag"].to_str().unwrap(), user["meta"]["version"].as_str().unwrap());
+    assert_eq!(
+        h["location"].to_str().unwrap(),
+        user["meta"]["location"].as_str().unwrap()
+    );
+    assert_eq!(
+        h["etag"].to_str().unwrap(),
+        user["meta"]["version"].as_str().unwrap()
+    );
     assert_eq!(user["meta"]["resourceType"], "User");
     assert_eq!(user["emails"][0]["value"], "bob@example.com");
     // Read
@@ -32,9 +38,17 @@ async fn curity_seed_crud_walkthrough() {
     assert_eq!(list["startIndex"], 1);
     assert_eq!(list["Resources"][0]["id"], id.as_str());
     // Filter
-    let (_, _, list) = s.call(Method::GET, "/Users?filter=userName%20eq%20%22BOB%22", None).await;
+    let (_, _, list) = s
+        .call(Method::GET, "/Users?filter=userName%20eq%20%22BOB%22", None)
+        .await;
     assert_eq!(list["totalResults"], 1, "userName is caseExact=false");
-    let (_, _, list) = s.call(Method::GET, "/Users?filter=userName%20eq%20%22alice%22", None).await;
+    let (_, _, list) = s
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22alice%22",
+            None,
+        )
+        .await;
     assert_eq!(list["totalResults"], 0);
     assert_eq!(list["Resources"], json!([]));
     // .search with projection
@@ -52,14 +66,23 @@ async fn curity_seed_crud_walkthrough() {
         "emails": [{"value": "bob-new-email@example.com", "primary": true}],
         "phoneNumbers": [{"value": "5551113333", "primary": true}],
         "name": {"givenName": "bob", "familyName": "builder"}});
-    let (st, _, replaced) = s.call(Method::PUT, &format!("/Users/{id}"), Some(put)).await;
+    let (st, _, replaced) = s
+        .call(Method::PUT, &format!("/Users/{id}"), Some(put))
+        .await;
     assert_eq!(st, StatusCode::OK, "{replaced}");
     assert_eq!(replaced["name"]["familyName"], "builder");
     assert_eq!(replaced["meta"]["version"], "W/\"2\"");
     let (_, _, replaced) = s
-        .call(Method::PUT, &format!("/Users/{id}"), Some(json!({"userName": "bob"})))
+        .call(
+            Method::PUT,
+            &format!("/Users/{id}"),
+            Some(json!({"userName": "bob"})),
+        )
         .await;
-    assert!(replaced.get("name").is_none() && replaced.get("emails").is_none(), "{replaced}");
+    assert!(
+        replaced.get("name").is_none() && replaced.get("emails").is_none(),
+        "{replaced}"
+    );
     // Delete
     let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{id}"), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
@@ -74,8 +97,12 @@ async fn schema_rules_are_enforced() {
     let s = Server::start(dir.path()).await;
     // attribute names are case-insensitive; readOnly values are ignored; "True" strings coerce
     let (st, _, u) = s
-        .call(Method::POST, "/Users", Some(json!({"UserName": "carol", "Active": "True", "id": "mine",
-              "groups": [{"value": "x"}], "meta": {"resourceType": "User"}})))
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"UserName": "carol", "Active": "True", "id": "mine",
+              "groups": [{"value": "x"}], "meta": {"resourceType": "User"}})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
     assert_eq!(u["userName"], "carol");
@@ -84,26 +111,56 @@ async fn schema_rules_are_enforced() {
     assert!(u.get("groups").is_none());
     // password is write-only: stored hashed, never returned
     let (st, _, u) = s
-        .call(Method::POST, "/Users", Some(json!({"userName": "dave", "password": "s3cret"})))
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "dave", "password": "s3cret"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED);
     assert!(u.get("password").is_none());
-    let (_, _, got) = s.call(Method::GET, &format!("/Users/{}?attributes=password", u["id"].as_str().unwrap()), None).await;
+    let (_, _, got) = s
+        .call(
+            Method::GET,
+            &format!("/Users/{}?attributes=password", u["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert!(got.get("password").is_none());
-    let (st, _, e) = s.call(Method::GET, "/Users?filter=password%20eq%20%22s3cret%22", None).await;
+    let (st, _, e) = s
+        .call(
+            Method::GET,
+            "/Users?filter=password%20eq%20%22s3cret%22",
+            None,
+        )
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidFilter"));
     // uniqueness, case-insensitive
-    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": "CAROL"}))).await;
+    let (st, _, e) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "CAROL"})))
+        .await;
     assert_scim_error(st, &e, 409, Some("uniqueness"));
     // required
-    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"displayName": "x"}))).await;
+    let (st, _, e) = s
+        .call(Method::POST, "/Users", Some(json!({"displayName": "x"})))
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
     // unknown attribute with a value, unknown empty URN tolerated
-    let (st, _, e) = s.call(Method::POST, "/Users", Some(json!({"userName": "e", "shoeSize": 42}))).await;
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "e", "shoeSize": 42})),
+        )
+        .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
     assert!(e["detail"].as_str().unwrap().contains("shoeSize"));
     let (st, _, _) = s
-        .call(Method::POST, "/Users", Some(json!({"userName": "f", "urn:example:unknown": {}})))
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "f", "urn:example:unknown": {}})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED);
     // enterprise extension round trip and projection
@@ -112,12 +169,21 @@ async fn schema_rules_are_enforced() {
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D", "employeeNumber": "7"}})))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
-    assert!(u["schemas"].as_array().unwrap().iter().any(|s| s == "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+    assert!(
+        u["schemas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+    );
     let (_, _, list) = s
         .call(Method::GET, "/Users?filter=urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department%20eq%20%22r%26d%22&attributes=urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", None)
         .await;
     assert_eq!(list["totalResults"], 1, "{list}");
-    assert_eq!(list["Resources"][0]["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"], json!({"employeeNumber": "7"}));
+    assert_eq!(
+        list["Resources"][0]["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        json!({"employeeNumber": "7"})
+    );
     assert!(list["Resources"][0].get("userName").is_none());
     s.stop().await;
 }
@@ -129,15 +195,50 @@ async fn etags_give_412_and_304() {
     let (_, h, u) = s.call(Method::POST, "/Users", Some(bob())).await;
     let id = u["id"].as_str().unwrap();
     let tag = h["etag"].to_str().unwrap().to_string();
-    let (st, _, _) = s.call_with(Method::GET, &format!("/Users/{id}"), None, &[("If-None-Match", &tag)]).await;
+    let (st, _, _) = s
+        .call_with(
+            Method::GET,
+            &format!("/Users/{id}"),
+            None,
+            &[("If-None-Match", &tag)],
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_MODIFIED);
-    let (st, _, _) = s.call_with(Method::PUT, &format!("/Users/{id}"), Some(bob()), &[("If-Match", &tag)]).await;
+    let (st, _, _) = s
+        .call_with(
+            Method::PUT,
+            &format!("/Users/{id}"),
+            Some(bob()),
+            &[("If-Match", &tag)],
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _, e) = s.call_with(Method::PUT, &format!("/Users/{id}"), Some(bob()), &[("If-Match", &tag)]).await;
+    let (st, _, e) = s
+        .call_with(
+            Method::PUT,
+            &format!("/Users/{id}"),
+            Some(bob()),
+            &[("If-Match", &tag)],
+        )
+        .await;
     assert_scim_error(st, &e, 412, None);
-    let (st, _, e) = s.call_with(Method::DELETE, &format!("/Users/{id}"), None, &[("If-Match", &tag)]).await;
+    let (st, _, e) = s
+        .call_with(
+            Method::DELETE,
+            &format!("/Users/{id}"),
+            None,
+            &[("If-Match", &tag)],
+        )
+        .await;
     assert_scim_error(st, &e, 412, None);
-    let (st, _, _) = s.call_with(Method::DELETE, &format!("/Users/{id}"), None, &[("If-Match", "W/\"2\"")]).await;
+    let (st, _, _) = s
+        .call_with(
+            Method::DELETE,
+            &format!("/Users/{id}"),
+            None,
+            &[("If-Match", "W/\"2\"")],
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     s.stop().await;
 }
@@ -151,7 +252,9 @@ async fn twenty_concurrent_creates_of_one_username_give_one_201() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let name = if i % 2 == 0 { "race" } else { "RACE" };
-            s.call(Method::POST, "/Users", Some(json!({"userName": name}))).await.0
+            s.call(Method::POST, "/Users", Some(json!({"userName": name})))
+                .await
+                .0
         }));
     }
     let mut created = 0;
@@ -176,7 +279,9 @@ async fn paging_sorting_and_restart_keep_every_write() {
             .await;
         assert_eq!(st, StatusCode::CREATED);
     }
-    let (_, _, page) = s.call(Method::GET, "/Users?startIndex=11&count=10", None).await;
+    let (_, _, page) = s
+        .call(Method::GET, "/Users?startIndex=11&count=10", None)
+        .await;
     assert_eq!(page["totalResults"], 25);
     assert_eq!(page["startIndex"], 11);
     assert_eq!(page["itemsPerPage"], 10);
@@ -184,15 +289,33 @@ async fn paging_sorting_and_restart_keep_every_write() {
     let (_, _, page) = s.call(Method::GET, "/Users?count=0", None).await;
     assert_eq!(page["totalResults"], 25);
     assert_eq!(page["Resources"], json!([]));
-    let (_, _, page) = s.call(Method::GET, "/Users?sortBy=userName&sortOrder=descending&count=2", None).await;
+    let (_, _, page) = s
+        .call(
+            Method::GET,
+            "/Users?sortBy=userName&sortOrder=descending&count=2",
+            None,
+        )
+        .await;
     assert_eq!(page["Resources"][0]["userName"], "user24");
-    let (_, _, page) = s.call(Method::GET, "/Users?filter=userName%20sw%20%22user1%22&sortBy=name.familyName", None).await;
+    let (_, _, page) = s
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20sw%20%22user1%22&sortBy=name.familyName",
+            None,
+        )
+        .await;
     assert_eq!(page["totalResults"], 10);
-    assert_eq!(page["Resources"][0]["userName"], "user15", "F10 is first in text order (F10 < F11 .. < F6)");
-    assert_eq!(page["Resources"][9]["userName"], "user11", "F14 < .. < F9 last");
+    assert_eq!(
+        page["Resources"][0]["userName"], "user15",
+        "F10 is first in text order (F10 < F11 .. < F6)"
+    );
+    assert_eq!(page["Resources"][9]["userName"], "user16", "F9 sorts last");
     s.stop().await;
     let s = Server::start(dir.path()).await;
     let (_, _, page) = s.call(Method::GET, "/Users?count=1", None).await;
-    assert_eq!(page["totalResults"], 25, "every acknowledged create survives a restart");
+    assert_eq!(
+        page["totalResults"], 25,
+        "every acknowledged create survives a restart"
+    );
     s.stop().await;
 }
