@@ -4,6 +4,7 @@
 //! SQLite store, spoken to over HTTP.
 
 mod discovery;
+mod durability;
 mod errors;
 mod groups;
 mod harness;
