@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod index;
+pub mod patch;
 pub mod projection;
 pub mod query;
 pub mod resource;

@@ -173,6 +173,71 @@ impl ResourceService {
         ))
     }
 
+    /// PATCH: applies the operations to a copy of the resource and writes
+    /// the result with the same rules as PUT, as one compare-and-swap.
+    pub async fn patch(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        ops: &[crate::patch::PatchOp],
+        precondition: Precondition,
+    ) -> ScimResult<Resource> {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let old = self
+                .store
+                .get(rt.name(), id, rt.has_members())
+                .await?
+                .ok_or_else(|| not_found(rt, id))?;
+            check_precondition(precondition, old.version)?;
+            let mut doc = old.data.clone();
+            if let Some(members) = &old.members {
+                let list: Vec<Value> = members
+                    .iter()
+                    .map(|m| {
+                        let mut o = Map::new();
+                        o.insert("value".into(), Value::String(m.value.clone()));
+                        if let Some(t) = &m.typ {
+                            o.insert("type".into(), Value::String(t.clone()));
+                        }
+                        if let Some(d) = &m.display {
+                            o.insert("display".into(), Value::String(d.clone()));
+                        }
+                        Value::Object(o)
+                    })
+                    .collect();
+                doc.insert("members".into(), Value::Array(list));
+            }
+            crate::patch::apply(rt, &mut doc, ops)?;
+            let mut input = parse_input(rt, Value::Object(doc))?;
+            carry_over(rt, &old.data, &mut input.data)?;
+            check_required(rt, &input)?;
+            let input = hash_secrets(rt, input).await?;
+            let members = rt
+                .has_members()
+                .then(|| input.members.clone().unwrap_or_default());
+            let now = now();
+            let write = self.prepare(
+                rt,
+                id,
+                input.data,
+                members,
+                &old.created,
+                &now,
+                old.version + 1,
+            );
+            match self.store.replace(write, Some(old.version)).await {
+                Ok(stored) => return self.finish(rt, stored, &Projection::all()).await,
+                Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ScimError::Unavailable(
+            "the resource is being changed concurrently; retry".into(),
+        ))
+    }
+
     /// Applies a new document to an existing resource (used by PATCH): the
     /// same rules as PUT, with optional membership changes instead of a full
     /// member list.

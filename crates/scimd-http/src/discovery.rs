@@ -19,7 +19,7 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
     let body = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/scimd/scimd",
-        "patch": {"supported": false},
+        "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": config.max_count},
         "changePassword": {"supported": false},

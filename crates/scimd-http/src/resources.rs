@@ -130,11 +130,32 @@ pub async fn delete(
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
-/// PATCH is not implemented yet; ServiceProviderConfig says so.
-pub async fn patch(Path((endpoint, _id)): Path<(String, String)>) -> ApiError {
-    ApiError(ScimError::NotImplemented(format!(
-        "PATCH on /{endpoint} is not implemented yet; use PUT"
-    )))
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((endpoint, id)): Path<(String, String)>,
+    Query(params): Params,
+    headers: HeaderMap,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ApiError> {
+    let rt = resource_type(&state, &endpoint)?;
+    let p = projection(&rt, &params)?;
+    let ops = scimd_core::patch::parse_request(&body)?;
+    let patched = state
+        .service
+        .patch(&rt, &id, &ops, if_match(&headers))
+        .await?;
+    let minimal = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("return=minimal"));
+    if minimal {
+        let mut r = status_only(StatusCode::NO_CONTENT);
+        if let Ok(v) = HeaderValue::from_str(&etag(patched.version)) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(r);
+    }
+    Ok(single(StatusCode::OK, patched, &p))
 }
 
 pub async fn no_route() -> ApiError {

@@ -9,9 +9,10 @@ async fn discovery_is_complete_and_read_only() {
     let (st, _, spc) = s.call(Method::GET, "/ServiceProviderConfig", None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(spc["filter"]["supported"], true);
+    assert_eq!(spc["patch"]["supported"], true);
     assert_eq!(
-        spc["patch"]["supported"], false,
-        "PATCH is not implemented yet and must not be advertised"
+        spc["bulk"]["supported"], false,
+        "Bulk is not implemented and must not be advertised"
     );
     let (_, _, types) = s.call(Method::GET, "/ResourceTypes", None).await;
     assert_eq!(types["totalResults"], 2);

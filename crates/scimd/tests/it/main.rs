@@ -8,4 +8,5 @@ mod durability;
 mod errors;
 mod groups;
 mod harness;
+mod patch;
 mod users;

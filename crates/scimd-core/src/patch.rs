@@ -1,0 +1,529 @@
+//! PATCH (RFC 7644 section 3.5.2) on a resource document, including the
+//! request shapes real clients send (capitalised ops, path-less values with
+//! dotted keys, member removal by value, create-on-absent value paths).
+//! Operations apply to a copy; the result is validated like a PUT body, so a
+//! request is all-or-nothing.
+
+use scimd_filter::{AttrPath, Filter, PatchPath};
+use serde_json::{Map, Value};
+
+use crate::error::{ScimError, ScimResult};
+use crate::index::{MetaFacts, eval, index_entries};
+use crate::query::resolve_filter;
+use crate::schema::{AttrScope, AttrType, Attribute, Mutability, Resolved, ResourceTypeDef};
+use crate::value::get_ci;
+
+/// The PatchOp message URN.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// add, remove or replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// One parsed operation.
+#[derive(Debug, Clone)]
+pub struct PatchOp {
+    pub kind: OpKind,
+    pub path: Option<PatchPath>,
+    pub value: Option<Value>,
+}
+
+/// Parses a PatchOp request body.
+pub fn parse_request(body: &Value) -> ScimResult<Vec<PatchOp>> {
+    let Value::Object(map) = body else {
+        return Err(ScimError::InvalidSyntax(
+            "a PatchOp request must be a JSON object".into(),
+        ));
+    };
+    if let Some(Value::Array(schemas)) = get_ci(map, "schemas")
+        && !schemas
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP)))
+    {
+        return Err(ScimError::InvalidSyntax(format!(
+            "'schemas' must contain {PATCH_OP}"
+        )));
+    }
+    let Some(Value::Array(ops)) = get_ci(map, "Operations") else {
+        return Err(ScimError::InvalidSyntax(
+            "'Operations' must be an array".into(),
+        ));
+    };
+    if ops.is_empty() {
+        return Err(ScimError::InvalidSyntax("'Operations' is empty".into()));
+    }
+    ops.iter().map(parse_op).collect()
+}
+
+fn parse_op(op: &Value) -> ScimResult<PatchOp> {
+    let Value::Object(map) = op else {
+        return Err(ScimError::InvalidSyntax(
+            "each operation must be an object".into(),
+        ));
+    };
+    let kind = match get_ci(map, "op")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("add") => OpKind::Add,
+        Some("remove") => OpKind::Remove,
+        Some("replace") => OpKind::Replace,
+        _ => {
+            return Err(ScimError::InvalidSyntax(
+                "'op' must be add, remove or replace".into(),
+            ));
+        }
+    };
+    let path = match get_ci(map, "path") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if p.trim().is_empty() => None,
+        Some(Value::String(p)) => Some(
+            scimd_filter::parse_patch_path(p)
+                .map_err(|e| ScimError::InvalidPath(format!("invalid path: {e}")))?,
+        ),
+        Some(_) => return Err(ScimError::InvalidPath("'path' must be a string".into())),
+    };
+    let value = get_ci(map, "value").cloned();
+    if kind == OpKind::Remove && path.is_none() {
+        return Err(ScimError::NoTarget("remove needs a path".into()));
+    }
+    if kind != OpKind::Remove && value.is_none() {
+        return Err(ScimError::InvalidValue(
+            "add and replace need a value".into(),
+        ));
+    }
+    Ok(PatchOp { kind, path, value })
+}
+
+/// Applies `ops` to `doc` (the stored attributes plus `members` as an array,
+/// in input shape).
+pub fn apply(
+    rt: &ResourceTypeDef,
+    doc: &mut Map<String, Value>,
+    ops: &[PatchOp],
+) -> ScimResult<()> {
+    for op in ops {
+        match &op.path {
+            Some(path) => apply_path(rt, doc, op.kind, path, op.value.clone())?,
+            None => apply_pathless(rt, doc, op.kind, op.value.clone().unwrap_or(Value::Null))?,
+        }
+    }
+    Ok(())
+}
+
+/// A path-less add/replace: the value's keys are attributes, extension URNs
+/// or (Entra) dotted / URN-qualified paths. A one-element array holding the
+/// object is accepted too (Curity).
+fn apply_pathless(
+    rt: &ResourceTypeDef,
+    doc: &mut Map<String, Value>,
+    kind: OpKind,
+    value: Value,
+) -> ScimResult<()> {
+    let value = match value {
+        Value::Array(mut items) if items.len() == 1 => items.remove(0),
+        other => other,
+    };
+    let Value::Object(map) = value else {
+        return Err(ScimError::InvalidValue(
+            "a path-less add or replace needs an object value".into(),
+        ));
+    };
+    for (key, v) in map {
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        if let Some(ext) = rt.extension(&key) {
+            if let Value::Object(inner) = v {
+                for (name, iv) in inner {
+                    let path = PatchPath {
+                        attr: AttrPath {
+                            urn: Some(ext.id.clone()),
+                            name,
+                            sub: None,
+                        },
+                        filter: None,
+                        sub: None,
+                    };
+                    apply_path(rt, doc, kind, &path, Some(iv))?;
+                }
+            }
+            continue;
+        }
+        let path = scimd_filter::parse_patch_path(&key)
+            .map_err(|e| ScimError::InvalidPath(format!("invalid attribute '{key}': {e}")))?;
+        apply_path(rt, doc, kind, &path, Some(v))?;
+    }
+    Ok(())
+}
+
+fn apply_path(
+    rt: &ResourceTypeDef,
+    doc: &mut Map<String, Value>,
+    kind: OpKind,
+    path: &PatchPath,
+    value: Option<Value>,
+) -> ScimResult<()> {
+    let attr_ref = match rt.resolve(&path.attr).map_err(ScimError::InvalidPath)? {
+        Resolved::Attr(a) => a,
+        Resolved::Extension(ext) => {
+            if kind == OpKind::Remove {
+                doc.remove(&ext.id);
+                return Ok(());
+            }
+            let path_less = Map::from_iter([(ext.id.clone(), value.unwrap_or(Value::Null))]);
+            return apply_pathless(rt, doc, kind, Value::Object(path_less));
+        }
+    };
+    let attr = attr_ref.attr;
+    if attr.mutability == Mutability::ReadOnly
+        || attr_ref
+            .sub
+            .is_some_and(|s| s.mutability == Mutability::ReadOnly)
+    {
+        // Okta sends the read-only id inside replace values; equal values are ignored.
+        if matches!(attr_ref.scope, AttrScope::Common) && attr.name == "id" {
+            return Ok(());
+        }
+        return Err(ScimError::Mutability(format!(
+            "'{}' is read-only",
+            attr_ref.display()
+        )));
+    }
+    let container: &mut Map<String, Value> = match attr_ref.scope {
+        AttrScope::Extension(ext) => {
+            let entry = doc
+                .entry(ext.id.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            match entry {
+                Value::Object(m) => m,
+                _ => return Err(ScimError::Internal("extension is not an object".into())),
+            }
+        }
+        _ => doc,
+    };
+    let name = attr.name.clone();
+    let sub_name = attr_ref.sub.map(|s| s.name.clone()).or_else(|| {
+        path.sub
+            .as_ref()
+            .and_then(|s| attr.sub(s))
+            .map(|s| s.name.clone())
+    });
+    if path.sub.is_some() && sub_name.is_none() {
+        return Err(ScimError::InvalidPath(format!(
+            "unknown sub-attribute in '{}'",
+            path.attr
+        )));
+    }
+    match &path.filter {
+        None => apply_plain(container, attr, &name, sub_name.as_deref(), kind, value),
+        Some(filter) => {
+            if !attr.multi_valued || attr.typ != AttrType::Complex {
+                return Err(ScimError::InvalidPath(format!(
+                    "'{name}' is not multi-valued and complex"
+                )));
+            }
+            apply_filtered(
+                rt,
+                container,
+                attr,
+                &name,
+                filter,
+                sub_name.as_deref(),
+                kind,
+                value,
+            )
+        }
+    }
+}
+
+fn as_items(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+/// Matching of multi-valued elements for removal by value: complex elements
+/// compare on `value` when both have one.
+fn same_element(a: &Value, b: &Value) -> bool {
+    match (a.get("value"), b.get("value")) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn apply_plain(
+    container: &mut Map<String, Value>,
+    attr: &Attribute,
+    name: &str,
+    sub: Option<&str>,
+    kind: OpKind,
+    value: Option<Value>,
+) -> ScimResult<()> {
+    match (sub, kind) {
+        (Some(sub), OpKind::Remove) => {
+            match container.get_mut(name) {
+                Some(Value::Object(m)) => {
+                    m.remove(sub);
+                }
+                Some(Value::Array(items)) => {
+                    for item in items.iter_mut() {
+                        if let Value::Object(m) = item {
+                            m.remove(sub);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        (Some(sub), _) => {
+            let v = value.unwrap_or(Value::Null);
+            match container
+                .entry(name.to_string())
+                .or_insert_with(|| Value::Object(Map::new()))
+            {
+                Value::Object(m) => {
+                    m.insert(sub.to_string(), v);
+                }
+                Value::Array(items) => {
+                    for item in items.iter_mut() {
+                        if let Value::Object(m) = item {
+                            m.insert(sub.to_string(), v.clone());
+                        }
+                    }
+                }
+                other => *other = Value::Object(Map::from_iter([(sub.to_string(), v)])),
+            }
+            Ok(())
+        }
+        (None, OpKind::Remove) => {
+            match (value, attr.multi_valued) {
+                // Remove only the listed values (Entra, authentik).
+                (Some(v), true) if !v.is_null() => {
+                    let targets = as_items(v);
+                    if let Some(Value::Array(items)) = container.get_mut(name) {
+                        items.retain(|item| !targets.iter().any(|t| same_element(item, t)));
+                    }
+                }
+                _ => {
+                    container.remove(name);
+                }
+            }
+            Ok(())
+        }
+        (None, OpKind::Add) if attr.multi_valued => {
+            let new_items = as_items(value.unwrap_or(Value::Null));
+            let entry = container
+                .entry(name.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !entry.is_array() {
+                *entry = Value::Array(Vec::new());
+            }
+            if let Value::Array(items) = entry {
+                for item in new_items {
+                    if is_primary(&item) {
+                        clear_primary(items);
+                    }
+                    if !items.iter().any(|i| {
+                        same_element(i, &item) && (i == &item || item.get("value").is_some())
+                    }) {
+                        items.push(item);
+                    }
+                }
+            }
+            Ok(())
+        }
+        (None, OpKind::Add | OpKind::Replace)
+            if attr.typ == AttrType::Complex && !attr.multi_valued =>
+        {
+            // Sub-attributes are merged into the complex value.
+            match (container.get_mut(name), value.unwrap_or(Value::Null)) {
+                (Some(Value::Object(existing)), Value::Object(new)) => {
+                    for (k, v) in new {
+                        existing.insert(k, v);
+                    }
+                }
+                (_, v) => {
+                    container.insert(name.to_string(), v);
+                }
+            }
+            Ok(())
+        }
+        (None, _) => {
+            container.insert(name.to_string(), value.unwrap_or(Value::Null));
+            Ok(())
+        }
+    }
+}
+
+fn is_primary(v: &Value) -> bool {
+    matches!(v.get("primary"), Some(Value::Bool(true)))
+        || v.get("primary")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
+}
+
+fn clear_primary(items: &mut [Value]) {
+    for item in items {
+        if let Value::Object(m) = item
+            && m.contains_key("primary")
+        {
+            m.insert("primary".into(), Value::Bool(false));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_filtered(
+    rt: &ResourceTypeDef,
+    container: &mut Map<String, Value>,
+    attr: &Attribute,
+    name: &str,
+    filter: &Filter,
+    sub: Option<&str>,
+    kind: OpKind,
+    value: Option<Value>,
+) -> ScimResult<()> {
+    let attr_path = AttrPath {
+        urn: None,
+        name: name.to_string(),
+        sub: None,
+    };
+    let cond = resolve_filter(
+        rt,
+        &Filter::ValuePath {
+            path: attr_path,
+            filter: Box::new(filter.clone()),
+        },
+    )
+    .map_err(|e| ScimError::InvalidPath(e.to_string()))?;
+    let items = match container.get(name) {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    let facts = MetaFacts {
+        id: "",
+        created: "",
+        modified: "",
+        version: 0,
+    };
+    let matches: Vec<bool> = items
+        .iter()
+        .map(|item| {
+            // Coerce the element (e.g. "True" strings) before matching.
+            let coerced = crate::value::coerce_single(attr, item.clone(), name)
+                .ok()
+                .flatten()
+                .unwrap_or(Value::Null);
+            let one = Map::from_iter([(name.to_string(), Value::Array(vec![coerced]))]);
+            eval(&cond, &index_entries(rt, &one, &facts))
+        })
+        .collect();
+    let mut items = items;
+    let any = matches.iter().any(|m| *m);
+    match kind {
+        OpKind::Remove => {
+            let mut i = 0;
+            items.retain(|item| {
+                let hit = matches.get(i).copied().unwrap_or(false);
+                i += 1;
+                if !hit {
+                    return true;
+                }
+                sub.is_some_and(|_| item.is_object())
+            });
+            if let Some(sub) = sub {
+                for (item, hit) in items.iter_mut().zip(matches.iter()) {
+                    if *hit && let Value::Object(m) = item {
+                        m.remove(sub);
+                    }
+                }
+            }
+        }
+        OpKind::Add | OpKind::Replace if !any => {
+            // Create-on-absent (Entra): the element is built from the filter's
+            // equality terms plus the value.
+            let mut element = Map::new();
+            collect_equalities(filter, &mut element);
+            match (sub, value.unwrap_or(Value::Null)) {
+                (Some(sub), v) => {
+                    element.insert(sub.to_string(), v);
+                }
+                (None, Value::Object(m)) => element.extend(m),
+                (None, _) => {
+                    return Err(ScimError::InvalidValue(format!(
+                        "'{name}[…]' needs an object value"
+                    )));
+                }
+            }
+            items.push(Value::Object(element));
+        }
+        OpKind::Add | OpKind::Replace => {
+            let v = value.unwrap_or(Value::Null);
+            let sets_primary = match (sub, &v) {
+                (Some(s), v) => {
+                    s.eq_ignore_ascii_case("primary")
+                        && (v == &Value::Bool(true)
+                            || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")))
+                }
+                (None, v) => is_primary(v),
+            };
+            if sets_primary {
+                clear_primary(&mut items);
+            }
+            for (item, hit) in items.iter_mut().zip(matches.iter()) {
+                if !*hit {
+                    continue;
+                }
+                match (sub, item) {
+                    (Some(sub), Value::Object(m)) => {
+                        m.insert(sub.to_string(), v.clone());
+                    }
+                    (None, Value::Object(m)) => {
+                        if kind == OpKind::Replace {
+                            m.clear();
+                        }
+                        if let Value::Object(new) = &v {
+                            m.extend(new.clone());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        container.remove(name);
+    } else {
+        container.insert(name.to_string(), Value::Array(items));
+    }
+    Ok(())
+}
+
+fn collect_equalities(filter: &Filter, out: &mut Map<String, Value>) {
+    match filter {
+        Filter::Compare {
+            path,
+            op: scimd_filter::CompareOp::Eq,
+            value,
+        } if path.sub.is_none() => {
+            out.insert(path.name.clone(), value.clone());
+        }
+        Filter::And(a, b) => {
+            collect_equalities(a, out);
+            collect_equalities(b, out);
+        }
+        _ => {}
+    }
+}

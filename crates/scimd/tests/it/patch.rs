@@ -1,0 +1,236 @@
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Server, assert_scim_error};
+
+fn ops(list: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": list})
+}
+
+#[tokio::test]
+async fn patch_users_as_real_clients_send_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (_, _, u) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "bob", "emails": [{"value": "bob@example.com", "primary": true}]})))
+        .await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    // Curity: path-less add whose value is a one-element array.
+    let (st, _, p) = s
+        .call(Method::PATCH, &path, Some(ops(json!([{"op": "add", "value": [{"phoneNumbers": [{"value": "5551113333", "primary": true}],
+            "name": {"givenName": "bob", "familyName": "builder"}}]}]))))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(p["name"]["familyName"], "builder");
+    assert_eq!(p["phoneNumbers"][0]["value"], "5551113333");
+    assert_eq!(p["meta"]["version"], "W/\"2\"");
+    // Entra: capitalised ops, "False", value-path create-on-absent, URN path.
+    let (st, _, p) = s
+        .call(Method::PATCH, &path, Some(ops(json!([
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "x@test.example"},
+            {"op": "Replace", "path": "name.givenName", "value": "Gtfd"},
+            {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "value": "Eqpj"},
+            {"op": "Add", "path": "addresses[type eq \"work\"].locality", "value": "Oslo"},
+            {"op": "Add", "path": "addresses[type eq \"work\"].region", "value": "Oslo"}
+        ]))))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(p["active"], false);
+    assert_eq!(p["name"]["givenName"], "Gtfd");
+    assert_eq!(p["name"]["familyName"], "builder");
+    let emails = p["emails"].as_array().unwrap();
+    assert!(
+        emails
+            .iter()
+            .any(|e| e["type"] == "work" && e["value"] == "x@test.example"),
+        "{p}"
+    );
+    assert_eq!(
+        p["addresses"].as_array().unwrap().len(),
+        1,
+        "two sub-attribute ops build one element: {p}"
+    );
+    assert_eq!(
+        p["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"],
+        "Eqpj"
+    );
+    // Entra (aadOptscim062020): path-less replace with dotted and URN keys.
+    let (st, _, p) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(
+                json!([{"op": "replace", "value": {"displayName": "Bjfe", "name.familyName": "Unua",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber": "Aklq"}}]),
+            )),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(p["displayName"], "Bjfe");
+    assert_eq!(p["name"]["familyName"], "Unua");
+    assert!(p["name"].get("name.familyName").is_none());
+    // Filtered by the new values.
+    let (_, _, list) = s
+        .call(
+            Method::GET,
+            "/Users?filter=emails%5Btype%20eq%20%22work%22%5D.value%20eq%20%22x%22",
+            None,
+        )
+        .await;
+    assert_eq!(
+        list["status"], "400",
+        "sub-attribute after ] in a filter is not RFC grammar: {list}"
+    );
+    let (_, _, list) = s
+        .call(
+            Method::GET,
+            "/Users?filter=emails%5Btype%20eq%20%22work%22%20and%20value%20co%20%22test%22%5D",
+            None,
+        )
+        .await;
+    assert_eq!(list["totalResults"], 1, "{list}");
+    // All-or-nothing: a bad second op leaves the first unapplied.
+    let (st, _, e) = s
+        .call(Method::PATCH, &path, Some(ops(json!([{"op": "replace", "path": "displayName", "value": "Nope"},
+                                                     {"op": "replace", "path": "shoeSize", "value": 1}]))))
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidPath"));
+    let (_, _, got) = s.call(Method::GET, &path, None).await;
+    assert_eq!(got["displayName"], "Bjfe");
+    // Read-only target, bad op, stale If-Match, minimal answer.
+    let (st, _, e) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(
+                json!([{"op": "replace", "path": "meta.created", "value": "x"}]),
+            )),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("mutability"));
+    let (st, _, e) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([{"op": "frobnicate", "path": "x"}]))),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let (st, _, e) = s
+        .call_with(
+            Method::PATCH,
+            &path,
+            Some(ops(
+                json!([{"op": "replace", "path": "nickName", "value": "B"}]),
+            )),
+            &[("If-Match", "W/\"1\"")],
+        )
+        .await;
+    assert_scim_error(st, &e, 412, None);
+    let (st, h, body) = s
+        .call_with(
+            Method::PATCH,
+            &path,
+            Some(ops(
+                json!([{"op": "Add", "path": "nickName", "value": "Babs"}]),
+            )),
+            &[("Prefer", "return=minimal")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert!(body.is_null());
+    assert!(h.get("etag").is_some());
+    // Okta deactivation.
+    let (_, _, p) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([{"op": "replace", "value": {"active": true}}]))),
+        )
+        .await;
+    assert_eq!(p["active"], true);
+    assert_eq!(p["nickName"], "Babs");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn patch_group_members_as_real_clients_send_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, _, u) = s
+            .call(
+                Method::POST,
+                "/Users",
+                Some(json!({"userName": format!("m{i}")})),
+            )
+            .await;
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    let (_, _, g) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Team", "members": []})),
+        )
+        .await;
+    let path = format!("/Groups/{}", g["id"].as_str().unwrap());
+    let count = |g: &Value| g["members"].as_array().map_or(0, Vec::len);
+    // Entra add with $ref null, repeated (idempotent).
+    for _ in 0..2 {
+        let (st, _, g) = s
+            .call(Method::PATCH, &path, Some(ops(json!([{"op": "Add", "path": "members",
+                "value": [{"$ref": null, "value": ids[0]}, {"value": ids[1]}, {"value": ids[2]}]}]))))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{g}");
+        assert_eq!(count(&g), 3);
+    }
+    // Entra/authentik remove with a value array removes only those.
+    let (_, _, g) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(
+                json!([{"op": "Remove", "path": "members", "value": [{"value": ids[0]}]}]),
+            )),
+        )
+        .await;
+    assert_eq!(count(&g), 2, "{g}");
+    // Okta: remove by value filter, rename carrying the read-only id.
+    let (_, _, g) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([
+            {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[1])},
+            {"op": "replace", "value": {"id": g["id"], "displayName": "Team 2"}}]))),
+        )
+        .await;
+    assert_eq!(count(&g), 1, "{g}");
+    assert_eq!(g["displayName"], "Team 2");
+    // Unknown member: 400 and nothing applied.
+    let (st, _, e) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(
+                json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]),
+            )),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    // Okta "push now" on an empty group clears it.
+    let (_, _, g) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(
+                json!([{"op": "replace", "path": "members", "value": []}]),
+            )),
+        )
+        .await;
+    assert_eq!(count(&g), 0, "{g}");
+    s.stop().await;
+}
