@@ -527,3 +527,62 @@ fn collect_equalities(filter: &Filter, out: &mut Map<String, Value>) {
         _ => {}
     }
 }
+
+/// When every operation only adds or removes group members, the changes as
+/// membership rows, so the group is neither read nor rewritten (large groups).
+/// `None` when some operation needs the general path.
+pub fn member_changes(
+    rt: &ResourceTypeDef,
+    ops: &[PatchOp],
+) -> ScimResult<Option<Vec<crate::store::MemberChange>>> {
+    use crate::store::MemberChange;
+    let Some(members_attr) = rt.core.attribute("members") else {
+        return Ok(None);
+    };
+    let mut changes = Vec::with_capacity(ops.len());
+    for op in ops {
+        let Some(path) = &op.path else {
+            return Ok(None);
+        };
+        if path.attr.urn.is_some()
+            || path.attr.sub.is_some()
+            || path.sub.is_some()
+            || !path.attr.name.eq_ignore_ascii_case("members")
+        {
+            return Ok(None);
+        }
+        let listed = |value: &Option<Value>| -> ScimResult<Vec<crate::store::Member>> {
+            let coerced = crate::value::coerce(
+                members_attr,
+                value.clone().unwrap_or(Value::Null),
+                "members",
+            )?;
+            crate::resource::parse_members(coerced)
+        };
+        match (&path.filter, op.kind) {
+            (None, OpKind::Add) => changes.push(MemberChange::Add(listed(&op.value)?)),
+            (None, OpKind::Replace) => {
+                changes.push(MemberChange::RemoveAll);
+                changes.push(MemberChange::Add(listed(&op.value)?));
+            }
+            (None, OpKind::Remove) => match &op.value {
+                None | Some(Value::Null) => changes.push(MemberChange::RemoveAll),
+                Some(_) => changes.push(MemberChange::Remove(
+                    listed(&op.value)?.into_iter().map(|m| m.value).collect(),
+                )),
+            },
+            (
+                Some(Filter::Compare {
+                    path: p,
+                    op: scimd_filter::CompareOp::Eq,
+                    value: Value::String(id),
+                }),
+                OpKind::Remove,
+            ) if p.urn.is_none() && p.sub.is_none() && p.name.eq_ignore_ascii_case("value") => {
+                changes.push(MemberChange::Remove(vec![id.clone()]));
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(changes))
+}

@@ -181,7 +181,22 @@ impl ResourceService {
         id: &str,
         ops: &[crate::patch::PatchOp],
         precondition: Precondition,
+        projection: &Projection,
     ) -> ScimResult<Resource> {
+        if rt.has_members()
+            && let Some(changes) = crate::patch::member_changes(rt, ops)?
+        {
+            let expected = match precondition {
+                Precondition::None => None,
+                Precondition::Version(v) => Some(v),
+                Precondition::Unmatchable => Some(-1),
+            };
+            match self.change_members(rt, id, changes, expected).await {
+                Err(ScimError::NotFound(_)) => return Err(not_found(rt, id)),
+                other => other?,
+            };
+            return self.get(rt, id, projection).await;
+        }
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let old = self
                 .store
@@ -226,7 +241,7 @@ impl ResourceService {
                 old.version + 1,
             );
             match self.store.replace(write, Some(old.version)).await {
-                Ok(stored) => return self.finish(rt, stored, &Projection::all()).await,
+                Ok(stored) => return self.finish(rt, stored, projection).await,
                 Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
                     continue;
                 }

@@ -140,14 +140,20 @@ pub async fn patch(
     let rt = resource_type(&state, &endpoint)?;
     let p = projection(&rt, &params)?;
     let ops = scimd_core::patch::parse_request(&body)?;
-    let patched = state
-        .service
-        .patch(&rt, &id, &ops, if_match(&headers))
-        .await?;
     let minimal = headers
         .get("prefer")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("return=minimal"));
+    // A minimal answer shows nothing: do not load members for it.
+    let load = if minimal {
+        Projection::parse(&rt, Some("id"), None)?
+    } else {
+        p.clone()
+    };
+    let patched = state
+        .service
+        .patch(&rt, &id, &ops, if_match(&headers), &load)
+        .await?;
     if minimal {
         let mut r = status_only(StatusCode::NO_CONTENT);
         if let Ok(v) = HeaderValue::from_str(&etag(patched.version)) {

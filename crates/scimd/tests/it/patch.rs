@@ -234,3 +234,58 @@ async fn patch_group_members_as_real_clients_send_it() {
     assert_eq!(count(&g), 0, "{g}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn thirty_two_clients_adding_members_to_one_group_lose_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(Server::start(dir.path()).await);
+    let (_, _, g) = s
+        .call(Method::POST, "/Groups", Some(json!({"displayName": "Big"})))
+        .await;
+    let path = format!("/Groups/{}", g["id"].as_str().unwrap());
+    let mut ids = Vec::new();
+    for i in 0..32 {
+        let (_, _, u) = s
+            .call(
+                Method::POST,
+                "/Users",
+                Some(json!({"userName": format!("c{i}")})),
+            )
+            .await;
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    let mut tasks = Vec::new();
+    for id in ids {
+        let s = s.clone();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            s.call_with(
+                Method::PATCH,
+                &path,
+                Some(ops(
+                    json!([{"op": "add", "path": "members", "value": [{"value": id}]}]),
+                )),
+                &[("Prefer", "return=minimal")],
+            )
+            .await
+            .0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::NO_CONTENT);
+    }
+    let (_, _, g) = s.call(Method::GET, &path, None).await;
+    assert_eq!(g["members"].as_array().unwrap().len(), 32);
+    assert_eq!(
+        g["meta"]["version"], "W/\"33\"",
+        "each membership change bumps the version"
+    );
+    let (_, _, g) = s
+        .call(
+            Method::GET,
+            &format!("{path}?excludedAttributes=members"),
+            None,
+        )
+        .await;
+    assert!(g.get("members").is_none());
+}
