@@ -1,10 +1,17 @@
 //! `scimd`: the command line. `scimd` alone is `scimd serve`.
+//!
+//! Settings are layered: built-in defaults, then `scimd.toml` (or `--config`),
+//! then `SCIMD_*` environment variables, then command-line flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use scimd::{Config, serve, shutdown_signal};
+use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,26 +32,96 @@ enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "SCIMD_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory for the embedded SQLite database (created).
-    #[arg(long, env = "SCIMD_DATA_DIR", default_value = "./scimd-data")]
-    data_dir: PathBuf,
-    /// Database URL (sqlite:PATH); overrides --data-dir.
-    #[arg(long, env = "SCIMD_DATABASE_URL")]
+    /// Configuration file (default: ./scimd.toml when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default 127.0.0.1:8080; env SCIMD_LISTEN].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory for the embedded SQLite database, created [default ./scimd-data; env SCIMD_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database URL (sqlite:PATH); overrides --data-dir [env SCIMD_DATABASE_URL].
+    #[arg(long)]
     database_url: Option<String>,
-    /// Public base URL used in meta.location (default: http://<listen>).
-    #[arg(long, env = "SCIMD_BASE_URL")]
+    /// Public base URL used in meta.location [default http://<listen>; env SCIMD_BASE_URL].
+    #[arg(long)]
     base_url: Option<String>,
-    /// Largest request body in bytes.
-    #[arg(long, env = "SCIMD_MAX_BODY", default_value_t = 1024 * 1024)]
+    /// Largest request body in bytes [default 1048576; env SCIMD_MAX_BODY].
+    #[arg(long)]
+    max_body: Option<usize>,
+    /// Largest page size served [default 1000; env SCIMD_MAX_COUNT].
+    #[arg(long)]
+    max_count: Option<u64>,
+}
+
+/// The settings that `scimd.toml` and `SCIMD_*` may set.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_url: Option<String>,
     max_body: usize,
-    /// Largest page size served.
-    #[arg(long, env = "SCIMD_MAX_COUNT", default_value_t = 1000)]
+    default_count: u64,
     max_count: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let d = Config::default();
+        Settings {
+            listen: d.listen,
+            data_dir: d.data_dir,
+            database_url: None,
+            base_url: None,
+            max_body: d.max_body,
+            default_count: d.default_count,
+            max_count: d.max_count,
+        }
+    }
+}
+
+fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
+    let file = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("scimd.toml"));
+    if args.config.is_some() && !file.exists() {
+        anyhow::bail!("configuration file {} does not exist", file.display());
+    }
+    let s: Settings = Figment::from(Serialized::defaults(Settings::default()))
+        .merge(Toml::file(&file))
+        .merge(Env::prefixed("SCIMD_").only(&[
+            "listen",
+            "data_dir",
+            "database_url",
+            "base_url",
+            "max_body",
+            "default_count",
+            "max_count",
+        ]))
+        .extract()
+        .with_context(|| {
+            format!(
+                "reading settings ({} and SCIMD_* variables)",
+                file.display()
+            )
+        })?;
+    Ok(Config {
+        listen: args.listen.unwrap_or(s.listen),
+        data_dir: args.data_dir.clone().unwrap_or(s.data_dir),
+        database_url: args.database_url.clone().or(s.database_url),
+        base_url: args.base_url.clone().or(s.base_url),
+        max_body: args.max_body.unwrap_or(s.max_body),
+        default_count: s.default_count,
+        max_count: args.max_count.unwrap_or(s.max_count),
+    })
 }
 
 #[tokio::main]
@@ -60,15 +137,9 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let config = Config {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        database_url: args.database_url,
-        base_url: args.base_url,
-        max_body: args.max_body,
-        max_count: args.max_count,
-        ..Config::default()
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let config = settings(&args)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     serve(config, listener, shutdown_signal()).await
 }
