@@ -126,6 +126,19 @@ impl ResourceService {
         id: &str,
         projection: &Projection,
     ) -> ScimResult<Resource> {
+        if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
+            let (stored, groups) = self
+                .store
+                .get_with_groups(rt.name(), id)
+                .await?
+                .ok_or_else(|| not_found(rt, id))?;
+            let doc = render(rt, &stored, &self.config.base_url, Some(&groups));
+            return Ok(Resource {
+                resource_type: rt.clone(),
+                version: stored.version,
+                doc,
+            });
+        }
         let with_members = rt.has_members() && projection.shows_core(rt, "members");
         let stored = self
             .store

@@ -169,4 +169,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The groups `member_id` belongs to, direct and inherited.
     async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError>;
+
+    /// One resource and the groups it belongs to, read together (the common
+    /// `GET /Users/{id}`); stores may answer it in one round trip.
+    async fn get_with_groups(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
+        let Some(stored) = self.get(resource_type, id, false).await? else {
+            return Ok(None);
+        };
+        let groups = self.groups_of(id).await?;
+        Ok(Some((stored, groups)))
+    }
 }

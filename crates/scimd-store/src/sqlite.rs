@@ -374,14 +374,9 @@ impl Store for SqliteStore {
     ) -> Result<Option<StoredResource>, StoreError> {
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.read(move |conn| {
-            let row = conn
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM resources r WHERE r.id = ? AND r.rtype = ?"
-                ))
-                .and_then(|mut s| s.query_row([&id, &rtype], row_to_resource).optional())
-                .map_err(backend)?;
-            let Some(row) = row else { return Ok(None) };
-            let mut stored = to_stored(row)?;
+            let Some(mut stored) = get_one(conn, &rtype, &id)? else {
+                return Ok(None);
+            };
             if with_members {
                 stored.members = Some(load_members(conn, stored.position)?);
             }
@@ -572,32 +567,59 @@ impl Store for SqliteStore {
 
     async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError> {
         let member_id = member_id.to_string();
+        self.read(move |conn| groups_of(conn, &member_id)).await
+    }
+
+    async fn get_with_groups(
+        &self,
+        rtype: &str,
+        id: &str,
+    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
+        let (rtype, id) = (rtype.to_string(), id.to_string());
         self.read(move |conn| {
-            let mut stmt = conn
-                // CROSS JOIN keeps SQLite from scanning every resource to
-                // satisfy the ORDER BY; the CTE is tiny.
-                .prepare_cached(
-                    "WITH RECURSIVE g(seq, direct) AS (
-                       SELECT m.group_seq, 1 FROM members m
-                        WHERE m.member_seq = (SELECT seq FROM resources WHERE id = ?)
-                       UNION
-                       SELECT m.group_seq, 0 FROM members m JOIN g ON m.member_seq = g.seq
-                     )
-                     SELECT r.id, json_extract(r.data, '$.displayName'), max(g.direct)
-                       FROM g CROSS JOIN resources r ON r.seq = g.seq GROUP BY g.seq ORDER BY g.seq",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([&member_id], |r| {
-                    Ok(GroupMembership {
-                        group_id: r.get(0)?,
-                        display: r.get(1)?,
-                        direct: r.get::<_, i64>(2)? == 1,
-                    })
-                })
-                .map_err(backend)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            let Some(stored) = get_one(conn, &rtype, &id)? else {
+                return Ok(None);
+            };
+            let groups = groups_of(conn, &id)?;
+            Ok(Some((stored, groups)))
         })
         .await
     }
+}
+
+fn get_one(conn: &Connection, rtype: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM resources r WHERE r.id = ? AND r.rtype = ?"
+        ))
+        .and_then(|mut s| s.query_row([id, rtype], row_to_resource).optional())
+        .map_err(backend)?;
+    row.map(to_stored).transpose()
+}
+
+fn groups_of(conn: &Connection, member_id: &str) -> Result<Vec<GroupMembership>, StoreError> {
+    // CROSS JOIN keeps SQLite from scanning every resource to satisfy the
+    // ORDER BY; the CTE is tiny.
+    let mut stmt = conn
+        .prepare_cached(
+            "WITH RECURSIVE g(seq, direct) AS (
+               SELECT m.group_seq, 1 FROM members m
+                WHERE m.member_seq = (SELECT seq FROM resources WHERE id = ?)
+               UNION
+               SELECT m.group_seq, 0 FROM members m JOIN g ON m.member_seq = g.seq
+             )
+             SELECT r.id, json_extract(r.data, '$.displayName'), max(g.direct)
+               FROM g CROSS JOIN resources r ON r.seq = g.seq GROUP BY g.seq ORDER BY g.seq",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([member_id], |r| {
+            Ok(GroupMembership {
+                group_id: r.get(0)?,
+                display: r.get(1)?,
+                direct: r.get::<_, i64>(2)? == 1,
+            })
+        })
+        .map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
