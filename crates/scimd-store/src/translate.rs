@@ -23,81 +23,70 @@ impl Sql {
 
 /// Appends the condition as a boolean SQL expression about `r.seq`.
 pub fn condition(sql: &mut Sql, cond: &Cond) {
+    scoped_condition(sql, cond, Scope::Resource);
+}
+
+/// What a term is about: the resource `r`, or (inside a value filter) the
+/// element `(p.seq, p.elem)` of the multi-valued attribute.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Resource,
+    Element,
+}
+
+impl Scope {
+    /// The opening of a term selecting index entries of this scope; the
+    /// entry alias is `a`.
+    fn term_prefix(self) -> &'static str {
+        match self {
+            Scope::Resource => "r.seq IN (SELECT a.seq FROM attr_values a WHERE a.key = ",
+            Scope::Element => {
+                "EXISTS (SELECT 1 FROM attr_values a WHERE a.seq = p.seq AND a.elem = p.elem AND a.key = "
+            }
+        }
+    }
+}
+
+fn scoped_condition(sql: &mut Sql, cond: &Cond, scope: Scope) {
     match cond {
         Cond::And(a, b) | Cond::Or(a, b) => {
             sql.text.push('(');
-            condition(sql, a);
+            scoped_condition(sql, a, scope);
             sql.text.push_str(if matches!(cond, Cond::And(..)) {
                 " AND "
             } else {
                 " OR "
             });
-            condition(sql, b);
+            scoped_condition(sql, b, scope);
             sql.text.push(')');
         }
         Cond::Not(inner) => {
             sql.text.push_str("(NOT ");
-            condition(sql, inner);
+            scoped_condition(sql, inner, scope);
             sql.text.push(')');
         }
         Cond::Present { key } => {
-            sql.text
-                .push_str("r.seq IN (SELECT a.seq FROM attr_values a WHERE a.key = ");
+            sql.text.push_str(scope.term_prefix());
             sql.param(SqlValue::Text(key.clone()));
             sql.text.push(')');
         }
         Cond::Compare { key, op, value } => {
-            sql.text
-                .push_str("r.seq IN (SELECT a.seq FROM attr_values a WHERE a.key = ");
+            sql.text.push_str(scope.term_prefix());
             sql.param(SqlValue::Text(key.clone()));
             sql.text.push_str(" AND ");
             comparison(sql, "a", *op, value);
             sql.text.push(')');
         }
+        // Resolution never nests value filters.
+        Cond::Element { .. } if scope == Scope::Element => sql.text.push('0'),
         Cond::Element { parent, cond } => {
             sql.text
                 .push_str("r.seq IN (SELECT p.seq FROM attr_values p WHERE p.key = ");
             sql.param(SqlValue::Text(parent.clone()));
             sql.text.push_str(" AND ");
-            element_condition(sql, cond);
+            scoped_condition(sql, cond, Scope::Element);
             sql.text.push(')');
         }
-    }
-}
-
-/// Inside `Element`: every term refers to the element `(p.seq, p.elem)`.
-fn element_condition(sql: &mut Sql, cond: &Cond) {
-    match cond {
-        Cond::And(a, b) | Cond::Or(a, b) => {
-            sql.text.push('(');
-            element_condition(sql, a);
-            sql.text.push_str(if matches!(cond, Cond::And(..)) {
-                " AND "
-            } else {
-                " OR "
-            });
-            element_condition(sql, b);
-            sql.text.push(')');
-        }
-        Cond::Not(inner) => {
-            sql.text.push_str("(NOT ");
-            element_condition(sql, inner);
-            sql.text.push(')');
-        }
-        Cond::Present { key } => {
-            sql.text.push_str("EXISTS (SELECT 1 FROM attr_values e WHERE e.seq = p.seq AND e.elem = p.elem AND e.key = ");
-            sql.param(SqlValue::Text(key.clone()));
-            sql.text.push(')');
-        }
-        Cond::Compare { key, op, value } => {
-            sql.text.push_str("EXISTS (SELECT 1 FROM attr_values e WHERE e.seq = p.seq AND e.elem = p.elem AND e.key = ");
-            sql.param(SqlValue::Text(key.clone()));
-            sql.text.push_str(" AND ");
-            comparison(sql, "e", *op, value);
-            sql.text.push(')');
-        }
-        // Resolution never nests value filters.
-        Cond::Element { .. } => sql.text.push('0'),
     }
 }
 
