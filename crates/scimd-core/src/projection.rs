@@ -47,17 +47,6 @@ impl Projection {
         Ok(Projection { include, exclude })
     }
 
-    /// Same as [`Projection::parse`] for lists given as JSON arrays (SearchRequest).
-    pub fn from_lists(
-        rt: &ResourceTypeDef,
-        attributes: &[String],
-        excluded: &[String],
-    ) -> ScimResult<Projection> {
-        let a = attributes.join(",");
-        let e = excluded.join(",");
-        Projection::parse(rt, Some(&a), Some(&e))
-    }
-
     /// Would the core attribute `name` (e.g. `members`) appear in the output?
     /// Lets the service skip loading what will not be shown.
     pub fn shows_core(&self, rt: &ResourceTypeDef, name: &str) -> bool {

@@ -1,8 +1,7 @@
-//! Argon2id hashing of write-only values and client secrets.
+//! Argon2id hashing of write-only values.
 
 use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::PasswordHasher;
 
 use crate::error::{ScimError, ScimResult};
 
@@ -12,14 +11,4 @@ pub fn hash(secret: &str) -> ScimResult<String> {
         .hash_password(secret.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| ScimError::Internal(format!("argon2: {e}")))
-}
-
-/// Checks `secret` against a PHC hash; false on any mismatch or bad hash.
-pub fn verify(secret: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(secret.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
 }

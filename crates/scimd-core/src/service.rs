@@ -59,8 +59,6 @@ pub struct ResourcePage {
     pub total: u64,
     pub start_index: u64,
     pub resources: Vec<Resource>,
-    /// Insertion-order position of the last resource, for cursors.
-    pub last_position: Option<i64>,
 }
 
 /// A list or search request, parsed at the edge.
@@ -266,32 +264,6 @@ impl ResourceService {
         ))
     }
 
-    /// Applies a new document to an existing resource (used by PATCH): the
-    /// same rules as PUT, with optional membership changes instead of a full
-    /// member list.
-    pub async fn write_patched(
-        &self,
-        rt: &Arc<ResourceTypeDef>,
-        old: &StoredResource,
-        data: Map<String, Value>,
-        members: Option<Vec<Member>>,
-    ) -> ScimResult<StoredResource> {
-        let mut input = ResourceInput { data, members };
-        check_required(rt, &input)?;
-        input = hash_secrets(rt, input).await?;
-        let now = now();
-        let write = self.prepare(
-            rt,
-            &old.id,
-            input.data,
-            input.members,
-            &old.created,
-            &now,
-            old.version + 1,
-        );
-        Ok(self.store.replace(write, Some(old.version)).await?)
-    }
-
     /// Membership changes without rewriting the group.
     pub async fn change_members(
         &self,
@@ -369,9 +341,7 @@ impl ResourceService {
         };
         let page = self.store.query(query).await?;
         let mut resources = Vec::with_capacity(page.items.len());
-        let mut last_position = None;
         for stored in page.items {
-            last_position = Some(stored.position);
             let (rt, projection) = types
                 .iter()
                 .zip(&projections)
@@ -384,7 +354,6 @@ impl ResourceService {
                 total: page.total,
                 start_index: start,
                 resources,
-                last_position,
             },
             projections,
         ))

@@ -27,31 +27,28 @@ pub fn parse_datetime(text: &str) -> Option<OffsetDateTime> {
 
 /// The fixed-width UTC text of a dateTime, e.g. `2021-03-03T17:39:59.000000000Z`.
 pub fn datetime_key(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond()
-    )
+    utc_text(t, 9)
 }
 
-/// The RFC 3339 text used in `meta.created` / `meta.lastModified`.
+/// The RFC 3339 text used in `meta.created` / `meta.lastModified` (milliseconds).
 pub fn format_timestamp(t: OffsetDateTime) -> String {
+    utc_text(t, 3)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.fffZ` in UTC with `digits` (3 or 9) fraction digits.
+fn utc_text(t: OffsetDateTime, digits: u32) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
+    let fraction = t.nanosecond() / 10u32.pow(9 - digits.min(9));
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:0width$}Z",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
         t.second(),
-        t.millisecond()
+        fraction,
+        width = digits as usize
     )
 }
 

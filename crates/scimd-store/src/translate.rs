@@ -90,70 +90,64 @@ fn scoped_condition(sql: &mut Sql, cond: &Cond, scope: Scope) {
     }
 }
 
+/// The SQL operator of an equality or ordering comparison.
+fn symbol(op: CompareOp) -> Option<&'static str> {
+    match op {
+        CompareOp::Eq => Some("="),
+        CompareOp::Ne => Some("<>"),
+        CompareOp::Gt => Some(">"),
+        CompareOp::Ge => Some(">="),
+        CompareOp::Lt => Some("<"),
+        CompareOp::Le => Some("<="),
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => None,
+    }
+}
+
 fn comparison(sql: &mut Sql, alias: &str, op: CompareOp, value: &Comparable) {
-    match value {
-        Comparable::Number(n) => {
-            let sym = match op {
-                CompareOp::Eq => "=",
-                CompareOp::Ne => "<>",
-                CompareOp::Gt => ">",
-                CompareOp::Ge => ">=",
-                CompareOp::Lt => "<",
-                CompareOp::Le => "<=",
-                CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
-                    sql.text.push('0');
-                    return;
-                }
-            };
-            sql.text.push_str(&format!("{alias}.n {sym} "));
-            sql.param(SqlValue::Real(*n));
+    let (col, param) = match value {
+        Comparable::Number(n) => (format!("{alias}.n"), SqlValue::Real(*n)),
+        Comparable::Text(t) => (format!("{alias}.s"), SqlValue::Text(t.clone())),
+    };
+    if let Some(sym) = symbol(op) {
+        sql.text.push_str(&format!("{col} {sym} "));
+        sql.param(param);
+        return;
+    }
+    // Substring operators apply to text only (resolution refuses them on numbers).
+    let Comparable::Text(t) = value else {
+        sql.text.push('0');
+        return;
+    };
+    match op {
+        CompareOp::Co => {
+            sql.text.push_str(&format!("instr({col}, "));
+            sql.param(param);
+            sql.text.push_str(") > 0");
         }
-        Comparable::Text(t) => {
-            let col = format!("{alias}.s");
-            match op {
-                CompareOp::Co => {
-                    sql.text.push_str(&format!("instr({col}, "));
-                    sql.param(SqlValue::Text(t.clone()));
-                    sql.text.push_str(") > 0");
+        CompareOp::Sw => {
+            sql.text.push_str(&format!("{col} >= "));
+            sql.param(param);
+            match prefix_upper_bound(t) {
+                Some(upper) => {
+                    sql.text.push_str(&format!(" AND {col} < "));
+                    sql.param(SqlValue::Text(upper));
                 }
-                CompareOp::Sw => {
-                    sql.text.push_str(&format!("{col} >= "));
+                None => {
+                    sql.text.push_str(&format!(" AND substr({col}, 1, length("));
                     sql.param(SqlValue::Text(t.clone()));
-                    match prefix_upper_bound(t) {
-                        Some(upper) => {
-                            sql.text.push_str(&format!(" AND {col} < "));
-                            sql.param(SqlValue::Text(upper));
-                        }
-                        None => {
-                            sql.text.push_str(&format!(" AND substr({col}, 1, length("));
-                            sql.param(SqlValue::Text(t.clone()));
-                            sql.text.push_str(")) = ");
-                            sql.param(SqlValue::Text(t.clone()));
-                        }
-                    }
-                }
-                CompareOp::Ew => {
-                    sql.text.push_str(&format!("length({col}) >= length("));
-                    sql.param(SqlValue::Text(t.clone()));
-                    sql.text
-                        .push_str(&format!(") AND substr({col}, length({col}) - length("));
-                    sql.param(SqlValue::Text(t.clone()));
-                    sql.text.push_str(") + 1) = ");
-                    sql.param(SqlValue::Text(t.clone()));
-                }
-                _ => {
-                    let sym = match op {
-                        CompareOp::Eq => "=",
-                        CompareOp::Ne => "<>",
-                        CompareOp::Gt => ">",
-                        CompareOp::Ge => ">=",
-                        CompareOp::Lt => "<",
-                        _ => "<=",
-                    };
-                    sql.text.push_str(&format!("{col} {sym} "));
+                    sql.text.push_str(")) = ");
                     sql.param(SqlValue::Text(t.clone()));
                 }
             }
+        }
+        _ => {
+            sql.text.push_str(&format!("length({col}) >= length("));
+            sql.param(param);
+            sql.text
+                .push_str(&format!(") AND substr({col}, length({col}) - length("));
+            sql.param(SqlValue::Text(t.clone()));
+            sql.text.push_str(") + 1) = ");
+            sql.param(SqlValue::Text(t.clone()));
         }
     }
 }

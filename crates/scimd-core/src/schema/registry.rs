@@ -204,12 +204,6 @@ impl ResourceTypeDef {
             .ok_or_else(|| format!("unknown attribute '{}' in {}", path.name, schema.id))?;
         finish(scope, attr, path)
     }
-
-    /// Resolves a path given as text (`name.familyName`, `urn:…:department`).
-    pub fn resolve_str(&self, text: &str) -> Result<Resolved<'_>, String> {
-        let path = scimd_filter::parse_attr_path(text).map_err(|e| e.to_string())?;
-        self.resolve(&path)
-    }
 }
 
 fn finish<'a>(
