@@ -118,6 +118,15 @@ pub struct Page {
     pub items: Vec<StoredResource>,
 }
 
+/// An operational record kept beside the SCIM resources: an OAuth client, a
+/// signing key, a setting such as the protection mode. Stored in the same
+/// database so that every scimd on it sees the same ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub data: Value,
+}
+
 /// Persistence of SCIM resources. Every method is atomic; writes are durable
 /// when they return `Ok`.
 #[async_trait]
@@ -183,4 +192,20 @@ pub trait Store: Send + Sync + 'static {
         let groups = self.groups_of(id).await?;
         Ok(Some((stored, groups)))
     }
+
+    /// One operational record of `kind` (`client`, `signing_key`, `setting`).
+    async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Every record of `kind`, ordered by id.
+    async fn record_list(&self, kind: &str) -> Result<Vec<Record>, StoreError>;
+
+    /// Inserts a record; `false` (and no change) when one with that id exists,
+    /// so that several servers starting at once create only one.
+    async fn record_insert(&self, kind: &str, record: Record) -> Result<bool, StoreError>;
+
+    /// Inserts or overwrites a record.
+    async fn record_put(&self, kind: &str, record: Record) -> Result<(), StoreError>;
+
+    /// Deletes a record; `false` when there was none.
+    async fn record_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
 }
