@@ -40,6 +40,15 @@ pub enum ScimError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// No valid credentials (RFC 7644 section 3.12, RFC 6750 section 3).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the needed scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed attempts.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     NotImplemented(String),
     #[error("{0}")]
@@ -85,6 +94,9 @@ impl ScimError {
             MethodNotAllowed(_) => (405, None),
             PayloadTooLarge(_) => (413, None),
             UnsupportedMediaType(_) => (415, None),
+            Unauthorized(_) => (401, None),
+            Forbidden(_) => (403, None),
+            TooManyRequests(_) => (429, None),
             NotImplemented(_) => (501, None),
             Unavailable(_) => (503, None),
             Internal(_) => (500, None),

@@ -25,13 +25,35 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
         "changePassword": {"supported": false},
         "sort": {"supported": true},
         "etag": {"supported": true},
-        "authenticationSchemes": [],
+        "authenticationSchemes": authentication_schemes(&state),
         "meta": {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{}/ServiceProviderConfig", base(&state)),
         },
     });
     scim_json(StatusCode::OK, &body)
+}
+
+/// What a client must present; in BYPASS mode, a loud "nothing".
+fn authentication_schemes(state: &AppState) -> Value {
+    if state.auth.bypass() {
+        return json!([{
+            "type": "none",
+            "name": "BYPASS",
+            "description": "WARNING: protection mode is BYPASS; requests are accepted without any token",
+            "primary": true,
+        }]);
+    }
+    json!([{
+        "type": "oauthbearertoken",
+        "name": "OAuth Bearer Token",
+        "description": format!(
+            "OAuth 2.0 bearer tokens (client_credentials at {}/oauth/token) carrying the scope each endpoint needs",
+            state.public_base
+        ),
+        "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
+        "primary": true,
+    }])
 }
 
 fn resource_type_doc(state: &AppState, rt: &scimd_core::schema::ResourceTypeDef) -> Value {

@@ -1,13 +1,18 @@
 //! The scimd binary's library: configuration, wiring of store, service and
 //! HTTP, and the server lifecycle. The only crate that knows every layer.
 
+pub mod admin;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use scimd_auth::{Auth, AuthConfig};
 use scimd_core::schema::Registry;
 use scimd_core::service::{ResourceService, ServiceConfig};
+use scimd_core::store::Store;
 use scimd_http::{AppState, app};
 use scimd_store::SqliteStore;
 use tokio::net::TcpListener;
@@ -25,6 +30,41 @@ pub struct Config {
     pub max_body: usize,
     pub default_count: u64,
     pub max_count: u64,
+    pub auth: AuthOptions,
+}
+
+/// OAuth settings of the server.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthOptions {
+    /// `iss` of issued tokens [default: the public base URL].
+    pub issuer: Option<String>,
+    /// Prefix of every SCIM scope.
+    pub scope_prefix: String,
+    /// Lifetime of issued access tokens, in seconds.
+    pub token_lifetime_secs: u64,
+    /// A new signing key is made this often, in seconds.
+    pub key_rotation_secs: u64,
+    /// Discovery endpoints answer without a token.
+    pub public_discovery: bool,
+    /// Let BYPASS apply although the server listens beyond loopback.
+    pub allow_bypass: bool,
+    /// How often protection mode and keys are re-read from the store (ms).
+    pub refresh_ms: u64,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            issuer: None,
+            scope_prefix: scimd_auth::scope::DEFAULT_PREFIX.into(),
+            token_lifetime_secs: 300,
+            key_rotation_secs: 24 * 3600,
+            public_discovery: true,
+            allow_bypass: false,
+            refresh_ms: 2000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -37,6 +77,7 @@ impl Default for Config {
             max_body: 1024 * 1024,
             default_count: 100,
             max_count: 1000,
+            auth: AuthOptions::default(),
         }
     }
 }
@@ -63,24 +104,106 @@ fn sqlite_path(config: &Config) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Opens the configured store (migrating it if needed).
+pub fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, PathBuf)> {
+    let path = sqlite_path(config)?;
+    let store =
+        SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    Ok((Arc::new(store), path))
+}
+
+/// Every resource endpoint whose scopes exist: the loaded resource types and
+/// the FIDO families the Janssen scope table names.
+pub fn scope_endpoints(registry: &Registry) -> Vec<String> {
+    let mut endpoints: Vec<String> = registry
+        .resource_types()
+        .iter()
+        .map(|rt| rt.endpoint().to_string())
+        .collect();
+    for fido in ["/FidoDevices", "/Fido2Devices"] {
+        if !endpoints.iter().any(|e| e.eq_ignore_ascii_case(fido)) {
+            endpoints.push(fido.to_string());
+        }
+    }
+    endpoints
+}
+
+/// The auth layer's settings for a server whose public URL is `base`.
+pub fn auth_config(config: &Config, base: &str) -> AuthConfig {
+    let options = &config.auth;
+    let issuer = options.issuer.clone().unwrap_or_else(|| base.to_string());
+    let mut auth = AuthConfig::new(issuer, format!("{base}/scim/v2"));
+    auth.scope_prefix = options.scope_prefix.clone();
+    auth.token_lifetime = Duration::from_secs(options.token_lifetime_secs.max(1));
+    auth.key_rotation = Duration::from_secs(options.key_rotation_secs.max(1));
+    auth.public_discovery = options.public_discovery;
+    auth.refresh_every = Duration::from_millis(options.refresh_ms.max(50));
+    auth
+}
+
+async fn start_auth(
+    config: &Config,
+    store: Arc<dyn Store>,
+    registry: &Registry,
+    base: &str,
+    local: SocketAddr,
+) -> anyhow::Result<Arc<Auth>> {
+    let mut auth_config = auth_config(config, base);
+    auth_config.bypass_allowed = config.auth.allow_bypass || local.ip().is_loopback();
+    let auth = Auth::start(store, auth_config, &scope_endpoints(registry))
+        .await
+        .map_err(|e| anyhow::anyhow!("starting OAuth: {e}"))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    if let Some(credentials) = auth
+        .bootstrap(&config.data_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the bundled SCIM client: {e}"))?
+    {
+        let file = config.data_dir.join(scimd_auth::BOOTSTRAP_FILE);
+        println!(
+            "\n==== scimd: bundled SCIM client created (shown once) ====\n\
+             client_id:     {}\nclient_secret: {}\nscopes:        {}\n\
+             also written to {} (mode 0600)\n\
+             get a token:   curl -u '{}:<secret>' -d grant_type=client_credentials {base}/oauth/token\n\
+             ==========================================================\n",
+            credentials.client_id,
+            credentials.client_secret,
+            credentials
+                .scopes
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+            file.display(),
+            credentials.client_id,
+        );
+    }
+    if auth.bypass() {
+        scimd_auth::protection::warn_bypass();
+    }
+    Ok(auth)
+}
+
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let path = sqlite_path(&config)?;
-    let store =
-        SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let (store, path) = open_store(&config)?;
     let registry =
         Arc::new(Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?);
     let local = listener.local_addr()?;
     let base = config
         .base_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+        .unwrap_or_else(|| format!("http://{local}"))
+        .trim_end_matches('/')
+        .to_string();
+    let auth = start_auth(&config, store.clone(), &registry, &base, local).await?;
     let service = ResourceService::new(
-        Arc::new(store),
+        store,
         registry,
         ServiceConfig {
             base_url: format!("{}/scim/v2", base.trim_end_matches('/')),
@@ -90,6 +213,8 @@ pub async fn serve(
     );
     let state = AppState {
         service: Arc::new(service),
+        auth,
+        public_base: base.clone(),
         max_body: config.max_body,
     };
     let router = app(state)
@@ -100,9 +225,12 @@ pub async fn serve(
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     tracing::info!(%local, database = %path.display(), "scimd listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use scimd::{Config, serve, shutdown_signal};
+use scimd::{AuthOptions, Config, admin, serve, shutdown_signal};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
@@ -30,6 +30,59 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Manage the OAuth clients allowed to obtain tokens.
+    Client {
+        #[command(subcommand)]
+        action: ClientAction,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+    /// Issue an access token for scripts, signed with the store's keys.
+    Token {
+        /// The client the token is issued to.
+        #[arg(long)]
+        client: String,
+        /// Scopes (full names, or short ones like users.read); default: all the client may have.
+        #[arg(long, num_args = 1..)]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+    /// Show or switch the protection mode of every scimd on the store.
+    Protection {
+        #[command(subcommand)]
+        action: ProtectionAction,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientAction {
+    /// Register a client; prints its id and secret (shown once) as JSON.
+    Create {
+        name: String,
+        /// Scopes (full names, or short ones like users.read); default: every SCIM scope.
+        #[arg(long, num_args = 1..)]
+        scopes: Vec<String>,
+        /// Client id [default: random].
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Give a client a new secret; the old one stops working.
+    RotateSecret { client_id: String },
+    /// Remove a client.
+    Delete { client_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProtectionAction {
+    /// `oauth` (tokens required) or `bypass` (no protection at all).
+    Set { mode: String },
+    /// Print the current mode.
+    Show,
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -55,6 +108,12 @@ struct ServeArgs {
     /// Largest page size served [default 1000; env SCIMD_MAX_COUNT].
     #[arg(long)]
     max_count: Option<u64>,
+    /// Lifetime of issued access tokens in seconds [default 300; env SCIMD_AUTH_TOKEN_LIFETIME_SECS].
+    #[arg(long)]
+    token_lifetime_secs: Option<u64>,
+    /// Allow protection mode BYPASS on a non-loopback listen address [env SCIMD_AUTH_ALLOW_BYPASS].
+    #[arg(long)]
+    allow_bypass: bool,
 }
 
 /// The settings that `scimd.toml` and `SCIMD_*` may set.
@@ -70,6 +129,8 @@ struct Settings {
     max_body: usize,
     default_count: u64,
     max_count: u64,
+    #[serde(default)]
+    auth: AuthOptions,
 }
 
 impl Default for Settings {
@@ -83,6 +144,7 @@ impl Default for Settings {
             max_body: d.max_body,
             default_count: d.default_count,
             max_count: d.max_count,
+            auth: d.auth,
         }
     }
 }
@@ -106,6 +168,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "default_count",
             "max_count",
         ]))
+        .merge(Env::prefixed("SCIMD_AUTH_").map(|k| format!("auth.{k}").into()))
         .extract()
         .with_context(|| {
             format!(
@@ -121,6 +184,13 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
         max_body: args.max_body.unwrap_or(s.max_body),
         default_count: s.default_count,
         max_count: args.max_count.unwrap_or(s.max_count),
+        auth: AuthOptions {
+            token_lifetime_secs: args
+                .token_lifetime_secs
+                .unwrap_or(s.auth.token_lifetime_secs),
+            allow_bypass: args.allow_bypass || s.auth.allow_bypass,
+            ..s.auth
+        },
     })
 }
 
@@ -136,10 +206,49 @@ async fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
+        Some(Command::Client { action, store }) => {
+            let config = settings(&store)?;
+            let out = match action {
+                ClientAction::Create {
+                    name,
+                    scopes,
+                    client_id,
+                } => admin::client_create(&config, &name, client_id.as_deref(), &scopes).await?,
+                ClientAction::List => admin::client_list(&config).await?,
+                ClientAction::RotateSecret { client_id } => {
+                    admin::client_rotate(&config, &client_id).await?
+                }
+                ClientAction::Delete { client_id } => {
+                    admin::client_delete(&config, &client_id).await?
+                }
+            };
+            return print_json(&out);
+        }
+        Some(Command::Token {
+            client,
+            scopes,
+            store,
+        }) => {
+            let config = settings(&store)?;
+            return print_json(&admin::token(&config, &client, &scopes).await?);
+        }
+        Some(Command::Protection { action, store }) => {
+            let config = settings(&store)?;
+            let out = match action {
+                ProtectionAction::Set { mode } => admin::protection_set(&config, &mode).await?,
+                ProtectionAction::Show => admin::protection_show(&config).await?,
+            };
+            return print_json(&out);
+        }
     };
     let config = settings(&args)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     serve(config, listener, shutdown_signal()).await
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }

@@ -1,7 +1,8 @@
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::harness::{bootstrap_credentials, client_with_token, fetch_token, wait_ready};
 
 /// Starts the real `scimd` binary and waits until it answers.
 fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
@@ -15,19 +16,14 @@ fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
         .unwrap()
 }
 
-async fn wait_ready(client: &reqwest::Client, port: u16) {
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("scimd did not become ready");
+/// Waits until the binary on `port` answers and returns a client carrying a
+/// token of the bundled client.
+async fn ready_client(dir: &std::path::Path, port: u16) -> reqwest::Client {
+    let root = format!("http://127.0.0.1:{port}");
+    let anonymous = reqwest::Client::new();
+    wait_ready(&anonymous, &root).await;
+    let (id, secret) = bootstrap_credentials(dir);
+    client_with_token(&fetch_token(&anonymous, &root, &id, &secret, None).await)
 }
 
 fn free_port() -> u16 {
@@ -41,10 +37,9 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
     let port = free_port();
     let mut child = spawn(dir.path(), port);
-    wait_ready(&client, port).await;
+    let client = ready_client(dir.path(), port).await;
     let base = format!("http://127.0.0.1:{port}/scim/v2");
     // Concurrent creates so that group commit batches them.
     let mut tasks = Vec::new();
@@ -73,7 +68,7 @@ async fn acknowledged_writes_survive_kill_9() {
     child.wait().unwrap();
     let port = free_port();
     let mut child = spawn(dir.path(), port);
-    wait_ready(&client, port).await;
+    let client = ready_client(dir.path(), port).await;
     let list: Value = client
         .get(format!("http://127.0.0.1:{port}/scim/v2/Users?count=0"))
         .send()

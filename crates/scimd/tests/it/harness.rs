@@ -6,8 +6,17 @@ use tokio::sync::oneshot;
 
 /// A running scimd; stops (gracefully) when dropped or on `stop`.
 pub struct Server {
+    /// `http://127.0.0.1:PORT/scim/v2`
     pub base: String,
+    /// `http://127.0.0.1:PORT`
+    pub root: String,
+    /// Sends the bundled client's token (every SCIM scope) on each request.
     pub client: Client,
+    /// Sends no token.
+    pub anonymous: Client,
+    /// The bundled client's credentials.
+    pub client_id: String,
+    pub client_secret: String,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -29,9 +38,18 @@ impl Server {
         let handle = tokio::spawn(scimd::serve(config, listener, async {
             let _ = rx.await;
         }));
+        let root = format!("http://{addr}");
+        let anonymous = Client::new();
+        wait_ready(&anonymous, &root).await;
+        let (client_id, client_secret) = bootstrap_credentials(data_dir);
+        let token = fetch_token(&anonymous, &root, &client_id, &client_secret, None).await;
         Server {
-            base: format!("http://{addr}/scim/v2"),
-            client: Client::new(),
+            base: format!("{root}/scim/v2"),
+            root,
+            client: client_with_token(&token),
+            anonymous,
+            client_id,
+            client_secret,
             stop: Some(tx),
             handle: Some(handle),
         }
@@ -97,6 +115,63 @@ impl Server {
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
+
+/// Polls `/readyz` until the server answers.
+pub async fn wait_ready(client: &Client, root: &str) {
+    for _ in 0..400 {
+        if let Ok(r) = client.get(format!("{root}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("scimd at {root} did not become ready");
+}
+
+/// The bundled client's id and secret from `<data-dir>/bootstrap-client.json`.
+pub fn bootstrap_credentials(data_dir: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(data_dir.join("bootstrap-client.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    (
+        v["client_id"].as_str().unwrap().to_string(),
+        v["client_secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A client_credentials token (HTTP Basic), for `scope` or everything.
+pub async fn fetch_token(
+    client: &Client,
+    root: &str,
+    id: &str,
+    secret: &str,
+    scope: Option<&str>,
+) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let resp = client
+        .post(format!("{root}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+/// A client that sends `Authorization: Bearer <token>` on every request.
+pub fn client_with_token(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    Client::builder().default_headers(headers).build().unwrap()
 }
 
 /// Asserts a SCIM error body with the given status and scimType.

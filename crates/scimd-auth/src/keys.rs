@@ -1,0 +1,209 @@
+//! Signing keys: Ed25519, generated on first start and kept in the store so
+//! that every scimd on one store signs and verifies with the same keys.
+//! A new key is made every rotation period; old ones stay published until
+//! every token they signed has expired (the overlap).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use rand::rngs::OsRng;
+use scimd_core::store::{Record, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::AuthError;
+use crate::unix_now;
+
+const KIND: &str = "signing_key";
+
+/// A key as stored. The private half is in the store because every replica
+/// must be able to sign; protect the database as you protect the keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredKey {
+    kid: String,
+    /// Unix seconds.
+    created: u64,
+    /// Public key, base64url (the JWK `x`).
+    x: String,
+    /// PKCS#8 DER of the private key, base64.
+    pkcs8: String,
+}
+
+/// The key new tokens are signed with.
+pub struct ActiveKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+}
+
+struct Ring {
+    active: Option<Arc<ActiveKey>>,
+    verify: HashMap<String, DecodingKey>,
+    jwks: Value,
+}
+
+/// The keys of one store, cached and refreshed.
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    rotation: Duration,
+    /// How long a retired key stays valid for verification.
+    overlap: Duration,
+    ring: RwLock<Ring>,
+    last_reload: std::sync::Mutex<Option<Instant>>,
+}
+
+impl KeyRing {
+    pub fn new(store: Arc<dyn Store>, rotation: Duration, overlap: Duration) -> KeyRing {
+        KeyRing {
+            store,
+            rotation,
+            overlap,
+            ring: RwLock::new(Ring {
+                active: None,
+                verify: HashMap::new(),
+                jwks: json!({ "keys": [] }),
+            }),
+            last_reload: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Makes a new key when there is none or the newest is older than the
+    /// rotation period, drops keys past their overlap, and reloads.
+    pub async fn rotate_if_due(&self) -> Result<(), AuthError> {
+        let now = unix_now();
+        let mut keys = self.load().await?;
+        let newest = keys.iter().map(|k| k.created).max();
+        if newest.is_none_or(|c| c + self.rotation.as_secs() <= now) {
+            let key = generate(now)?;
+            // Several replicas may rotate at once; each key is valid, and
+            // the newest one wins for signing everywhere.
+            self.store
+                .record_insert(
+                    KIND,
+                    Record {
+                        id: key.kid.clone(),
+                        data: serde_json::to_value(&key)
+                            .map_err(|e| AuthError::Keys(e.to_string()))?,
+                    },
+                )
+                .await?;
+            keys.push(key);
+        }
+        let newest = keys.iter().map(|k| k.created).max().unwrap_or(now);
+        let keep_for = self.rotation.as_secs() + self.overlap.as_secs();
+        for key in &keys {
+            if key.created < newest && key.created + keep_for < now {
+                self.store.record_delete(KIND, &key.kid).await?;
+            }
+        }
+        self.reload().await
+    }
+
+    /// Reads the keys from the store into the cache.
+    pub async fn reload(&self) -> Result<(), AuthError> {
+        let keys = self.load().await?;
+        let mut verify = HashMap::new();
+        let mut jwks = Vec::new();
+        for key in &keys {
+            verify.insert(
+                key.kid.clone(),
+                DecodingKey::from_ed_components(&key.x)
+                    .map_err(|e| AuthError::Keys(format!("key {}: {e}", key.kid)))?,
+            );
+            jwks.push(json!({
+                "kty": "OKP", "crv": "Ed25519", "x": key.x, "kid": key.kid,
+                "use": "sig", "alg": "EdDSA",
+            }));
+        }
+        let active = match keys
+            .iter()
+            .max_by(|a, b| (a.created, &a.kid).cmp(&(b.created, &b.kid)))
+        {
+            Some(key) => {
+                let der = STANDARD
+                    .decode(&key.pkcs8)
+                    .map_err(|e| AuthError::Keys(format!("key {}: {e}", key.kid)))?;
+                Some(Arc::new(ActiveKey {
+                    kid: key.kid.clone(),
+                    encoding: EncodingKey::from_ed_der(&der),
+                }))
+            }
+            None => None,
+        };
+        if let Ok(mut last) = self.last_reload.lock() {
+            *last = Some(Instant::now());
+        }
+        if let Ok(mut ring) = self.ring.write() {
+            *ring = Ring {
+                active,
+                verify,
+                jwks: json!({ "keys": jwks }),
+            };
+        }
+        Ok(())
+    }
+
+    async fn load(&self) -> Result<Vec<StoredKey>, AuthError> {
+        let mut out = Vec::new();
+        for record in self.store.record_list(KIND).await? {
+            let key: StoredKey = serde_json::from_value(record.data)
+                .map_err(|e| AuthError::Keys(format!("key {}: {e}", record.id)))?;
+            out.push(key);
+        }
+        Ok(out)
+    }
+
+    pub fn active(&self) -> Option<Arc<ActiveKey>> {
+        self.ring.read().ok().and_then(|r| r.active.clone())
+    }
+
+    /// The verification key `kid`; an unknown kid reloads the ring (at most
+    /// once a second) because another replica may just have rotated.
+    pub async fn decoding(&self, kid: &str) -> Option<DecodingKey> {
+        if let Some(key) = self.cached(kid) {
+            return Some(key);
+        }
+        let recently = self
+            .last_reload
+            .lock()
+            .ok()
+            .and_then(|l| *l)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if !recently && self.reload().await.is_err() {
+            return None;
+        }
+        self.cached(kid)
+    }
+
+    fn cached(&self, kid: &str) -> Option<DecodingKey> {
+        self.ring
+            .read()
+            .ok()
+            .and_then(|r| r.verify.get(kid).cloned())
+    }
+
+    /// The public keys as a JWK Set (RFC 7517).
+    pub fn jwks(&self) -> Value {
+        self.ring
+            .read()
+            .map(|r| r.jwks.clone())
+            .unwrap_or_else(|_| json!({ "keys": [] }))
+    }
+}
+
+fn generate(now: u64) -> Result<StoredKey, AuthError> {
+    let signing = ed25519_dalek::SigningKey::generate(&mut OsRng);
+    let der = signing
+        .to_pkcs8_der()
+        .map_err(|e| AuthError::Keys(e.to_string()))?;
+    Ok(StoredKey {
+        kid: uuid::Uuid::now_v7().simple().to_string(),
+        created: now,
+        x: URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes()),
+        pkcs8: STANDARD.encode(der.as_bytes()),
+    })
+}

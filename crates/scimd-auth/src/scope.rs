@@ -1,0 +1,133 @@
+//! Scopes as the Janssen SCIM server names them, and which one each kind of
+//! request needs.
+
+use std::collections::BTreeSet;
+
+/// The default prefix of every SCIM scope.
+pub const DEFAULT_PREFIX: &str = "https://jans.io/scim/";
+
+/// What a route needs from the caller's token. Declared next to each route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Need {
+    /// Reads and `.search` of one resource type: `<family>.read`.
+    Read,
+    /// POST, PUT, PATCH, DELETE of one resource type: `<family>.write`.
+    Write,
+    /// `/Bulk`: `bulk`, and each operation its own scope.
+    Bulk,
+    /// Root `/.search`: `all-resources.search`.
+    SearchAll,
+    /// Discovery documents: no token unless configured otherwise.
+    Discovery,
+    /// `/Me`: any valid token.
+    AnyToken,
+}
+
+/// The family of scopes guarding an endpoint: the Janssen names for the
+/// built-in resource types, the lower-cased endpoint name for others.
+pub fn family(endpoint: &str) -> String {
+    let name = endpoint.trim_start_matches('/');
+    match name.to_ascii_lowercase().as_str() {
+        "users" => "users".into(),
+        "groups" => "groups".into(),
+        "fidodevices" => "fido".into(),
+        "fido2devices" => "fido2".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Scope names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Scopes {
+    prefix: String,
+}
+
+impl Scopes {
+    pub fn new(prefix: impl Into<String>) -> Scopes {
+        Scopes {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix><family>.read`
+    pub fn read(&self, family: &str) -> String {
+        format!("{}{family}.read", self.prefix)
+    }
+
+    /// `<prefix><family>.write`
+    pub fn write(&self, family: &str) -> String {
+        format!("{}{family}.write", self.prefix)
+    }
+
+    pub fn bulk(&self) -> String {
+        format!("{}bulk", self.prefix)
+    }
+
+    pub fn search_all(&self) -> String {
+        format!("{}all-resources.search", self.prefix)
+    }
+
+    /// The scope a request needs, given the endpoint it addresses (for
+    /// `Read` and `Write`); `None` when any valid token (or none) will do.
+    pub fn required(&self, need: Need, endpoint: Option<&str>) -> Option<String> {
+        match need {
+            Need::Read => endpoint.map(|e| self.read(&family(e))),
+            Need::Write => endpoint.map(|e| self.write(&family(e))),
+            Need::Bulk => Some(self.bulk()),
+            Need::SearchAll => Some(self.search_all()),
+            Need::Discovery | Need::AnyToken => None,
+        }
+    }
+
+    /// Every SCIM scope for the given resource endpoints, plus bulk and the
+    /// root search: what the bundled client may ask for.
+    pub fn all<'a>(&self, endpoints: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for e in endpoints {
+            let f = family(e);
+            out.insert(self.read(&f));
+            out.insert(self.write(&f));
+        }
+        out.insert(self.bulk());
+        out.insert(self.search_all());
+        out
+    }
+}
+
+/// Splits an RFC 6749 `scope` parameter (space-separated).
+pub fn parse_scope_param(scope: &str) -> BTreeSet<String> {
+    scope.split_ascii_whitespace().map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn janssen_names() {
+        let s = Scopes::new(DEFAULT_PREFIX);
+        assert_eq!(
+            s.required(Need::Read, Some("/Users")).as_deref(),
+            Some("https://jans.io/scim/users.read")
+        );
+        assert_eq!(
+            s.required(Need::Write, Some("FidoDevices")).as_deref(),
+            Some("https://jans.io/scim/fido.write")
+        );
+        assert_eq!(
+            s.required(Need::Read, Some("Fido2Devices")).as_deref(),
+            Some("https://jans.io/scim/fido2.read")
+        );
+        assert_eq!(
+            s.required(Need::SearchAll, None).as_deref(),
+            Some("https://jans.io/scim/all-resources.search")
+        );
+        assert_eq!(s.required(Need::Discovery, None), None);
+        let all = s.all(["/Users", "/Groups", "/FidoDevices", "/Fido2Devices"]);
+        assert_eq!(all.len(), 10);
+    }
+}

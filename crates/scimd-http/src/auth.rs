@@ -1,0 +1,181 @@
+//! OAuth on the wire: the bearer-token guard in front of every SCIM route
+//! (RFC 6750), the token endpoint (RFC 6749 section 4.4), the JWK Set and
+//! RFC 8414 metadata. Decisions are made by `scimd_auth`; this module only
+//! translates headers and answers.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use scimd_auth::{Denied, GrantError, Need, TokenRequest};
+use scimd_core::ScimError;
+use serde_json::json;
+
+use crate::{ApiError, AppState};
+
+/// Checks the caller's token for `need` before the handler runs; the grant
+/// is left in the request extensions for handlers that check more (Bulk).
+pub async fn guard(
+    State((state, need)): State<(AppState, Need)>,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let endpoint = params
+        .iter()
+        .find(|(name, _)| *name == "endpoint")
+        .map(|(_, value)| value.to_string());
+    // An endpoint that serves no resource type needs only a valid token;
+    // the handler then answers 404 (a 403 naming an invented scope would
+    // mislead).
+    let need = match &endpoint {
+        Some(e) if state.service.registry().by_endpoint(e).is_none() => Need::AnyToken,
+        _ => need,
+    };
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match state
+        .auth
+        .authorize(need, endpoint.as_deref(), authorization)
+        .await
+    {
+        Ok(grant) => {
+            request.extensions_mut().insert(grant);
+            next.run(request).await
+        }
+        Err(denied) => refusal(&denied),
+    }
+}
+
+/// The RFC 6750 answer to a refused request, with a SCIM error body.
+pub fn refusal(denied: &Denied) -> Response {
+    let (error, challenge) = match denied {
+        Denied::NoToken => (
+            ScimError::Unauthorized("a bearer token is required".into()),
+            r#"Bearer realm="scimd""#.to_string(),
+        ),
+        Denied::Invalid(why) => (
+            ScimError::Unauthorized(why.to_string()),
+            format!(
+                r#"Bearer realm="scimd", error="invalid_token", error_description="{}""#,
+                quoted(&why.to_string())
+            ),
+        ),
+        Denied::Insufficient(scope) => (
+            ScimError::Forbidden(format!("the token lacks the scope {scope}")),
+            format!(
+                r#"Bearer realm="scimd", error="insufficient_scope", scope="{}""#,
+                quoted(scope)
+            ),
+        ),
+    };
+    let mut response = ApiError(error).into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// Keeps a text inside an auth-param quoted string.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+/// `POST /oauth/token`: the client_credentials grant.
+pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let basic = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| scimd_auth::parse_basic(h).ok_or(()));
+    let basic = match basic {
+        None => None,
+        Some(Ok(credentials)) => Some(credentials),
+        Some(Err(())) => return grant_error(&GrantError::InvalidClient),
+    };
+    let form = match axum::Form::<TokenRequest>::from_request(request, &()).await {
+        Ok(axum::Form(form)) => form,
+        Err(rejection) => {
+            return grant_error(&GrantError::InvalidRequest(format!(
+                "the body must be application/x-www-form-urlencoded: {}",
+                rejection.body_text()
+            )));
+        }
+    };
+    match state.auth.grant(form, basic, &address).await {
+        Ok(answer) => {
+            let mut response = Json(answer).into_response();
+            no_store(response.headers_mut());
+            response
+        }
+        Err(e) => grant_error(&e),
+    }
+}
+
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// An RFC 6749 section 5.2 error answer.
+fn grant_error(e: &GrantError) -> Response {
+    let status = match e {
+        GrantError::InvalidClient => StatusCode::UNAUTHORIZED,
+        GrantError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+        GrantError::Internal(inner) => {
+            tracing::error!(error = %inner, "token endpoint failure");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let description = match e {
+        GrantError::Internal(_) => "internal error; see the server log".to_string(),
+        other => other.to_string(),
+    };
+    let mut response = (
+        status,
+        Json(json!({ "error": e.code(), "error_description": description })),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    no_store(headers);
+    match e {
+        GrantError::InvalidClient => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="scimd""#),
+            );
+        }
+        GrantError::SlowDown { retry_after } => {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        _ => {}
+    }
+    response
+}
+
+/// `GET /.well-known/jwks.json`
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    Json(state.auth.keys().jwks()).into_response()
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414)
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    Json(state.auth.metadata(&state.public_base)).into_response()
+}

@@ -1,0 +1,125 @@
+//! Operator commands that work on a store directly, beside or without a
+//! running server: OAuth clients, tokens for scripts, the protection mode.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use scimd_auth::{Auth, Mode};
+use scimd_core::schema::Registry;
+use serde_json::{Value, json};
+
+use crate::{Config, auth_config, open_store, scope_endpoints};
+
+async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core::store::Store>)> {
+    let (store, _) = open_store(config)?;
+    let registry = Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?;
+    let base = config
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let auth = Auth::open(
+        store.clone(),
+        auth_config(config, base.trim_end_matches('/')),
+        &scope_endpoints(&registry),
+    );
+    Ok((auth, store))
+}
+
+fn scope_set(scopes: &[String], auth: &Auth) -> anyhow::Result<BTreeSet<String>> {
+    if scopes.is_empty() {
+        return Ok(auth.known_scopes().clone());
+    }
+    let set: BTreeSet<String> = scopes
+        .iter()
+        .flat_map(|s| s.split([' ', ',']))
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            // Short names (`users.read`) get the configured prefix.
+            if s.contains(':') {
+                s.to_string()
+            } else {
+                format!("{}{s}", auth.scopes().prefix())
+            }
+        })
+        .collect();
+    Ok(set)
+}
+
+/// `scimd client create NAME --scopes ...`
+pub async fn client_create(
+    config: &Config,
+    name: &str,
+    client_id: Option<&str>,
+    scopes: &[String],
+) -> anyhow::Result<Value> {
+    let (auth, _) = open_auth(config).await?;
+    let scopes = scope_set(scopes, &auth)?;
+    let credentials = auth.clients().create(name, client_id, scopes).await?;
+    Ok(serde_json::to_value(credentials)?)
+}
+
+/// `scimd client list`
+pub async fn client_list(config: &Config) -> anyhow::Result<Value> {
+    let (auth, _) = open_auth(config).await?;
+    Ok(serde_json::to_value(auth.clients().list().await?)?)
+}
+
+/// `scimd client rotate-secret ID`
+pub async fn client_rotate(config: &Config, client_id: &str) -> anyhow::Result<Value> {
+    let (auth, _) = open_auth(config).await?;
+    Ok(serde_json::to_value(
+        auth.clients().rotate_secret(client_id).await?,
+    )?)
+}
+
+/// `scimd client delete ID`
+pub async fn client_delete(config: &Config, client_id: &str) -> anyhow::Result<Value> {
+    let (auth, _) = open_auth(config).await?;
+    if !auth.clients().delete(client_id).await? {
+        anyhow::bail!("no client '{client_id}'");
+    }
+    Ok(json!({ "deleted": client_id }))
+}
+
+/// `scimd token --client ID --scopes ...`: a token for scripts, issued with
+/// the store's keys (whoever can open the store is trusted).
+pub async fn token(config: &Config, client_id: &str, scopes: &[String]) -> anyhow::Result<Value> {
+    let (auth, _) = open_auth(config).await?;
+    let client = auth
+        .clients()
+        .get(client_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no client '{client_id}'"))?;
+    let requested = if scopes.is_empty() {
+        client.scopes.clone()
+    } else {
+        scope_set(scopes, &auth)?
+    };
+    let granted: BTreeSet<String> = requested.intersection(&client.scopes).cloned().collect();
+    if granted.is_empty() {
+        anyhow::bail!("none of the requested scopes is allowed for client '{client_id}'");
+    }
+    auth.ensure_keys().await?;
+    Ok(serde_json::to_value(auth.issue(client_id, &granted)?)?)
+}
+
+/// `scimd protection set MODE`
+pub async fn protection_set(config: &Config, mode: &str) -> anyhow::Result<Value> {
+    let mode = Mode::parse(mode).ok_or_else(|| anyhow::anyhow!("mode is oauth or bypass"))?;
+    let (_, store) = open_auth(config).await?;
+    scimd_auth::protection::write(store.as_ref(), mode).await?;
+    if mode == Mode::Bypass {
+        eprintln!(
+            "WARNING: protection mode set to BYPASS: every scimd on this store accepts SCIM \
+             requests WITHOUT a token within seconds. Protect the endpoints at the network level."
+        );
+    }
+    Ok(json!({ "protection": mode.as_str() }))
+}
+
+/// `scimd protection show`
+pub async fn protection_show(config: &Config) -> anyhow::Result<Value> {
+    let (_, store) = open_auth(config).await?;
+    let mode = scimd_auth::protection::read(store.as_ref()).await?;
+    Ok(json!({ "protection": mode.as_str() }))
+}
