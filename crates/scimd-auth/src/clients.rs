@@ -221,3 +221,15 @@ fn from_record(record: Record) -> Result<Client, AuthError> {
     serde_json::from_value(record.data)
         .map_err(|e| AuthError::Invalid(format!("client {}: {e}", record.id)))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_is_a_real_argon2_hash() {
+        let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
+        assert!(Argon2::default().verify_password(b"x", &parsed).is_err());
+    }
+}

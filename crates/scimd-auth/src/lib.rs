@@ -446,6 +446,7 @@ pub(crate) fn now_text() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

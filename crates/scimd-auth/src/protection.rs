@@ -140,3 +140,21 @@ pub fn watch(store: Arc<dyn Store>, protection: &Arc<Protection>, every: std::ti
         }
     });
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_is_refused_beyond_loopback_unless_allowed() {
+        let refused = Protection::new(false);
+        refused.apply(Mode::Bypass);
+        assert!(!refused.bypass());
+        let allowed = Protection::new(true);
+        assert!(allowed.apply(Mode::Bypass));
+        assert!(allowed.bypass());
+        assert!(allowed.apply(Mode::OAuth));
+        assert!(!allowed.bypass());
+    }
+}

@@ -104,6 +104,7 @@ pub fn parse_scope_param(scope: &str) -> BTreeSet<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -10,6 +10,7 @@ mod auth;
 mod discovery;
 mod error;
 mod extract;
+pub mod openapi;
 mod resources;
 
 use std::sync::Arc;
@@ -46,105 +47,53 @@ pub struct Declared {
     pub need: Need,
 }
 
-/// Builds the SCIM router; each route states the scope it needs.
-struct Scim {
-    state: AppState,
-    router: Router<AppState>,
-    declared: Vec<Declared>,
-}
-
-impl Scim {
-    fn route(
-        mut self,
-        method: Method,
-        path: &'static str,
-        need: Need,
-        handler: MethodRouter<AppState>,
-    ) -> Scim {
-        let guarded =
-            handler.route_layer(from_fn_with_state((self.state.clone(), need), auth::guard));
-        self.router = self.router.route(path, guarded);
-        self.declared.push(Declared { path, method, need });
-        self
-    }
-}
-
-fn scim_routes(state: &AppState) -> Scim {
+/// Every SCIM route with the scope it needs: the one place a route is
+/// declared, so the router, OpenAPI and the tests cannot disagree.
+fn scim_table() -> Vec<(Method, &'static str, Need, MethodRouter<AppState>)> {
     use Need::*;
+    use axum::routing::{delete, patch, post, put};
+    use discovery as d;
     use resources as r;
-    let scim = Scim {
-        state: state.clone(),
-        router: Router::new(),
-        declared: Vec::new(),
-    };
-    scim.route(
-        Method::GET,
-        "/ServiceProviderConfig",
-        Discovery,
-        read_only(get(discovery::service_provider_config)),
-    )
-    .route(
-        Method::GET,
-        "/ResourceTypes",
-        Discovery,
-        read_only(get(discovery::resource_types)),
-    )
-    .route(
-        Method::GET,
-        "/ResourceTypes/{id}",
-        Discovery,
-        read_only(get(discovery::resource_type)),
-    )
-    .route(
-        Method::GET,
-        "/Schemas",
-        Discovery,
-        read_only(get(discovery::schemas)),
-    )
-    .route(
-        Method::GET,
-        "/Schemas/{id}",
-        Discovery,
-        read_only(get(discovery::schema)),
-    )
-    .route(
-        Method::POST,
-        "/.search",
-        SearchAll,
-        axum::routing::post(r::search_root),
-    )
-    .route(Method::GET, "/{endpoint}", Read, get(r::list))
-    .route(
-        Method::POST,
-        "/{endpoint}",
-        Write,
-        axum::routing::post(r::create),
-    )
-    .route(
-        Method::POST,
-        "/{endpoint}/.search",
-        Read,
-        axum::routing::post(r::search),
-    )
-    .route(Method::GET, "/{endpoint}/{id}", Read, get(r::get_one))
-    .route(
-        Method::PUT,
-        "/{endpoint}/{id}",
-        Write,
-        axum::routing::put(r::replace),
-    )
-    .route(
-        Method::PATCH,
-        "/{endpoint}/{id}",
-        Write,
-        axum::routing::patch(r::patch),
-    )
-    .route(
-        Method::DELETE,
-        "/{endpoint}/{id}",
-        Write,
-        axum::routing::delete(r::delete),
-    )
+    vec![
+        (
+            Method::GET,
+            "/ServiceProviderConfig",
+            Discovery,
+            read_only(get(d::service_provider_config)),
+        ),
+        (
+            Method::GET,
+            "/ResourceTypes",
+            Discovery,
+            read_only(get(d::resource_types)),
+        ),
+        (
+            Method::GET,
+            "/ResourceTypes/{id}",
+            Discovery,
+            read_only(get(d::resource_type)),
+        ),
+        (
+            Method::GET,
+            "/Schemas",
+            Discovery,
+            read_only(get(d::schemas)),
+        ),
+        (
+            Method::GET,
+            "/Schemas/{id}",
+            Discovery,
+            read_only(get(d::schema)),
+        ),
+        (Method::POST, "/.search", SearchAll, post(r::search_root)),
+        (Method::GET, "/{endpoint}", Read, get(r::list)),
+        (Method::POST, "/{endpoint}", Write, post(r::create)),
+        (Method::POST, "/{endpoint}/.search", Read, post(r::search)),
+        (Method::GET, "/{endpoint}/{id}", Read, get(r::get_one)),
+        (Method::PUT, "/{endpoint}/{id}", Write, put(r::replace)),
+        (Method::PATCH, "/{endpoint}/{id}", Write, patch(r::patch)),
+        (Method::DELETE, "/{endpoint}/{id}", Write, delete(r::delete)),
+    ]
 }
 
 /// Discovery documents are read-only: other methods get a SCIM 405, not
@@ -154,14 +103,26 @@ fn read_only(handler: MethodRouter<AppState>) -> MethodRouter<AppState> {
 }
 
 /// Every SCIM route with the scope it needs.
-pub fn declared_routes(state: &AppState) -> Vec<Declared> {
-    scim_routes(state).declared
+pub fn declared_routes() -> Vec<Declared> {
+    scim_table()
+        .into_iter()
+        .map(|(method, path, need, _)| Declared { path, method, need })
+        .collect()
+}
+
+fn scim_router(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for (_, path, need, handler) in scim_table() {
+        let guarded = handler.route_layer(from_fn_with_state((state.clone(), need), auth::guard));
+        router = router.route(path, guarded);
+    }
+    router
 }
 
 /// The whole application: SCIM under `/scim/v2`, OAuth at `/oauth/token`
 /// and `/.well-known`, health probes at the root.
 pub fn app(state: AppState) -> Router {
-    let scim = scim_routes(&state).router.fallback(resources::no_route);
+    let scim = scim_router(&state).fallback(resources::no_route);
     Router::new()
         .nest("/scim/v2", scim)
         .route("/oauth/token", axum::routing::post(auth::token))
@@ -170,6 +131,7 @@ pub fn app(state: AppState) -> Router {
             "/.well-known/oauth-authorization-server",
             get(auth::metadata),
         )
+        .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(discovery::ready))
         .with_state(state)

@@ -123,3 +123,21 @@ pub async fn protection_show(config: &Config) -> anyhow::Result<Value> {
     let mode = scimd_auth::protection::read(store.as_ref()).await?;
     Ok(json!({ "protection": mode.as_str() }))
 }
+
+/// `scimd openapi`: the document `/openapi.json` serves.
+pub fn openapi(config: &Config) -> anyhow::Result<Value> {
+    let registry = Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?;
+    let base = config
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let base = base.trim_end_matches('/');
+    let auth = auth_config(config, base);
+    Ok(scimd_http::openapi::document(
+        &scimd_http::declared_routes(),
+        &registry,
+        &scimd_auth::Scopes::new(auth.scope_prefix),
+        auth.public_discovery,
+        base,
+    ))
+}

@@ -29,13 +29,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve,
     /// Manage the OAuth clients allowed to obtain tokens.
     Client {
         #[command(subcommand)]
         action: ClientAction,
-        #[command(flatten)]
-        store: ServeArgs,
     },
     /// Issue an access token for scripts, signed with the store's keys.
     Token {
@@ -45,15 +43,13 @@ enum Command {
         /// Scopes (full names, or short ones like users.read); default: all the client may have.
         #[arg(long, num_args = 1..)]
         scopes: Vec<String>,
-        #[command(flatten)]
-        store: ServeArgs,
     },
+    /// Print the OpenAPI document (routes with their OAuth2 scopes).
+    Openapi,
     /// Show or switch the protection mode of every scimd on the store.
     Protection {
         #[command(subcommand)]
         action: ProtectionAction,
-        #[command(flatten)]
-        store: ServeArgs,
     },
 }
 
@@ -88,31 +84,31 @@ enum ProtectionAction {
 #[derive(clap::Args, Debug, Clone, Default)]
 struct ServeArgs {
     /// Configuration file (default: ./scimd.toml when it exists).
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Address to listen on [default 127.0.0.1:8080; env SCIMD_LISTEN].
-    #[arg(long)]
+    #[arg(long, global = true)]
     listen: Option<SocketAddr>,
     /// Directory for the embedded SQLite database, created [default ./scimd-data; env SCIMD_DATA_DIR].
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Database URL (sqlite:PATH); overrides --data-dir [env SCIMD_DATABASE_URL].
-    #[arg(long)]
+    #[arg(long, global = true)]
     database_url: Option<String>,
     /// Public base URL used in meta.location [default http://<listen>; env SCIMD_BASE_URL].
-    #[arg(long)]
+    #[arg(long, global = true)]
     base_url: Option<String>,
     /// Largest request body in bytes [default 1048576; env SCIMD_MAX_BODY].
-    #[arg(long)]
+    #[arg(long, global = true)]
     max_body: Option<usize>,
     /// Largest page size served [default 1000; env SCIMD_MAX_COUNT].
-    #[arg(long)]
+    #[arg(long, global = true)]
     max_count: Option<u64>,
     /// Lifetime of issued access tokens in seconds [default 300; env SCIMD_AUTH_TOKEN_LIFETIME_SECS].
-    #[arg(long)]
+    #[arg(long, global = true)]
     token_lifetime_secs: Option<u64>,
     /// Allow protection mode BYPASS on a non-loopback listen address [env SCIMD_AUTH_ALLOW_BYPASS].
-    #[arg(long)]
+    #[arg(long, global = true)]
     allow_bypass: bool,
 }
 
@@ -203,11 +199,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-        Some(Command::Client { action, store }) => {
-            let config = settings(&store)?;
+    let args = cli.serve;
+    match cli.command {
+        Some(Command::Serve) | None => {}
+        Some(Command::Client { action }) => {
+            let config = settings(&args)?;
             let out = match action {
                 ClientAction::Create {
                     name,
@@ -224,16 +220,15 @@ async fn main() -> anyhow::Result<()> {
             };
             return print_json(&out);
         }
-        Some(Command::Token {
-            client,
-            scopes,
-            store,
-        }) => {
-            let config = settings(&store)?;
+        Some(Command::Token { client, scopes }) => {
+            let config = settings(&args)?;
             return print_json(&admin::token(&config, &client, &scopes).await?);
         }
-        Some(Command::Protection { action, store }) => {
-            let config = settings(&store)?;
+        Some(Command::Openapi) => {
+            return print_json(&admin::openapi(&settings(&args)?)?);
+        }
+        Some(Command::Protection { action }) => {
+            let config = settings(&args)?;
             let out = match action {
                 ProtectionAction::Set { mode } => admin::protection_set(&config, &mode).await?,
                 ProtectionAction::Show => admin::protection_show(&config).await?,
@@ -249,6 +244,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        // A closed pipe (`scimd openapi | head`) is the reader's choice.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }

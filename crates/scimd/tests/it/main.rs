@@ -8,5 +8,6 @@ mod durability;
 mod errors;
 mod groups;
 mod harness;
+mod oauth;
 mod patch;
 mod users;

@@ -1,0 +1,666 @@
+//! OAuth 2.0 protection: the scope table, the token endpoint, refused
+//! tokens, key rotation, the protection switch and the client commands.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Server, bootstrap_credentials, fetch_token};
+
+const PREFIX: &str = "https://jans.io/scim/";
+
+fn scim_bin(args: &[&str], data_dir: &std::path::Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scimd {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Sends a request with `token` (or none); status, headers, JSON body.
+async fn send(
+    s: &Server,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let url = if path.starts_with("http") {
+        path.to_string()
+    } else {
+        format!("{}{path}", s.base)
+    };
+    let mut req = s.anonymous.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/scim+json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+async fn token_for(s: &Server, scope: &str) -> String {
+    fetch_token(
+        &s.anonymous,
+        &s.root,
+        &s.client_id,
+        &s.client_secret,
+        Some(scope),
+    )
+    .await
+}
+
+fn challenge(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn assert_invalid_token(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &Value) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "body: {body}");
+    let c = challenge(headers);
+    assert!(
+        c.starts_with(r#"Bearer realm="scimd", error="invalid_token""#),
+        "{c}"
+    );
+    assert_eq!(body["status"], "401", "{body}");
+}
+
+/// A fresh resource of `endpoint` to act on.
+async fn fixture(s: &Server, endpoint: &str, n: usize) -> String {
+    let body = body_for(endpoint, &format!("fixture-{endpoint}-{n}"));
+    let (st, _, v) = s
+        .call(Method::POST, &format!("/{endpoint}"), Some(body))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn body_for(endpoint: &str, name: &str) -> Value {
+    match endpoint {
+        "Users" => {
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name})
+        }
+        _ => {
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name})
+        }
+    }
+}
+
+/// Every operation of the OpenAPI document (which is generated from the
+/// route table) is tried with no token, with only its scope, and with every
+/// scope but its own.
+#[tokio::test]
+async fn every_route_and_scope_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (st, _, doc) = send(
+        &s,
+        Method::GET,
+        &format!("{}/openapi.json", s.root),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let all: Vec<String> =
+        doc["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["scopes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    let mut checked = 0;
+    let mut n = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, op) in methods.as_object().unwrap() {
+            n += 1;
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let path = path.trim_start_matches("/scim/v2");
+            let endpoint = path.trim_start_matches('/').split('/').next().unwrap();
+            let security = op["security"].as_array().unwrap();
+            let concrete = if path.contains("{id}") {
+                let id = if endpoint == "Schemas" {
+                    "urn:ietf:params:scim:schemas:core:2.0:User".to_string()
+                } else if endpoint == "ResourceTypes" {
+                    "User".to_string()
+                } else {
+                    fixture(&s, endpoint, n).await
+                };
+                path.replace("{id}", &id)
+            } else {
+                path.to_string()
+            };
+            let body = match (method.as_str(), path) {
+                (_, p) if p.ends_with(".search") => Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
+                ),
+                ("POST", _) | ("PUT", _) => Some(body_for(endpoint, &format!("cell-{n}"))),
+                ("PATCH", _) => Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "add", "path": "externalId", "value": "x"}]
+                })),
+                _ => None,
+            };
+            let (st, headers, v) = send(&s, method.clone(), &concrete, None, body.clone()).await;
+            if security.is_empty() {
+                assert_eq!(st, StatusCode::OK, "{method} {concrete} is public: {v}");
+                continue;
+            }
+            assert_eq!(
+                st,
+                StatusCode::UNAUTHORIZED,
+                "{method} {concrete} without a token"
+            );
+            assert_eq!(challenge(&headers), r#"Bearer realm="scimd""#);
+            assert_eq!(
+                v["schemas"][0],
+                "urn:ietf:params:scim:api:messages:2.0:Error"
+            );
+            let scope = security[0]["oauth2"][0].as_str().unwrap();
+            assert!(scope.starts_with(PREFIX), "{scope}");
+            let others: Vec<&str> = all
+                .iter()
+                .map(String::as_str)
+                .filter(|x| *x != scope)
+                .collect();
+            let without = token_for(&s, &others.join(" ")).await;
+            let (st, headers, v) =
+                send(&s, method.clone(), &concrete, Some(&without), body.clone()).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{method} {concrete}: {v}");
+            assert_eq!(
+                challenge(&headers),
+                format!(r#"Bearer realm="scimd", error="insufficient_scope", scope="{scope}""#)
+            );
+            assert_eq!(v["status"], "403");
+            let only = token_for(&s, scope).await;
+            let (st, _, v) = send(&s, method.clone(), &concrete, Some(&only), body).await;
+            assert!(
+                st.is_success(),
+                "{method} {concrete} with {scope}: {st} {v}"
+            );
+            checked += 1;
+        }
+    }
+    // 7 protected routes per resource type (Users, Groups) plus root search.
+    assert_eq!(checked, 15, "protected operations checked");
+    s.stop().await;
+}
+
+/// The Janssen seed's two requests, as written (host and paths changed).
+#[tokio::test]
+async fn janssen_seed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    s.call(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "admin1", "displayName": "The Admin"})),
+    )
+    .await;
+    s.call(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "bob", "displayName": "Bob"})),
+    )
+    .await;
+    // curl -u 'CLIENT_ID:SECRET' -d grant_type=client_credentials -d scope='... users.read ... users.write' .../token
+    let resp = s
+        .anonymous
+        .post(format!("{}/oauth/token", s.root))
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=https%3A%2F%2Fjans.io%2Fscim%2Fusers.read+https%3A%2F%2Fjans.io%2Fscim%2Fusers.write")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let t: Value = resp.json().await.unwrap();
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["expires_in"], 300);
+    assert_eq!(
+        t["scope"],
+        "https://jans.io/scim/users.read https://jans.io/scim/users.write"
+    );
+    let token = t["access_token"].as_str().unwrap();
+    // curl -G -H 'Authorization: Bearer ACCESS_TOKEN' --data-urlencode 'filter=displayName co "Admin"' .../Users
+    let resp = s
+        .anonymous
+        .get(format!("{}/Users", s.base))
+        .header("Authorization", format!("Bearer {token}"))
+        .query(&[("filter", r#"displayName co "Admin""#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let list: Value = resp.json().await.unwrap();
+    assert_eq!(list["totalResults"], 1);
+    assert_eq!(list["Resources"][0]["userName"], "admin1");
+    // The token holds users scopes only.
+    let (st, _, _) = send(&s, Method::GET, "/Groups", Some(token), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn token_endpoint_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let url = format!("{}/oauth/token", s.root);
+    let post = |form: Vec<(&'static str, String)>| s.anonymous.post(&url).form(&form);
+    // client_secret_post works too.
+    let resp = post(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", s.client_id.clone()),
+        ("client_secret", s.client_secret.clone()),
+        ("scope", format!("{PREFIX}groups.read not-a-scope")),
+    ])
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["scope"],
+        format!("{PREFIX}groups.read"),
+        "granted within what is allowed"
+    );
+
+    let expect = |resp: reqwest::Response, status: u16, code: &'static str| async move {
+        assert_eq!(resp.status().as_u16(), status);
+        let headers = resp.headers().clone();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"], code, "{v}");
+        headers
+    };
+    let r = post(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", s.client_id.clone()),
+        ("client_secret", s.client_secret.clone()),
+        ("scope", "not-a-scope".into()),
+    ])
+    .send()
+    .await
+    .unwrap();
+    expect(r, 400, "invalid_scope").await;
+    let r = post(vec![
+        ("grant_type", "password".into()),
+        ("client_id", s.client_id.clone()),
+        ("client_secret", s.client_secret.clone()),
+    ])
+    .send()
+    .await
+    .unwrap();
+    expect(r, 400, "unsupported_grant_type").await;
+    let r = post(vec![
+        ("client_id", s.client_id.clone()),
+        ("client_secret", s.client_secret.clone()),
+    ])
+    .send()
+    .await
+    .unwrap();
+    expect(r, 400, "invalid_request").await;
+    let r = s
+        .anonymous
+        .post(&url)
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", s.client_id.as_str()),
+            ("client_secret", s.client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    expect(r, 400, "invalid_request").await;
+    let r = s
+        .anonymous
+        .post(&url)
+        .basic_auth(&s.client_id, Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let headers = expect(r, 401, "invalid_client").await;
+    assert_eq!(headers["www-authenticate"], r#"Basic realm="scimd""#);
+    let r = post(vec![("grant_type", "client_credentials".into())])
+        .send()
+        .await
+        .unwrap();
+    expect(r, 401, "invalid_client").await;
+
+    // Brute force: after 10 failures in a minute, even the right secret
+    // waits (one failure was spent above).
+    for _ in 0..9 {
+        let r = s
+            .anonymous
+            .post(&url)
+            .basic_auth(&s.client_id, Some("guess"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = s
+        .anonymous
+        .post(&url)
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let headers = expect(r, 429, "slow_down").await;
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    s.stop().await;
+}
+
+/// Replaces the signature of a JWT with that of another token.
+fn with_claims(token: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    edit(&mut claims);
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    )
+}
+
+#[tokio::test]
+async fn refused_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.auth.token_lifetime_secs = 2).await;
+    let good = token_for(&s, &format!("{PREFIX}users.read")).await;
+    let (st, _, _) = send(&s, Method::GET, "/Users", Some(&good), None).await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Tampered: a changed claim under the original signature.
+    let tampered = with_claims(&good, |c| {
+        c["scope"] = json!(format!("{PREFIX}users.write"))
+    });
+    let (st, h, v) = send(&s, Method::GET, "/Users", Some(&tampered), None).await;
+    assert_invalid_token(st, &h, &v);
+    // alg none, no signature.
+    let parts: Vec<&str> = good.split('.').collect();
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    let (st, h, v) = send(&s, Method::GET, "/Users", Some(&none), None).await;
+    assert_invalid_token(st, &h, &v);
+    // Garbage.
+    let (st, h, v) = send(&s, Method::GET, "/Users", Some("not.a.jwt"), None).await;
+    assert_invalid_token(st, &h, &v);
+
+    // A second scimd on the same store with another public URL shares the
+    // keys, so its tokens verify but name another issuer and audience.
+    let other = Server::start_with(dir.path(), |c| {
+        c.base_url = Some("https://elsewhere.example".into());
+    })
+    .await;
+    let foreign = token_for(&other, &format!("{PREFIX}users.read")).await;
+    let (st, h, v) = send(&s, Method::GET, "/Users", Some(&foreign), None).await;
+    assert_invalid_token(st, &h, &v);
+    assert!(challenge(&h).contains("issuer"), "{}", challenge(&h));
+    other.stop().await;
+    let same_issuer = Server::start_with(dir.path(), |c| {
+        c.base_url = Some("https://elsewhere.example".into());
+        c.auth.issuer = Some(s.root.clone());
+    })
+    .await;
+    let wrong_audience = token_for(&same_issuer, &format!("{PREFIX}users.read")).await;
+    let (st, h, v) = send(&s, Method::GET, "/Users", Some(&wrong_audience), None).await;
+    assert_invalid_token(st, &h, &v);
+    assert!(challenge(&h).contains("audience"), "{}", challenge(&h));
+    same_issuer.stop().await;
+
+    // Expiry: the same token, after its 2 s lifetime.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (st, h, v) = send(&s, Method::GET, "/Users", Some(&good), None).await;
+    assert_invalid_token(st, &h, &v);
+    assert!(challenge(&h).contains("expired"), "{}", challenge(&h));
+    s.stop().await;
+}
+
+fn kid(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let v: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    v["kid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_old_tokens_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| {
+        c.auth.key_rotation_secs = 2;
+        c.auth.refresh_ms = 200;
+    })
+    .await;
+    let first = token_for(&s, &format!("{PREFIX}users.read")).await;
+    let started = Instant::now();
+    let second = loop {
+        let t = token_for(&s, &format!("{PREFIX}users.read")).await;
+        if kid(&t) != kid(&first) {
+            break t;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no rotation");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, _, jwks) = send(
+        &s,
+        Method::GET,
+        &format!("{}/.well-known/jwks.json", s.root),
+        None,
+        None,
+    )
+    .await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&kid(&first).as_str()) && kids.contains(&kid(&second).as_str()),
+        "{jwks}"
+    );
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    for t in [&first, &second] {
+        let (st, _, _) = send(&s, Method::GET, "/Users", Some(t), None).await;
+        assert_eq!(
+            st,
+            StatusCode::OK,
+            "tokens of the old key stay valid in the overlap"
+        );
+    }
+    let (_, _, meta) = send(
+        &s,
+        Method::GET,
+        &format!("{}/.well-known/oauth-authorization-server", s.root),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(meta["issuer"], s.root);
+    assert_eq!(meta["token_endpoint"], format!("{}/oauth/token", s.root));
+    s.stop().await;
+}
+
+/// `scimd protection set` on the store switches two running servers within
+/// 5 seconds, and back.
+#[tokio::test]
+async fn protection_switch_reaches_every_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start(dir.path()).await;
+    let b = Server::start(dir.path()).await;
+    for s in [&a, &b] {
+        let (st, _, _) = send(s, Method::GET, "/Users", None, None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    let out = scim_bin(&["protection", "set", "bypass"], dir.path());
+    assert_eq!(out["protection"], "bypass");
+    let switched = Instant::now();
+    for s in [&a, &b] {
+        loop {
+            let (st, _, _) = send(s, Method::GET, "/Users", None, None).await;
+            if st == StatusCode::OK {
+                break;
+            }
+            assert!(
+                switched.elapsed() < Duration::from_secs(5),
+                "bypass not applied in 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (_, _, spc) = send(&a, Method::GET, "/ServiceProviderConfig", None, None).await;
+    assert_eq!(spc["authenticationSchemes"][0]["name"], "BYPASS");
+    scim_bin(&["protection", "set", "oauth"], dir.path());
+    let switched = Instant::now();
+    for s in [&a, &b] {
+        loop {
+            let (st, _, _) = send(s, Method::GET, "/Users", None, None).await;
+            if st == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert!(
+                switched.elapsed() < Duration::from_secs(5),
+                "oauth not applied in 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (_, _, spc) = send(&a, Method::GET, "/ServiceProviderConfig", None, None).await;
+    assert_eq!(spc["authenticationSchemes"][0]["type"], "oauthbearertoken");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn bootstrap_client_and_client_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let file = dir.path().join("bootstrap-client.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let boot: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(boot["client_id"], "scim-client");
+    assert_eq!(
+        boot["scopes"].as_array().unwrap().len(),
+        10,
+        "every SCIM scope: {boot}"
+    );
+    s.stop().await;
+    // A restart neither makes a new client nor rewrites the file.
+    let before = std::fs::read_to_string(&file).unwrap();
+    let s = Server::start(dir.path()).await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    assert_eq!(bootstrap_credentials(dir.path()).1, s.client_secret);
+
+    let created = scim_bin(
+        &["client", "create", "reader", "--scopes", "users.read"],
+        dir.path(),
+    );
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(created["scopes"], json!([format!("{PREFIX}users.read")]));
+    let token = fetch_token(&s.anonymous, &s.root, &id, &secret, None).await;
+    let (st, _, _) = send(&s, Method::GET, "/Users", Some(&token), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, _) = send(
+        &s,
+        Method::POST,
+        "/Users",
+        Some(&token),
+        Some(json!({"userName": "x"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    let listed = scim_bin(&["client", "list"], dir.path());
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(
+        !listed.to_string().contains("argon2"),
+        "no secret hashes listed"
+    );
+
+    let rotated = scim_bin(&["client", "rotate-secret", &id], dir.path());
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    let status = |secret: String| {
+        let s = &s;
+        let id = id.clone();
+        async move {
+            s.anonymous
+                .post(format!("{}/oauth/token", s.root))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(status(secret.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(new_secret.to_string()).await, StatusCode::OK);
+    scim_bin(&["client", "delete", &id], dir.path());
+    assert_eq!(
+        status(new_secret.to_string()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // `scimd token` for scripts, with the server's public URL.
+    let issued = scim_bin(
+        &[
+            "token",
+            "--client",
+            "scim-client",
+            "--scopes",
+            "groups.read",
+            "--base-url",
+            &s.root,
+        ],
+        dir.path(),
+    );
+    let t = issued["access_token"].as_str().unwrap();
+    let (st, _, _) = send(&s, Method::GET, "/Groups", Some(t), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, _) = send(&s, Method::GET, "/Users", Some(t), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
