@@ -3,7 +3,11 @@
 # POST, GET by id, a list page of 100, PUT, and the ServiceProviderConfig route as the
 # ceiling of the HTTP stack (same router, middleware and JSON path, no store).
 # Each measurement runs ROUNDS times; the median requests/s and p99 are printed.
+# OAuth (issue 5): every request carries a bearer token of the bundled client; GET by id
+# is measured again in BYPASS mode in the same run (ratio reported), and /oauth/token
+# is measured with HTTP Basic client authentication.
 # Usage: bench/run.sh   (needs wrk and a release build: cargo build --release)
+# ONLY=auth runs just the OAuth measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; DUR=${DUR:-8s}; CONN=${CONN:-32}; PORT=${PORT:-18090}
@@ -13,6 +17,11 @@ PID=$!; trap 'kill $PID 2>/dev/null; rm -rf "$DATA"' EXIT
 until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.1; done
 URL=http://127.0.0.1:$PORT
 export RUST_LOG=warn
+CID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$DATA/bootstrap-client.json")
+CSECRET=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_secret"])' "$DATA/bootstrap-client.json")
+export BASIC=$(printf '%s:%s' "$CID" "$CSECRET" | base64 -w0)
+export TOKEN=$(curl -s -u "$CID:$CSECRET" -d grant_type=client_credentials $URL/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+AUTH="Authorization: Bearer $TOKEN"
 
 run() { # name, wrk args...
   local name=$1; shift
@@ -36,24 +45,36 @@ PY
 }
 
 # Seed to 10,000 users (also a POST measurement of its own).
-run post -s bench/post.lua $URL
-total=$(curl -s "$URL/scim/v2/Users?count=0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalResults"])')
-if [ "$total" -lt 10000 ]; then
-  python3 - "$URL" $((10000 - total)) <<'PY'
-import json, sys, urllib.request, concurrent.futures
+if [ "${ONLY:-}" != auth ]; then run post -s bench/post.lua $URL; fi
+total=$(curl -s -H "$AUTH" "$URL/scim/v2/Users?count=0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalResults"])')
+SEED=${SEED:-10000}
+if [ "$total" -lt $SEED ]; then
+  python3 - "$URL" $((SEED - total)) <<'PY'
+import json, os, sys, urllib.request, concurrent.futures
 url, n = sys.argv[1], int(sys.argv[2])
 def mk(i):
     body = json.dumps({"userName": f"seed-{i}"}).encode()
-    req = urllib.request.Request(url + "/scim/v2/Users", body, {"Content-Type": "application/scim+json"})
+    req = urllib.request.Request(url + "/scim/v2/Users", body, {"Content-Type": "application/scim+json",
+        "Authorization": "Bearer " + os.environ["TOKEN"]})
     urllib.request.urlopen(req).read()
 with concurrent.futures.ThreadPoolExecutor(16) as ex: list(ex.map(mk, range(n)))
 PY
 fi
-curl -s "$URL/scim/v2/Users?count=1000&attributes=userName" | python3 -c '
+curl -s -H "$AUTH" "$URL/scim/v2/Users?count=1000&attributes=userName" | python3 -c '
 import json,sys
 for r in json.load(sys.stdin)["Resources"]: print(r["id"], r["userName"])' > $OUT/ids.txt
-echo "users in store: $(curl -s "$URL/scim/v2/Users?count=0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalResults"])')"
+echo "users in store: $(curl -s -H "$AUTH" "$URL/scim/v2/Users?count=0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalResults"])')"
 export IDS_FILE=$OUT/ids.txt
+if [ "${ONLY:-}" = auth ]; then
+  MODE=get run get_oauth -s bench/ids.lua $URL
+  ./target/release/scimd protection set bypass --data-dir "$DATA" >/dev/null 2>&1
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' $URL/scim/v2/Users?count=0)" = 200 ]; do sleep 0.2; done
+  MODE=get TOKEN= run get_bypass -s bench/ids.lua $URL
+  ./target/release/scimd protection set oauth --data-dir "$DATA" >/dev/null 2>&1
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' $URL/scim/v2/Users?count=0)" = 401 ]; do sleep 0.2; done
+  run token -s bench/token.lua $URL
+  exit 0
+fi
 run ceiling $URL/scim/v2/ServiceProviderConfig
 MODE=get run get -s bench/ids.lua $URL
 MODE=page run page -s bench/ids.lua $URL

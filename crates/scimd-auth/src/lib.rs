@@ -11,6 +11,7 @@
 
 mod clients;
 mod error;
+mod external;
 mod keys;
 mod limiter;
 pub mod protection;
@@ -30,6 +31,7 @@ use serde_json::{Value, json};
 
 pub use clients::{ClientInfo, Clients, Credentials};
 pub use error::{AuthError, GrantError, TokenError};
+pub use external::{ExternalCheck, ExternalIssuer};
 pub use keys::KeyRing;
 pub use protection::{Mode, Protection};
 pub use scope::{Need, Scopes};
@@ -62,6 +64,8 @@ pub struct AuthConfig {
     pub failure_window: Duration,
     /// Clock skew tolerated on `exp`.
     pub leeway: Duration,
+    /// Tokens of this authorization server are accepted too.
+    pub external: Option<ExternalIssuer>,
 }
 
 impl AuthConfig {
@@ -78,6 +82,7 @@ impl AuthConfig {
             max_failures: 10,
             failure_window: Duration::from_secs(60),
             leeway: Duration::from_secs(0),
+            external: None,
         }
     }
 }
@@ -100,6 +105,8 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// The token to introspect (RFC 7662).
+    pub token: Option<String>,
 }
 
 /// A successful token response (RFC 6749 section 5.1).
@@ -123,6 +130,7 @@ pub struct Auth {
     clients: Clients,
     limiter: limiter::FailureLimiter,
     protection: Arc<Protection>,
+    external: Option<external::External>,
 }
 
 impl Auth {
@@ -170,6 +178,7 @@ impl Auth {
             config.leeway,
         );
         Auth {
+            external: config.external.clone().map(external::External::new),
             clients: Clients::new(store.clone()),
             limiter: limiter::FailureLimiter::new(config.max_failures, config.failure_window),
             protection: Arc::new(Protection::new(config.bypass_allowed)),
@@ -229,13 +238,51 @@ impl Auth {
             .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(Denied::NoToken)?;
-        let grant = self.tokens.verify(token).await.map_err(Denied::Invalid)?;
+        let grant = self.verify(token).await.map_err(Denied::Invalid)?;
         if let Some(scope) = self.scopes.required(need, endpoint)
             && !grant.allows(&scope)
         {
             return Err(Denied::Insufficient(scope));
         }
         Ok(Some(grant))
+    }
+
+    /// Verifies a token of this server, or of the external issuer when one
+    /// is configured and the token is not ours.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Grant>, TokenError> {
+        if let Some(ext) = &self.external {
+            let issuer = external::unverified_issuer(token);
+            let ours = issuer.as_deref() == Some(self.config.issuer.as_str());
+            if !ours && (ext.introspects() || issuer.as_deref() == Some(ext.issuer())) {
+                return ext.verify(token).await;
+            }
+        }
+        self.tokens.verify(token).await
+    }
+
+    /// RFC 7662 introspection of one of this server's tokens, for an
+    /// authenticated client.
+    pub async fn introspect(
+        &self,
+        token: &str,
+        basic: Option<(String, String)>,
+        request: &TokenRequest,
+        address: &str,
+    ) -> Result<Value, GrantError> {
+        self.authenticate_client(basic, request, address).await?;
+        Ok(match self.tokens.verify(token).await {
+            Ok(grant) => json!({
+                "active": true,
+                "scope": grant.scopes.iter().map(String::as_str).collect::<Vec<_>>().join(" "),
+                "client_id": grant.client_id,
+                "sub": grant.subject,
+                "exp": grant.expires,
+                "iss": self.config.issuer,
+                "aud": self.config.audience,
+                "token_type": "Bearer",
+            }),
+            Err(_) => json!({ "active": false }),
+        })
     }
 
     /// Whether a verified grant holds `need` for `endpoint` (Bulk checks
@@ -263,30 +310,7 @@ impl Auth {
         basic: Option<(String, String)>,
         address: &str,
     ) -> Result<TokenResponse, GrantError> {
-        let posted = match (&request.client_id, &request.client_secret) {
-            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-            _ => None,
-        };
-        let (client_id, secret) = match (basic, posted) {
-            (Some(_), Some(_)) => {
-                return Err(GrantError::InvalidRequest(
-                    "use one client authentication method, not two".into(),
-                ));
-            }
-            (Some(c), None) | (None, Some(c)) => c,
-            (None, None) => return Err(GrantError::InvalidClient),
-        };
-        let keys = [format!("client:{client_id}"), format!("addr:{address}")];
-        if let Some(retry_after) = keys.iter().filter_map(|k| self.limiter.blocked(k)).max() {
-            return Err(GrantError::SlowDown { retry_after });
-        }
-        let Some(client) = self.clients.authenticate(&client_id, &secret).await? else {
-            for k in &keys {
-                self.limiter.record_failure(k);
-            }
-            tracing::warn!(client_id = %client_id, %address, "token request with bad client credentials");
-            return Err(GrantError::InvalidClient);
-        };
+        let client = self.authenticate_client(basic, &request, address).await?;
         match request.grant_type.as_deref() {
             None => return Err(GrantError::InvalidRequest("grant_type is required".into())),
             Some("client_credentials") => {}
@@ -308,6 +332,41 @@ impl Auth {
         };
         self.issue(&client.client_id, &granted)
             .map_err(GrantError::Internal)
+    }
+
+    /// Client authentication by HTTP Basic or client_secret_post (one of
+    /// them), behind the brute-force limiter.
+    async fn authenticate_client(
+        &self,
+        basic: Option<(String, String)>,
+        request: &TokenRequest,
+        address: &str,
+    ) -> Result<clients::Client, GrantError> {
+        let posted = match (&request.client_id, &request.client_secret) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+            _ => None,
+        };
+        let (client_id, secret) = match (basic, posted) {
+            (Some(_), Some(_)) => {
+                return Err(GrantError::InvalidRequest(
+                    "use one client authentication method, not two".into(),
+                ));
+            }
+            (Some(c), None) | (None, Some(c)) => c,
+            (None, None) => return Err(GrantError::InvalidClient),
+        };
+        let keys = [format!("client:{client_id}"), format!("addr:{address}")];
+        if let Some(retry_after) = keys.iter().filter_map(|k| self.limiter.blocked(k)).max() {
+            return Err(GrantError::SlowDown { retry_after });
+        }
+        let Some(client) = self.clients.authenticate(&client_id, &secret).await? else {
+            for k in &keys {
+                self.limiter.record_failure(k);
+            }
+            tracing::warn!(client_id = %client_id, %address, "bad client credentials");
+            return Err(GrantError::InvalidClient);
+        };
+        Ok(client)
     }
 
     /// Signs a token for `client_id` (also used by `scimd token`).
@@ -383,6 +442,7 @@ impl Auth {
             "issuer": self.config.issuer,
             "token_endpoint": format!("{base}/oauth/token"),
             "jwks_uri": format!("{base}/.well-known/jwks.json"),
+            "introspection_endpoint": format!("{base}/oauth/introspect"),
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": self.known_scopes,

@@ -90,33 +90,75 @@ fn quoted(text: &str) -> String {
         .collect()
 }
 
-/// `POST /oauth/token`: the client_credentials grant.
-pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+/// A form posted to the token or introspection endpoint, with the peer
+/// address and any HTTP Basic client credentials.
+struct ClientForm {
+    form: TokenRequest,
+    basic: Option<(String, String)>,
+    address: String,
+}
+
+async fn client_form(request: Request) -> Result<ClientForm, Response> {
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let basic = request
+    let basic = match request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(|h| scimd_auth::parse_basic(h).ok_or(()));
-    let basic = match basic {
+    {
         None => None,
-        Some(Ok(credentials)) => Some(credentials),
-        Some(Err(())) => return grant_error(&GrantError::InvalidClient),
+        Some(h) => match scimd_auth::parse_basic(h) {
+            Some(credentials) => Some(credentials),
+            None => return Err(grant_error(&GrantError::InvalidClient)),
+        },
     };
-    let form = match axum::Form::<TokenRequest>::from_request(request, &()).await {
-        Ok(axum::Form(form)) => form,
-        Err(rejection) => {
-            return grant_error(&GrantError::InvalidRequest(format!(
-                "the body must be application/x-www-form-urlencoded: {}",
-                rejection.body_text()
-            )));
+    match axum::Form::<TokenRequest>::from_request(request, &()).await {
+        Ok(axum::Form(form)) => Ok(ClientForm {
+            form,
+            basic,
+            address,
+        }),
+        Err(rejection) => Err(grant_error(&GrantError::InvalidRequest(format!(
+            "the body must be application/x-www-form-urlencoded: {}",
+            rejection.body_text()
+        )))),
+    }
+}
+
+/// `POST /oauth/token`: the client_credentials grant.
+pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+    let c = match client_form(request).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    match state.auth.grant(c.form, c.basic, &c.address).await {
+        Ok(answer) => {
+            let mut response = Json(answer).into_response();
+            no_store(response.headers_mut());
+            response
         }
+        Err(e) => grant_error(&e),
+    }
+}
+
+/// `POST /oauth/introspect` (RFC 7662), for resource servers that trust
+/// this scimd as their authorization server.
+pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
+    let c = match client_form(request).await {
+        Ok(c) => c,
+        Err(response) => return response,
     };
-    match state.auth.grant(form, basic, &address).await {
+    let Some(token) = c.form.token.clone() else {
+        return grant_error(&GrantError::InvalidRequest("token is required".into()));
+    };
+    match state
+        .auth
+        .introspect(&token, c.basic, &c.form, &c.address)
+        .await
+    {
         Ok(answer) => {
             let mut response = Json(answer).into_response();
             no_store(response.headers_mut());

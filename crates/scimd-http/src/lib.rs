@@ -126,6 +126,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/scim/v2", scim)
         .route("/oauth/token", axum::routing::post(auth::token))
+        .route("/oauth/introspect", axum::routing::post(auth::introspect))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

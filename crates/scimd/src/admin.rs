@@ -19,7 +19,7 @@ async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core:
         .unwrap_or_else(|| format!("http://{}", config.listen));
     let auth = Auth::open(
         store.clone(),
-        auth_config(config, base.trim_end_matches('/')),
+        auth_config(config, base.trim_end_matches('/'))?,
         &scope_endpoints(&registry),
     );
     Ok((auth, store))
@@ -132,7 +132,7 @@ pub fn openapi(config: &Config) -> anyhow::Result<Value> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
     let base = base.trim_end_matches('/');
-    let auth = auth_config(config, base);
+    let auth = auth_config(config, base)?;
     Ok(scimd_http::openapi::document(
         &scimd_http::declared_routes(),
         &registry,

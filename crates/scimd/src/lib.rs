@@ -2,6 +2,7 @@
 //! HTTP, and the server lifecycle. The only crate that knows every layer.
 
 pub mod admin;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use scimd_auth::{Auth, AuthConfig};
+use scimd_auth::{Auth, AuthConfig, ExternalCheck, ExternalIssuer};
 use scimd_core::schema::Registry;
 use scimd_core::service::{ResourceService, ServiceConfig};
 use scimd_core::store::Store;
@@ -31,6 +32,7 @@ pub struct Config {
     pub default_count: u64,
     pub max_count: u64,
     pub auth: AuthOptions,
+    pub tls: tls::TlsSource,
 }
 
 /// OAuth settings of the server.
@@ -51,6 +53,46 @@ pub struct AuthOptions {
     pub allow_bypass: bool,
     /// How often protection mode and keys are re-read from the store (ms).
     pub refresh_ms: u64,
+    /// An external authorization server whose tokens are accepted too.
+    pub external: Option<ExternalOptions>,
+}
+
+/// A trusted external authorization server (`[auth.external]`): give
+/// `jwks_url`, or `introspection_url` with `client_id` and `client_secret`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalOptions {
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub jwks_url: Option<String>,
+    pub introspection_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+impl ExternalOptions {
+    fn to_issuer(&self) -> anyhow::Result<ExternalIssuer> {
+        let check = match (&self.jwks_url, &self.introspection_url) {
+            (Some(url), None) => ExternalCheck::Jwks { url: url.clone() },
+            (None, Some(url)) => ExternalCheck::Introspection {
+                url: url.clone(),
+                client_id: self
+                    .client_id
+                    .clone()
+                    .context("auth.external.client_id is needed for introspection")?,
+                client_secret: self
+                    .client_secret
+                    .clone()
+                    .context("auth.external.client_secret is needed for introspection")?,
+            },
+            _ => anyhow::bail!("auth.external needs exactly one of jwks_url and introspection_url"),
+        };
+        Ok(ExternalIssuer {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            check,
+        })
+    }
 }
 
 impl Default for AuthOptions {
@@ -63,6 +105,7 @@ impl Default for AuthOptions {
             public_discovery: true,
             allow_bypass: false,
             refresh_ms: 2000,
+            external: None,
         }
     }
 }
@@ -78,6 +121,7 @@ impl Default for Config {
             default_count: 100,
             max_count: 1000,
             auth: AuthOptions::default(),
+            tls: tls::TlsSource::Off,
         }
     }
 }
@@ -129,7 +173,7 @@ pub fn scope_endpoints(registry: &Registry) -> Vec<String> {
 }
 
 /// The auth layer's settings for a server whose public URL is `base`.
-pub fn auth_config(config: &Config, base: &str) -> AuthConfig {
+pub fn auth_config(config: &Config, base: &str) -> anyhow::Result<AuthConfig> {
     let options = &config.auth;
     let issuer = options.issuer.clone().unwrap_or_else(|| base.to_string());
     let mut auth = AuthConfig::new(issuer, format!("{base}/scim/v2"));
@@ -138,7 +182,12 @@ pub fn auth_config(config: &Config, base: &str) -> AuthConfig {
     auth.key_rotation = Duration::from_secs(options.key_rotation_secs.max(1));
     auth.public_discovery = options.public_discovery;
     auth.refresh_every = Duration::from_millis(options.refresh_ms.max(50));
-    auth
+    auth.external = options
+        .external
+        .as_ref()
+        .map(ExternalOptions::to_issuer)
+        .transpose()?;
+    Ok(auth)
 }
 
 async fn start_auth(
@@ -148,7 +197,7 @@ async fn start_auth(
     base: &str,
     local: SocketAddr,
 ) -> anyhow::Result<Arc<Auth>> {
-    let mut auth_config = auth_config(config, base);
+    let mut auth_config = auth_config(config, base)?;
     auth_config.bypass_allowed = config.auth.allow_bypass || local.ip().is_loopback();
     let auth = Auth::start(store, auth_config, &scope_endpoints(registry))
         .await
@@ -198,7 +247,14 @@ pub async fn serve(
     let base = config
         .base_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"))
+        .unwrap_or_else(|| {
+            let scheme = if config.tls == tls::TlsSource::Off {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://{local}")
+        })
         .trim_end_matches('/')
         .to_string();
     let auth = start_auth(&config, store.clone(), &registry, &base, local).await?;
@@ -225,12 +281,26 @@ pub async fn serve(
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     tracing::info!(%local, database = %path.display(), "scimd listening");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
+    match tls::rustls_config(&config.tls)? {
+        None => {
+            axum::serve(listener, make_service)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some(rustls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(None);
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, rustls)?
+                .handle(handle)
+                .serve(make_service)
+                .await?;
+        }
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use scimd::tls::TlsSource;
 use scimd::{AuthOptions, Config, admin, serve, shutdown_signal};
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +108,15 @@ struct ServeArgs {
     /// Lifetime of issued access tokens in seconds [default 300; env SCIMD_AUTH_TOKEN_LIFETIME_SECS].
     #[arg(long, global = true)]
     token_lifetime_secs: Option<u64>,
+    /// PEM certificate (chain) to serve HTTPS with [env SCIMD_TLS_CERT].
+    #[arg(long, global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env SCIMD_TLS_KEY].
+    #[arg(long, global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a fresh self-signed certificate, to try it out (curl -k).
+    #[arg(long, global = true, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
     /// Allow protection mode BYPASS on a non-loopback listen address [env SCIMD_AUTH_ALLOW_BYPASS].
     #[arg(long, global = true)]
     allow_bypass: bool,
@@ -127,6 +137,12 @@ struct Settings {
     max_count: u64,
     #[serde(default)]
     auth: AuthOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    tls_self_signed: bool,
 }
 
 impl Default for Settings {
@@ -141,6 +157,9 @@ impl Default for Settings {
             default_count: d.default_count,
             max_count: d.max_count,
             auth: d.auth,
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
         }
     }
 }
@@ -163,6 +182,9 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "max_body",
             "default_count",
             "max_count",
+            "tls_cert",
+            "tls_key",
+            "tls_self_signed",
         ]))
         .merge(Env::prefixed("SCIMD_AUTH_").map(|k| format!("auth.{k}").into()))
         .extract()
@@ -172,7 +194,17 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
                 file.display()
             )
         })?;
+    let tls = match (
+        args.tls_cert.clone().or(s.tls_cert),
+        args.tls_key.clone().or(s.tls_key),
+    ) {
+        (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+        (None, None) if args.tls_self_signed || s.tls_self_signed => TlsSource::SelfSigned,
+        (None, None) => TlsSource::Off,
+        _ => anyhow::bail!("HTTPS needs both tls_cert and tls_key"),
+    };
     Ok(Config {
+        tls,
         listen: args.listen.unwrap_or(s.listen),
         data_dir: args.data_dir.clone().unwrap_or(s.data_dir),
         database_url: args.database_url.clone().or(s.database_url),

@@ -20,7 +20,7 @@ fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
 /// token of the bundled client.
 async fn ready_client(dir: &std::path::Path, port: u16) -> reqwest::Client {
     let root = format!("http://127.0.0.1:{port}");
-    let anonymous = reqwest::Client::new();
+    let anonymous = crate::harness::http_client();
     wait_ready(&anonymous, &root).await;
     let (id, secret) = bootstrap_credentials(dir);
     client_with_token(&fetch_token(&anonymous, &root, &id, &secret, None).await)

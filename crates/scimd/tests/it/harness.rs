@@ -39,7 +39,7 @@ impl Server {
             let _ = rx.await;
         }));
         let root = format!("http://{addr}");
-        let anonymous = Client::new();
+        let anonymous = http_client();
         wait_ready(&anonymous, &root).await;
         let (client_id, client_secret) = bootstrap_credentials(data_dir);
         let token = fetch_token(&anonymous, &root, &client_id, &client_secret, None).await;
@@ -117,6 +117,18 @@ impl Server {
     }
 }
 
+/// reqwest's rustls (used by scimd for external JWKS and introspection)
+/// needs a process-wide crypto provider before any client is built.
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A client without a token.
+pub fn http_client() -> Client {
+    install_crypto();
+    Client::new()
+}
+
 /// Polls `/readyz` until the server answers.
 pub async fn wait_ready(client: &Client, root: &str) {
     for _ in 0..400 {
@@ -171,6 +183,7 @@ pub fn client_with_token(token: &str) -> Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
+    install_crypto();
     Client::builder().default_headers(headers).build().unwrap()
 }
 

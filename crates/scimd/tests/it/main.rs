@@ -10,4 +10,5 @@ mod groups;
 mod harness;
 mod oauth;
 mod patch;
+mod tls;
 mod users;

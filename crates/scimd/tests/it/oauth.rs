@@ -664,3 +664,85 @@ async fn bootstrap_client_and_client_commands() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     s.stop().await;
 }
+
+/// A second scimd trusts the first as its external authorization server,
+/// once through its JWK Set and once through RFC 7662 introspection.
+#[tokio::test]
+async fn external_authorization_server() {
+    let as_dir = tempfile::tempdir().unwrap();
+    let issuer = Server::start(as_dir.path()).await;
+    let by_jwks_dir = tempfile::tempdir().unwrap();
+    let issuer_root = issuer.root.clone();
+    let by_jwks = Server::start_with(by_jwks_dir.path(), |c| {
+        c.auth.external = Some(scimd::ExternalOptions {
+            issuer: issuer_root.clone(),
+            audience: Some(format!("{issuer_root}/scim/v2")),
+            jwks_url: Some(format!("{issuer_root}/.well-known/jwks.json")),
+            introspection_url: None,
+            client_id: None,
+            client_secret: None,
+        });
+    })
+    .await;
+    let by_introspection_dir = tempfile::tempdir().unwrap();
+    let (id, secret) = (issuer.client_id.clone(), issuer.client_secret.clone());
+    let by_introspection = Server::start_with(by_introspection_dir.path(), |c| {
+        c.auth.external = Some(scimd::ExternalOptions {
+            issuer: issuer_root.clone(),
+            audience: None,
+            jwks_url: None,
+            introspection_url: Some(format!("{issuer_root}/oauth/introspect")),
+            client_id: Some(id),
+            client_secret: Some(secret),
+        });
+    })
+    .await;
+    let read = token_for(&issuer, &format!("{PREFIX}users.read")).await;
+    let groups = token_for(&issuer, &format!("{PREFIX}groups.read")).await;
+    for rs in [&by_jwks, &by_introspection] {
+        let (st, _, v) = send(rs, Method::GET, "/Users", Some(&read), None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let (st, _, _) = send(rs, Method::GET, "/Users", Some(&groups), None).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let tampered = with_claims(&read, |c| {
+            c["scope"] = json!(format!("{PREFIX}users.write"))
+        });
+        let (st, h, v) = send(
+            rs,
+            Method::POST,
+            "/Users",
+            Some(&tampered),
+            Some(json!({"userName": "t"})),
+        )
+        .await;
+        assert_invalid_token(st, &h, &v);
+        // Its own tokens still work.
+        let (st, _, _) = s_call(rs).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, h, v) = send(
+        &by_introspection,
+        Method::GET,
+        "/Users",
+        Some("opaque-garbage"),
+        None,
+    )
+    .await;
+    assert_invalid_token(st, &h, &v);
+    // Introspection needs client authentication.
+    let resp = issuer
+        .anonymous
+        .post(format!("{}/oauth/introspect", issuer.root))
+        .form(&[("token", read.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    by_jwks.stop().await;
+    by_introspection.stop().await;
+    issuer.stop().await;
+}
+
+async fn s_call(s: &Server) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    s.call(Method::GET, "/Users", None).await
+}

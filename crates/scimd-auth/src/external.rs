@@ -1,0 +1,291 @@
+//! Tokens of an external authorization server (Janssen, Keycloak, Entra...):
+//! verified against its JWK Set (cached; fetched again when a token names
+//! an unknown key) or by RFC 7662 introspection (active answers cached
+//! until they expire).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::TokenError;
+use crate::token::Grant;
+use crate::unix_now;
+
+/// How an external issuer's tokens are checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExternalCheck {
+    Jwks {
+        url: String,
+    },
+    Introspection {
+        url: String,
+        client_id: String,
+        client_secret: String,
+    },
+}
+
+/// A trusted external authorization server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalIssuer {
+    pub issuer: String,
+    /// Required `aud` of its tokens (none: not checked).
+    pub audience: Option<String>,
+    pub check: ExternalCheck,
+}
+
+pub struct External {
+    config: ExternalIssuer,
+    http: reqwest::Client,
+    jwks: RwLock<Option<JwkSet>>,
+    last_fetch: std::sync::Mutex<Option<Instant>>,
+    introspected: RwLock<HashMap<String, Arc<Grant>>>,
+}
+
+/// Claims read from an external token or an introspection answer; names
+/// vary between servers, so several spellings are accepted.
+#[derive(Debug, Deserialize)]
+struct ExternalClaims {
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    scp: Option<Vec<String>>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<Value>,
+}
+
+impl ExternalClaims {
+    fn grant(self) -> Grant {
+        let mut scopes = self
+            .scope
+            .as_deref()
+            .map(crate::scope::parse_scope_param)
+            .unwrap_or_default();
+        scopes.extend(self.scp.unwrap_or_default());
+        let client_id = self.client_id.or(self.azp).unwrap_or_default();
+        Grant {
+            subject: self.sub.unwrap_or_else(|| client_id.clone()),
+            client_id,
+            scopes,
+            expires: self.exp.unwrap_or(0),
+        }
+    }
+}
+
+impl External {
+    pub fn new(config: ExternalIssuer) -> External {
+        // reqwest's rustls needs a process-wide provider; ring is the one
+        // scimd uses everywhere. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        External {
+            config,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            jwks: RwLock::new(None),
+            last_fetch: std::sync::Mutex::new(None),
+            introspected: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// Introspection answers for any token not ours; JWKS only for tokens
+    /// naming this issuer.
+    pub fn introspects(&self) -> bool {
+        matches!(self.config.check, ExternalCheck::Introspection { .. })
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Arc<Grant>, TokenError> {
+        match &self.config.check {
+            ExternalCheck::Jwks { url } => self.verify_jwt(token, url).await.map(Arc::new),
+            ExternalCheck::Introspection {
+                url,
+                client_id,
+                client_secret,
+            } => self.introspect(token, url, client_id, client_secret).await,
+        }
+    }
+
+    async fn verify_jwt(&self, token: &str, url: &str) -> Result<Grant, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        // Asymmetric algorithms only: with HS* the public JWKS would be the
+        // shared secret.
+        if matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        ) {
+            return Err(TokenError::Malformed(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let kid = header.kid.unwrap_or_default();
+        let key = match self.key(&kid) {
+            Some(k) => k,
+            None => {
+                self.fetch_jwks(url).await?;
+                self.key(&kid).ok_or(TokenError::UnknownKey)?
+            }
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        match &self.config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let data =
+            jsonwebtoken::decode::<ExternalClaims>(token, &key, &validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                    ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                    _ => TokenError::Malformed(e.to_string()),
+                }
+            })?;
+        Ok(data.claims.grant())
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        let set = self.jwks.read().ok()?;
+        let set = set.as_ref()?;
+        let jwk = if kid.is_empty() {
+            set.keys.first()
+        } else {
+            set.find(kid)
+        }?;
+        DecodingKey::from_jwk(jwk).ok()
+    }
+
+    /// Fetches the JWK Set, at most once a second whatever tokens arrive.
+    async fn fetch_jwks(&self, url: &str) -> Result<(), TokenError> {
+        {
+            let Ok(mut last) = self.last_fetch.lock() else {
+                return Err(TokenError::UnknownKey);
+            };
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let set: JwkSet = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| {
+                tracing::warn!(%url, error = %e, "cannot fetch the external JWK Set");
+                TokenError::UnknownKey
+            })?
+            .json()
+            .await
+            .map_err(|e| {
+                tracing::warn!(%url, error = %e, "the external JWK Set does not parse");
+                TokenError::UnknownKey
+            })?;
+        if let Ok(mut jwks) = self.jwks.write() {
+            *jwks = Some(set);
+        }
+        Ok(())
+    }
+
+    async fn introspect(
+        &self,
+        token: &str,
+        url: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Arc<Grant>, TokenError> {
+        let now = unix_now();
+        if let Some(grant) = self
+            .introspected
+            .read()
+            .ok()
+            .and_then(|c| c.get(token).cloned())
+        {
+            if grant.expires <= now {
+                return Err(TokenError::Expired);
+            }
+            return Ok(grant);
+        }
+        let claims: ExternalClaims = self
+            .http
+            .post(url)
+            .basic_auth(client_id, Some(client_secret))
+            .form(&[("token", token), ("token_type_hint", "access_token")])
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| {
+                tracing::warn!(%url, error = %e, "token introspection failed");
+                TokenError::Inactive
+            })?
+            .json()
+            .await
+            .map_err(|_| TokenError::Inactive)?;
+        if claims.active != Some(true) {
+            return Err(TokenError::Inactive);
+        }
+        if let Some(iss) = &claims.iss
+            && iss != &self.config.issuer
+        {
+            return Err(TokenError::WrongIssuer);
+        }
+        if let Some(want) = &self.config.audience {
+            let ok = match &claims.aud {
+                Some(Value::String(a)) => a == want,
+                Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(want)),
+                _ => false,
+            };
+            if !ok {
+                return Err(TokenError::WrongAudience);
+            }
+        }
+        let grant = Arc::new(claims.grant());
+        if grant.expires <= now {
+            return Err(TokenError::Expired);
+        }
+        if let Ok(mut cache) = self.introspected.write() {
+            if cache.len() > 100_000 {
+                cache.retain(|_, g| g.expires > now);
+            }
+            cache.insert(token.to_string(), grant.clone());
+        }
+        Ok(grant)
+    }
+}
+
+/// The `iss` of a JWT, read without verifying it (to route the token to
+/// the right verifier); `None` for opaque tokens.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_string)
+}
