@@ -619,8 +619,13 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT data FROM records WHERE kind = ? AND id = ?")
                 .and_then(|mut s| s.query_row([&kind, &id], |r| r.get(0)).optional())
                 .map_err(backend)?;
-            data.map(|d| Ok(Record { id, data: parse_record(&d)? }))
-                .transpose()
+            data.map(|d| {
+                Ok(Record {
+                    id,
+                    data: parse_record(&d)?,
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -632,12 +637,17 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT id, data FROM records WHERE kind = ? ORDER BY id")
                 .map_err(backend)?;
             let rows = stmt
-                .query_map([&kind], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .query_map([&kind], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(backend)?;
             let mut out = Vec::new();
             for row in rows {
                 let (id, data) = row.map_err(backend)?;
-                out.push(Record { id, data: parse_record(&data)? });
+                out.push(Record {
+                    id,
+                    data: parse_record(&data)?,
+                });
             }
             Ok(out)
         })
@@ -648,7 +658,9 @@ impl Store for SqliteStore {
         let kind = kind.to_string();
         self.write(move |conn| {
             let n = conn
-                .prepare_cached("INSERT INTO records (kind, id, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                .prepare_cached(
+                    "INSERT INTO records (kind, id, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
                 .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
                 .map_err(backend)?;
             Ok(n == 1)
