@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::error::{ScimError, ScimResult};
 use crate::index::{MetaFacts, eval, index_entries};
 use crate::query::resolve_filter;
+use crate::resource::is_own_schemas;
 use crate::schema::{AttrScope, AttrType, Attribute, Mutability, Resolved, ResourceTypeDef};
 use crate::value::get_ci;
 
@@ -141,6 +142,9 @@ fn apply_pathless(
         if let Some(ext) = rt.extension(&key) {
             if let Value::Object(inner) = v {
                 for (name, iv) in inner {
+                    if is_own_schemas(ext, &name, &iv)? {
+                        continue;
+                    }
                     let path = PatchPath {
                         attr: AttrPath {
                             urn: Some(ext.id.clone()),

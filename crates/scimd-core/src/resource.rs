@@ -121,7 +121,7 @@ fn parse_extension(ext: &Schema, value: Value) -> ScimResult<Map<String, Value>>
     let mut out = Map::new();
     for (key, value) in map {
         let Some(attr) = ext.attribute(&key) else {
-            if value.is_null() {
+            if value.is_null() || is_own_schemas(ext, &key, &value)? {
                 continue;
             }
             return Err(ScimError::InvalidValue(format!(
@@ -138,6 +138,34 @@ fn parse_extension(ext: &Schema, value: Value) -> ScimResult<Map<String, Value>>
         }
     }
     Ok(out)
+}
+
+/// True for a `"schemas"` member inside the object of extension `ext` that
+/// names only `ext` itself. An extension has no `schemas` attribute, but
+/// clients that serialise the extension as a stand-alone object (scim2-models,
+/// for a PATCH whose path is the extension URN) repeat its URN there; it says
+/// nothing the enclosing key does not, so it is ignored like the top-level
+/// `schemas` (RFC 7644 section 3.5.2: the service provider's `schemas` is
+/// assumed). A `schemas` naming any other URN contradicts its place and is
+/// refused.
+pub(crate) fn is_own_schemas(ext: &Schema, key: &str, value: &Value) -> ScimResult<bool> {
+    if !key.eq_ignore_ascii_case("schemas") || ext.attribute(key).is_some() {
+        return Ok(false);
+    }
+    let names_only_ext = match value {
+        Value::Array(list) => list
+            .iter()
+            .all(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(&ext.id))),
+        _ => false,
+    };
+    if names_only_ext {
+        Ok(true)
+    } else {
+        Err(ScimError::InvalidValue(format!(
+            "'schemas' inside '{}' may name only that extension",
+            ext.id
+        )))
+    }
 }
 
 /// Members from a coerced `members` value. Duplicates collapse to one.
