@@ -32,6 +32,8 @@ pub struct ServiceConfig {
     pub default_count: u64,
     /// Largest page served; larger `count` values are lowered to it.
     pub max_count: u64,
+    /// Lifetime of a paging cursor, in seconds.
+    pub cursor_timeout: u64,
 }
 
 /// A version precondition from `If-Match`.
@@ -57,7 +59,10 @@ pub struct Resource {
 #[derive(Debug, Clone)]
 pub struct ResourcePage {
     pub total: u64,
-    pub start_index: u64,
+    /// `None` when the page was asked for by cursor.
+    pub start_index: Option<u64>,
+    /// The cursor of the next page, when there is one (cursor paging).
+    pub next_cursor: Option<String>,
     pub resources: Vec<Resource>,
 }
 
@@ -69,8 +74,9 @@ pub struct ListRequest {
     pub descending: bool,
     pub start_index: Option<u64>,
     pub count: Option<u64>,
-    /// Cursor paging: `Some(None)` for the first page.
-    pub cursor: Option<Option<i64>>,
+    /// Cursor paging (RFC 9865): `Some("")` asks for the first page,
+    /// `Some(cursor)` continues; `None` is index paging.
+    pub cursor: Option<String>,
 }
 
 /// Every SCIM resource operation.
@@ -78,6 +84,7 @@ pub struct ResourceService {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     config: ServiceConfig,
+    cursor_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl ResourceService {
@@ -87,7 +94,50 @@ impl ResourceService {
             store,
             registry,
             config,
+            cursor_key: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The cursor key of this store: made by whichever server needs it
+    /// first, then shared by all through the store.
+    async fn cursor_codec(&self) -> ScimResult<crate::cursor::CursorCodec> {
+        let key = self
+            .cursor_key
+            .get_or_try_init(|| async {
+                use base64::Engine;
+                use rand::RngCore;
+                let engine = base64::engine::general_purpose::STANDARD;
+                let mut fresh = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut fresh);
+                self.store
+                    .record_insert(
+                        "setting",
+                        crate::store::Record {
+                            id: "cursor_key".into(),
+                            data: serde_json::json!({ "key": engine.encode(fresh) }),
+                        },
+                    )
+                    .await?;
+                let stored = self
+                    .store
+                    .record_get("setting", "cursor_key")
+                    .await?
+                    .and_then(|r| {
+                        r.data
+                            .get("key")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .ok_or_else(|| ScimError::Internal("cursor key missing".into()))?;
+                engine
+                    .decode(stored)
+                    .map_err(|e| ScimError::Internal(format!("cursor key: {e}")))
+            })
+            .await?;
+        Ok(crate::cursor::CursorCodec::new(
+            key.clone(),
+            self.config.cursor_timeout,
+        ))
     }
 
     /// The schema registry.
@@ -320,9 +370,49 @@ impl ResourceService {
             .unwrap_or(self.config.default_count)
             .min(self.config.max_count);
         let start = request.start_index.unwrap_or(1).max(1);
-        let paging = match request.cursor {
-            Some(after) => Paging::Cursor { after, count },
-            None => Paging::Index { start, count },
+        // The cursor is bound to what it walks; a different filter or set of
+        // types must not continue it.
+        let walk = crate::cursor::fingerprint(&[
+            &types
+                .iter()
+                .map(|rt| rt.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            &request
+                .filter
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ]);
+        let codec = match &request.cursor {
+            None => None,
+            Some(_) if request.sort_by.is_some() => {
+                return Err(ScimError::InvalidValue(
+                    "sortBy cannot be combined with cursor paging: cursors walk the store order"
+                        .into(),
+                ));
+            }
+            Some(_) if request.start_index.is_some() => {
+                return Err(ScimError::InvalidValue(
+                    "startIndex and cursor cannot be combined".into(),
+                ));
+            }
+            Some(_) => Some(self.cursor_codec().await?),
+        };
+        let now = crate::value::unix_now();
+        let paging = match (&request.cursor, &codec) {
+            (Some(cursor), Some(codec)) => {
+                let after = match cursor.trim() {
+                    "" => None,
+                    c => Some(codec.open(c, &walk, now)?),
+                };
+                // One more than asked tells whether a next page exists.
+                Paging::Cursor {
+                    after,
+                    count: if count == 0 { 0 } else { count + 1 },
+                }
+            }
+            _ => Paging::Index { start, count },
         };
         let projections: Vec<Projection> = types
             .iter()
@@ -339,7 +429,17 @@ impl ResourceService {
             paging,
             with_members,
         };
-        let page = self.store.query(query).await?;
+        let mut page = self.store.query(query).await?;
+        let mut next_cursor = None;
+        if let Some(codec) = &codec
+            && page.items.len() as u64 > count
+        {
+            page.items
+                .truncate(usize::try_from(count).unwrap_or(usize::MAX));
+            if let Some(last) = page.items.last() {
+                next_cursor = Some(codec.seal(last.position, &walk, now)?);
+            }
+        }
         let mut resources = Vec::with_capacity(page.items.len());
         for stored in page.items {
             let (rt, projection) = types
@@ -352,7 +452,8 @@ impl ResourceService {
         Ok((
             ResourcePage {
                 total: page.total,
-                start_index: start,
+                start_index: codec.is_none().then_some(start),
+                next_cursor,
                 resources,
             },
             projections,

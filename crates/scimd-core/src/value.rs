@@ -31,6 +31,11 @@ pub fn datetime_key(t: OffsetDateTime) -> String {
 }
 
 /// The RFC 3339 text used in `meta.created` / `meta.lastModified` (milliseconds).
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
+}
+
 pub fn format_timestamp(t: OffsetDateTime) -> String {
     utc_text(t, 3)
 }

@@ -204,6 +204,7 @@ fn list_request(
     sort_order: Option<&str>,
     start_index: Option<i64>,
     count: Option<i64>,
+    cursor: Option<String>,
 ) -> Result<ListRequest, ApiError> {
     Ok(ListRequest {
         filter: parse_filter(filter)?,
@@ -215,7 +216,7 @@ fn list_request(
         // RFC 7644 3.4.2.4: startIndex < 1 is 1; a negative count is 0.
         start_index: start_index.map(|s| u64::try_from(s.max(1)).unwrap_or(1)),
         count: count.map(|c| u64::try_from(c.max(0)).unwrap_or(0)),
-        cursor: None,
+        cursor,
     })
 }
 
@@ -225,13 +226,20 @@ fn list_response(page: ResourcePage) -> Response {
         .into_iter()
         .map(|r| Value::Object(r.doc))
         .collect();
-    let body = json!({
+    let mut body = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
         "totalResults": page.total,
-        "startIndex": page.start_index,
         "itemsPerPage": resources.len(),
         "Resources": resources,
     });
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(start) = page.start_index {
+            obj.insert("startIndex".into(), json!(start));
+        }
+        if let Some(next) = page.next_cursor {
+            obj.insert("nextCursor".into(), json!(next));
+        }
+    }
     scim_json(StatusCode::OK, &body)
 }
 
@@ -273,6 +281,10 @@ pub async fn list(
         param(&params, "sortOrder"),
         number(&params, "startIndex")?,
         number(&params, "count")?,
+        params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("cursor"))
+            .map(|(_, v)| v.clone()),
     )?;
     let attributes = param(&params, "attributes").map(str::to_string);
     let excluded = param(&params, "excludedAttributes").map(str::to_string);
@@ -325,6 +337,7 @@ fn search_request(body: &Value) -> Result<(ListRequest, Option<String>, Option<S
         text("sortOrder")?.as_deref(),
         int("startIndex")?,
         int("count")?,
+        text("cursor")?,
     )?;
     Ok((request, text("attributes")?, text("excludedAttributes")?))
 }

@@ -31,6 +31,8 @@ pub struct Config {
     pub max_body: usize,
     pub default_count: u64,
     pub max_count: u64,
+    /// Lifetime of a paging cursor.
+    pub cursor_timeout_secs: u64,
     pub auth: AuthOptions,
     pub tls: tls::TlsSource,
 }
@@ -120,6 +122,7 @@ impl Default for Config {
             max_body: 1024 * 1024,
             default_count: 100,
             max_count: 1000,
+            cursor_timeout_secs: 3600,
             auth: AuthOptions::default(),
             tls: tls::TlsSource::Off,
         }
@@ -265,6 +268,7 @@ pub async fn serve(
             base_url: format!("{}/scim/v2", base.trim_end_matches('/')),
             default_count: config.default_count,
             max_count: config.max_count,
+            cursor_timeout: config.cursor_timeout_secs,
         },
     );
     let state = AppState {

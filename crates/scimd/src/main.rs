@@ -135,6 +135,7 @@ struct Settings {
     max_body: usize,
     default_count: u64,
     max_count: u64,
+    cursor_timeout_secs: u64,
     #[serde(default)]
     auth: AuthOptions,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +157,7 @@ impl Default for Settings {
             max_body: d.max_body,
             default_count: d.default_count,
             max_count: d.max_count,
+            cursor_timeout_secs: d.cursor_timeout_secs,
             auth: d.auth,
             tls_cert: None,
             tls_key: None,
@@ -182,6 +184,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "max_body",
             "default_count",
             "max_count",
+            "cursor_timeout_secs",
             "tls_cert",
             "tls_key",
             "tls_self_signed",
@@ -212,6 +215,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
         max_body: args.max_body.unwrap_or(s.max_body),
         default_count: s.default_count,
         max_count: args.max_count.unwrap_or(s.max_count),
+        cursor_timeout_secs: s.cursor_timeout_secs,
         auth: AuthOptions {
             token_lifetime_secs: args
                 .token_lifetime_secs

@@ -10,6 +10,7 @@ mod errors;
 mod groups;
 mod harness;
 mod oauth;
+mod paging;
 mod patch;
 mod tls;
 mod users;
