@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};
-use scimd_core::query::{Paging, Query};
+use scimd_core::query::Query;
 use scimd_core::store::{
     GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, Store, StoreError,
     StoredResource,
 };
 
-use crate::translate::{Sql, condition, order_by};
+use crate::translate::{COLUMNS, Dialect, Param, page_queries};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations.sql"),
@@ -31,6 +31,16 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Owned(match self {
+            Param::Text(t) => return Ok(ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()))),
+            Param::Real(r) => SqlValue::Real(*r),
+            Param::Int(i) => SqlValue::Integer(*i),
+        }))
+    }
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -207,8 +217,6 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
-
-const COLUMNS: &str = "r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data";
 
 fn row_to_resource(
     row: &rusqlite::Row<'_>,
@@ -530,49 +538,11 @@ impl Store for SqliteStore {
 
     async fn query(&self, q: Query) -> Result<Page, StoreError> {
         self.read(move |conn| {
-            let mut filter = Sql::default();
-            filter.text.push_str(" WHERE r.rtype IN (");
-            for (i, t) in q.resource_types.iter().enumerate() {
-                if i > 0 {
-                    filter.text.push_str(", ");
-                }
-                filter.text.push('?');
-                filter.params.push(SqlValue::Text(t.clone()));
-            }
-            filter.text.push(')');
-            if let Some(cond) = &q.filter {
-                filter.text.push_str(" AND ");
-                condition(&mut filter, cond);
-            }
-            let count_sql = format!("SELECT count(*) FROM resources r{}", filter.text);
+            let (count, page) = page_queries(Dialect::Sqlite, &q);
             let total: i64 = conn
-                .prepare_cached(&count_sql)
-                .and_then(|mut s| s.query_row(params_from_iter(filter.params.iter()), |r| r.get(0)))
+                .prepare_cached(&count.text)
+                .and_then(|mut s| s.query_row(params_from_iter(count.params.iter()), |r| r.get(0)))
                 .map_err(backend)?;
-            let mut page = Sql {
-                text: format!("SELECT {COLUMNS} FROM resources r{}", filter.text),
-                params: filter.params,
-            };
-            let (limit, offset) = match q.paging {
-                Paging::Index { start, count } => (count, start.saturating_sub(1)),
-                Paging::Cursor { after, count } => {
-                    if let Some(after) = after {
-                        page.text.push_str(" AND r.seq > ?");
-                        page.params.push(SqlValue::Integer(after));
-                    }
-                    (count, 0)
-                }
-            };
-            let sort = match q.paging {
-                Paging::Cursor { .. } => None,
-                Paging::Index { .. } => q.sort.as_ref(),
-            };
-            order_by(&mut page, sort);
-            page.text.push_str(" LIMIT ? OFFSET ?");
-            page.params
-                .push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-            page.params
-                .push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
             let mut stmt = conn.prepare_cached(&page.text).map_err(backend)?;
             let rows = stmt
                 .query_map(params_from_iter(page.params.iter()), row_to_resource)
@@ -619,8 +589,13 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT data FROM records WHERE kind = ? AND id = ?")
                 .and_then(|mut s| s.query_row([&kind, &id], |r| r.get(0)).optional())
                 .map_err(backend)?;
-            data.map(|d| Ok(Record { id, data: parse_record(&d)? }))
-                .transpose()
+            data.map(|d| {
+                Ok(Record {
+                    id,
+                    data: parse_record(&d)?,
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -632,12 +607,17 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT id, data FROM records WHERE kind = ? ORDER BY id")
                 .map_err(backend)?;
             let rows = stmt
-                .query_map([&kind], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .query_map([&kind], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(backend)?;
             let mut out = Vec::new();
             for row in rows {
                 let (id, data) = row.map_err(backend)?;
-                out.push(Record { id, data: parse_record(&data)? });
+                out.push(Record {
+                    id,
+                    data: parse_record(&data)?,
+                });
             }
             Ok(out)
         })
@@ -648,7 +628,9 @@ impl Store for SqliteStore {
         let kind = kind.to_string();
         self.write(move |conn| {
             let n = conn
-                .prepare_cached("INSERT INTO records (kind, id, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                .prepare_cached(
+                    "INSERT INTO records (kind, id, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
                 .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
                 .map_err(backend)?;
             Ok(n == 1)
