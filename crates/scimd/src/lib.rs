@@ -8,8 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use scimd_core::schema::Registry;
 use scimd_core::service::{ResourceService, ServiceConfig};
+use scimd_core::store::Store;
 use scimd_http::{AppState, app};
-use scimd_store::SqliteStore;
+use scimd_store::{PgStore, SqliteStore};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -25,6 +26,8 @@ pub struct Config {
     pub max_body: usize,
     pub default_count: u64,
     pub max_count: u64,
+    /// Most connections to a PostgreSQL database (per scimd process).
+    pub db_pool_size: usize,
 }
 
 impl Default for Config {
@@ -37,30 +40,71 @@ impl Default for Config {
             max_body: 1024 * 1024,
             default_count: 100,
             max_count: 1000,
+            db_pool_size: 16,
         }
     }
 }
 
-fn sqlite_path(config: &Config) -> anyhow::Result<PathBuf> {
+/// Where the data lives, from `database_url` (or the data directory).
+enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+fn database(config: &Config) -> anyhow::Result<Database> {
     match &config.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Database::Postgres(url.clone()))
+        }
         Some(url) => {
             let path = url
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
                 .with_context(|| {
-                    format!(
-                        "unsupported database URL '{url}': only sqlite: is available in this build"
-                    )
+                    format!("unsupported database URL '{url}': use sqlite:PATH or postgres://...")
                 })?;
-            Ok(PathBuf::from(path))
+            Ok(Database::Sqlite(PathBuf::from(path)))
         }
         None => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
-            Ok(config.data_dir.join("scimd.sqlite3"))
+            Ok(Database::Sqlite(config.data_dir.join("scimd.sqlite3")))
         }
     }
+}
+
+/// A URL fit for logs: without the password.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Opens (creating and migrating if needed) the store `config` names;
+/// returns it with a description for logs.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    Ok(match database(config)? {
+        Database::Sqlite(path) => {
+            let store = SqliteStore::open(&path)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+            (Arc::new(store), path.display().to_string())
+        }
+        Database::Postgres(url) => {
+            let shown = redacted(&url);
+            let store = PgStore::connect(&url, config.db_pool_size)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening {shown}: {e}"))?;
+            (Arc::new(store), shown)
+        }
+    })
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish.
@@ -69,9 +113,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let path = sqlite_path(&config)?;
-    let store =
-        SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let (store, database) = open_store(&config).await?;
     let registry =
         Arc::new(Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?);
     let local = listener.local_addr()?;
@@ -80,7 +122,7 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
     let service = ResourceService::new(
-        Arc::new(store),
+        store,
         registry,
         ServiceConfig {
             base_url: format!("{}/scim/v2", base.trim_end_matches('/')),
@@ -99,7 +141,7 @@ pub async fn serve(
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    tracing::info!(%local, database = %path.display(), "scimd listening");
+    tracing::info!(%local, %database, "scimd listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -122,4 +164,19 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            super::redacted("postgres://scimd:secret@db:5432/scimd"),
+            "postgres://scimd@db:5432/scimd"
+        );
+        assert_eq!(
+            super::redacted("postgres://db/scimd"),
+            "postgres://db/scimd"
+        );
+    }
 }

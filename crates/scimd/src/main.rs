@@ -43,9 +43,12 @@ struct ServeArgs {
     /// Directory for the embedded SQLite database, created [default ./scimd-data; env SCIMD_DATA_DIR].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Database URL (sqlite:PATH); overrides --data-dir [env SCIMD_DATABASE_URL].
+    /// Database URL (sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB); overrides --data-dir [env SCIMD_DATABASE_URL].
     #[arg(long)]
     database_url: Option<String>,
+    /// Most connections to a PostgreSQL database [default 16; env SCIMD_DB_POOL_SIZE].
+    #[arg(long)]
+    db_pool_size: Option<usize>,
     /// Public base URL used in meta.location [default http://<listen>; env SCIMD_BASE_URL].
     #[arg(long)]
     base_url: Option<String>,
@@ -70,6 +73,7 @@ struct Settings {
     max_body: usize,
     default_count: u64,
     max_count: u64,
+    db_pool_size: usize,
 }
 
 impl Default for Settings {
@@ -83,6 +87,7 @@ impl Default for Settings {
             max_body: d.max_body,
             default_count: d.default_count,
             max_count: d.max_count,
+            db_pool_size: d.db_pool_size,
         }
     }
 }
@@ -105,6 +110,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "max_body",
             "default_count",
             "max_count",
+            "db_pool_size",
         ]))
         .extract()
         .with_context(|| {
@@ -121,6 +127,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
         max_body: args.max_body.unwrap_or(s.max_body),
         default_count: s.default_count,
         max_count: args.max_count.unwrap_or(s.max_count),
+        db_pool_size: args.db_pool_size.unwrap_or(s.db_pool_size),
     })
 }
 

@@ -3,12 +3,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::harness::database_url;
+
 /// Starts the real `scimd` binary and waits until it answers.
-fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
+fn spawn(dir: &std::path::Path, url: Option<&str>, port: u16) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir);
+    if let Some(url) = url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -42,8 +47,9 @@ fn free_port() -> u16 {
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
+    let url = database_url(dir.path()).await;
     let port = free_port();
-    let mut child = spawn(dir.path(), port);
+    let mut child = spawn(dir.path(), url.as_deref(), port);
     wait_ready(&client, port).await;
     let base = format!("http://127.0.0.1:{port}/scim/v2");
     // Concurrent creates so that group commit batches them.
@@ -72,7 +78,7 @@ async fn acknowledged_writes_survive_kill_9() {
     child.kill().unwrap(); // SIGKILL: no graceful shutdown
     child.wait().unwrap();
     let port = free_port();
-    let mut child = spawn(dir.path(), port);
+    let mut child = spawn(dir.path(), url.as_deref(), port);
     wait_ready(&client, port).await;
     let list: Value = client
         .get(format!("http://127.0.0.1:{port}/scim/v2/Users?count=0"))

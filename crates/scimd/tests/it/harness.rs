@@ -22,6 +22,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let mut config = scimd::Config {
             data_dir: data_dir.to_path_buf(),
+            database_url: database_url(data_dir).await,
             ..scimd::Config::default()
         };
         tweak(&mut config);
@@ -97,6 +98,13 @@ impl Server {
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
+
+/// The database of a server over `data_dir`, as the test binary's backend
+/// decides: `None` (SQLite in the directory) or a PostgreSQL database of its
+/// own, the same for the same directory.
+pub async fn database_url(data_dir: &Path) -> Option<String> {
+    crate::backend::database_url(data_dir).await
 }
 
 /// Asserts a SCIM error body with the given status and scimType.
