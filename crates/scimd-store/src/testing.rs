@@ -209,6 +209,7 @@ fn remove_stale(tmp: &Path, bin: &Path, root: bool) {
             .args(["-m", "immediate", "stop"]);
         let _ = run(stop, "pg_ctl stop");
         let _ = std::fs::remove_dir_all(entry.path());
+        let _ = std::fs::remove_dir_all(format!("/tmp/scimd-pg-{pid}"));
     }
 }
 
@@ -232,6 +233,8 @@ fn launch(tmp: &Path) -> Result<TestPostgres, String> {
         run(chown, "chown")?;
     }
     let data = base.join("data");
+    // From here on, whatever fails, the files go when this process does.
+    spawn_watcher(pid, &bin, &data, &base, &socket_dir, root)?;
     let mut initdb = pg_command(root, &bin.join("initdb"));
     initdb.arg("-D").arg(&data).args([
         "-U",
@@ -244,7 +247,6 @@ fn launch(tmp: &Path) -> Result<TestPostgres, String> {
         "--no-sync",
     ]);
     run(initdb, "initdb")?;
-    spawn_watcher(pid, &bin, &data, &base, &socket_dir, root)?;
     let mut last = String::new();
     // Another process may take the port between our probe and the start.
     for _ in 0..5 {
@@ -289,8 +291,10 @@ fn spawn_watcher(
 ) -> Result<(), String> {
     const SCRIPT: &str = r#"
 while kill -0 "$1" 2>/dev/null; do sleep 1; done
-if [ "$6" = 1 ]; then runuser -u postgres -- "$2" -D "$3" -m immediate stop
-else "$2" -D "$3" -m immediate stop; fi
+if [ -d "$3" ]; then
+  if [ "$6" = 1 ]; then runuser -u postgres -- "$2" -D "$3" -m immediate stop
+  else "$2" -D "$3" -m immediate stop; fi
+fi
 rm -rf "$4" "$5"
 "#;
     Command::new("setsid")
