@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use scimd_core::query::Query;
 use scimd_core::store::{
-    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, Store, StoreError,
-    StoredResource,
+    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, RestoredResource, Store,
+    StoreError, StoredResource,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -736,6 +736,71 @@ impl Store for PgStore {
                         .collect::<Result<Vec<_>, _>>()?,
                 )),
             }
+        })
+    }
+
+    async fn restore(&self, mut batch: Vec<RestoredResource>) -> Result<(), StoreError> {
+        let mut docs = Vec::with_capacity(batch.len());
+        for r in &mut batch {
+            r.write.members = None;
+            docs.push(serde_json::Value::Object(r.write.data.clone()).to_string());
+        }
+        in_transaction!(self, |tx| {
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO resources (id, rtype, version, created, modified, data)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+                )
+                .await?;
+            for (r, data) in batch.iter().zip(&docs) {
+                let w = &r.write;
+                let seq: i64 = tx
+                    .query_one(
+                        &insert,
+                        &[
+                            &w.id,
+                            &w.resource_type,
+                            &r.version,
+                            &r.created,
+                            &w.now,
+                            data,
+                        ],
+                    )
+                    .await?
+                    .try_get(0)?;
+                write_side_tables(&tx, seq, w).await?;
+            }
+        })
+    }
+
+    async fn restore_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        members: Vec<Member>,
+        member_types: Vec<String>,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT seq FROM resources WHERE id = $1 AND rtype = $2",
+                    &[&id, &rtype],
+                )
+                .await?
+            else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let seq: i64 = row.try_get(0)?;
+            tx.execute("DELETE FROM members WHERE group_seq = $1", &[&seq])
+                .await?;
+            add_members(&tx, seq, &members, &member_types).await?;
+            tx.execute(
+                "UPDATE members m SET display = NULL FROM resources r
+                  WHERE m.group_seq = $1 AND r.seq = m.member_seq
+                    AND m.display = COALESCE(r.data::json ->> 'displayName', r.data::json ->> 'userName')",
+                &[&seq],
+            )
+            .await?;
         })
     }
 

@@ -10,8 +10,8 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};
 use scimd_core::query::Query;
 use scimd_core::store::{
-    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, Store, StoreError,
-    StoredResource,
+    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, RestoredResource, Store,
+    StoreError, StoredResource,
 };
 
 use crate::translate::{COLUMNS, Dialect, Param, page_queries};
@@ -580,6 +580,62 @@ impl Store for SqliteStore {
             let groups = groups_of(conn, id)?;
             Ok(Some((stored, groups)))
         })
+    }
+
+    async fn restore(&self, batch: Vec<RestoredResource>) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO resources (id, rtype, version, created, modified, data) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .map_err(backend)?;
+            for mut r in batch {
+                r.write.members = None;
+                let w = &r.write;
+                let data = serde_json::Value::Object(w.data.clone()).to_string();
+                insert
+                    .execute(params![w.id, w.resource_type, r.version, r.created, w.now, data])
+                    .map_err(backend)?;
+                write_side_tables(conn, conn.last_insert_rowid(), w)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn restore_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        members: Vec<Member>,
+        member_types: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let (rtype, id) = (rtype.to_string(), id.to_string());
+        self.write(move |conn| {
+            let seq: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM resources WHERE id = ? AND rtype = ?",
+                    [&id, &rtype],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(seq) = seq else {
+                return Err(StoreError::NotFound);
+            };
+            conn.execute("DELETE FROM members WHERE group_seq = ?", [seq])
+                .map_err(backend)?;
+            add_members(conn, seq, &members, &member_types)?;
+            conn.execute(
+                "UPDATE members SET display = NULL WHERE group_seq = ? AND display = (
+                   SELECT COALESCE(json_extract(r.data, '$.displayName'), json_extract(r.data, '$.userName'))
+                     FROM resources r WHERE r.seq = members.member_seq)",
+                [seq],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {

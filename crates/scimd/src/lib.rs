@@ -1,8 +1,11 @@
 //! The scimd binary's library: configuration, wiring of store, service and
 //! HTTP, and the server lifecycle. The only crate that knows every layer.
 
+pub mod transfer;
+
+use std::io::{BufReader, BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -107,6 +110,40 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Stri
     })
 }
 
+fn builtin_registry() -> anyhow::Result<Registry> {
+    Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))
+}
+
+/// `scimd export`: the store `config` names, as NDJSON to `path` (`-` is
+/// standard output); returns the number of resources.
+pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
+    let (store, _) = open_store(config).await?;
+    let registry = builtin_registry()?;
+    let mut out: Box<dyn Write + Send> = if path == Path::new("-") {
+        Box::new(BufWriter::new(std::io::stdout()))
+    } else {
+        Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ))
+    };
+    transfer::export(&*store, &registry, &mut out, progress).await
+}
+
+/// `scimd import`: an export read from `path` (`-` is standard input) into
+/// the (empty) store `config` names; returns the number of resources.
+pub async fn import_from(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
+    let (store, _) = open_store(config).await?;
+    let registry = builtin_registry()?;
+    let input: Box<dyn std::io::BufRead + Send> = if path == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ))
+    };
+    transfer::import(&*store, &registry, input, progress).await
+}
+
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish.
 pub async fn serve(
     config: Config,
@@ -114,8 +151,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (store, database) = open_store(&config).await?;
-    let registry =
-        Arc::new(Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?);
+    let registry = Arc::new(builtin_registry()?);
     let local = listener.local_addr()?;
     let base = config
         .base_url

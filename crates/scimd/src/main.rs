@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use scimd::{Config, serve, shutdown_signal};
+use scimd::{Config, export_to, import_from, serve, shutdown_signal};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
@@ -30,6 +30,23 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Write every resource, membership and record of the store as NDJSON.
+    Export(TransferArgs),
+    /// Read an export into an empty store (SQLite or PostgreSQL).
+    Import(TransferArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct TransferArgs {
+    /// The store, as for `serve` (--database-url, --data-dir, --config ...).
+    #[command(flatten)]
+    store: ServeArgs,
+    /// The NDJSON file; `-` is standard output (export) or input (import).
+    #[arg(long, short, default_value = "-")]
+    file: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -133,15 +150,31 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    // Export may write its data to standard output: logs go to stderr then.
+    let logs_to_stderr = matches!(cli.command, Some(Command::Export(_) | Command::Import(_)));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if logs_to_stderr {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Export(t)) => {
+            let n = export_to(&settings(&t.store)?, &t.file, !t.quiet).await?;
+            tracing::info!(resources = n, "export complete");
+            return Ok(());
+        }
+        Some(Command::Import(t)) => {
+            let n = import_from(&settings(&t.store)?, &t.file, !t.quiet).await?;
+            tracing::info!(resources = n, "import complete");
+            return Ok(());
+        }
         None => cli.serve,
     };
     let config = settings(&args)?;

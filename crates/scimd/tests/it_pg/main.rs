@@ -5,7 +5,8 @@
 //! directory a PostgreSQL database of its own (on `SCIMD_TEST_DATABASE_URL`
 //! or a throwaway server started for this process, see
 //! `scimd_store::testing`). Plus what only a shared database can show:
-//! several scimd on one database (`replicas`).
+//! several scimd on one database (`replicas`), and export/import between
+//! stores (`transfer`).
 
 #[path = "../it/discovery.rs"]
 mod discovery;
@@ -20,6 +21,7 @@ mod harness;
 #[path = "../it/patch.rs"]
 mod patch;
 mod replicas;
+mod transfer;
 #[path = "../it/users.rs"]
 mod users;
 
