@@ -4,13 +4,7 @@
 //! SQLite store, spoken to over HTTP. `tests/it_pg` runs the same modules on
 //! PostgreSQL.
 
-mod discovery;
-mod durability;
-mod errors;
-mod groups;
-mod harness;
-mod patch;
-mod users;
+include!("../it/modules.rs");
 
 /// This binary's store: SQLite in each test's temporary directory.
 mod backend {

@@ -1,29 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-//! The integration suite again, on PostgreSQL: the modules of `tests/it`,
-//! included by path, with a backend that gives each test's temporary
+//! The integration suite again, on PostgreSQL: the modules of `tests/it`
+//! (`tests/it/modules.rs`), with a backend that gives each test's temporary
 //! directory a PostgreSQL database of its own (on `SCIMD_TEST_DATABASE_URL`
 //! or a throwaway server started for this process, see
 //! `scimd_store::testing`). Plus what only a shared database can show:
 //! several scimd on one database (`replicas`), and export/import between
 //! stores (`transfer`).
 
-#[path = "../it/discovery.rs"]
-mod discovery;
-#[path = "../it/durability.rs"]
-mod durability;
-#[path = "../it/errors.rs"]
-mod errors;
-#[path = "../it/groups.rs"]
-mod groups;
-#[path = "../it/harness.rs"]
-mod harness;
-#[path = "../it/patch.rs"]
-mod patch;
+include!("../it/modules.rs");
 mod replicas;
 mod transfer;
-#[path = "../it/users.rs"]
-mod users;
 
 /// This binary's store: PostgreSQL.
 mod backend {
