@@ -127,6 +127,16 @@ pub struct Record {
     pub data: Value,
 }
 
+/// A resource as another store had it, for `scimd import`.
+#[derive(Debug, Clone)]
+pub struct RestoredResource {
+    /// `now` is the last modification; `members` is ignored (memberships
+    /// are restored after every resource, see [`Store::restore_members`]).
+    pub write: ResourceWrite,
+    pub version: i64,
+    pub created: String,
+}
+
 /// Persistence of SCIM resources. Every method is atomic; writes are durable
 /// when they return `Ok`.
 #[async_trait]
@@ -192,6 +202,21 @@ pub trait Store: Send + Sync + 'static {
         let groups = self.groups_of(id).await?;
         Ok(Some((stored, groups)))
     }
+
+    /// Inserts resources exactly as exported from a store (version and
+    /// timestamps kept), in order, all or none. Used by `scimd import`.
+    async fn restore(&self, batch: Vec<RestoredResource>) -> Result<(), StoreError>;
+
+    /// Sets a restored group's memberships, without changing its version. A
+    /// member's `display` equal to the one the store would show anyway is
+    /// not stored, so that it keeps following the member's name.
+    async fn restore_members(
+        &self,
+        resource_type: &str,
+        id: &str,
+        members: Vec<Member>,
+        member_types: Vec<String>,
+    ) -> Result<(), StoreError>;
 
     /// One operational record of `kind` (`client`, `signing_key`, `setting`).
     async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;

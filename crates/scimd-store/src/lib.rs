@@ -1,13 +1,20 @@
-//! Storage implementations of [`scimd_core::store::Store`]. The only crate
+//! Storage implementations of [`scimd_core::store::Store`]: SQLite (the
+//! embedded default) and PostgreSQL (shared by replicas). The only crate
 //! that contains SQL.
 //!
 //! Architecture invariants:
 //! - Filters, sorting and paging run in SQL over the `attr_values` index
 //!   ([`translate`]); no code path loads all resources.
-//! - A write is acknowledged only after its transaction committed with
-//!   `synchronous=FULL` (group commit batches concurrent writes into one fsync).
+//! - A write is acknowledged only after its transaction committed: with
+//!   `synchronous=FULL` on SQLite (group commit batches concurrent writes
+//!   into one fsync), with the server's commit on PostgreSQL.
 
+mod pg;
 mod sqlite;
 mod translate;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use pg::PgStore;
 pub use sqlite::SqliteStore;

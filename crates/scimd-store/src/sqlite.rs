@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};
-use scimd_core::query::{Paging, Query};
+use scimd_core::query::Query;
 use scimd_core::store::{
-    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, Store, StoreError,
-    StoredResource,
+    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, RestoredResource, Store,
+    StoreError, StoredResource,
 };
 
-use crate::translate::{Sql, condition, order_by};
+use crate::translate::{COLUMNS, Dialect, Param, page_queries};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations.sql"),
@@ -31,6 +31,16 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Owned(match self {
+            Param::Text(t) => return Ok(ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()))),
+            Param::Real(r) => SqlValue::Real(*r),
+            Param::Int(i) => SqlValue::Integer(*i),
+        }))
+    }
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -207,8 +217,6 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
-
-const COLUMNS: &str = "r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data";
 
 fn row_to_resource(
     row: &rusqlite::Row<'_>,
@@ -530,49 +538,11 @@ impl Store for SqliteStore {
 
     async fn query(&self, q: Query) -> Result<Page, StoreError> {
         self.read(move |conn| {
-            let mut filter = Sql::default();
-            filter.text.push_str(" WHERE r.rtype IN (");
-            for (i, t) in q.resource_types.iter().enumerate() {
-                if i > 0 {
-                    filter.text.push_str(", ");
-                }
-                filter.text.push('?');
-                filter.params.push(SqlValue::Text(t.clone()));
-            }
-            filter.text.push(')');
-            if let Some(cond) = &q.filter {
-                filter.text.push_str(" AND ");
-                condition(&mut filter, cond);
-            }
-            let count_sql = format!("SELECT count(*) FROM resources r{}", filter.text);
+            let (count, page) = page_queries(Dialect::Sqlite, &q);
             let total: i64 = conn
-                .prepare_cached(&count_sql)
-                .and_then(|mut s| s.query_row(params_from_iter(filter.params.iter()), |r| r.get(0)))
+                .prepare_cached(&count.text)
+                .and_then(|mut s| s.query_row(params_from_iter(count.params.iter()), |r| r.get(0)))
                 .map_err(backend)?;
-            let mut page = Sql {
-                text: format!("SELECT {COLUMNS} FROM resources r{}", filter.text),
-                params: filter.params,
-            };
-            let (limit, offset) = match q.paging {
-                Paging::Index { start, count } => (count, start.saturating_sub(1)),
-                Paging::Cursor { after, count } => {
-                    if let Some(after) = after {
-                        page.text.push_str(" AND r.seq > ?");
-                        page.params.push(SqlValue::Integer(after));
-                    }
-                    (count, 0)
-                }
-            };
-            let sort = match q.paging {
-                Paging::Cursor { .. } => None,
-                Paging::Index { .. } => q.sort.as_ref(),
-            };
-            order_by(&mut page, sort);
-            page.text.push_str(" LIMIT ? OFFSET ?");
-            page.params
-                .push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-            page.params
-                .push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
             let mut stmt = conn.prepare_cached(&page.text).map_err(backend)?;
             let rows = stmt
                 .query_map(params_from_iter(page.params.iter()), row_to_resource)
@@ -610,6 +580,62 @@ impl Store for SqliteStore {
             let groups = groups_of(conn, id)?;
             Ok(Some((stored, groups)))
         })
+    }
+
+    async fn restore(&self, batch: Vec<RestoredResource>) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO resources (id, rtype, version, created, modified, data) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .map_err(backend)?;
+            for mut r in batch {
+                r.write.members = None;
+                let w = &r.write;
+                let data = serde_json::Value::Object(w.data.clone()).to_string();
+                insert
+                    .execute(params![w.id, w.resource_type, r.version, r.created, w.now, data])
+                    .map_err(backend)?;
+                write_side_tables(conn, conn.last_insert_rowid(), w)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn restore_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        members: Vec<Member>,
+        member_types: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let (rtype, id) = (rtype.to_string(), id.to_string());
+        self.write(move |conn| {
+            let seq: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM resources WHERE id = ? AND rtype = ?",
+                    [&id, &rtype],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(seq) = seq else {
+                return Err(StoreError::NotFound);
+            };
+            conn.execute("DELETE FROM members WHERE group_seq = ?", [seq])
+                .map_err(backend)?;
+            add_members(conn, seq, &members, &member_types)?;
+            conn.execute(
+                "UPDATE members SET display = NULL WHERE group_seq = ? AND display = (
+                   SELECT COALESCE(json_extract(r.data, '$.displayName'), json_extract(r.data, '$.userName'))
+                     FROM resources r WHERE r.seq = members.member_seq)",
+                [seq],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {

@@ -1,23 +1,81 @@
 //! Resolved conditions ([`Cond`]) to parameterized SQL over `attr_values`.
 //! Each term becomes `r.seq IN (SELECT … FROM attr_values …)`, which the
 //! planner drives from the `(key, s, seq)` / `(key, n, seq)` indexes.
+//!
+//! One translation serves every store: the few places where SQLite and
+//! PostgreSQL spell things differently go through [`Dialect`], so both run
+//! the same logic and give the same answers.
 
-use rusqlite::types::Value as SqlValue;
-use scimd_core::query::{Cond, SortKey};
+use scimd_core::query::{Cond, Paging, Query, SortKey};
 use scimd_core::value::Comparable;
 use scimd_filter::CompareOp;
 
+/// The SQL spelling a store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `?` placeholders, `instr`, the BINARY collation.
+    Sqlite,
+    /// `$n::type` placeholders, `strpos`, text columns in the "C" collation
+    /// (byte order, as SQLite's BINARY), and an index on a prefix of the text
+    /// (see [`PG_INDEXED_PREFIX`]).
+    Postgres,
+}
+
+/// Characters of `attr_values.s` that PostgreSQL's index holds. A B-tree
+/// entry must fit in about a third of a page (2.7 kB), and SCIM values (an
+/// X.509 certificate, a photo data URI) can be longer; the index holds a
+/// prefix and the full value is compared on the row. 256 characters are at
+/// most 1 kB of UTF-8.
+pub const PG_INDEXED_PREFIX: usize = 256;
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Real(f64),
+    Int(i64),
+}
+
 /// SQL text with its bound parameters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sql {
+    pub dialect: Dialect,
     pub text: String,
-    pub params: Vec<SqlValue>,
+    pub params: Vec<Param>,
 }
 
 impl Sql {
-    fn param(&mut self, v: SqlValue) {
-        self.text.push('?');
+    pub fn new(dialect: Dialect) -> Sql {
+        Sql {
+            dialect,
+            text: String::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Appends a placeholder for `v`. PostgreSQL placeholders carry their
+    /// type: `length($1)` alone would be ambiguous to its planner.
+    pub fn param(&mut self, v: Param) {
+        match self.dialect {
+            Dialect::Sqlite => self.text.push('?'),
+            Dialect::Postgres => {
+                let ty = match v {
+                    Param::Text(_) => "text",
+                    Param::Real(_) => "float8",
+                    Param::Int(_) => "int8",
+                };
+                self.text
+                    .push_str(&format!("${}::{ty}", self.params.len() + 1));
+            }
+        }
         self.params.push(v);
+    }
+
+    fn false_literal(&mut self) {
+        self.text.push_str(match self.dialect {
+            Dialect::Sqlite => "0",
+            Dialect::Postgres => "FALSE",
+        });
     }
 }
 
@@ -67,22 +125,22 @@ fn scoped_condition(sql: &mut Sql, cond: &Cond, scope: Scope) {
         }
         Cond::Present { key } => {
             sql.text.push_str(scope.term_prefix());
-            sql.param(SqlValue::Text(key.clone()));
+            sql.param(Param::Text(key.clone()));
             sql.text.push(')');
         }
         Cond::Compare { key, op, value } => {
             sql.text.push_str(scope.term_prefix());
-            sql.param(SqlValue::Text(key.clone()));
+            sql.param(Param::Text(key.clone()));
             sql.text.push_str(" AND ");
             comparison(sql, "a", *op, value);
             sql.text.push(')');
         }
         // Resolution never nests value filters.
-        Cond::Element { .. } if scope == Scope::Element => sql.text.push('0'),
+        Cond::Element { .. } if scope == Scope::Element => sql.false_literal(),
         Cond::Element { parent, cond } => {
             sql.text
                 .push_str("r.seq IN (SELECT p.seq FROM attr_values p WHERE p.key = ");
-            sql.param(SqlValue::Text(parent.clone()));
+            sql.param(Param::Text(parent.clone()));
             sql.text.push_str(" AND ");
             scoped_condition(sql, cond, Scope::Element);
             sql.text.push(')');
@@ -104,52 +162,80 @@ fn symbol(op: CompareOp) -> Option<&'static str> {
 }
 
 fn comparison(sql: &mut Sql, alias: &str, op: CompareOp, value: &Comparable) {
-    let (col, param) = match value {
-        Comparable::Number(n) => (format!("{alias}.n"), SqlValue::Real(*n)),
-        Comparable::Text(t) => (format!("{alias}.s"), SqlValue::Text(t.clone())),
+    let t = match value {
+        Comparable::Number(n) => {
+            match symbol(op) {
+                Some(sym) => {
+                    sql.text.push_str(&format!("{alias}.n {sym} "));
+                    sql.param(Param::Real(*n));
+                }
+                // Substring operators apply to text only (resolution refuses them on numbers).
+                None => sql.false_literal(),
+            }
+            return;
+        }
+        Comparable::Text(t) => t,
     };
+    let col = format!("{alias}.s");
     if let Some(sym) = symbol(op) {
-        sql.text.push_str(&format!("{col} {sym} "));
-        sql.param(param);
+        text_compare(sql, &col, sym, t);
         return;
     }
-    // Substring operators apply to text only (resolution refuses them on numbers).
-    let Comparable::Text(t) = value else {
-        sql.text.push('0');
-        return;
-    };
     match op {
         CompareOp::Co => {
-            sql.text.push_str(&format!("instr({col}, "));
-            sql.param(param);
+            sql.text.push_str(&match sql.dialect {
+                Dialect::Sqlite => format!("instr({col}, "),
+                Dialect::Postgres => format!("strpos({col}, "),
+            });
+            sql.param(Param::Text(t.clone()));
             sql.text.push_str(") > 0");
         }
         CompareOp::Sw => {
-            sql.text.push_str(&format!("{col} >= "));
-            sql.param(param);
+            text_compare(sql, &col, ">=", t);
+            sql.text.push_str(" AND ");
             match prefix_upper_bound(t) {
-                Some(upper) => {
-                    sql.text.push_str(&format!(" AND {col} < "));
-                    sql.param(SqlValue::Text(upper));
-                }
+                Some(upper) => text_compare(sql, &col, "<", &upper),
                 None => {
-                    sql.text.push_str(&format!(" AND substr({col}, 1, length("));
-                    sql.param(SqlValue::Text(t.clone()));
+                    sql.text.push_str(&format!("substr({col}, 1, length("));
+                    sql.param(Param::Text(t.clone()));
                     sql.text.push_str(")) = ");
-                    sql.param(SqlValue::Text(t.clone()));
+                    sql.param(Param::Text(t.clone()));
                 }
             }
         }
         _ => {
             sql.text.push_str(&format!("length({col}) >= length("));
-            sql.param(param);
+            sql.param(Param::Text(t.clone()));
             sql.text
                 .push_str(&format!(") AND substr({col}, length({col}) - length("));
-            sql.param(SqlValue::Text(t.clone()));
+            sql.param(Param::Text(t.clone()));
             sql.text.push_str(") + 1) = ");
-            sql.param(SqlValue::Text(t.clone()));
+            sql.param(Param::Text(t.clone()));
         }
     }
+}
+
+/// `col sym 'value'` on a text column. On PostgreSQL the index holds only a
+/// prefix of `s`, so an indexable condition on the prefix comes first:
+/// truncating both sides to the same length keeps their order (weakly), so
+/// the prefix condition never excludes a row the full one accepts.
+fn text_compare(sql: &mut Sql, col: &str, sym: &str, value: &str) {
+    if sql.dialect == Dialect::Postgres {
+        let weak = match sym {
+            "=" => Some("="),
+            ">" | ">=" => Some(">="),
+            "<" | "<=" => Some("<="),
+            _ => None,
+        };
+        if let Some(weak) = weak {
+            sql.text
+                .push_str(&format!("left({col}, {PG_INDEXED_PREFIX}) {weak} left("));
+            sql.param(Param::Text(value.to_string()));
+            sql.text.push_str(&format!(", {PG_INDEXED_PREFIX}) AND "));
+        }
+    }
+    sql.text.push_str(&format!("{col} {sym} "));
+    sql.param(Param::Text(value.to_string()));
 }
 
 /// The smallest string greater than every string starting with `prefix`:
@@ -174,7 +260,7 @@ pub fn order_by(sql: &mut Sql, sort: Option<&SortKey>) {
         sql.text.push_str(&format!(
             "(SELECT a.{col} FROM attr_values a WHERE a.seq = r.seq AND a.key = "
         ));
-        sql.param(SqlValue::Text(sort.key.clone()));
+        sql.param(Param::Text(sort.key.clone()));
         sql.text.push_str(" ORDER BY a.prim DESC, a.elem LIMIT 1)");
         sql.text.push_str(if sort.descending {
             " DESC NULLS FIRST, "
@@ -184,3 +270,53 @@ pub fn order_by(sql: &mut Sql, sort: Option<&SortKey>) {
     }
     sql.text.push_str("r.seq");
 }
+
+/// The two statements of a list query: the total count, and the page
+/// (columns `COLUMNS` of `resources r`).
+pub fn page_queries(dialect: Dialect, q: &Query) -> (Sql, Sql) {
+    let mut filter = Sql::new(dialect);
+    filter.text.push_str(" WHERE r.rtype IN (");
+    for (i, t) in q.resource_types.iter().enumerate() {
+        if i > 0 {
+            filter.text.push_str(", ");
+        }
+        filter.param(Param::Text(t.clone()));
+    }
+    filter.text.push(')');
+    if let Some(cond) = &q.filter {
+        filter.text.push_str(" AND ");
+        condition(&mut filter, cond);
+    }
+    let count = Sql {
+        dialect,
+        text: format!("SELECT count(*) FROM resources r{}", filter.text),
+        params: filter.params.clone(),
+    };
+    let mut page = Sql {
+        text: format!("SELECT {COLUMNS} FROM resources r{}", filter.text),
+        ..filter
+    };
+    let (limit, offset) = match q.paging {
+        Paging::Index { start, count } => (count, start.saturating_sub(1)),
+        Paging::Cursor { after, count } => {
+            if let Some(after) = after {
+                page.text.push_str(" AND r.seq > ");
+                page.param(Param::Int(after));
+            }
+            (count, 0)
+        }
+    };
+    let sort = match q.paging {
+        Paging::Cursor { .. } => None,
+        Paging::Index { .. } => q.sort.as_ref(),
+    };
+    order_by(&mut page, sort);
+    page.text.push_str(" LIMIT ");
+    page.param(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+    page.text.push_str(" OFFSET ");
+    page.param(Param::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
+    (count, page)
+}
+
+/// The columns every store reads a resource with, in `row_to_resource` order.
+pub const COLUMNS: &str = "r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data";

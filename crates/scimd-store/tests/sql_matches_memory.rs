@@ -1,6 +1,11 @@
 //! Generated filters run through the SQL translation and through the
-//! in-memory evaluator over the same resources must select the same ids.
+//! in-memory evaluator over the same resources must select the same ids, on
+//! SQLite and on PostgreSQL (when one can be had: see `testing.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../src/testing.rs"]
+#[allow(dead_code)]
+mod testing;
 
 use std::collections::BTreeSet;
 
@@ -9,7 +14,7 @@ use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
 use scimd_core::store::{ResourceWrite, Store};
 use scimd_filter::{AttrPath, CompareOp, Filter};
-use scimd_store::SqliteStore;
+use scimd_store::{PgStore, SqliteStore};
 use serde_json::{Map, Value, json};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
@@ -31,10 +36,10 @@ const WORDS: &[&str] = &["ab", "Ab", "abc", "b", "", "ba", "ABC", "c", "ab\"c"];
 fn user(rng: &mut Rng, i: usize) -> Map<String, Value> {
     let mut u = Map::new();
     u.insert("userName".into(), json!(format!("{}{i}", rng.pick(WORDS))));
-    if rng.next() % 3 != 0 {
-        u.insert("active".into(), json!(rng.next() % 2 == 0));
+    if !rng.next().is_multiple_of(3) {
+        u.insert("active".into(), json!(rng.next().is_multiple_of(2)));
     }
-    if rng.next() % 4 != 0 {
+    if !rng.next().is_multiple_of(4) {
         u.insert(
             "name".into(),
             json!({"familyName": rng.pick(WORDS), "givenName": rng.pick(WORDS)}),
@@ -43,14 +48,14 @@ fn user(rng: &mut Rng, i: usize) -> Map<String, Value> {
     let n = rng.next() % 3;
     if n > 0 {
         let emails: Vec<Value> = (0..n)
-            .map(|_| json!({"value": rng.pick(WORDS), "type": rng.pick(&["work", "home"]), "primary": rng.next() % 5 == 0}))
+            .map(|_| json!({"value": rng.pick(WORDS), "type": rng.pick(&["work", "home"]), "primary": rng.next().is_multiple_of(5)}))
             .collect();
         u.insert("emails".into(), Value::Array(emails));
     }
-    if rng.next() % 2 == 0 {
+    if rng.next().is_multiple_of(2) {
         u.insert("externalId".into(), json!(rng.pick(WORDS)));
     }
-    if rng.next() % 3 == 0 {
+    if rng.next().is_multiple_of(3) {
         u.insert(
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".into(),
             json!({"department": rng.pick(WORDS)}),
@@ -79,7 +84,7 @@ fn term(rng: &mut Rng, in_element: bool) -> Filter {
     ];
     if in_element {
         let name = *rng.pick(&["value", "type"]);
-        if rng.next() % 6 == 0 {
+        if rng.next().is_multiple_of(6) {
             return Filter::Present {
                 path: path(name, None),
             };
@@ -94,10 +99,13 @@ fn term(rng: &mut Rng, in_element: bool) -> Filter {
         0 => Filter::Compare {
             path: path("active", None),
             op: *rng.pick(&[CompareOp::Eq, CompareOp::Ne]),
-            value: json!(rng.next() % 2 == 0),
+            value: json!(rng.next().is_multiple_of(2)),
         },
         1 => Filter::Present {
-            path: path(*rng.pick(&["name", "emails", "externalId", "active"]), None),
+            path: path(
+                rng.pick::<&str>(&["name", "emails", "externalId", "active"]),
+                None,
+            ),
         },
         2 => Filter::ValuePath {
             path: path("emails", None),
@@ -130,7 +138,7 @@ fn term(rng: &mut Rng, in_element: bool) -> Filter {
 }
 
 fn tree(rng: &mut Rng, depth: u32, in_element: bool) -> Filter {
-    if depth == 0 || rng.next() % 3 == 0 {
+    if depth == 0 || rng.next().is_multiple_of(3) {
         return term(rng, in_element);
     }
     match rng.next() % 3 {
@@ -146,10 +154,155 @@ fn tree(rng: &mut Rng, depth: u32, in_element: bool) -> Filter {
     }
 }
 
+/// A fresh PostgreSQL database, or `None` when the PostgreSQL tests are
+/// skipped.
+async fn postgres() -> Option<PgStore> {
+    let server = match testing::shared(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
+        Ok(server) => server,
+        Err(why) => {
+            testing::unavailable(&why).unwrap();
+            return None;
+        }
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let key = format!(
+        "sql_matches_memory {} {:?} {}",
+        std::process::id(),
+        std::time::SystemTime::now(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let url = server
+        .database(&testing::database_name(&key))
+        .await
+        .unwrap();
+    Some(PgStore::connect(&url, 4).await.unwrap())
+}
+
 #[tokio::test]
-async fn generated_filters_agree_between_sql_and_memory() {
+async fn generated_filters_agree_between_sqlite_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap();
+    generated_filters_agree(&store).await;
+}
+
+#[tokio::test]
+async fn generated_filters_agree_between_postgres_and_memory() {
+    if let Some(store) = postgres().await {
+        generated_filters_agree(&store).await;
+    }
+}
+
+#[tokio::test]
+async fn long_values_are_indexed_and_found_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap();
+    long_values_are_indexed_and_found(&store).await;
+}
+
+#[tokio::test]
+async fn long_values_are_indexed_and_found_on_postgres() {
+    if let Some(store) = postgres().await {
+        long_values_are_indexed_and_found(&store).await;
+    }
+}
+
+fn write(
+    rt: &scimd_core::schema::ResourceTypeDef,
+    id: &str,
+    data: Map<String, Value>,
+) -> ResourceWrite {
+    let facts = MetaFacts {
+        id,
+        created: "2026-01-01T00:00:00Z",
+        modified: "2026-01-01T00:00:00Z",
+        version: 1,
+    };
+    ResourceWrite {
+        resource_type: "User".into(),
+        id: id.into(),
+        unique: unique_values(rt, &data),
+        index: index_entries(rt, &data, &facts),
+        data,
+        members: None,
+        member_types: vec![],
+        now: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+/// Values far longer than an index entry may be (PostgreSQL's B-tree holds
+/// about 2.7 kB): stored, and found by every operator.
+async fn long_values_are_indexed_and_found(store: &dyn Store) {
+    let registry = Registry::builtin().unwrap();
+    let rt = registry.by_name("User").unwrap().clone();
+    let long = |c: char| format!("{}{c}", "x".repeat(20_000));
+    for (i, c) in ['a', 'b', 'c'].into_iter().enumerate() {
+        let mut data = Map::new();
+        data.insert("userName".into(), json!(long(c)));
+        data.insert("displayName".into(), json!(long(c)));
+        store
+            .create(write(&rt, &format!("long-{i}"), data))
+            .await
+            .unwrap();
+    }
+    let mut data = Map::new();
+    data.insert("userName".into(), json!(long('a')));
+    let taken = store
+        .create(write(&rt, "long-dup", data))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(taken, scimd_core::store::StoreError::Uniqueness { .. }),
+        "{taken:?}"
+    );
+    for (op, value, want) in [
+        (CompareOp::Eq, long('b'), vec!["long-1"]),
+        (CompareOp::Gt, long('a'), vec!["long-1", "long-2"]),
+        (CompareOp::Ge, long('b'), vec!["long-1", "long-2"]),
+        (CompareOp::Lt, long('b'), vec!["long-0"]),
+        (CompareOp::Le, long('b'), vec!["long-0", "long-1"]),
+        (
+            CompareOp::Sw,
+            "x".repeat(300),
+            vec!["long-0", "long-1", "long-2"],
+        ),
+        (
+            CompareOp::Ew,
+            format!("{}c", "x".repeat(300)),
+            vec!["long-2"],
+        ),
+        (
+            CompareOp::Co,
+            format!("{}b", "x".repeat(300)),
+            vec!["long-1"],
+        ),
+    ] {
+        for attr in ["userName", "displayName"] {
+            let filter = Filter::Compare {
+                path: path(attr, None),
+                op,
+                value: json!(value),
+            };
+            let cond = resolve_filter(&rt, &filter).unwrap();
+            let page = store
+                .query(Query {
+                    resource_types: vec!["User".into()],
+                    filter: Some(cond),
+                    sort: None,
+                    paging: Paging::Index {
+                        start: 1,
+                        count: 10,
+                    },
+                    with_members: false,
+                })
+                .await
+                .unwrap();
+            let ids: Vec<String> = page.items.into_iter().map(|r| r.id).collect();
+            assert_eq!(ids, want, "{attr} {op:?}");
+        }
+    }
+}
+
+async fn generated_filters_agree(store: &dyn Store) {
     let registry = Registry::builtin().unwrap();
     let rt = registry.by_name("User").unwrap().clone();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

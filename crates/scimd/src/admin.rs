@@ -5,14 +5,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use scimd_auth::{Auth, Mode};
-use scimd_core::schema::Registry;
 use serde_json::{Value, json};
 
 use crate::{Config, auth_config, open_store, scope_endpoints};
 
 async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core::store::Store>)> {
-    let (store, _) = open_store(config)?;
-    let registry = Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?;
+    let (store, _) = open_store(config).await?;
+    let registry = crate::builtin_registry()?;
     let base = config
         .base_url
         .clone()
@@ -126,7 +125,7 @@ pub async fn protection_show(config: &Config) -> anyhow::Result<Value> {
 
 /// `scimd openapi`: the document `/openapi.json` serves.
 pub fn openapi(config: &Config) -> anyhow::Result<Value> {
-    let registry = Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?;
+    let registry = crate::builtin_registry()?;
     let base = config
         .base_url
         .clone()

@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod tls;
 
+pub mod transfer;
+
+use std::io::{BufReader, BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ use scimd_core::schema::Registry;
 use scimd_core::service::{ResourceService, ServiceConfig};
 use scimd_core::store::Store;
 use scimd_http::{AppState, app};
-use scimd_store::SqliteStore;
+use scimd_store::{PgStore, SqliteStore};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -35,6 +38,8 @@ pub struct Config {
     pub cursor_timeout_secs: u64,
     pub auth: AuthOptions,
     pub tls: tls::TlsSource,
+    /// Most connections to a PostgreSQL database (per scimd process).
+    pub db_pool_size: usize,
 }
 
 /// OAuth settings of the server.
@@ -125,38 +130,38 @@ impl Default for Config {
             cursor_timeout_secs: 3600,
             auth: AuthOptions::default(),
             tls: tls::TlsSource::Off,
+            db_pool_size: 16,
         }
     }
 }
 
-fn sqlite_path(config: &Config) -> anyhow::Result<PathBuf> {
+/// Where the data lives, from `database_url` (or the data directory).
+enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+fn database(config: &Config) -> anyhow::Result<Database> {
     match &config.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Database::Postgres(url.clone()))
+        }
         Some(url) => {
             let path = url
                 .strip_prefix("sqlite://")
                 .or_else(|| url.strip_prefix("sqlite:"))
                 .with_context(|| {
-                    format!(
-                        "unsupported database URL '{url}': only sqlite: is available in this build"
-                    )
+                    format!("unsupported database URL '{url}': use sqlite:PATH or postgres://...")
                 })?;
-            Ok(PathBuf::from(path))
+            Ok(Database::Sqlite(PathBuf::from(path)))
         }
         None => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
-            Ok(config.data_dir.join("scimd.sqlite3"))
+            Ok(Database::Sqlite(config.data_dir.join("scimd.sqlite3")))
         }
     }
-}
-
-/// Opens the configured store (migrating it if needed).
-pub fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, PathBuf)> {
-    let path = sqlite_path(config)?;
-    let store =
-        SqliteStore::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-    Ok((Arc::new(store), path))
 }
 
 /// Every resource endpoint whose scopes exist: the loaded resource types and
@@ -237,15 +242,81 @@ async fn start_auth(
     Ok(auth)
 }
 
+/// A URL fit for logs: without the password.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Opens (creating and migrating if needed) the store `config` names;
+/// returns it with a description for logs.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    Ok(match database(config)? {
+        Database::Sqlite(path) => {
+            let store = SqliteStore::open(&path)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+            (Arc::new(store), path.display().to_string())
+        }
+        Database::Postgres(url) => {
+            let shown = redacted(&url);
+            let store = PgStore::connect(&url, config.db_pool_size)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening {shown}: {e}"))?;
+            (Arc::new(store), shown)
+        }
+    })
+}
+
+fn builtin_registry() -> anyhow::Result<Registry> {
+    Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))
+}
+
+/// `scimd export`: the store `config` names, as NDJSON to `path` (`-` is
+/// standard output); returns the number of resources.
+pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
+    let (store, _) = open_store(config).await?;
+    let registry = builtin_registry()?;
+    let mut out: Box<dyn Write + Send> = if path == Path::new("-") {
+        Box::new(BufWriter::new(std::io::stdout()))
+    } else {
+        Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ))
+    };
+    transfer::export(&*store, &registry, &mut out, progress).await
+}
+
+/// `scimd import`: an export read from `path` (`-` is standard input) into
+/// the (empty) store `config` names; returns the number of resources.
+pub async fn import_from(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
+    let (store, _) = open_store(config).await?;
+    let registry = builtin_registry()?;
+    let input: Box<dyn std::io::BufRead + Send> = if path == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ))
+    };
+    transfer::import(&*store, &registry, input, progress).await
+}
+
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (store, path) = open_store(&config)?;
-    let registry =
-        Arc::new(Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))?);
+    let (store, database) = open_store(&config).await?;
+    let registry = Arc::new(builtin_registry()?);
     let local = listener.local_addr()?;
     let base = config
         .base_url
@@ -284,7 +355,7 @@ pub async fn serve(
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    tracing::info!(%local, database = %path.display(), "scimd listening");
+    tracing::info!(%local, %database, "scimd listening");
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls::rustls_config(&config.tls)? {
         None => {
@@ -324,4 +395,19 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            super::redacted("postgres://scimd:secret@db:5432/scimd"),
+            "postgres://scimd@db:5432/scimd"
+        );
+        assert_eq!(
+            super::redacted("postgres://db/scimd"),
+            "postgres://db/scimd"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use scimd::tls::TlsSource;
-use scimd::{AuthOptions, Config, admin, serve, shutdown_signal};
+use scimd::{AuthOptions, Config, admin, export_to, import_from, serve, shutdown_signal};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
@@ -45,6 +45,10 @@ enum Command {
         #[arg(long, num_args = 1..)]
         scopes: Vec<String>,
     },
+    /// Write every resource, membership and record of the store as NDJSON.
+    Export(TransferArgs),
+    /// Read an export into an empty store (SQLite or PostgreSQL).
+    Import(TransferArgs),
     /// Print the OpenAPI document (routes with their OAuth2 scopes).
     Openapi,
     /// Show or switch the protection mode of every scimd on the store.
@@ -52,6 +56,16 @@ enum Command {
         #[command(subcommand)]
         action: ProtectionAction,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct TransferArgs {
+    /// The NDJSON file; `-` is standard output (export) or input (import).
+    #[arg(long, short, default_value = "-")]
+    file: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,9 +107,12 @@ struct ServeArgs {
     /// Directory for the embedded SQLite database, created [default ./scimd-data; env SCIMD_DATA_DIR].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Database URL (sqlite:PATH); overrides --data-dir [env SCIMD_DATABASE_URL].
+    /// Database URL (sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB); overrides --data-dir [env SCIMD_DATABASE_URL].
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Most connections to a PostgreSQL database [default 16; env SCIMD_DB_POOL_SIZE].
+    #[arg(long, global = true)]
+    db_pool_size: Option<usize>,
     /// Public base URL used in meta.location [default http://<listen>; env SCIMD_BASE_URL].
     #[arg(long, global = true)]
     base_url: Option<String>,
@@ -135,6 +152,7 @@ struct Settings {
     max_body: usize,
     default_count: u64,
     max_count: u64,
+    db_pool_size: usize,
     cursor_timeout_secs: u64,
     #[serde(default)]
     auth: AuthOptions,
@@ -157,6 +175,7 @@ impl Default for Settings {
             max_body: d.max_body,
             default_count: d.default_count,
             max_count: d.max_count,
+            db_pool_size: d.db_pool_size,
             cursor_timeout_secs: d.cursor_timeout_secs,
             auth: d.auth,
             tls_cert: None,
@@ -185,6 +204,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "default_count",
             "max_count",
             "cursor_timeout_secs",
+            "db_pool_size",
             "tls_cert",
             "tls_key",
             "tls_self_signed",
@@ -216,6 +236,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
         default_count: s.default_count,
         max_count: args.max_count.unwrap_or(s.max_count),
         cursor_timeout_secs: s.cursor_timeout_secs,
+        db_pool_size: args.db_pool_size.unwrap_or(s.db_pool_size),
         auth: AuthOptions {
             token_lifetime_secs: args
                 .token_lifetime_secs
@@ -228,16 +249,32 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    // Export may write its data to standard output: logs go to stderr then.
+    let logs_to_stderr = matches!(cli.command, Some(Command::Export(_) | Command::Import(_)));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if logs_to_stderr {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let args = cli.serve;
     match cli.command {
         Some(Command::Serve) | None => {}
+        Some(Command::Export(t)) => {
+            let n = export_to(&settings(&args)?, &t.file, !t.quiet).await?;
+            tracing::info!(resources = n, "export complete");
+            return Ok(());
+        }
+        Some(Command::Import(t)) => {
+            let n = import_from(&settings(&args)?, &t.file, !t.quiet).await?;
+            tracing::info!(resources = n, "import complete");
+            return Ok(());
+        }
         Some(Command::Client { action }) => {
             let config = settings(&args)?;
             let out = match action {

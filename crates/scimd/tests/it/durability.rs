@@ -2,14 +2,19 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::harness::{bootstrap_credentials, client_with_token, fetch_token, wait_ready};
+use crate::harness::{
+    bootstrap_credentials, client_with_token, database_url, fetch_token, wait_ready,
+};
 
 /// Starts the real `scimd` binary and waits until it answers.
-fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
+fn spawn(dir: &std::path::Path, url: Option<&str>, port: u16) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir);
+    if let Some(url) = url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -37,8 +42,9 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
+    let url = database_url(dir.path()).await;
     let port = free_port();
-    let mut child = spawn(dir.path(), port);
+    let mut child = spawn(dir.path(), url.as_deref(), port);
     let client = ready_client(dir.path(), port).await;
     let base = format!("http://127.0.0.1:{port}/scim/v2");
     // Concurrent creates so that group commit batches them.
@@ -67,7 +73,7 @@ async fn acknowledged_writes_survive_kill_9() {
     child.kill().unwrap(); // SIGKILL: no graceful shutdown
     child.wait().unwrap();
     let port = free_port();
-    let mut child = spawn(dir.path(), port);
+    let mut child = spawn(dir.path(), url.as_deref(), port);
     let client = ready_client(dir.path(), port).await;
     let list: Value = client
         .get(format!("http://127.0.0.1:{port}/scim/v2/Users?count=0"))

@@ -31,6 +31,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let mut config = scimd::Config {
             data_dir: data_dir.to_path_buf(),
+            database_url: database_url(data_dir).await,
             ..scimd::Config::default()
         };
         tweak(&mut config);
@@ -185,6 +186,13 @@ pub fn client_with_token(token: &str) -> Client {
     );
     install_crypto();
     Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// The database of a server over `data_dir`, as the test binary's backend
+/// decides: `None` (SQLite in the directory) or a PostgreSQL database of its
+/// own, the same for the same directory.
+pub async fn database_url(data_dir: &Path) -> Option<String> {
+    crate::backend::database_url(data_dir).await
 }
 
 /// Asserts a SCIM error body with the given status and scimType.

@@ -1,16 +1,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 //! The integration test binary: a real scimd on 127.0.0.1:0 over a temporary
-//! SQLite store, spoken to over HTTP.
+//! SQLite store, spoken to over HTTP. `tests/it_pg` runs the same modules on
+//! PostgreSQL.
 
-mod conformance;
-mod discovery;
-mod durability;
-mod errors;
-mod groups;
-mod harness;
-mod oauth;
-mod paging;
-mod patch;
-mod tls;
-mod users;
+include!("../it/modules.rs");
+
+/// This binary's store: SQLite in each test's temporary directory.
+mod backend {
+    pub async fn database_url(_data_dir: &std::path::Path) -> Option<String> {
+        None
+    }
+}

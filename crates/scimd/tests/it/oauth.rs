@@ -13,14 +13,14 @@ use crate::harness::{Server, bootstrap_credentials, fetch_token};
 
 const PREFIX: &str = "https://jans.io/scim/";
 
-fn scim_bin(args: &[&str], data_dir: &std::path::Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+/// Runs the scimd binary on the store of the servers over `data_dir`.
+async fn scim_bin(args: &[&str], data_dir: &std::path::Path) -> Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    cmd.args(args).arg("--data-dir").arg(data_dir);
+    if let Some(url) = crate::harness::database_url(data_dir).await {
+        cmd.args(["--database-url", &url]);
+    }
+    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
     assert!(
         out.status.success(),
         "scimd {args:?} failed: {}",
@@ -528,7 +528,7 @@ async fn protection_switch_reaches_every_server() {
         let (st, _, _) = send(s, Method::GET, "/Users", None, None).await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
-    let out = scim_bin(&["protection", "set", "bypass"], dir.path());
+    let out = scim_bin(&["protection", "set", "bypass"], dir.path()).await;
     assert_eq!(out["protection"], "bypass");
     let switched = Instant::now();
     for s in [&a, &b] {
@@ -546,7 +546,7 @@ async fn protection_switch_reaches_every_server() {
     }
     let (_, _, spc) = send(&a, Method::GET, "/ServiceProviderConfig", None, None).await;
     assert_eq!(spc["authenticationSchemes"][0]["name"], "BYPASS");
-    scim_bin(&["protection", "set", "oauth"], dir.path());
+    scim_bin(&["protection", "set", "oauth"], dir.path()).await;
     let switched = Instant::now();
     for s in [&a, &b] {
         loop {
@@ -595,7 +595,7 @@ async fn bootstrap_client_and_client_commands() {
     let created = scim_bin(
         &["client", "create", "reader", "--scopes", "users.read"],
         dir.path(),
-    );
+    ).await;
     let id = created["client_id"].as_str().unwrap().to_string();
     let secret = created["client_secret"].as_str().unwrap().to_string();
     assert_eq!(created["scopes"], json!([format!("{PREFIX}users.read")]));
@@ -612,14 +612,14 @@ async fn bootstrap_client_and_client_commands() {
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
-    let listed = scim_bin(&["client", "list"], dir.path());
+    let listed = scim_bin(&["client", "list"], dir.path()).await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(
         !listed.to_string().contains("argon2"),
         "no secret hashes listed"
     );
 
-    let rotated = scim_bin(&["client", "rotate-secret", &id], dir.path());
+    let rotated = scim_bin(&["client", "rotate-secret", &id], dir.path()).await;
     let new_secret = rotated["client_secret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
     let status = |secret: String| {
@@ -638,7 +638,7 @@ async fn bootstrap_client_and_client_commands() {
     };
     assert_eq!(status(secret.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(status(new_secret.to_string()).await, StatusCode::OK);
-    scim_bin(&["client", "delete", &id], dir.path());
+    scim_bin(&["client", "delete", &id], dir.path()).await;
     assert_eq!(
         status(new_secret.to_string()).await,
         StatusCode::UNAUTHORIZED
@@ -656,7 +656,7 @@ async fn bootstrap_client_and_client_commands() {
             &s.root,
         ],
         dir.path(),
-    );
+    ).await;
     let t = issued["access_token"].as_str().unwrap();
     let (st, _, _) = send(&s, Method::GET, "/Groups", Some(t), None).await;
     assert_eq!(st, StatusCode::OK);

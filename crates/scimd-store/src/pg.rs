@@ -1,0 +1,883 @@
+//! PostgreSQL store: the SQLite table design and the same SQL translation
+//! ([`crate::translate`], PostgreSQL dialect), over a connection pool.
+//!
+//! Written for PostgreSQL and for engines that speak its protocol and most
+//! of its SQL (CockroachDB, YugabyteDB): no advisory locks, no
+//! LISTEN/NOTIFY, no stored procedures. Correctness under concurrency rests
+//! on row locks and constraints only: uniqueness is a primary key
+//! (`unique_values`), conditional writes are `UPDATE … WHERE version = $n`,
+//! and a membership change starts by bumping the group's version, which
+//! locks the group row and so serialises changes to one group across every
+//! scimd that shares the database. Transactions that the engine aborts as a
+//! serialization failure or a deadlock (SQLSTATE 40001, 40P01; routine on
+//! serializable engines) are re-run from the start, a bounded number of times.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use scimd_core::query::Query;
+use scimd_core::store::{
+    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, RestoredResource, Store,
+    StoreError, StoredResource,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, NoTls, Row};
+
+use crate::translate::{Dialect, Param, Sql, page_queries};
+
+/// Schema versions, applied in order, each once (table `scimd_migrations`).
+const MIGRATIONS: &[&str] = &[include_str!("pg_migrations_001.sql")];
+/// How often a transaction aborted by a serialization failure or a deadlock
+/// is re-run before the caller gets [`StoreError::Conflict`].
+const MAX_RETRIES: u32 = 12;
+
+/// A store on PostgreSQL (or a compatible engine) that several scimd
+/// processes may share.
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// A failure inside a transaction: a decided outcome, or a database error
+/// that may be worth a retry.
+#[derive(Debug)]
+enum Fail {
+    Store(StoreError),
+    Db(tokio_postgres::Error),
+    /// The transaction saw a concurrent change that a re-run resolves.
+    Retry,
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+fn code(e: &tokio_postgres::Error) -> Option<&SqlState> {
+    e.code()
+}
+
+impl Fail {
+    fn retryable(&self) -> bool {
+        match self {
+            Fail::Retry => true,
+            Fail::Db(e) => code(e).is_some_and(|c| {
+                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+            }),
+            Fail::Store(_) => false,
+        }
+    }
+
+    fn into_store(self) -> StoreError {
+        if self.retryable() {
+            return StoreError::Conflict;
+        }
+        match self {
+            Fail::Store(e) => e,
+            Fail::Db(e) => StoreError::Backend(describe(&e)),
+            Fail::Retry => StoreError::Conflict,
+        }
+    }
+}
+
+/// The server's message and SQLSTATE when there is one (the plain `Display`
+/// of a server error is only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{db} (SQLSTATE {})", db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn is_code(e: &tokio_postgres::Error, want: &SqlState) -> bool {
+    code(e) == Some(want)
+}
+
+/// Waits before attempt `attempt` (1-based): exponential from 2 ms, capped
+/// at 200 ms, with jitter so that colliding writers do not collide again.
+async fn backoff(attempt: u32) {
+    let base = 2u64 << attempt.min(7);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()) % base.max(1))
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis((base + jitter).min(200))).await;
+}
+
+/// Runs `$body` in a transaction on a pooled connection and commits; `$body`
+/// may use `?` with anything convertible into [`Fail`]. The whole
+/// transaction is re-run on a serialization failure or a deadlock, so the
+/// body must not have effects outside the database.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            let result: Result<_, Fail> = async {
+                let mut client = $store.client().await?;
+                let $tx = client.transaction().await?;
+                let value = $body;
+                $tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if e.retryable() && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                other => break other.map_err(Fail::into_store),
+            }
+        }
+    }};
+}
+
+/// Runs `$body` with a pooled connection (no explicit transaction), with the
+/// same retries as [`in_transaction`].
+macro_rules! with_client {
+    ($store:expr, |$client:ident| $body:block) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            let result: Result<_, Fail> = async {
+                let $client = $store.client().await?;
+                Ok($body)
+            }
+            .await;
+            match result {
+                Err(e) if e.retryable() && attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                other => break other.map_err(Fail::into_store),
+            }
+        }
+    }};
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://` or `postgresql://`) with a pool of
+    /// at most `pool_size` connections and brings the schema up to date.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("invalid database URL: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("scimd");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(Duration::from_secs(30)),
+                create: Some(Duration::from_secs(10)),
+                recycle: Some(Duration::from_secs(5)),
+            })
+            .build()
+            .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Fail> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Fail::Store(StoreError::Backend(format!("database connection: {e}"))))
+    }
+
+    /// Applies the missing migrations. Several servers may start at once:
+    /// each migration is claimed by inserting its row into
+    /// `scimd_migrations` in the transaction that applies it, so a second
+    /// server waits on that row and then finds it applied.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // Two sessions creating the table at once can collide in the
+        // catalog; the loser tries again and finds the table.
+        let mut attempt = 0;
+        loop {
+            let created = async {
+                self.client()
+                    .await?
+                    .batch_execute(
+                        "CREATE TABLE IF NOT EXISTS scimd_migrations (version BIGINT PRIMARY KEY, applied TEXT NOT NULL)",
+                    )
+                    .await
+                    .map_err(Fail::Db)
+            }
+            .await;
+            match created {
+                Err(Fail::Db(e))
+                    if attempt < MAX_RETRIES
+                        && (is_code(&e, &SqlState::UNIQUE_VIOLATION)
+                            || is_code(&e, &SqlState::DUPLICATE_TABLE)
+                            || is_code(&e, &SqlState::DUPLICATE_OBJECT)) =>
+                {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                other => break other.map_err(Fail::into_store)?,
+            }
+        }
+        let latest = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+            in_transaction!(self, |tx| {
+                let claimed = tx
+                    .execute(
+                        "INSERT INTO scimd_migrations (version, applied) VALUES ($1, now()::text) ON CONFLICT DO NOTHING",
+                        &[&version],
+                    )
+                    .await?;
+                if claimed == 1 {
+                    tx.batch_execute(sql).await?;
+                }
+            })?;
+        }
+        let newest: Option<i64> = with_client!(self, |client| {
+            client
+                .query_one("SELECT max(version) FROM scimd_migrations", &[])
+                .await?
+                .try_get(0)?
+        })?;
+        if newest.is_some_and(|v| v > latest) {
+            return Err(StoreError::Backend(format!(
+                "the database schema is at version {} but this scimd knows only {latest}: run a newer scimd",
+                newest.unwrap_or(0)
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Text(t) => t as &(dyn ToSql + Sync),
+            Param::Real(r) => r as &(dyn ToSql + Sync),
+            Param::Int(i) => i as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+fn to_stored(row: &Row) -> Result<StoredResource, Fail> {
+    let id: String = row.try_get(1)?;
+    let data: String = row.try_get(6)?;
+    let data = match serde_json::from_str(&data) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => {
+            return Err(Fail::Store(StoreError::Backend(format!(
+                "resource {id} has a corrupt document"
+            ))));
+        }
+    };
+    Ok(StoredResource {
+        position: row.try_get(0)?,
+        resource_type: row.try_get(2)?,
+        id,
+        version: row.try_get(3)?,
+        created: row.try_get(4)?,
+        modified: row.try_get(5)?,
+        data,
+        members: None,
+    })
+}
+
+/// Members of several groups at once: `(group_seq, member)` in member order.
+const MEMBERS_OF: &str = "SELECT m.group_seq, r.id, r.rtype,
+        COALESCE(m.display, r.data::json ->> 'displayName', r.data::json ->> 'userName')
+   FROM members m JOIN resources r ON r.seq = m.member_seq
+  WHERE m.group_seq = ANY($1::int8[]) ORDER BY m.group_seq, m.member_seq";
+
+fn row_to_member(row: &Row) -> Result<(i64, Member), Fail> {
+    Ok((
+        row.try_get(0)?,
+        Member {
+            value: row.try_get(1)?,
+            typ: Some(row.try_get(2)?),
+            display: row.try_get(3)?,
+        },
+    ))
+}
+
+async fn load_members(c: &impl GenericClient, group_seq: i64) -> Result<Vec<Member>, Fail> {
+    let rows = c.query(MEMBERS_OF, &[&vec![group_seq]]).await?;
+    rows.iter()
+        .map(|r| row_to_member(r).map(|(_, m)| m))
+        .collect()
+}
+
+const GROUPS_OF: &str = "WITH RECURSIVE g(seq, direct) AS (
+       SELECT m.group_seq, TRUE FROM members m
+        WHERE m.member_seq = (SELECT seq FROM resources WHERE id = $1::text)
+       UNION
+       SELECT m.group_seq, FALSE FROM members m JOIN g ON m.member_seq = g.seq
+     )
+     SELECT r.id, r.data::json ->> 'displayName', bool_or(g.direct)
+       FROM g JOIN resources r ON r.seq = g.seq GROUP BY g.seq, r.id, r.data ORDER BY g.seq";
+
+fn row_to_group(row: &Row) -> Result<GroupMembership, Fail> {
+    Ok(GroupMembership {
+        group_id: row.try_get(0)?,
+        display: row.try_get(1)?,
+        direct: row.try_get(2)?,
+    })
+}
+
+/// Writes unique values, index entries and (optionally) memberships of `seq`.
+async fn write_side_tables(
+    tx: &deadpool_postgres::Transaction<'_>,
+    seq: i64,
+    w: &ResourceWrite,
+) -> Result<(), Fail> {
+    if !w.unique.is_empty() {
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO unique_values (scope, key, value, seq) VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        for u in &w.unique {
+            let scope = if u.global {
+                "*"
+            } else {
+                w.resource_type.as_str()
+            };
+            tx.execute(&insert, &[&scope, &u.key, &u.value, &seq])
+                .await
+                .map_err(|e| {
+                    if is_code(&e, &SqlState::UNIQUE_VIOLATION) {
+                        Fail::Store(StoreError::Uniqueness {
+                            attr: u.key.clone(),
+                        })
+                    } else {
+                        Fail::Db(e)
+                    }
+                })?;
+        }
+    }
+    if !w.index.is_empty() {
+        // One statement for every entry: a resource has dozens.
+        let mut keys = Vec::with_capacity(w.index.len());
+        let mut elems = Vec::with_capacity(w.index.len());
+        let mut prims = Vec::with_capacity(w.index.len());
+        let mut texts = Vec::with_capacity(w.index.len());
+        let mut numbers = Vec::with_capacity(w.index.len());
+        for e in &w.index {
+            keys.push(e.key.as_str());
+            elems.push(i64::from(e.elem));
+            prims.push(e.primary);
+            texts.push(e.text.as_deref());
+            numbers.push(e.number);
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO attr_values (seq, key, elem, prim, s, n)
+                 SELECT $1::int8, u.k, u.e, u.p, u.s, u.n
+                   FROM unnest($2::text[], $3::int8[], $4::bool[], $5::text[], $6::float8[]) AS u(k, e, p, s, n)",
+            )
+            .await?;
+        tx.execute(&insert, &[&seq, &keys, &elems, &prims, &texts, &numbers])
+            .await?;
+    }
+    if let Some(members) = &w.members {
+        tx.execute("DELETE FROM members WHERE group_seq = $1", &[&seq])
+            .await?;
+        add_members(tx, seq, members, &w.member_types).await?;
+    }
+    Ok(())
+}
+
+/// Adds members in two statements whatever their number; the first unknown
+/// (or wrongly typed) member in request order is the one reported, as in
+/// the SQLite store.
+async fn add_members(
+    tx: &deadpool_postgres::Transaction<'_>,
+    group_seq: i64,
+    members: &[Member],
+    types: &[String],
+) -> Result<(), Fail> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = members.iter().map(|m| m.value.as_str()).collect();
+    let find = tx
+        .prepare_cached("SELECT id, seq, rtype FROM resources WHERE id = ANY($1::text[])")
+        .await?;
+    let mut found = std::collections::HashMap::new();
+    for row in tx.query(&find, &[&ids]).await? {
+        let id: String = row.try_get(0)?;
+        let seq: i64 = row.try_get(1)?;
+        let rtype: String = row.try_get(2)?;
+        found.insert(id, (seq, rtype));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut seqs = Vec::with_capacity(members.len());
+    let mut displays = Vec::with_capacity(members.len());
+    for m in members {
+        let Some((seq, rtype)) = found.get(&m.value) else {
+            return Err(StoreError::UnknownMember(m.value.clone()).into());
+        };
+        let type_ok = types.iter().any(|t| t == rtype)
+            && m.typ.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(rtype));
+        if !type_ok {
+            return Err(StoreError::UnknownMember(m.value.clone()).into());
+        }
+        // The first mention of a member wins, as with row-by-row inserts.
+        if seen.insert(*seq) {
+            seqs.push(*seq);
+            displays.push(m.display.as_deref());
+        }
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO members (group_seq, member_seq, display)
+             SELECT $1::int8, u.m, u.d FROM unnest($2::int8[], $3::text[]) AS u(m, d)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    tx.execute(&insert, &[&group_seq, &seqs, &displays])
+        .await
+        .map_err(|e| {
+            // A member deleted between the lookup and the insert: the re-run
+            // finds it gone and names it, as if the delete had come first.
+            if is_code(&e, &SqlState::FOREIGN_KEY_VIOLATION) {
+                Fail::Retry
+            } else {
+                Fail::Db(e)
+            }
+        })?;
+    Ok(())
+}
+
+/// After a conditional statement touched no row: not found, or a version
+/// mismatch.
+async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) -> Fail {
+    match c
+        .query_opt(
+            "SELECT version FROM resources WHERE id = $1 AND rtype = $2",
+            &[&id, &rtype],
+        )
+        .await
+    {
+        Ok(Some(row)) => match row.try_get(0) {
+            Ok(current) => Fail::Store(StoreError::VersionMismatch { current }),
+            Err(e) => Fail::Db(e),
+        },
+        Ok(None) => Fail::Store(StoreError::NotFound),
+        Err(e) => Fail::Db(e),
+    }
+}
+
+const GET_ONE: &str = "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data
+   FROM resources r WHERE r.id = $1 AND r.rtype = $2";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        with_client!(self, |client| {
+            client.simple_query("SELECT 1").await?;
+        })
+    }
+
+    async fn create(&self, w: ResourceWrite) -> Result<StoredResource, StoreError> {
+        let data = serde_json::Value::Object(w.data.clone()).to_string();
+        let (seq, members) = in_transaction!(self, |tx| {
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO resources (id, rtype, version, created, modified, data)
+                     VALUES ($1, $2, 1, $3, $3, $4) RETURNING seq",
+                )
+                .await?;
+            let seq: i64 = tx
+                .query_one(&insert, &[&w.id, &w.resource_type, &w.now, &data])
+                .await?
+                .try_get(0)?;
+            write_side_tables(&tx, seq, &w).await?;
+            let members = match &w.members {
+                Some(_) => Some(load_members(&*tx, seq).await?),
+                None => None,
+            };
+            (seq, members)
+        })?;
+        Ok(StoredResource {
+            position: seq,
+            resource_type: w.resource_type,
+            id: w.id,
+            version: 1,
+            created: w.now.clone(),
+            modified: w.now,
+            data: w.data,
+            members,
+        })
+    }
+
+    async fn get(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_members: bool,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        with_client!(self, |client| {
+            let get = client.prepare_cached(GET_ONE).await?;
+            match client.query_opt(&get, &[&id, &rtype]).await? {
+                None => None,
+                Some(row) => {
+                    let mut stored = to_stored(&row)?;
+                    if with_members {
+                        stored.members = Some(load_members(&**client, stored.position).await?);
+                    }
+                    Some(stored)
+                }
+            }
+        })
+    }
+
+    async fn replace(
+        &self,
+        w: ResourceWrite,
+        expected: Option<i64>,
+    ) -> Result<StoredResource, StoreError> {
+        let data = serde_json::Value::Object(w.data.clone()).to_string();
+        let (seq, version, created, members) = in_transaction!(self, |tx| {
+            let update = tx
+                .prepare_cached(
+                    "UPDATE resources SET version = version + 1, modified = $1, data = $2
+                     WHERE id = $3 AND rtype = $4 AND ($5::int8 IS NULL OR version = $5)
+                     RETURNING seq, version, created",
+                )
+                .await?;
+            let Some(row) = tx
+                .query_opt(
+                    &update,
+                    &[&w.now, &data, &w.id, &w.resource_type, &expected],
+                )
+                .await?
+            else {
+                return Err(explain_miss(&*tx, &w.resource_type, &w.id).await);
+            };
+            let seq: i64 = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            let created: String = row.try_get(2)?;
+            tx.execute("DELETE FROM unique_values WHERE seq = $1", &[&seq])
+                .await?;
+            tx.execute("DELETE FROM attr_values WHERE seq = $1", &[&seq])
+                .await?;
+            write_side_tables(&tx, seq, &w).await?;
+            let members = match &w.members {
+                Some(_) => Some(load_members(&*tx, seq).await?),
+                None => None,
+            };
+            (seq, version, created, members)
+        })?;
+        Ok(StoredResource {
+            position: seq,
+            resource_type: w.resource_type,
+            id: w.id,
+            version,
+            created,
+            modified: w.now,
+            data: w.data,
+            members,
+        })
+    }
+
+    async fn change_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        changes: Vec<MemberChange>,
+        member_types: Vec<String>,
+        expected: Option<i64>,
+        now: String,
+    ) -> Result<i64, StoreError> {
+        let modified_key =
+            scimd_core::value::parse_datetime(&now).map(scimd_core::value::datetime_key);
+        in_transaction!(self, |tx| {
+            // Bumping the version first takes the group's row lock: changes
+            // to one group queue here, whichever scimd they came through.
+            let update = tx
+                .prepare_cached(
+                    "UPDATE resources SET version = version + 1, modified = $1
+                     WHERE id = $2 AND rtype = $3 AND ($4::int8 IS NULL OR version = $4)
+                     RETURNING seq, version",
+                )
+                .await?;
+            let Some(row) = tx
+                .query_opt(&update, &[&now, &id, &rtype, &expected])
+                .await?
+            else {
+                return Err(explain_miss(&*tx, rtype, id).await);
+            };
+            let seq: i64 = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            for change in &changes {
+                match change {
+                    MemberChange::Add(members) => {
+                        add_members(&tx, seq, members, &member_types).await?
+                    }
+                    MemberChange::Remove(ids) => {
+                        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        let remove = tx
+                            .prepare_cached(
+                                "DELETE FROM members WHERE group_seq = $1
+                                   AND member_seq IN (SELECT seq FROM resources WHERE id = ANY($2::text[]))",
+                            )
+                            .await?;
+                        tx.execute(&remove, &[&seq, &ids]).await?;
+                    }
+                    MemberChange::RemoveAll => {
+                        tx.execute("DELETE FROM members WHERE group_seq = $1", &[&seq])
+                            .await?;
+                    }
+                }
+            }
+            let meta = tx
+                .prepare_cached(
+                    "UPDATE attr_values SET s = CASE key WHEN 'meta.lastmodified' THEN $2::text ELSE $3::text END
+                      WHERE seq = $1 AND key IN ('meta.lastmodified', 'meta.version')",
+                )
+                .await?;
+            tx.execute(&meta, &[&seq, &modified_key, &format!("W/\"{version}\"")])
+                .await?;
+            version
+        })
+    }
+
+    async fn delete(&self, rtype: &str, id: &str, expected: Option<i64>) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            let delete = tx
+                .prepare_cached(
+                    "DELETE FROM resources WHERE id = $1 AND rtype = $2 AND ($3::int8 IS NULL OR version = $3)",
+                )
+                .await?;
+            if tx.execute(&delete, &[&id, &rtype, &expected]).await? == 0 {
+                return Err(explain_miss(&*tx, rtype, id).await);
+            }
+        })
+    }
+
+    async fn query(&self, q: Query) -> Result<Page, StoreError> {
+        let (count, page): (Sql, Sql) = page_queries(Dialect::Postgres, &q);
+        with_client!(self, |client| {
+            // Both statements go out together (pipelined on one connection).
+            let (count_params, page_params) = (bind(&count.params), bind(&page.params));
+            let (total, rows) = tokio::try_join!(
+                client.query_one(count.text.as_str(), &count_params),
+                client.query(page.text.as_str(), &page_params),
+            )?;
+            let total: i64 = total.try_get(0)?;
+            let mut items = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
+            if q.with_members && !items.is_empty() {
+                let seqs: Vec<i64> = items.iter().map(|s| s.position).collect();
+                let mut by_group: std::collections::HashMap<i64, Vec<Member>> =
+                    std::collections::HashMap::new();
+                for row in client.query(MEMBERS_OF, &[&seqs]).await? {
+                    let (group, member) = row_to_member(&row)?;
+                    by_group.entry(group).or_default().push(member);
+                }
+                for item in &mut items {
+                    item.members = Some(by_group.remove(&item.position).unwrap_or_default());
+                }
+            }
+            Page {
+                total: u64::try_from(total).unwrap_or(0),
+                items,
+            }
+        })
+    }
+
+    async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError> {
+        with_client!(self, |client| {
+            let groups = client.prepare_cached(GROUPS_OF).await?;
+            let rows = client.query(&groups, &[&member_id]).await?;
+            rows.iter()
+                .map(row_to_group)
+                .collect::<Result<Vec<_>, _>>()?
+        })
+    }
+
+    async fn get_with_groups(
+        &self,
+        rtype: &str,
+        id: &str,
+    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
+        with_client!(self, |client| {
+            let (get, groups) = tokio::try_join!(
+                client.prepare_cached(GET_ONE),
+                client.prepare_cached(GROUPS_OF)
+            )?;
+            // One round trip for both.
+            let (get_params, groups_params): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 1]) =
+                ([&id, &rtype], [&id]);
+            let (row, rows) = tokio::try_join!(
+                client.query_opt(&get, &get_params),
+                client.query(&groups, &groups_params),
+            )?;
+            match row {
+                None => None,
+                Some(row) => Some((
+                    to_stored(&row)?,
+                    rows.iter()
+                        .map(row_to_group)
+                        .collect::<Result<Vec<_>, _>>()?,
+                )),
+            }
+        })
+    }
+
+    async fn restore(&self, mut batch: Vec<RestoredResource>) -> Result<(), StoreError> {
+        let mut docs = Vec::with_capacity(batch.len());
+        for r in &mut batch {
+            r.write.members = None;
+            docs.push(serde_json::Value::Object(r.write.data.clone()).to_string());
+        }
+        in_transaction!(self, |tx| {
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO resources (id, rtype, version, created, modified, data)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+                )
+                .await?;
+            for (r, data) in batch.iter().zip(&docs) {
+                let w = &r.write;
+                let seq: i64 = tx
+                    .query_one(
+                        &insert,
+                        &[
+                            &w.id,
+                            &w.resource_type,
+                            &r.version,
+                            &r.created,
+                            &w.now,
+                            data,
+                        ],
+                    )
+                    .await?
+                    .try_get(0)?;
+                write_side_tables(&tx, seq, w).await?;
+            }
+        })
+    }
+
+    async fn restore_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        members: Vec<Member>,
+        member_types: Vec<String>,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT seq FROM resources WHERE id = $1 AND rtype = $2",
+                    &[&id, &rtype],
+                )
+                .await?
+            else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let seq: i64 = row.try_get(0)?;
+            tx.execute("DELETE FROM members WHERE group_seq = $1", &[&seq])
+                .await?;
+            add_members(&tx, seq, &members, &member_types).await?;
+            tx.execute(
+                "UPDATE members m SET display = NULL FROM resources r
+                  WHERE m.group_seq = $1 AND r.seq = m.member_seq
+                    AND m.display = COALESCE(r.data::json ->> 'displayName', r.data::json ->> 'userName')",
+                &[&seq],
+            )
+            .await?;
+        })
+    }
+
+    async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        with_client!(self, |client| {
+            let row = client
+                .query_opt(
+                    "SELECT data FROM records WHERE kind = $1 AND id = $2",
+                    &[&kind, &id],
+                )
+                .await?;
+            match row {
+                None => None,
+                Some(row) => Some(Record {
+                    id: id.to_string(),
+                    data: parse_record(&row.try_get::<_, String>(0)?)?,
+                }),
+            }
+        })
+    }
+
+    async fn record_list(&self, kind: &str) -> Result<Vec<Record>, StoreError> {
+        with_client!(self, |client| {
+            let rows = client
+                .query(
+                    "SELECT id, data FROM records WHERE kind = $1 ORDER BY id COLLATE \"C\"",
+                    &[&kind],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(Record {
+                    id: row.try_get(0)?,
+                    data: parse_record(&row.try_get::<_, String>(1)?)?,
+                });
+            }
+            out
+        })
+    }
+
+    async fn record_insert(&self, kind: &str, record: Record) -> Result<bool, StoreError> {
+        let data = record.data.to_string();
+        in_transaction!(self, |tx| {
+            tx.execute(
+                "INSERT INTO records (kind, id, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&kind, &record.id, &data],
+            )
+            .await?
+                == 1
+        })
+    }
+
+    async fn record_put(&self, kind: &str, record: Record) -> Result<(), StoreError> {
+        let data = record.data.to_string();
+        in_transaction!(self, |tx| {
+            tx.execute(
+                "INSERT INTO records (kind, id, data) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+                &[&kind, &record.id, &data],
+            )
+            .await?;
+        })
+    }
+
+    async fn record_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| {
+            tx.execute(
+                "DELETE FROM records WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )
+            .await?
+                == 1
+        })
+    }
+}
+
+fn parse_record(data: &str) -> Result<serde_json::Value, Fail> {
+    serde_json::from_str(data)
+        .map_err(|e| Fail::Store(StoreError::Backend(format!("corrupt record: {e}"))))
+}

@@ -1,0 +1,293 @@
+//! The PostgreSQL store under concurrency, through the `Store` trait: at
+//! PostgreSQL's default isolation (READ COMMITTED) and at SERIALIZABLE,
+//! which is what CockroachDB always runs and where the engine aborts
+//! colliding transactions (SQLSTATE 40001) for the store to re-run. Also the
+//! operational records and concurrent start-ups (migrations), on both stores
+//! where it applies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../src/testing.rs"]
+#[allow(dead_code)]
+mod testing;
+
+use std::sync::Arc;
+
+use scimd_core::index::{MetaFacts, index_entries, unique_values};
+use scimd_core::schema::Registry;
+use scimd_core::store::{Member, MemberChange, Record, ResourceWrite, Store, StoreError};
+use scimd_store::{PgStore, SqliteStore};
+use serde_json::{Map, json};
+
+/// The URL of a fresh database, or `None` when the PostgreSQL tests are
+/// skipped.
+async fn fresh_database(label: &str) -> Option<String> {
+    let server = match testing::shared(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
+        Ok(server) => server,
+        Err(why) => {
+            testing::unavailable(&why).unwrap();
+            return None;
+        }
+    };
+    let key = format!(
+        "pg_concurrency {label} {} {:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    Some(
+        server
+            .database(&testing::database_name(&key))
+            .await
+            .unwrap(),
+    )
+}
+
+/// `url` with every transaction SERIALIZABLE.
+fn serializable(url: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20default_transaction_isolation%3Dserializable")
+}
+
+fn write(rtype: &str, id: &str, data: serde_json::Value) -> ResourceWrite {
+    let registry = Registry::builtin().unwrap();
+    let rt = registry.by_name(rtype).unwrap();
+    let data: Map<String, serde_json::Value> = data.as_object().unwrap().clone();
+    let facts = MetaFacts {
+        id,
+        created: "2026-01-01T00:00:00Z",
+        modified: "2026-01-01T00:00:00Z",
+        version: 1,
+    };
+    ResourceWrite {
+        resource_type: rtype.into(),
+        id: id.into(),
+        unique: unique_values(rt, &data),
+        index: index_entries(rt, &data, &facts),
+        members: (rtype == "Group").then(Vec::new),
+        data,
+        member_types: vec!["User".into(), "Group".into()],
+        now: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+async fn races(store: Arc<dyn Store>) {
+    // One userName, twenty writers: one wins, the others hear Uniqueness.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create(write(
+                    "User",
+                    &format!("dup-{i}"),
+                    json!({"userName": "same"}),
+                ))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Uniqueness { attr }) => assert_eq!(attr, "username"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+
+    // 32 member adds to one group: none lost, one version bump each.
+    store
+        .create(write("Group", "g", json!({"displayName": "G"})))
+        .await
+        .unwrap();
+    for i in 0..32 {
+        store
+            .create(write(
+                "User",
+                &format!("u{i}"),
+                json!({"userName": format!("u{i}")}),
+            ))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .change_members(
+                    "Group",
+                    "g",
+                    vec![MemberChange::Add(vec![Member {
+                        value: format!("u{i}"),
+                        typ: None,
+                        display: None,
+                    }])],
+                    vec!["User".into(), "Group".into()],
+                    None,
+                    "2026-01-02T00:00:00Z".into(),
+                )
+                .await
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap().unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, (2..=33).collect::<Vec<i64>>());
+    let group = store.get("Group", "g", true).await.unwrap().unwrap();
+    assert_eq!(group.members.unwrap().len(), 32);
+    assert_eq!(group.version, 33);
+    assert_eq!(store.groups_of("u7").await.unwrap().len(), 1);
+
+    // Compare-and-swap: twenty replaces expecting version 1, one winner.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .replace(
+                    write(
+                        "User",
+                        "u0",
+                        json!({"userName": "u0", "displayName": format!("{i}")}),
+                    ),
+                    Some(1),
+                )
+                .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(r.version, 2);
+                won += 1;
+            }
+            Err(StoreError::VersionMismatch { current }) => assert_eq!(current, 2),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+
+    // A member deleted while others are added: the group keeps the rest.
+    let deleter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.delete("User", "u1", None).await })
+    };
+    let adder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .change_members(
+                    "Group",
+                    "g",
+                    vec![MemberChange::RemoveAll],
+                    vec!["User".into()],
+                    None,
+                    "2026-01-03T00:00:00Z".into(),
+                )
+                .await
+        })
+    };
+    deleter.await.unwrap().unwrap();
+    adder.await.unwrap().unwrap();
+    let group = store.get("Group", "g", true).await.unwrap().unwrap();
+    assert_eq!(group.members.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn races_at_read_committed() {
+    let Some(url) = fresh_database("read committed").await else {
+        return;
+    };
+    races(Arc::new(PgStore::connect(&url, 8).await.unwrap())).await;
+}
+
+#[tokio::test]
+async fn races_at_serializable_are_retried() {
+    let Some(url) = fresh_database("serializable").await else {
+        return;
+    };
+    races(Arc::new(
+        PgStore::connect(&serializable(&url), 8).await.unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn races_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    races(Arc::new(
+        SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn servers_starting_at_once_migrate_once() {
+    let Some(url) = fresh_database("migrations").await else {
+        return;
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move { PgStore::connect(&url, 2).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    store
+        .create(write("User", "a", json!({"userName": "a"})))
+        .await
+        .unwrap();
+}
+
+async fn records(store: &dyn Store) {
+    let rec = |id: &str, v: i64| Record {
+        id: id.into(),
+        data: json!({"v": v}),
+    };
+    assert!(store.record_insert("client", rec("b", 1)).await.unwrap());
+    assert!(!store.record_insert("client", rec("b", 2)).await.unwrap());
+    assert!(store.record_insert("client", rec("B", 1)).await.unwrap());
+    assert!(store.record_insert("client", rec("a", 1)).await.unwrap());
+    assert!(store.record_insert("setting", rec("a", 9)).await.unwrap());
+    assert_eq!(
+        store.record_get("client", "b").await.unwrap(),
+        Some(rec("b", 1))
+    );
+    store.record_put("client", rec("b", 3)).await.unwrap();
+    store.record_put("client", rec("c", 4)).await.unwrap();
+    let ids: Vec<String> = store
+        .record_list("client")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["B", "a", "b", "c"], "byte order, as SQLite");
+    assert_eq!(
+        store.record_get("client", "b").await.unwrap(),
+        Some(rec("b", 3))
+    );
+    assert!(store.record_delete("client", "b").await.unwrap());
+    assert!(!store.record_delete("client", "b").await.unwrap());
+    assert_eq!(store.record_get("client", "b").await.unwrap(), None);
+    assert_eq!(store.record_list("setting").await.unwrap(), [rec("a", 9)]);
+}
+
+#[tokio::test]
+async fn records_on_postgres() {
+    let Some(url) = fresh_database("records").await else {
+        return;
+    };
+    records(&PgStore::connect(&url, 2).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn records_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    records(&SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap()).await;
+}

@@ -1,0 +1,358 @@
+//! `scimd export` and `scimd import`: every resource (version and timestamps
+//! included), every membership and the operational records, as NDJSON,
+//! streamed between any two stores. Memory stays flat: resources are read a
+//! page at a time and written a batch at a time.
+//!
+//! The stream, one JSON object per line:
+//! 1. `{"scimd_export": 1, "resources": N}` (N sizes the progress bar);
+//! 2. `{"resource": {"resourceType", "id", "version", "created", "modified", "data"}}`
+//!    for every resource, in insertion order (which the import keeps);
+//! 3. `{"members": {"resourceType", "id", "members": [{"value", "type", "display"}]}}`
+//!    for every group with members, after all resources, so that each member
+//!    exists when its group's line is read;
+//! 4. `{"record": {"kind", "id", "data"}}` for each operational record.
+
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use scimd_core::index::{MetaFacts, index_entries, unique_values};
+use scimd_core::query::{Paging, Query};
+use scimd_core::schema::Registry;
+use scimd_core::store::{Member, Record, ResourceWrite, RestoredResource, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Operational record kinds that travel with the resources.
+pub const RECORD_KINDS: &[&str] = &["client", "signing_key", "setting"];
+const FORMAT: u32 = 1;
+/// Resources read per page, and restored per transaction.
+const PAGE: u64 = 500;
+/// Groups read per page when exporting memberships (each may carry many).
+const GROUP_PAGE: u64 = 20;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceLine {
+    resource_type: String,
+    id: String,
+    version: i64,
+    created: String,
+    modified: String,
+    data: Map<String, Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberLine {
+    value: String,
+    #[serde(rename = "type")]
+    typ: Option<String>,
+    display: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MembersLine {
+    resource_type: String,
+    id: String,
+    members: Vec<MemberLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordLine {
+    kind: String,
+    id: String,
+    data: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    Resource(ResourceLine),
+    Members(MembersLine),
+    Record(RecordLine),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    scimd_export: u32,
+    resources: u64,
+}
+
+fn bar(show: bool, total: u64, verb: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{verb} {{bar:40}} {{pos}}/{{len}} resources ({{per_sec}}, {{eta}} left)"
+    )) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn all_types(registry: &Registry) -> Vec<String> {
+    registry
+        .resource_types()
+        .iter()
+        .map(|rt| rt.name().to_string())
+        .collect()
+}
+
+/// Resource types a group member may be (as the service decides them).
+fn member_types(registry: &Registry) -> Vec<String> {
+    registry
+        .resource_types()
+        .iter()
+        .filter(|rt| rt.has_computed_groups() || rt.has_members())
+        .map(|rt| rt.name().to_string())
+        .collect()
+}
+
+async fn count(store: &dyn Store, types: Vec<String>) -> anyhow::Result<u64> {
+    let page = store
+        .query(Query {
+            resource_types: types,
+            filter: None,
+            sort: None,
+            paging: Paging::Index { start: 1, count: 0 },
+            with_members: false,
+        })
+        .await?;
+    Ok(page.total)
+}
+
+fn write_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes the whole store to `out`; returns the number of resources.
+pub async fn export(
+    store: &dyn Store,
+    registry: &Registry,
+    out: &mut impl Write,
+    progress: bool,
+) -> anyhow::Result<u64> {
+    let types = all_types(registry);
+    let total = count(store, types.clone()).await?;
+    write_line(
+        out,
+        &Header {
+            scimd_export: FORMAT,
+            resources: total,
+        },
+    )?;
+    let bar = bar(progress, total, "exporting");
+    let mut written = 0;
+    let mut after = None;
+    loop {
+        let page = store
+            .query(Query {
+                resource_types: types.clone(),
+                filter: None,
+                sort: None,
+                paging: Paging::Cursor { after, count: PAGE },
+                with_members: false,
+            })
+            .await?;
+        let Some(last) = page.items.last() else {
+            break;
+        };
+        after = Some(last.position);
+        for r in page.items {
+            write_line(
+                out,
+                &Line::Resource(ResourceLine {
+                    resource_type: r.resource_type,
+                    id: r.id,
+                    version: r.version,
+                    created: r.created,
+                    modified: r.modified,
+                    data: r.data,
+                }),
+            )?;
+            written += 1;
+            bar.inc(1);
+        }
+    }
+    let group_types: Vec<String> = registry
+        .resource_types()
+        .iter()
+        .filter(|rt| rt.has_members())
+        .map(|rt| rt.name().to_string())
+        .collect();
+    let mut after = None;
+    while !group_types.is_empty() {
+        let page = store
+            .query(Query {
+                resource_types: group_types.clone(),
+                filter: None,
+                sort: None,
+                paging: Paging::Cursor {
+                    after,
+                    count: GROUP_PAGE,
+                },
+                with_members: true,
+            })
+            .await?;
+        let Some(last) = page.items.last() else {
+            break;
+        };
+        after = Some(last.position);
+        for g in page.items {
+            let members = g.members.unwrap_or_default();
+            if members.is_empty() {
+                continue;
+            }
+            write_line(
+                out,
+                &Line::Members(MembersLine {
+                    resource_type: g.resource_type,
+                    id: g.id,
+                    members: members
+                        .into_iter()
+                        .map(|m| MemberLine {
+                            value: m.value,
+                            typ: m.typ,
+                            display: m.display,
+                        })
+                        .collect(),
+                }),
+            )?;
+        }
+    }
+    for kind in RECORD_KINDS {
+        for record in store.record_list(kind).await? {
+            write_line(
+                out,
+                &Line::Record(RecordLine {
+                    kind: kind.to_string(),
+                    id: record.id,
+                    data: record.data,
+                }),
+            )?;
+        }
+    }
+    out.flush()?;
+    bar.finish();
+    Ok(written)
+}
+
+/// Reads an export into `store`, which must hold no resources; returns the
+/// number of resources.
+pub async fn import(
+    store: &dyn Store,
+    registry: &Registry,
+    input: impl BufRead,
+    progress: bool,
+) -> anyhow::Result<u64> {
+    if count(store, all_types(registry)).await? > 0 {
+        bail!("the target store already holds resources: import needs an empty one");
+    }
+    let member_types = member_types(registry);
+    let mut lines = input.lines();
+    let header: Header = match lines.next() {
+        Some(line) => serde_json::from_str(&line?).context("line 1: not a scimd export header")?,
+        None => bail!("empty input: not a scimd export"),
+    };
+    if header.scimd_export != FORMAT {
+        bail!(
+            "export format {} is not supported (this scimd reads format {FORMAT})",
+            header.scimd_export
+        );
+    }
+    let bar = bar(progress, header.resources, "importing");
+    let mut batch = Vec::new();
+    let mut imported = 0;
+    for (i, line) in lines.enumerate() {
+        let number = i + 2;
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: Line =
+            serde_json::from_str(&line).with_context(|| format!("line {number}: invalid"))?;
+        match parsed {
+            Line::Resource(r) => {
+                let rt = registry
+                    .by_name(&r.resource_type)
+                    .with_context(|| format!("line {number}: unknown type {}", r.resource_type))?;
+                let facts = MetaFacts {
+                    id: &r.id,
+                    created: &r.created,
+                    modified: &r.modified,
+                    version: r.version,
+                };
+                let write = ResourceWrite {
+                    resource_type: r.resource_type.clone(),
+                    id: r.id.clone(),
+                    index: index_entries(rt, &r.data, &facts),
+                    unique: unique_values(rt, &r.data),
+                    data: r.data,
+                    members: None,
+                    member_types: member_types.clone(),
+                    now: r.modified,
+                };
+                batch.push(RestoredResource {
+                    write,
+                    version: r.version,
+                    created: r.created,
+                });
+                if batch.len() as u64 >= PAGE {
+                    imported += flush(store, &mut batch, &bar).await?;
+                }
+            }
+            Line::Members(g) => {
+                imported += flush(store, &mut batch, &bar).await?;
+                let members = g
+                    .members
+                    .into_iter()
+                    .map(|m| Member {
+                        value: m.value,
+                        typ: m.typ,
+                        display: m.display,
+                    })
+                    .collect();
+                store
+                    .restore_members(&g.resource_type, &g.id, members, member_types.clone())
+                    .await
+                    .with_context(|| format!("line {number}: members of {}", g.id))?;
+            }
+            Line::Record(r) => {
+                imported += flush(store, &mut batch, &bar).await?;
+                store
+                    .record_put(
+                        &r.kind,
+                        Record {
+                            id: r.id,
+                            data: r.data,
+                        },
+                    )
+                    .await?;
+            }
+        }
+    }
+    imported += flush(store, &mut batch, &bar).await?;
+    bar.finish();
+    Ok(imported)
+}
+
+async fn flush(
+    store: &dyn Store,
+    batch: &mut Vec<RestoredResource>,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let n = batch.len() as u64;
+    store
+        .restore(std::mem::take(batch))
+        .await
+        .context("restoring resources")?;
+    bar.inc(n);
+    Ok(n)
+}

@@ -1,0 +1,26 @@
+// The test modules of the integration suite, shared by `tests/it` (SQLite)
+// and `tests/it_pg` (PostgreSQL) through `include!`: a module listed here
+// runs on both stores. Paths are written from `tests/` so that they resolve
+// from either directory.
+#[path = "../it/conformance.rs"]
+mod conformance;
+#[path = "../it/discovery.rs"]
+mod discovery;
+#[path = "../it/durability.rs"]
+mod durability;
+#[path = "../it/errors.rs"]
+mod errors;
+#[path = "../it/groups.rs"]
+mod groups;
+#[path = "../it/harness.rs"]
+mod harness;
+#[path = "../it/oauth.rs"]
+mod oauth;
+#[path = "../it/paging.rs"]
+mod paging;
+#[path = "../it/patch.rs"]
+mod patch;
+#[path = "../it/tls.rs"]
+mod tls;
+#[path = "../it/users.rs"]
+mod users;
