@@ -236,6 +236,12 @@ impl ResourceService {
 
     /// PATCH: applies the operations to a copy of the resource and writes
     /// the result with the same rules as PUT, as one compare-and-swap.
+    /// Whether `ops` only add or remove members of a group: such a PATCH
+    /// touches membership rows only.
+    pub fn is_member_patch(&self, rt: &ResourceTypeDef, ops: &[crate::patch::PatchOp]) -> bool {
+        rt.has_members() && matches!(crate::patch::member_changes(rt, ops), Ok(Some(_)))
+    }
+
     pub async fn patch(
         &self,
         rt: &Arc<ResourceTypeDef>,

@@ -140,10 +140,16 @@ pub async fn patch(
     let rt = resource_type(&state, &endpoint)?;
     let p = projection(&rt, &params)?;
     let ops = scimd_core::patch::parse_request(&body)?;
-    let minimal = headers
+    let asked_minimal = headers
         .get("prefer")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("return=minimal"));
+    // A membership change answers 204 (RFC 7644 section 3.5.2 allows it)
+    // unless the client names what it wants back: the whole group would be
+    // megabytes for a large one, on every change Entra or Okta sends.
+    let names_attributes =
+        param(&params, "attributes").is_some() || param(&params, "excludedAttributes").is_some();
+    let minimal = asked_minimal || (!names_attributes && state.service.is_member_patch(&rt, &ops));
     // A minimal answer shows nothing: do not load members for it.
     let load = if minimal {
         Projection::parse(&rt, Some("id"), None)?

@@ -517,13 +517,18 @@ async fn key_rotation_keeps_old_tokens_valid() {
     s.stop().await;
 }
 
-/// `scimd protection set` on the store switches two running servers within
+/// Two replicas behind one public URL on one store: a token issued by one
+/// is accepted by the other, and `scimd protection set` switches both within
 /// 5 seconds, and back.
 #[tokio::test]
-async fn protection_switch_reaches_every_server() {
+async fn replicas_share_tokens_and_the_protection_switch() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Server::start(dir.path()).await;
-    let b = Server::start(dir.path()).await;
+    let public = |c: &mut scimd::Config| c.base_url = Some("https://scim.example.test".into());
+    let a = Server::start_with(dir.path(), public).await;
+    let b = Server::start_with(dir.path(), public).await;
+    let from_a = token_for(&a, &format!("{PREFIX}users.read")).await;
+    let (st, _, v) = send(&b, Method::GET, "/Users", Some(&from_a), None).await;
+    assert_eq!(st, StatusCode::OK, "a token of replica a at replica b: {v}");
     for s in [&a, &b] {
         let (st, _, _) = send(s, Method::GET, "/Users", None, None).await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
