@@ -19,8 +19,17 @@ while [ "$(count)" -lt $((BIG + 1000)) ]; do
   wrk -t2 -c32 -d10s -s bench/post.lua $URL >/dev/null
   export TOKEN=$(token)
 done
+if [ "${ONLY:-}" = attr ]; then
+  python3 - "$URL" "$OUT" <<'PY'
+import json, os, sys, urllib.request
+url, out = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url + "/scim/v2/Users?count=1000&attributes=userName",
+    headers={"Authorization": "Bearer " + os.environ["TOKEN"]})
+open(out + "/ids.txt", "w").write("".join(f"{r['id']} {r['userName']}\n" for r in json.load(urllib.request.urlopen(req))["Resources"]))
+PY
+fi
 # Groups: BIG members (users 1..BIG), 100 members; MEMBERS_FILE: the 1,000 users in neither.
-python3 - "$URL" "$OUT" "$BIG" <<'PY'
+[ "${ONLY:-}" = attr ] || python3 - "$URL" "$OUT" "$BIG" <<'PY'
 import json, os, sys, urllib.request, urllib.parse
 url, out, big = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tok = os.environ["TOKEN"]
@@ -49,7 +58,7 @@ open(out + "/members.txt", "w").write("".join(f"{i}\n" for i, _ in ids[big:big +
 g = call("GET", f"/scim/v2/Groups/{big_id}?attributes=displayName")
 print("groups ready: big", big_id, "small", small_id)
 PY
-read BIG_ID SMALL_ID < $OUT/groups.txt
+read BIG_ID SMALL_ID < $OUT/groups.txt || true
 run() { # name, wrk args...
   local name=$1; shift
   for r in $(seq $ROUNDS); do wrk -t2 -c$CONN -d$DUR --latency "$@" > $OUT/$name.$r.txt; done
@@ -65,6 +74,7 @@ PY
 }
 export TOKEN=$(token)
 MODE=attr IDS_FILE=$OUT/ids.txt run patch_attr -s bench/patch.lua $URL
+[ "${ONLY:-}" = attr ] && exit 0
 for g in big small; do
   id=$BIG_ID; [ $g = small ] && id=$SMALL_ID
   MODE=add GROUP=$id MEMBERS_FILE=$OUT/members.txt run ${g}_add -s bench/patch.lua $URL
