@@ -134,6 +134,9 @@ struct ServeArgs {
     /// Serve HTTPS with a fresh self-signed certificate, to try it out (curl -k).
     #[arg(long, global = true, conflicts_with = "tls_cert")]
     tls_self_signed: bool,
+    /// Log format: text or json (one object per line) [default text; env SCIMD_LOG_FORMAT].
+    #[arg(long, global = true)]
+    log_format: Option<String>,
     /// Allow protection mode BYPASS on a non-loopback listen address [env SCIMD_AUTH_ALLOW_BYPASS].
     #[arg(long, global = true)]
     allow_bypass: bool,
@@ -254,13 +257,24 @@ async fn main() -> anyhow::Result<()> {
     let logs_to_stderr = matches!(cli.command, Some(Command::Export(_) | Command::Import(_)));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if logs_to_stderr {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+    // One JSON object per line (with the request id of each request's span)
+    // for log pipelines; text for people.
+    let json = match cli
+        .serve
+        .log_format
+        .as_deref()
+        .or(std::env::var("SCIMD_LOG_FORMAT").ok().as_deref())
+    {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => anyhow::bail!("log format is text or json, not '{other}'"),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (json, logs_to_stderr) {
+        (true, true) => builder.json().with_writer(std::io::stderr).init(),
+        (true, false) => builder.json().init(),
+        (false, true) => builder.with_writer(std::io::stderr).init(),
+        (false, false) => builder.init(),
     }
     let args = cli.serve;
     match cli.command {
