@@ -19,8 +19,13 @@ pub enum Need {
     SearchAll,
     /// Discovery documents: no token unless configured otherwise.
     Discovery,
-    /// `/Me`: any valid token.
+    /// A valid token, no particular scope (a route that addresses no
+    /// resource type).
     AnyToken,
+    /// `GET /Me`: what reading `/Users` needs, `users.read`.
+    MeRead,
+    /// `PUT`, `PATCH`, `DELETE /Me`: `users.write`.
+    MeWrite,
 }
 
 /// The family of scopes guarding an endpoint: the Janssen names for the
@@ -78,6 +83,8 @@ impl Scopes {
             Need::Read => endpoint.map(|e| self.read(&family(e))),
             Need::Write => endpoint.map(|e| self.write(&family(e))),
             Need::Bulk => Some(self.bulk()),
+            Need::MeRead => Some(self.read(&family("Users"))),
+            Need::MeWrite => Some(self.write(&family("Users"))),
             Need::SearchAll => Some(self.search_all()),
             Need::Discovery | Need::AnyToken => None,
         }

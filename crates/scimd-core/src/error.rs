@@ -34,6 +34,10 @@ pub enum ScimError {
     NotFound(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A conflict without a scimType: a Bulk operation whose `bulkId`
+    /// reference cannot be resolved (RFC 7644 section 3.7.2).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -91,6 +95,7 @@ impl ScimError {
             InvalidVersion(_) => (400, Some("invalidVers")),
             NotFound(_) => (404, None),
             PreconditionFailed(_) => (412, None),
+            Conflict(_) => (409, None),
             MethodNotAllowed(_) => (405, None),
             PayloadTooLarge(_) => (413, None),
             UnsupportedMediaType(_) => (415, None),

@@ -10,6 +10,7 @@
 //! - Every failure is a [`error::ScimError`], whose status and scimType come
 //!   from one table.
 
+pub mod bulk;
 pub mod cursor;
 pub mod error;
 pub mod index;

@@ -199,6 +199,11 @@ fn apply_path(
             attr_ref.display()
         )));
     }
+    // Filters of an extension's attribute resolve (and index) under its URN.
+    let urn = match attr_ref.scope {
+        AttrScope::Extension(ext) => Some(ext.id.clone()),
+        _ => None,
+    };
     let container: &mut Map<String, Value> = match attr_ref.scope {
         AttrScope::Extension(ext) => {
             let entry = doc
@@ -239,7 +244,7 @@ fn apply_path(
                 rt,
                 container,
                 attr,
-                &name,
+                (urn.as_deref(), &name),
                 filter,
                 sub_name.as_deref(),
                 kind,
@@ -393,14 +398,14 @@ fn apply_filtered(
     rt: &ResourceTypeDef,
     container: &mut Map<String, Value>,
     attr: &Attribute,
-    name: &str,
+    (urn, name): (Option<&str>, &str),
     filter: &Filter,
     sub: Option<&str>,
     kind: OpKind,
     value: Option<Value>,
 ) -> ScimResult<()> {
     let attr_path = AttrPath {
-        urn: None,
+        urn: urn.map(str::to_string),
         name: name.to_string(),
         sub: None,
     };
@@ -430,7 +435,10 @@ fn apply_filtered(
                 .ok()
                 .flatten()
                 .unwrap_or(Value::Null);
-            let one = Map::from_iter([(name.to_string(), Value::Array(vec![coerced]))]);
+            let mut one = Map::from_iter([(name.to_string(), Value::Array(vec![coerced]))]);
+            if let Some(urn) = urn {
+                one = Map::from_iter([(urn.to_string(), Value::Object(one))]);
+            }
             eval(&cond, &index_entries(rt, &one, &facts))
         })
         .collect();

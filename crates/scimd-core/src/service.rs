@@ -34,6 +34,10 @@ pub struct ServiceConfig {
     pub max_count: u64,
     /// Lifetime of a paging cursor, in seconds.
     pub cursor_timeout: u64,
+    /// Most operations in one Bulk request.
+    pub bulk_max_operations: usize,
+    /// Largest Bulk request body, in bytes.
+    pub bulk_max_payload: usize,
 }
 
 /// A version precondition from `If-Match`.
@@ -159,6 +163,7 @@ impl ResourceService {
     pub async fn create(&self, rt: &Arc<ResourceTypeDef>, body: Value) -> ScimResult<Resource> {
         let mut input = parse_input(rt, body)?;
         check_required(rt, &input)?;
+        self.check_owner(rt, &input.data).await?;
         input = hash_secrets(rt, input).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now();
@@ -216,6 +221,7 @@ impl ResourceService {
             check_precondition(precondition, old.version)?;
             let mut data = input.data.clone();
             carry_over(rt, &old.data, &mut data)?;
+            self.check_owner(rt, &data).await?;
             let members = rt
                 .has_members()
                 .then(|| input.members.clone().unwrap_or_default());
@@ -293,6 +299,7 @@ impl ResourceService {
             let mut input = parse_input(rt, Value::Object(doc))?;
             carry_over(rt, &old.data, &mut input.data)?;
             check_required(rt, &input)?;
+            self.check_owner(rt, &input.data).await?;
             let input = hash_secrets(rt, input).await?;
             let members = rt
                 .has_members()
@@ -348,9 +355,103 @@ impl ResourceService {
             Precondition::Unmatchable => Some(-1),
         };
         match self.store.delete(rt.name(), id, expected).await {
-            Err(StoreError::NotFound) => Err(not_found(rt, id)),
-            other => Ok(other?),
+            Err(StoreError::NotFound) => return Err(not_found(rt, id)),
+            other => other?,
         }
+        self.delete_owned(rt, id).await
+    }
+
+    /// When `rt` has an owner attribute, it must name an existing resource
+    /// of the owner type.
+    async fn check_owner(&self, rt: &ResourceTypeDef, data: &Map<String, Value>) -> ScimResult<()> {
+        let Some(owner) = &rt.doc.owner else {
+            return Ok(());
+        };
+        let Some(owner_rt) = self.registry.by_name(&owner.resource_type) else {
+            return Err(ScimError::Internal(format!(
+                "owner type {} of {} is not loaded",
+                owner.resource_type,
+                rt.name()
+            )));
+        };
+        let value = data
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&owner.attribute))
+            .map(|(_, v)| v);
+        match value {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::String(id)) => {
+                if self.store.get(owner_rt.name(), id, false).await?.is_some() {
+                    Ok(())
+                } else {
+                    Err(ScimError::InvalidValue(format!(
+                        "{} '{id}' does not name an existing {}",
+                        owner.attribute,
+                        owner_rt.name()
+                    )))
+                }
+            }
+            Some(_) => Err(ScimError::InvalidValue(format!(
+                "{} must be a string",
+                owner.attribute
+            ))),
+        }
+    }
+
+    /// Deletes what the deleted resource owned (a user's FIDO devices).
+    /// After the owner: a failed precondition on the owner must leave its
+    /// resources alone. Not one transaction with the owner's delete: if the
+    /// process dies in between, the owned resources remain, with an owner
+    /// that no longer exists (a second DELETE answers 404; they can be
+    /// deleted by id). Sweeps until a query finds none, so that a resource
+    /// created while the owner was being deleted is caught too.
+    async fn delete_owned(&self, rt: &ResourceTypeDef, id: &str) -> ScimResult<()> {
+        let owned: Vec<&Arc<ResourceTypeDef>> = self
+            .registry
+            .resource_types()
+            .iter()
+            .filter(|t| {
+                t.doc
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| o.resource_type.eq_ignore_ascii_case(rt.name()))
+            })
+            .collect();
+        for dependent in owned {
+            let Some(owner) = &dependent.doc.owner else {
+                continue;
+            };
+            let literal = serde_json::to_string(id)
+                .map_err(|e| ScimError::Internal(format!("owner id: {e}")))?;
+            let filter = scimd_filter::parse_filter(&format!("{} eq {literal}", owner.attribute))
+                .map_err(|e| ScimError::Internal(format!("owner filter: {e}")))?;
+            let cond = crate::query::resolve_filter(dependent, &filter)?;
+            loop {
+                let page = self
+                    .store
+                    .query(Query {
+                        resource_types: vec![dependent.name().to_string()],
+                        filter: Some(cond.clone()),
+                        sort: None,
+                        paging: Paging::Index {
+                            start: 1,
+                            count: 500,
+                        },
+                        with_members: false,
+                    })
+                    .await?;
+                if page.items.is_empty() {
+                    break;
+                }
+                for item in page.items {
+                    match self.store.delete(dependent.name(), &item.id, None).await {
+                        Ok(()) | Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// GET list / POST .search over one or more resource types.

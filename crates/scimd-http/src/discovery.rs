@@ -20,7 +20,11 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/scimd/scimd",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {
+            "supported": true,
+            "maxOperations": config.bulk_max_operations,
+            "maxPayloadSize": config.bulk_max_payload,
+        },
         "filter": {"supported": true, "maxResults": config.max_count},
         "pagination": {
             "cursor": true,

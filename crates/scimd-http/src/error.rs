@@ -16,25 +16,32 @@ impl From<ScimError> for ApiError {
     }
 }
 
+/// The SCIM error body of `error`: the response of a failed request, and
+/// the `response` of a failed Bulk operation.
+pub fn error_body(error: &ScimError) -> serde_json::Value {
+    let detail = match error {
+        ScimError::Internal(detail) => {
+            tracing::error!(%detail, "internal error");
+            "internal server error; see the server log".to_string()
+        }
+        other => other.detail(),
+    };
+    let mut body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": error.status().to_string(),
+        "detail": detail,
+    });
+    if let (Some(t), Some(obj)) = (error.scim_type(), body.as_object_mut()) {
+        obj.insert("scimType".into(), t.into());
+    }
+    body
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let detail = match &self.0 {
-            ScimError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                "internal server error; see the server log".to_string()
-            }
-            other => other.detail(),
-        };
-        let mut body = json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-            "status": self.0.status().to_string(),
-            "detail": detail,
-        });
-        if let (Some(t), Some(obj)) = (self.0.scim_type(), body.as_object_mut()) {
-            obj.insert("scimType".into(), t.into());
-        }
+        let body = error_body(&self.0);
         let mut response = (status, body.to_string()).into_response();
         response
             .headers_mut()

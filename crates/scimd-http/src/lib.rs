@@ -7,9 +7,11 @@
 //!   renders SCIM error bodies.
 
 mod auth;
+mod bulk;
 mod discovery;
 mod error;
 mod extract;
+mod me;
 pub mod openapi;
 mod resources;
 
@@ -86,6 +88,11 @@ fn scim_table() -> Vec<(Method, &'static str, Need, MethodRouter<AppState>)> {
             read_only(get(d::schema)),
         ),
         (Method::POST, "/.search", SearchAll, post(r::search_root)),
+        (Method::POST, "/Bulk", Bulk, post(bulk::bulk)),
+        (Method::GET, "/Me", MeRead, get(me::get)),
+        (Method::PUT, "/Me", MeWrite, put(me::replace)),
+        (Method::PATCH, "/Me", MeWrite, patch(me::patch)),
+        (Method::DELETE, "/Me", MeWrite, delete(me::delete)),
         (Method::GET, "/{endpoint}", Read, get(r::list)),
         (Method::POST, "/{endpoint}", Write, post(r::create)),
         (Method::POST, "/{endpoint}/.search", Read, post(r::search)),

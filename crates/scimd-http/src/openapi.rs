@@ -142,6 +142,10 @@ fn describe(need: Need) -> &'static str {
         Need::Write => "Create, replace, modify and delete resources of one type",
         Need::Bulk => "Send requests to the bulk endpoint",
         Need::SearchAll => "Search across every resource type",
+        Need::MeRead => "Query and search resources of one type (/Me reads the token's user)",
+        Need::MeWrite => {
+            "Create, replace, modify and delete resources of one type (/Me changes the token's user)"
+        }
         Need::Discovery | Need::AnyToken => "Any valid token",
     }
 }

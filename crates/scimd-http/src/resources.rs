@@ -42,7 +42,7 @@ pub fn scim_json(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-fn single(status: StatusCode, resource: Resource, projection: &Projection) -> Response {
+pub fn single(status: StatusCode, resource: Resource, projection: &Projection) -> Response {
     let location = resource
         .doc
         .get("meta")
@@ -62,7 +62,7 @@ fn single(status: StatusCode, resource: Resource, projection: &Projection) -> Re
     r
 }
 
-fn projection(
+pub fn projection(
     rt: &ResourceTypeDef,
     params: &HashMap<String, String>,
 ) -> Result<Projection, ApiError> {

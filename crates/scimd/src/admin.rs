@@ -11,7 +11,7 @@ use crate::{Config, auth_config, open_store, scope_endpoints};
 
 async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core::store::Store>)> {
     let (store, _) = open_store(config).await?;
-    let registry = crate::builtin_registry()?;
+    let registry = crate::load_registry(config)?;
     let base = config
         .base_url
         .clone()
@@ -125,7 +125,7 @@ pub async fn protection_show(config: &Config) -> anyhow::Result<Value> {
 
 /// `scimd openapi`: the document `/openapi.json` serves.
 pub fn openapi(config: &Config) -> anyhow::Result<Value> {
-    let registry = crate::builtin_registry()?;
+    let registry = crate::load_registry(config)?;
     let base = config
         .base_url
         .clone()

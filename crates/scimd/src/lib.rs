@@ -40,6 +40,13 @@ pub struct Config {
     pub tls: tls::TlsSource,
     /// Most connections to a PostgreSQL database (per scimd process).
     pub db_pool_size: usize,
+    /// A directory of operator schema and resource type documents (`*.json`)
+    /// loaded on top of the built-in ones.
+    pub schemas_dir: Option<PathBuf>,
+    /// Most operations in one Bulk request.
+    pub bulk_max_operations: usize,
+    /// Largest Bulk request body, in bytes.
+    pub bulk_max_payload: usize,
 }
 
 /// OAuth settings of the server.
@@ -131,6 +138,9 @@ impl Default for Config {
             auth: AuthOptions::default(),
             tls: tls::TlsSource::Off,
             db_pool_size: 16,
+            schemas_dir: None,
+            bulk_max_operations: 1000,
+            bulk_max_payload: 4 * 1024 * 1024,
         }
     }
 }
@@ -275,15 +285,39 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Stri
     })
 }
 
-fn builtin_registry() -> anyhow::Result<Registry> {
-    Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"))
+/// The built-in schemas plus those of `config.schemas_dir`. A problem names
+/// the file and what is wrong with it.
+pub fn load_registry(config: &Config) -> anyhow::Result<Registry> {
+    let Some(dir) = &config.schemas_dir else {
+        return Registry::builtin().map_err(|e| anyhow::anyhow!("loading schemas: {e}"));
+    };
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the schemas directory {}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("json"))
+                && p.is_file()
+        })
+        .collect();
+    // Sorted, so that discovery lists them in a stable order.
+    files.sort();
+    let mut documents = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading schema file {}", file.display()))?;
+        documents.push((file.display().to_string(), text));
+    }
+    Registry::with_custom(&documents)
+        .map_err(|e| anyhow::anyhow!("invalid schema configuration in {}: {e}", dir.display()))
 }
 
 /// `scimd export`: the store `config` names, as NDJSON to `path` (`-` is
 /// standard output); returns the number of resources.
 pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
     let (store, _) = open_store(config).await?;
-    let registry = builtin_registry()?;
+    let registry = load_registry(config)?;
     let mut out: Box<dyn Write + Send> = if path == Path::new("-") {
         Box::new(BufWriter::new(std::io::stdout()))
     } else {
@@ -298,7 +332,7 @@ pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::
 /// the (empty) store `config` names; returns the number of resources.
 pub async fn import_from(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
     let (store, _) = open_store(config).await?;
-    let registry = builtin_registry()?;
+    let registry = load_registry(config)?;
     let input: Box<dyn std::io::BufRead + Send> = if path == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -316,7 +350,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (store, database) = open_store(&config).await?;
-    let registry = Arc::new(builtin_registry()?);
+    let registry = Arc::new(load_registry(&config)?);
     let local = listener.local_addr()?;
     let base = config
         .base_url
@@ -340,6 +374,8 @@ pub async fn serve(
             default_count: config.default_count,
             max_count: config.max_count,
             cursor_timeout: config.cursor_timeout_secs,
+            bulk_max_operations: config.bulk_max_operations,
+            bulk_max_payload: config.bulk_max_payload,
         },
     );
     let state = AppState {

@@ -140,6 +140,9 @@ struct ServeArgs {
     /// Allow protection mode BYPASS on a non-loopback listen address [env SCIMD_AUTH_ALLOW_BYPASS].
     #[arg(long, global = true)]
     allow_bypass: bool,
+    /// Directory of extra schema and resource type documents (*.json) [env SCIMD_SCHEMAS_DIR].
+    #[arg(long, global = true)]
+    schemas_dir: Option<PathBuf>,
 }
 
 /// The settings that `scimd.toml` and `SCIMD_*` may set.
@@ -165,6 +168,10 @@ struct Settings {
     tls_key: Option<PathBuf>,
     #[serde(default)]
     tls_self_signed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schemas_dir: Option<PathBuf>,
+    bulk_max_operations: usize,
+    bulk_max_payload: usize,
 }
 
 impl Default for Settings {
@@ -184,6 +191,9 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: false,
+            schemas_dir: None,
+            bulk_max_operations: d.bulk_max_operations,
+            bulk_max_payload: d.bulk_max_payload,
         }
     }
 }
@@ -211,6 +221,9 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "tls_cert",
             "tls_key",
             "tls_self_signed",
+            "schemas_dir",
+            "bulk_max_operations",
+            "bulk_max_payload",
         ]))
         .merge(Env::prefixed("SCIMD_AUTH_").map(|k| format!("auth.{k}").into()))
         .extract()
@@ -240,6 +253,9 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
         max_count: args.max_count.unwrap_or(s.max_count),
         cursor_timeout_secs: s.cursor_timeout_secs,
         db_pool_size: args.db_pool_size.unwrap_or(s.db_pool_size),
+        schemas_dir: args.schemas_dir.clone().or(s.schemas_dir),
+        bulk_max_operations: s.bulk_max_operations,
+        bulk_max_payload: s.bulk_max_payload,
         auth: AuthOptions {
             token_lifetime_secs: args
                 .token_lifetime_secs

@@ -142,4 +142,18 @@ pub struct ResourceType {
     pub schema_extensions: Vec<SchemaExtension>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Value>,
+    /// scimd's own key (not in RFC 7643, so never served): resources of this
+    /// type belong to a resource of another type, named by one attribute.
+    #[serde(default, rename = "x-scimd-owner", skip_serializing)]
+    pub owner: Option<Owner>,
+}
+
+/// Ownership of a resource type's resources (`x-scimd-owner`): `attribute`
+/// must name an existing resource of `resourceType`, and deleting that
+/// resource deletes the resources it owns (FIDO devices and their user).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Owner {
+    pub attribute: String,
+    pub resource_type: String,
 }

@@ -27,11 +27,43 @@ const BUILTIN_SCHEMAS: &[(&str, &str)] = &[
         "schema_schema.json",
         include_str!("../../schemas/schema_schema.json"),
     ),
+    (
+        "fido_device.json",
+        include_str!("../../schemas/fido_device.json"),
+    ),
+    (
+        "fido2_device.json",
+        include_str!("../../schemas/fido2_device.json"),
+    ),
 ];
-const BUILTIN_RESOURCE_TYPES: (&str, &str) = (
-    "resource_types.json",
-    include_str!("../../schemas/resource_types.json"),
-);
+const BUILTIN_RESOURCE_TYPES: &[(&str, &str)] = &[
+    (
+        "resource_types.json",
+        include_str!("../../schemas/resource_types.json"),
+    ),
+    (
+        "resource_types_fido.json",
+        include_str!("../../schemas/resource_types_fido.json"),
+    ),
+];
+
+/// What a configuration document is, from its `schemas` (or its shape).
+fn is_resource_type_document(value: &serde_json::Value) -> bool {
+    const RT: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+    let one = |v: &serde_json::Value| {
+        v.get("schemas")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|s| {
+                s.iter()
+                    .any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(RT)))
+            })
+            || (v.get("endpoint").is_some() && v.get("attributes").is_none())
+    };
+    match value {
+        serde_json::Value::Array(items) => items.first().is_some_and(one),
+        other => one(other),
+    }
+}
 
 /// A schema or resource type document could not be loaded. Names the source.
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +270,141 @@ impl Registry {
     /// The RFC 7643 User, EnterpriseUser and Group schemas with their resource
     /// types, plus the discovery meta-schemas.
     pub fn builtin() -> Result<Registry, SchemaLoadError> {
-        Registry::from_documents(BUILTIN_SCHEMAS, &[BUILTIN_RESOURCE_TYPES])
+        Registry::from_documents(BUILTIN_SCHEMAS, BUILTIN_RESOURCE_TYPES)
+    }
+
+    /// The built-in documents plus an operator's: `documents` are named JSON
+    /// texts, each a schema, an array of schemas, a resource type or an array
+    /// of resource types (told apart by their `schemas` URN). A resource type
+    /// with the endpoint of a built-in one extends it with its
+    /// `schemaExtensions` (its core schema must be the same); others are new
+    /// resource types.
+    pub fn with_custom(documents: &[(String, String)]) -> Result<Registry, SchemaLoadError> {
+        let mut schemas: Vec<(String, String)> = BUILTIN_SCHEMAS
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let mut types: Vec<(String, String)> = BUILTIN_RESOURCE_TYPES
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let mut custom_types = Vec::new();
+        for (name, text) in documents {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| load_error(name, format!("not JSON: {e}")))?;
+            if is_resource_type_document(&value) {
+                custom_types.push((name.clone(), value));
+                continue;
+            }
+            match value {
+                serde_json::Value::Array(items) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        schemas.push((format!("{name} [{i}]"), item.to_string()));
+                    }
+                }
+                other => schemas.push((name.clone(), other.to_string())),
+            }
+        }
+        // Built-in types that a custom document extends get its extensions.
+        let mut builtin: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+        for (name, text) in &types {
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| load_error(name, e.to_string()))?;
+            let list = match value {
+                serde_json::Value::Array(items) => items,
+                other => vec![other],
+            };
+            builtin.push((name.clone(), list));
+        }
+        let known: Vec<String> = schemas
+            .iter()
+            .filter_map(|(_, t)| serde_json::from_str::<serde_json::Value>(t).ok())
+            .filter_map(|v| {
+                v.get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        let mut extra = Vec::new();
+        for (name, value) in custom_types {
+            let list = match value {
+                serde_json::Value::Array(items) => items,
+                other => vec![other],
+            };
+            for doc in list {
+                let parsed: ResourceType = serde_json::from_value(doc.clone())
+                    .map_err(|e| load_error(&name, format!("not a resource type: {e}")))?;
+                let endpoint = parsed.endpoint.trim_start_matches('/');
+                let existing = builtin
+                    .iter_mut()
+                    .flat_map(|(_, l)| l.iter_mut())
+                    .find(|b| {
+                        b.get("endpoint")
+                            .and_then(serde_json::Value::as_str)
+                            .is_some_and(|e| {
+                                e.trim_start_matches('/').eq_ignore_ascii_case(endpoint)
+                            })
+                    });
+                // Checked here so that the error names this file, not the
+                // built-in document the extension is merged into.
+                for ext in &parsed.schema_extensions {
+                    if !known.iter().any(|k| k.eq_ignore_ascii_case(&ext.schema)) {
+                        return Err(load_error(
+                            &name,
+                            format!(
+                                "resource type {} uses unknown extension '{}'",
+                                parsed.name, ext.schema
+                            ),
+                        ));
+                    }
+                }
+                match existing {
+                    Some(base) => {
+                        let same_core = base
+                            .get("schema")
+                            .and_then(serde_json::Value::as_str)
+                            .is_some_and(|s| s.eq_ignore_ascii_case(&parsed.schema));
+                        if !same_core {
+                            return Err(load_error(
+                                &name,
+                                format!(
+                                    "resource type {} extends the built-in endpoint {} but names \
+                                     another core schema '{}'",
+                                    parsed.name, parsed.endpoint, parsed.schema
+                                ),
+                            ));
+                        }
+                        let list = base.as_object_mut().map(|o| {
+                            o.entry("schemaExtensions")
+                                .or_insert_with(|| serde_json::json!([]))
+                        });
+                        if let Some(serde_json::Value::Array(exts)) = list {
+                            for ext in &parsed.schema_extensions {
+                                exts.push(
+                                    serde_json::to_value(ext)
+                                        .map_err(|e| load_error(&name, e.to_string()))?,
+                                );
+                            }
+                        }
+                    }
+                    None => extra.push((name.clone(), doc)),
+                }
+            }
+        }
+        types = builtin
+            .into_iter()
+            .map(|(n, l)| (n, serde_json::Value::Array(l).to_string()))
+            .collect();
+        types.extend(extra.into_iter().map(|(n, d)| (n, d.to_string())));
+        let schema_refs: Vec<(&str, &str)> = schemas
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let type_refs: Vec<(&str, &str)> = types
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        Registry::from_documents(&schema_refs, &type_refs)
     }
 
     /// Builds a registry from named JSON documents: schema documents, and
@@ -325,6 +491,36 @@ impl Registry {
                     extensions,
                     common: common.clone(),
                 }));
+            }
+        }
+        for rt in &types {
+            let Some(owner) = &rt.doc.owner else {
+                continue;
+            };
+            let problem = match rt.core.attribute(&owner.attribute) {
+                Some(a) if a.typ == AttrType::String && !a.multi_valued => None,
+                Some(_) => Some(format!(
+                    "owner attribute '{}' must be a single string",
+                    owner.attribute
+                )),
+                None => Some(format!(
+                    "owner attribute '{}' is not in {}",
+                    owner.attribute, rt.core.id
+                )),
+            }
+            .or_else(|| {
+                (!types
+                    .iter()
+                    .any(|t| t.name().eq_ignore_ascii_case(&owner.resource_type)))
+                .then(|| {
+                    format!(
+                        "owner resource type '{}' does not exist",
+                        owner.resource_type
+                    )
+                })
+            });
+            if let Some(problem) = problem {
+                return Err(load_error(&format!("resource type {}", rt.name()), problem));
             }
         }
         Ok(Registry {

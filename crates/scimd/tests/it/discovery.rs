@@ -10,12 +10,12 @@ async fn discovery_is_complete_and_read_only() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(spc["filter"]["supported"], true);
     assert_eq!(spc["patch"]["supported"], true);
-    assert_eq!(
-        spc["bulk"]["supported"], false,
-        "Bulk is not implemented and must not be advertised"
-    );
+    assert_eq!(spc["bulk"]["supported"], true);
+    assert_eq!(spc["bulk"]["maxOperations"], 1000);
+    assert_eq!(spc["bulk"]["maxPayloadSize"], 4 * 1024 * 1024);
     let (_, _, types) = s.call(Method::GET, "/ResourceTypes", None).await;
-    assert_eq!(types["totalResults"], 2);
+    // User, Group, FidoDevice, Fido2Device.
+    assert_eq!(types["totalResults"], 4);
     let (st, _, user) = s.call(Method::GET, "/ResourceTypes/User", None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(user["endpoint"], "/Users");

@@ -2,18 +2,26 @@
 // and `tests/it_pg` (PostgreSQL) through `include!`: a module listed here
 // runs on both stores. Paths are written from `tests/` so that they resolve
 // from either directory.
+#[path = "../it/bulk.rs"]
+mod bulk;
 #[path = "../it/conformance.rs"]
 mod conformance;
 #[path = "../it/discovery.rs"]
 mod discovery;
 #[path = "../it/durability.rs"]
 mod durability;
+#[path = "../it/custom_schemas.rs"]
+mod custom_schemas;
 #[path = "../it/errors.rs"]
 mod errors;
+#[path = "../it/fido.rs"]
+mod fido;
 #[path = "../it/groups.rs"]
 mod groups;
 #[path = "../it/harness.rs"]
 mod harness;
+#[path = "../it/me.rs"]
+mod me;
 #[path = "../it/oauth.rs"]
 mod oauth;
 #[path = "../it/paging.rs"]

@@ -92,7 +92,7 @@ fn assert_invalid_token(status: StatusCode, headers: &reqwest::header::HeaderMap
 
 /// A fresh resource of `endpoint` to act on.
 async fn fixture(s: &Server, endpoint: &str, n: usize) -> String {
-    let body = body_for(endpoint, &format!("fixture-{endpoint}-{n}"));
+    let body = body_for(s, endpoint, &format!("fixture-{endpoint}-{n}")).await;
     let (st, _, v) = s
         .call(Method::POST, &format!("/{endpoint}"), Some(body))
         .await;
@@ -100,11 +100,33 @@ async fn fixture(s: &Server, endpoint: &str, n: usize) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
-fn body_for(endpoint: &str, name: &str) -> Value {
+/// A valid body for a POST or PUT to `endpoint`; devices get an owner.
+async fn body_for(s: &Server, endpoint: &str, name: &str) -> Value {
     match endpoint {
         "Users" => {
             json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name})
         }
+        "FidoDevices" | "Fido2Devices" => {
+            let (st, _, u) = s
+                .call(
+                    Method::POST,
+                    "/Users",
+                    Some(json!({"userName": format!("owner-{name}")})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{u}");
+            let owner = u["id"].as_str().unwrap();
+            if endpoint == "FidoDevices" {
+                crate::fido::fido_device(owner, 1)
+            } else {
+                crate::fido::fido2_device(owner)
+            }
+        }
+        "Bulk" => json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [{"method": "POST", "path": "/Users", "bulkId": "b",
+                            "data": {"userName": name}}]
+        }),
         _ => {
             json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name})
         }
@@ -159,7 +181,17 @@ async fn every_route_and_scope_cell() {
                 (_, p) if p.ends_with(".search") => Some(
                     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
                 ),
-                ("POST", _) | ("PUT", _) => Some(body_for(endpoint, &format!("cell-{n}"))),
+                // A device's owner is immutable: PUT keeps the fixture's.
+                ("PUT", _) if endpoint.starts_with("Fido") => {
+                    let (_, _, current) = s.call(Method::GET, &concrete, None).await;
+                    let owner = current["userId"].as_str().unwrap();
+                    Some(if endpoint == "FidoDevices" {
+                        crate::fido::fido_device(owner, 1)
+                    } else {
+                        crate::fido::fido2_device(owner)
+                    })
+                }
+                ("POST", _) | ("PUT", _) => Some(body_for(&s, endpoint, &format!("cell-{n}")).await),
                 ("PATCH", _) => Some(json!({
                     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                     "Operations": [{"op": "add", "path": "externalId", "value": "x"}]
@@ -199,15 +231,21 @@ async fn every_route_and_scope_cell() {
             assert_eq!(v["status"], "403");
             let only = token_for(&s, scope).await;
             let (st, _, v) = send(&s, method.clone(), &concrete, Some(&only), body).await;
-            assert!(
-                st.is_success(),
-                "{method} {concrete} with {scope}: {st} {v}"
-            );
+            if concrete == "/Me" {
+                // Past the guard; the client's token names no User.
+                assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{method} /Me with {scope}: {v}");
+            } else {
+                assert!(
+                    st.is_success(),
+                    "{method} {concrete} with {scope}: {st} {v}"
+                );
+            }
             checked += 1;
         }
     }
-    // 7 protected routes per resource type (Users, Groups) plus root search.
-    assert_eq!(checked, 15, "protected operations checked");
+    // 7 protected routes per resource type (Users, Groups, FidoDevices,
+    // Fido2Devices), root search, Bulk, and GET/PUT/PATCH/DELETE /Me.
+    assert_eq!(checked, 34, "protected operations checked");
     s.stop().await;
 }
 

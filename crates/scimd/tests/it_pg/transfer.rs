@@ -110,7 +110,11 @@ async fn sqlite_to_postgres_to_sqlite_is_lossless() {
                         "Operations": [{"op": "add", "path": "members", "value": [{"value": users[3]}]}]})),
         )
         .await;
-    assert_eq!(st, StatusCode::NO_CONTENT, "a membership change answers 204");
+    assert_eq!(
+        st,
+        StatusCode::NO_CONTENT,
+        "a membership change answers 204"
+    );
     let (st, _, _) = s
         .call(
             Method::PUT,

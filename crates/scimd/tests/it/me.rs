@@ -1,0 +1,140 @@
+//! `/Me` (RFC 7644 section 3.11): the User named by the token's subject, or
+//! a 501 that says why not.
+
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Server, assert_scim_error, client_with_token, fetch_token};
+
+const PREFIX: &str = "https://jans.io/scim/";
+
+/// A client registered under `id` (with the `scimd client` command, on the
+/// server's store): its tokens' subject is `id`.
+async fn client_named(s: &Server, data_dir: &std::path::Path, id: &str, scopes: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    cmd.args(["client", "create", "me", "--client-id", id, "--scopes"])
+        .args(scopes)
+        .arg("--data-dir")
+        .arg(data_dir);
+    if let Some(url) = crate::harness::database_url(data_dir).await {
+        cmd.args(["--database-url", &url]);
+    }
+    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    fetch_token(
+        &s.anonymous,
+        &s.root,
+        id,
+        created["client_secret"].as_str().unwrap(),
+        None,
+    )
+    .await
+}
+
+async fn send(c: &reqwest::Client, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = c.request(method, url);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/scim+json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let st = resp.status();
+    let text = resp.text().await.unwrap();
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn me_without_a_user_subject_is_501() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    for method in [Method::GET, Method::DELETE] {
+        let (st, _, v) = s.call(method, "/Me", None).await;
+        assert_scim_error(st, &v, 501, None);
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains("scim-client") && detail.contains("subject"), "{detail}");
+    }
+    let (st, _, v) = s
+        .call(Method::PUT, "/Me", Some(json!({"userName": "x"})))
+        .await;
+    assert_scim_error(st, &v, 501, None);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn me_acts_on_the_tokens_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (st, _, u) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "self"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = u["id"].as_str().unwrap().to_string();
+    let token = client_named(&s, dir.path(), &id, &["users.read", "users.write"]).await;
+    let c = client_with_token(&token);
+    let me = format!("{}/Me", s.base);
+
+    let (st, v) = send(&c, Method::GET, me.clone(), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["userName"], "self");
+    let (st, v) = send(
+        &c,
+        Method::PATCH,
+        me.clone(),
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "displayName", "value": "Me Myself"}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["displayName"], "Me Myself");
+    let (st, v) = send(
+        &c,
+        Method::PUT,
+        me.clone(),
+        Some(json!({"userName": "self", "nickName": "I"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, _, read) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(read["nickName"], "I");
+    assert!(read.get("displayName").is_none(), "PUT replaced: {read}");
+
+    let (st, v) = send(&c, Method::DELETE, me.clone(), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, _, _) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Its user gone, the token's /Me is 501 again.
+    let (st, v) = send(&c, Method::GET, me, None).await;
+    assert_scim_error(st, &v, 501, None);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn me_needs_the_users_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (_, _, u) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "reader"})))
+        .await;
+    let id = u["id"].as_str().unwrap().to_string();
+    let token = client_named(&s, dir.path(), &id, &["users.read"]).await;
+    let c = client_with_token(&token);
+    let me = format!("{}/Me", s.base);
+    let (st, v) = send(&c, Method::GET, me.clone(), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = send(&c, Method::DELETE, me.clone(), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let token = fetch_token(
+        &s.anonymous,
+        &s.root,
+        &s.client_id,
+        &s.client_secret,
+        Some(&format!("{PREFIX}groups.read")),
+    )
+    .await;
+    let (st, _) = send(&client_with_token(&token), Method::GET, me, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
