@@ -35,6 +35,25 @@ EXCLUDED: dict[tuple[str, str | None, str | None], tuple[str, str]] = {
     ),
 }
 
+# Failures the tester makes itself, before any request reaches scimd:
+# scim2_tester.filling.generate_random_value has no branch for dateTime
+# attributes and fills them with a UUID string, which its own pydantic model
+# then rejects. Only the FIDO resource types have writable required dateTime
+# attributes (creationDate). Such a failure is counted as skipped, with the
+# reason; any other failure of these checks still fails. docs/conformance.md,
+# 'dateTime attributes'.
+TESTER_CANNOT_FILL_DATETIME = {"FidoDevice", "Fido2Device"}
+
+
+def _tester_limit(result) -> bool:
+    reason = str(result.reason or "")
+    return (
+        result.resource_type in TESTER_CANNOT_FILL_DATETIME
+        and reason.startswith(f"1 validation error for {result.resource_type}\n")
+        and "Input should be a valid datetime" in reason
+    )
+
+
 PASSED = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE}
 
 
@@ -96,6 +115,9 @@ def main() -> int:
             print(f"PASS  {label}{_detail(result)}")
             if excluded:
                 print(f"      note: excluded ({excluded[1]}) but passed; remove the exclusion")
+        elif _tester_limit(result):
+            skipped += 1
+            print(f"SKIP  {label}: the tester cannot fill dateTime attributes (see docs/conformance.md)")
         elif excluded and result.reason == excluded[0]:
             skipped += 1
             print(f"SKIP  {label}: excluded, wrong per the RFC, see {excluded[1]}")
