@@ -63,6 +63,15 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(backend)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         .map_err(backend)?;
+    // Query planner stability: without it SQLite re-plans a cached
+    // statement whenever a bound value changes and could affect the plan
+    // (here: proving `attr_values_n`'s partial-index condition), which made
+    // every filtered list re-parse its SQL. Our plans never depend on values.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(backend)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
