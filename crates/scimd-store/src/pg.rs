@@ -752,24 +752,37 @@ impl Store for PgStore {
                      VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
                 )
                 .await?;
-            for (r, data) in batch.iter().zip(&docs) {
+            // Pipelined: all inserts of the batch are sent before their
+            // answers are awaited (one connection sends them in this order,
+            // so insertion order is kept), then all side tables. One round
+            // trip per statement made a million-user import take 40 minutes.
+            let inserts = batch.iter().zip(&docs).map(|(r, data)| {
                 let w = &r.write;
-                let seq: i64 = tx
-                    .query_one(
-                        &insert,
-                        &[
-                            &w.id,
-                            &w.resource_type,
-                            &r.version,
-                            &r.created,
-                            &w.now,
-                            data,
-                        ],
-                    )
-                    .await?
-                    .try_get(0)?;
-                write_side_tables(&tx, seq, w).await?;
-            }
+                let insert = &insert;
+                let tx = &tx;
+                async move {
+                    let row = tx
+                        .query_one(
+                            insert,
+                            &[
+                                &w.id,
+                                &w.resource_type,
+                                &r.version,
+                                &r.created,
+                                &w.now,
+                                data,
+                            ],
+                        )
+                        .await?;
+                    Ok::<i64, Fail>(row.try_get(0)?)
+                }
+            });
+            let seqs = futures_util::future::try_join_all(inserts).await?;
+            let sides = batch
+                .iter()
+                .zip(seqs)
+                .map(|(r, seq)| write_side_tables(&tx, seq, &r.write));
+            futures_util::future::try_join_all(sides).await?;
         })
     }
 
