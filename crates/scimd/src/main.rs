@@ -269,8 +269,9 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Export may write its data to standard output: logs go to stderr then.
-    let logs_to_stderr = matches!(cli.command, Some(Command::Export(_) | Command::Import(_)));
+    // Every command but the server prints its result (JSON, an export) on
+    // standard output for scripts: logs go to stderr then.
+    let logs_to_stderr = !matches!(cli.command, None | Some(Command::Serve));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // One JSON object per line (with the request id of each request's span)
