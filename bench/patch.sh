@@ -7,18 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; DUR=${DUR:-8s}; CONN=${CONN:-32}; PORT=${PORT:-18092}; BIG=${BIG:-100000}
 OUT=bench/out/patch; mkdir -p $OUT; DATA=${DATA:-$(mktemp -d)}
-./target/release/scimd --listen 127.0.0.1:$PORT --data-dir "$DATA" >$OUT/server.log 2>&1 &
-PID=$!; trap 'kill $PID 2>/dev/null' EXIT
-until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.1; done
-URL=http://127.0.0.1:$PORT
-creds=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["client_id"]+":"+d["client_secret"])' "$DATA/bootstrap-client.json")
-token() { curl -s -u "$creds" -d grant_type=client_credentials $URL/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'; }
+. bench/lib.sh
+start_scimd --data-dir "$DATA"
+bootstrap_creds "$DATA"
 export TOKEN=$(token)
-count() { curl -s -H "Authorization: Bearer $TOKEN" "$URL/scim/v2/Users?count=0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalResults"])'; }
-while [ "$(count)" -lt $((BIG + 1000)) ]; do
-  wrk -t2 -c32 -d10s -s bench/post.lua $URL >/dev/null
-  export TOKEN=$(token)
-done
+seed_users $((BIG + 1000))
 if [ "${ONLY:-}" = attr ]; then
   python3 - "$URL" "$OUT" <<'PY'
 import json, os, sys, urllib.request
@@ -59,24 +52,11 @@ g = call("GET", f"/scim/v2/Groups/{big_id}?attributes=displayName")
 print("groups ready: big", big_id, "small", small_id)
 PY
 read BIG_ID SMALL_ID < $OUT/groups.txt || true
-run() { # name, wrk args...
-  local name=$1; shift
-  for r in $(seq $ROUNDS); do wrk -t2 -c$CONN -d$DUR --latency "$@" > $OUT/$name.$r.txt; done
-  python3 - "$name" $OUT/$name.*.txt <<'PY'
-import re, sys, statistics
-name, files = sys.argv[1], sys.argv[2:]
-rps = [float(re.search(r"Requests/sec:\s+([\d.]+)", open(f).read()).group(1)) for f in files]
-for f in files:
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", open(f).read())
-    if m: print(f"  WARNING {f}: {m.group(1)} non-2xx responses")
-print(f"{name:14s} median {statistics.median(rps):9.0f} req/s   runs {[round(x) for x in rps]}")
-PY
-}
 export TOKEN=$(token)
-MODE=attr IDS_FILE=$OUT/ids.txt run patch_attr -s bench/patch.lua $URL
+MODE=attr IDS_FILE=$OUT/ids.txt run_wrk patch_attr $CONN -s bench/patch.lua
 [ "${ONLY:-}" = attr ] && exit 0
 for g in big small; do
   id=$BIG_ID; [ $g = small ] && id=$SMALL_ID
-  MODE=add GROUP=$id MEMBERS_FILE=$OUT/members.txt run ${g}_add -s bench/patch.lua $URL
-  MODE=remove GROUP=$id MEMBERS_FILE=$OUT/members.txt run ${g}_remove -s bench/patch.lua $URL
+  MODE=add GROUP=$id MEMBERS_FILE=$OUT/members.txt run_wrk ${g}_add $CONN -s bench/patch.lua
+  MODE=remove GROUP=$id MEMBERS_FILE=$OUT/members.txt run_wrk ${g}_remove $CONN -s bench/patch.lua
 done

@@ -40,15 +40,12 @@ if [ -z "${SKIP_IMPORT:-}" ]; then
   /usr/bin/time -f "import: %e s, peak RSS %M KiB" $BIN import -q -f $OUT/users-$USERS.ndjson "${STORE[@]}" 2>&1 | grep -E "import:|rror"
 fi
 
-$BIN --listen 127.0.0.1:$PORT "${STORE[@]}" >$OUT/server.log 2>&1 &
-PID=$!; trap 'kill $PID 2>/dev/null' EXIT
-until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.2; done
-URL=http://127.0.0.1:$PORT
+. bench/lib.sh
+start_scimd "${STORE[@]}"
 # A store that came from an import has no bootstrap file here: make a client for the benchmark.
 CRED=$($BIN client create bench-$$-$RANDOM "${STORE[@]}")
-CID=$(echo "$CRED" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
-CSEC=$(echo "$CRED" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
-export TOKEN=$(curl -s -u "$CID:$CSEC" -d grant_type=client_credentials $URL/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+CREDS=$(echo "$CRED" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["client_id"]+":"+d["client_secret"])')
+export TOKEN=$(token)
 
 python3 - "$URL" "$OUT" "$USERS" "$GROUP" "$DEPTH" <<'PY'
 import json, os, random, sys, time, urllib.request, urllib.parse, uuid
@@ -70,26 +67,8 @@ open(out + "/deep.txt", "w").write("/scim/v2/Users?count=100&cursor=" + urllib.p
 open(out + "/members.txt", "w").write("".join(f"{uuid.UUID(int=i + 1)}\n" for i in range(g, min(n, g + 1000))))
 open(out + "/group.txt", "w").write(str(uuid.UUID(int=n + 1)))
 PY
-run() { # name, connections, wrk args...
-  local name=$1 conn=$2; shift 2
-  for r in $(seq $ROUNDS); do wrk -t$(( conn < 2 ? 1 : 2 )) -c$conn -d$DUR --latency "$@" $URL > $OUT/$name.$r.txt; done
-  python3 - "$name" $OUT/$name.*.txt <<'PY'
-import re, sys, statistics
-name, files = sys.argv[1], sys.argv[2:]
-def ms(t):
-    m = re.search(r"50%\s+([\d.]+)(us|ms|s)", t); return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-texts = [open(f).read() for f in files]
-rps = [float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)) for t in texts]
-for f, t in zip(files, texts):
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-    if m: print(f"  WARNING {f}: {m.group(1)} non-2xx responses")
-print(f"{name:12s} median {statistics.median(rps):9.0f} req/s   median latency {statistics.median([ms(t) for t in texts]):7.2f} ms   runs {[round(x) for x in rps]}")
-PY
-}
-PATHS_FILE=$OUT/eq.txt run eq 1 -s bench/paths.lua
-PATHS_FILE=$OUT/byid.txt run byid 1 -s bench/paths.lua
-PATHS_FILE=$OUT/first.txt run first 1 -s bench/paths.lua
-PATHS_FILE=$OUT/deep.txt run deep 1 -s bench/paths.lua
-MODE=add GROUP=$(cat $OUT/group.txt) MEMBERS_FILE=$OUT/members.txt run group_add 32 -s bench/patch.lua
-MODE=remove GROUP=$(cat $OUT/group.txt) MEMBERS_FILE=$OUT/members.txt run group_remove 32 -s bench/patch.lua
+for q in eq byid first deep; do PATHS_FILE=$OUT/$q.txt run_wrk $q 1 -s bench/paths.lua; done
+for op in add remove; do
+  MODE=$op GROUP=$(cat $OUT/group.txt) MEMBERS_FILE=$OUT/members.txt run_wrk group_$op 32 -s bench/patch.lua
+done
 echo "scimd serving: peak RSS $(grep VmHWM /proc/$PID/status | awk '{print $2}') KiB"

@@ -1,0 +1,41 @@
+# Shared by the benchmark scripts (sourced): start scimd, get tokens, seed users, run wrk rounds.
+# Expects OUT, PORT, ROUNDS, DUR; `start_scimd ARGS...` sets PID and URL.
+
+start_scimd() {
+  ./target/release/scimd --listen 127.0.0.1:$PORT "$@" >$OUT/server.log 2>&1 &
+  PID=$!; trap 'kill $PID 2>/dev/null' EXIT
+  until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do sleep 0.1; done
+  URL=http://127.0.0.1:$PORT
+}
+
+# CREDS="id:secret" of the bundled client of data directory $1.
+bootstrap_creds() {
+  CREDS=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["client_id"]+":"+d["client_secret"])' "$1/bootstrap-client.json")
+}
+
+token() {
+  curl -s -u "$CREDS" -d grant_type=client_credentials $URL/oauth/token \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+user_count() {
+  curl -s -H "Authorization: Bearer $TOKEN" "$URL/scim/v2/Users?count=0" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalResults"])'
+}
+
+# Creates users with bench/post.lua until there are at least $1.
+seed_users() {
+  while [ "$(user_count)" -lt "$1" ]; do
+    wrk -t2 -c32 -d10s -s bench/post.lua $URL >/dev/null
+    export TOKEN=$(token)  # seeding can outlast a token
+  done
+}
+
+# run_wrk NAME CONNECTIONS WRK-ARGS...: ROUNDS runs against $URL, then their medians.
+run_wrk() {
+  local name=$1 conn=$2; shift 2
+  for r in $(seq $ROUNDS); do
+    wrk -t$(( conn < 2 ? 1 : 2 )) -c$conn -d$DUR --latency "$@" $URL > $OUT/$name.$r.txt
+  done
+  python3 bench/summary.py "$name" $(for r in $(seq $ROUNDS); do echo $OUT/$name.$r.txt; done)
+}
