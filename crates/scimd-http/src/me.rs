@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use scimd_auth::Grant;
 use scimd_core::ScimError;
 use scimd_core::schema::ResourceTypeDef;
 
-use crate::extract::{ScimJson, if_match, status_only};
-use crate::resources::{projection, single};
+use crate::extract::ScimJson;
+use crate::resources::{delete_resource, patch_resource, read_resource, replace_resource};
 use crate::{ApiError, AppState};
 
 type Subject = Extension<Option<Arc<Grant>>>;
@@ -58,11 +58,10 @@ pub async fn get(
     State(state): State<AppState>,
     Extension(grant): Subject,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (rt, id) = me(&state, &grant).await?;
-    let p = projection(&rt, &params)?;
-    let resource = state.service.get(&rt, &id, &p).await?;
-    Ok(single(StatusCode::OK, resource, &p))
+    read_resource(&state, &rt, &id, &params, &headers).await
 }
 
 pub async fn replace(
@@ -73,12 +72,7 @@ pub async fn replace(
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
     let (rt, id) = me(&state, &grant).await?;
-    let p = projection(&rt, &params)?;
-    let replaced = state
-        .service
-        .replace(&rt, &id, body, if_match(&headers))
-        .await?;
-    Ok(single(StatusCode::OK, replaced, &p))
+    replace_resource(&state, &rt, &id, &params, &headers, body).await
 }
 
 pub async fn patch(
@@ -89,13 +83,7 @@ pub async fn patch(
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
     let (rt, id) = me(&state, &grant).await?;
-    let p = projection(&rt, &params)?;
-    let ops = scimd_core::patch::parse_request(&body)?;
-    let patched = state
-        .service
-        .patch(&rt, &id, &ops, if_match(&headers), &p)
-        .await?;
-    Ok(single(StatusCode::OK, patched, &p))
+    patch_resource(&state, &rt, &id, &params, &headers, &body).await
 }
 
 pub async fn delete(
@@ -104,6 +92,5 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (rt, id) = me(&state, &grant).await?;
-    state.service.delete(&rt, &id, if_match(&headers)).await?;
-    Ok(status_only(StatusCode::NO_CONTENT))
+    delete_resource(&state, &rt, &id, &headers).await
 }

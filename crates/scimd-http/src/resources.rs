@@ -92,9 +92,20 @@ pub async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
-    let p = projection(&rt, &params)?;
-    let resource = state.service.get(&rt, &id, &p).await?;
-    if if_none_match(&headers).contains(&resource.version) {
+    read_resource(&state, &rt, &id, &params, &headers).await
+}
+
+/// GET of one resource (`/{endpoint}/{id}` and `/Me`), with `If-None-Match`.
+pub(crate) async fn read_resource(
+    state: &AppState,
+    rt: &Arc<ResourceTypeDef>,
+    id: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = projection(rt, params)?;
+    let resource = state.service.get(rt, id, &p).await?;
+    if if_none_match(headers).contains(&resource.version) {
         let mut r = status_only(StatusCode::NOT_MODIFIED);
         if let Ok(v) = HeaderValue::from_str(&etag(resource.version)) {
             r.headers_mut().insert(header::ETAG, v);
@@ -112,10 +123,22 @@ pub async fn replace(
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
-    let p = projection(&rt, &params)?;
+    replace_resource(&state, &rt, &id, &params, &headers, body).await
+}
+
+/// PUT of one resource (`/{endpoint}/{id}` and `/Me`).
+pub(crate) async fn replace_resource(
+    state: &AppState,
+    rt: &Arc<ResourceTypeDef>,
+    id: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let p = projection(rt, params)?;
     let replaced = state
         .service
-        .replace(&rt, &id, body, if_match(&headers))
+        .replace(rt, id, body, if_match(headers))
         .await?;
     Ok(single(StatusCode::OK, replaced, &p))
 }
@@ -126,7 +149,17 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
-    state.service.delete(&rt, &id, if_match(&headers)).await?;
+    delete_resource(&state, &rt, &id, &headers).await
+}
+
+/// DELETE of one resource (`/{endpoint}/{id}` and `/Me`).
+pub(crate) async fn delete_resource(
+    state: &AppState,
+    rt: &Arc<ResourceTypeDef>,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    state.service.delete(rt, id, if_match(headers)).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -138,8 +171,20 @@ pub async fn patch(
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
-    let p = projection(&rt, &params)?;
-    let ops = scimd_core::patch::parse_request(&body)?;
+    patch_resource(&state, &rt, &id, &params, &headers, &body).await
+}
+
+/// PATCH of one resource (`/{endpoint}/{id}` and `/Me`).
+pub(crate) async fn patch_resource(
+    state: &AppState,
+    rt: &Arc<ResourceTypeDef>,
+    id: &str,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Result<Response, ApiError> {
+    let p = projection(rt, params)?;
+    let ops = scimd_core::patch::parse_request(body)?;
     let asked_minimal = headers
         .get("prefer")
         .and_then(|v| v.to_str().ok())
@@ -148,17 +193,17 @@ pub async fn patch(
     // unless the client names what it wants back: the whole group would be
     // megabytes for a large one, on every change Entra or Okta sends.
     let names_attributes =
-        param(&params, "attributes").is_some() || param(&params, "excludedAttributes").is_some();
-    let minimal = asked_minimal || (!names_attributes && state.service.is_member_patch(&rt, &ops));
+        param(params, "attributes").is_some() || param(params, "excludedAttributes").is_some();
+    let minimal = asked_minimal || (!names_attributes && state.service.is_member_patch(rt, &ops));
     // A minimal answer shows nothing: do not load members for it.
     let load = if minimal {
-        Projection::parse(&rt, Some("id"), None)?
+        Projection::parse(rt, Some("id"), None)?
     } else {
         p.clone()
     };
     let patched = state
         .service
-        .patch(&rt, &id, &ops, if_match(&headers), &load)
+        .patch(rt, id, &ops, if_match(headers), &load)
         .await?;
     if minimal {
         let mut r = status_only(StatusCode::NO_CONTENT);
