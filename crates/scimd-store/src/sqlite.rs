@@ -568,6 +568,10 @@ impl Store for SqliteStore {
 
     async fn query(&self, q: Query) -> Result<Page, StoreError> {
         self.read_here(move |conn| {
+            // One read transaction: the total and the page come from one
+            // snapshot (a concurrent commit cannot make them disagree), and
+            // the WAL read lock is taken once instead of per statement.
+            let snapshot = conn.unchecked_transaction().map_err(backend)?;
             let (count, page) = page_queries(Dialect::Sqlite, &q);
             let total: i64 = conn
                 .prepare_cached(&count.text)
@@ -585,6 +589,8 @@ impl Store for SqliteStore {
                 }
                 items.push(stored);
             }
+            drop(stmt);
+            snapshot.commit().map_err(backend)?;
             Ok(Page {
                 total: u64::try_from(total).unwrap_or(0),
                 items,
