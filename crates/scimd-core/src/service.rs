@@ -547,14 +547,32 @@ impl ResourceService {
                 next_cursor = Some(codec.seal(last.position, &walk, now)?);
             }
         }
-        let mut resources = Vec::with_capacity(page.items.len());
+        // Computed `groups` of the whole page in one store call, not one
+        // query per resource.
+        let mut matched = Vec::with_capacity(page.items.len());
+        let mut needs_groups = Vec::new();
         for stored in page.items {
             let (rt, projection) = types
                 .iter()
                 .zip(&projections)
                 .find(|(rt, _)| rt.name() == stored.resource_type)
                 .ok_or_else(|| ScimError::Internal("store returned an unexpected type".into()))?;
-            resources.push(self.finish(rt, stored, projection).await?);
+            let wants_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");
+            if wants_groups {
+                needs_groups.push(stored.id.clone());
+            }
+            matched.push((rt, stored, wants_groups));
+        }
+        let mut groups = self.store.groups_of_many(&needs_groups).await?.into_iter();
+        let mut resources = Vec::with_capacity(matched.len());
+        for (rt, stored, wants_groups) in matched {
+            let own = if wants_groups { groups.next() } else { None };
+            let doc = render(rt, &stored, &self.config.base_url, own.as_deref());
+            resources.push(Resource {
+                resource_type: rt.clone(),
+                version: stored.version,
+                doc,
+            });
         }
         Ok((
             ResourcePage {

@@ -189,6 +189,20 @@ pub trait Store: Send + Sync + 'static {
     /// The groups `member_id` belongs to, direct and inherited.
     async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError>;
 
+    /// The groups of each of `member_ids`, in order: a page of users needs
+    /// them all, and stores may answer in one round trip instead of one per
+    /// user.
+    async fn groups_of_many(
+        &self,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
+        let mut out = Vec::with_capacity(member_ids.len());
+        for id in member_ids {
+            out.push(self.groups_of(id).await?);
+        }
+        Ok(out)
+    }
+
     /// One resource and the groups it belongs to, read together (the common
     /// `GET /Users/{id}`); stores may answer it in one round trip.
     async fn get_with_groups(

@@ -602,6 +602,21 @@ impl Store for SqliteStore {
         self.read_here(|conn| groups_of(conn, member_id))
     }
 
+    async fn groups_of_many(
+        &self,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
+        self.read_here(|conn| {
+            let snapshot = conn.unchecked_transaction().map_err(backend)?;
+            let out = member_ids
+                .iter()
+                .map(|id| groups_of(conn, id))
+                .collect::<Result<Vec<_>, _>>()?;
+            snapshot.commit().map_err(backend)?;
+            Ok(out)
+        })
+    }
+
     async fn get_with_groups(
         &self,
         rtype: &str,

@@ -44,6 +44,28 @@ async fn members_nested_groups_and_computed_user_groups() {
             .iter()
             .any(|g| g["value"] == outer_id.as_str() && g["type"] == "indirect")
     );
+    // A list computes the groups of every user on the page (in one store
+    // call): the member has both, another user none.
+    s.call(Method::POST, "/Users", Some(json!({"userName": "loner"})))
+        .await;
+    let (_, _, list) = s.call(Method::GET, "/Users?sortBy=userName", None).await;
+    let by_name = |name: &str| {
+        list["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["userName"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_name("loner").get("groups"), None, "{list}");
+    assert_eq!(
+        by_name(user["userName"].as_str().unwrap())["groups"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{list}"
+    );
     // excludedAttributes=members
     let (_, _, g) = s
         .call(
