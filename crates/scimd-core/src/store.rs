@@ -103,6 +103,22 @@ pub struct StoredResource {
     pub members: Option<Vec<Member>>,
 }
 
+impl StoredResource {
+    /// What a store holds right after `write` was created at `position`.
+    pub fn created(write: ResourceWrite, position: i64, members: Option<Vec<Member>>) -> Self {
+        StoredResource {
+            position,
+            resource_type: write.resource_type,
+            id: write.id,
+            version: 1,
+            created: write.now.clone(),
+            modified: write.now,
+            data: write.data,
+            members,
+        }
+    }
+}
+
 /// A group a resource belongs to, directly or through nested groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMembership {

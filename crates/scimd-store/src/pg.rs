@@ -513,16 +513,7 @@ impl Store for PgStore {
             };
             (seq, members)
         })?;
-        Ok(StoredResource {
-            position: seq,
-            resource_type: w.resource_type,
-            id: w.id,
-            version: 1,
-            created: w.now.clone(),
-            modified: w.now,
-            data: w.data,
-            members,
-        })
+        Ok(StoredResource::created(w, seq, members))
     }
 
     async fn get(

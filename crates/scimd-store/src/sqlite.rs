@@ -414,16 +414,7 @@ impl Store for SqliteStore {
                 Some(_) => Some(load_members(conn, seq)?),
                 None => None,
             };
-            Ok(StoredResource {
-                position: seq,
-                resource_type: w.resource_type,
-                id: w.id,
-                version: 1,
-                created: w.now.clone(),
-                modified: w.now,
-                data: w.data,
-                members,
-            })
+            Ok(StoredResource::created(w, seq, members))
         })
         .await
     }

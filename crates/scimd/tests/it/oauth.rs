@@ -555,6 +555,21 @@ async fn key_rotation_keeps_old_tokens_valid() {
     s.stop().await;
 }
 
+/// Waits until an anonymous `GET /Users` answers `want` on every server;
+/// the switch must reach them within 5 seconds.
+async fn until_every(servers: &[&Server], want: StatusCode, mode: &str) {
+    let switched = Instant::now();
+    for s in servers {
+        while send(s, Method::GET, "/Users", None, None).await.0 != want {
+            assert!(
+                switched.elapsed() < Duration::from_secs(5),
+                "{mode} not applied in 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Two replicas behind one public URL on one store: a token issued by one
 /// is accepted by the other, and `scimd protection set` switches both within
 /// 5 seconds, and back.
@@ -573,37 +588,11 @@ async fn replicas_share_tokens_and_the_protection_switch() {
     }
     let out = scim_bin(&["protection", "set", "bypass"], dir.path()).await;
     assert_eq!(out["protection"], "bypass");
-    let switched = Instant::now();
-    for s in [&a, &b] {
-        loop {
-            let (st, _, _) = send(s, Method::GET, "/Users", None, None).await;
-            if st == StatusCode::OK {
-                break;
-            }
-            assert!(
-                switched.elapsed() < Duration::from_secs(5),
-                "bypass not applied in 5 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    until_every(&[&a, &b], StatusCode::OK, "bypass").await;
     let (_, _, spc) = send(&a, Method::GET, "/ServiceProviderConfig", None, None).await;
     assert_eq!(spc["authenticationSchemes"][0]["name"], "BYPASS");
     scim_bin(&["protection", "set", "oauth"], dir.path()).await;
-    let switched = Instant::now();
-    for s in [&a, &b] {
-        loop {
-            let (st, _, _) = send(s, Method::GET, "/Users", None, None).await;
-            if st == StatusCode::UNAUTHORIZED {
-                break;
-            }
-            assert!(
-                switched.elapsed() < Duration::from_secs(5),
-                "oauth not applied in 5 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    until_every(&[&a, &b], StatusCode::UNAUTHORIZED, "oauth").await;
     let (_, _, spc) = send(&a, Method::GET, "/ServiceProviderConfig", None, None).await;
     assert_eq!(spc["authenticationSchemes"][0]["type"], "oauthbearertoken");
     a.stop().await;
