@@ -19,13 +19,40 @@ pub struct MetaFacts<'a> {
     pub version: i64,
 }
 
-/// Index entries of a resource document (`data` as stored, without members).
-pub fn index_entries(
-    rt: &ResourceTypeDef,
-    data: &Map<String, Value>,
-    meta: &MetaFacts<'_>,
-) -> Vec<IndexEntry> {
-    let mut out = Vec::with_capacity(16);
+/// Server-managed facts every store keeps as columns of the resource row
+/// (`id`, `rtype`, `created`, `modified`, `version`) instead of index
+/// entries: they would be six of a typical user's fifteen entries, written
+/// on every create and rewritten on every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaColumn {
+    Id,
+    ResourceType,
+    Created,
+    LastModified,
+    Version,
+    /// `meta` itself: every resource has it.
+    Meta,
+}
+
+impl MetaColumn {
+    /// The column behind an index key, if the key is one of them.
+    pub fn of(key: &str) -> Option<MetaColumn> {
+        Some(match key {
+            "id" => MetaColumn::Id,
+            "meta.resourcetype" => MetaColumn::ResourceType,
+            "meta.created" => MetaColumn::Created,
+            "meta.lastmodified" => MetaColumn::LastModified,
+            "meta.version" => MetaColumn::Version,
+            "meta" => MetaColumn::Meta,
+            _ => return None,
+        })
+    }
+}
+
+/// The entries the server-managed facts would have, for in-memory
+/// evaluation with the same semantics as the stores' column conditions.
+pub fn meta_entries(rt: &ResourceTypeDef, meta: &MetaFacts<'_>) -> Vec<IndexEntry> {
+    let mut out = Vec::with_capacity(6);
     let text = |key: &str, t: String| IndexEntry {
         key: key.to_string(),
         elem: 0,
@@ -51,6 +78,13 @@ pub fn index_entries(
         }
     }
     out.push(text("meta.version", format!("W/\"{}\"", meta.version)));
+    out
+}
+
+/// Index entries of a resource document (`data` as stored, without
+/// members). The server-managed facts are not among them ([`MetaColumn`]).
+pub fn index_entries(rt: &ResourceTypeDef, data: &Map<String, Value>) -> Vec<IndexEntry> {
+    let mut out = Vec::with_capacity(16);
     for (name, value) in data {
         if let Some(attr) = rt.common.attribute(name) {
             walk(&mut out, "", attr, value);

@@ -8,7 +8,7 @@ use scimd_filter::{AttrPath, Filter, PatchPath};
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
-use crate::index::{MetaFacts, eval, index_entries};
+use crate::index::{eval, index_entries};
 use crate::query::resolve_filter;
 use crate::resource::is_own_schemas;
 use crate::schema::{AttrScope, AttrType, Attribute, Mutability, Resolved, ResourceTypeDef};
@@ -421,12 +421,6 @@ fn apply_filtered(
         Some(Value::Array(items)) => items.clone(),
         _ => Vec::new(),
     };
-    let facts = MetaFacts {
-        id: "",
-        created: "",
-        modified: "",
-        version: 0,
-    };
     let matches: Vec<bool> = items
         .iter()
         .map(|item| {
@@ -439,7 +433,7 @@ fn apply_filtered(
             if let Some(urn) = urn {
                 one = Map::from_iter([(urn.to_string(), Value::Object(one))]);
             }
-            eval(&cond, &index_entries(rt, &one, &facts))
+            eval(&cond, &index_entries(rt, &one))
         })
         .collect();
     let mut items = items;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::error::{ScimError, ScimResult};
-use crate::index::{MetaFacts, index_entries, unique_values};
+use crate::index::{index_entries, unique_values};
 use crate::projection::Projection;
 use crate::query::{Cond, Paging, Query};
 use crate::resource::{
@@ -167,9 +167,17 @@ impl ResourceService {
         input = hash_secrets(rt, input).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now();
-        let write = self.prepare(rt, &id, input.data, input.members, &now, &now, 1);
+        let write = self.prepare(rt, &id, input.data, input.members, &now);
         let stored = self.store.create(write).await?;
-        self.finish(rt, stored, &Projection::all()).await
+        // A resource that did not exist a moment ago belongs to no group:
+        // no need to ask the store.
+        let groups = rt.has_computed_groups().then(Vec::new);
+        let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
+        Ok(Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        })
     }
 
     /// GET: one resource, loading members and groups only if they will show.
@@ -226,7 +234,7 @@ impl ResourceService {
                 .has_members()
                 .then(|| input.members.clone().unwrap_or_default());
             let now = now();
-            let write = self.prepare(rt, id, data, members, &old.created, &now, old.version + 1);
+            let write = self.prepare(rt, id, data, members, &now);
             match self.store.replace(write, Some(old.version)).await {
                 Ok(stored) => return self.finish(rt, stored, &Projection::all()).await,
                 Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
@@ -305,15 +313,7 @@ impl ResourceService {
                 .has_members()
                 .then(|| input.members.clone().unwrap_or_default());
             let now = now();
-            let write = self.prepare(
-                rt,
-                id,
-                input.data,
-                members,
-                &old.created,
-                &now,
-                old.version + 1,
-            );
+            let write = self.prepare(rt, id, input.data, members, &now);
             match self.store.replace(write, Some(old.version)).await {
                 Ok(stored) => return self.finish(rt, stored, projection).await,
                 Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
@@ -618,27 +618,18 @@ impl ResourceService {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
         rt: &ResourceTypeDef,
         id: &str,
         data: Map<String, Value>,
         members: Option<Vec<Member>>,
-        created: &str,
         modified: &str,
-        version: i64,
     ) -> ResourceWrite {
-        let facts = MetaFacts {
-            id,
-            created,
-            modified,
-            version,
-        };
         ResourceWrite {
             resource_type: rt.name().to_string(),
             id: id.to_string(),
-            index: index_entries(rt, &data, &facts),
+            index: index_entries(rt, &data),
             unique: unique_values(rt, &data),
             data,
             members,

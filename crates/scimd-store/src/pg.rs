@@ -28,7 +28,10 @@ use tokio_postgres::{GenericClient, NoTls, Row};
 use crate::translate::{Dialect, Param, Sql, page_queries};
 
 /// Schema versions, applied in order, each once (table `scimd_migrations`).
-const MIGRATIONS: &[&str] = &[include_str!("pg_migrations_001.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("pg_migrations_001.sql"),
+    include_str!("pg_migrations_002_meta_columns.sql"),
+];
 /// How often a transaction aborted by a serialization failure or a deadlock
 /// is re-run before the caller gets [`StoreError::Conflict`].
 const MAX_RETRIES: u32 = 12;
@@ -595,8 +598,7 @@ impl Store for PgStore {
         expected: Option<i64>,
         now: String,
     ) -> Result<i64, StoreError> {
-        let modified_key =
-            scimd_core::value::parse_datetime(&now).map(scimd_core::value::datetime_key);
+
         in_transaction!(self, |tx| {
             // Bumping the version first takes the group's row lock: changes
             // to one group queue here, whichever scimd they came through.
@@ -636,14 +638,6 @@ impl Store for PgStore {
                     }
                 }
             }
-            let meta = tx
-                .prepare_cached(
-                    "UPDATE attr_values SET s = CASE key WHEN 'meta.lastmodified' THEN $2::text ELSE $3::text END
-                      WHERE seq = $1 AND key IN ('meta.lastmodified', 'meta.version')",
-                )
-                .await?;
-            tx.execute(&meta, &[&seq, &modified_key, &format!("W/\"{version}\"")])
-                .await?;
             version
         })
     }

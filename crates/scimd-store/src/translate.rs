@@ -6,6 +6,7 @@
 //! PostgreSQL spell things differently go through [`Dialect`], so both run
 //! the same logic and give the same answers.
 
+use scimd_core::index::MetaColumn;
 use scimd_core::query::{Cond, Paging, Query, SortKey};
 use scimd_core::value::Comparable;
 use scimd_filter::CompareOp;
@@ -71,6 +72,13 @@ impl Sql {
         self.params.push(v);
     }
 
+    fn true_literal(&mut self) {
+        self.text.push_str(match self.dialect {
+            Dialect::Sqlite => "1",
+            Dialect::Postgres => "TRUE",
+        });
+    }
+
     fn false_literal(&mut self) {
         self.text.push_str(match self.dialect {
             Dialect::Sqlite => "0",
@@ -123,18 +131,30 @@ fn scoped_condition(sql: &mut Sql, cond: &Cond, scope: Scope) {
             scoped_condition(sql, inner, scope);
             sql.text.push(')');
         }
+        // Server-managed facts are columns of the resource row, always set.
+        Cond::Present { key } if scope == Scope::Resource && MetaColumn::of(key).is_some() => {
+            sql.true_literal()
+        }
         Cond::Present { key } => {
             sql.text.push_str(scope.term_prefix());
             sql.param(Param::Text(key.clone()));
             sql.text.push(')');
         }
-        Cond::Compare { key, op, value } => {
-            sql.text.push_str(scope.term_prefix());
-            sql.param(Param::Text(key.clone()));
-            sql.text.push_str(" AND ");
-            comparison(sql, "a", *op, value);
-            sql.text.push(')');
-        }
+        Cond::Compare { key, op, value } => match (scope, MetaColumn::of(key)) {
+            (Scope::Resource, Some(column)) => {
+                // Parenthesised: a comparison may be several conjuncts.
+                sql.text.push('(');
+                meta_comparison(sql, column, *op, value);
+                sql.text.push(')');
+            }
+            _ => {
+                sql.text.push_str(scope.term_prefix());
+                sql.param(Param::Text(key.clone()));
+                sql.text.push_str(" AND ");
+                comparison(sql, "a", *op, value);
+                sql.text.push(')');
+            }
+        },
         // Resolution never nests value filters.
         Cond::Element { .. } if scope == Scope::Element => sql.false_literal(),
         Cond::Element { parent, cond } => {
@@ -177,8 +197,15 @@ fn comparison(sql: &mut Sql, alias: &str, op: CompareOp, value: &Comparable) {
         Comparable::Text(t) => t,
     };
     let col = format!("{alias}.s");
+    let prefixed = sql.dialect == Dialect::Postgres;
+    text_condition(sql, &col, op, t, prefixed);
+}
+
+/// `col op 'value'` for text; `prefixed`: the column's index holds only
+/// [`PG_INDEXED_PREFIX`] characters (see [`text_compare`]).
+fn text_condition(sql: &mut Sql, col: &str, op: CompareOp, t: &str, prefixed: bool) {
     if let Some(sym) = symbol(op) {
-        text_compare(sql, &col, sym, t);
+        text_compare(sql, col, sym, t, prefixed);
         return;
     }
     match op {
@@ -187,30 +214,30 @@ fn comparison(sql: &mut Sql, alias: &str, op: CompareOp, value: &Comparable) {
                 Dialect::Sqlite => format!("instr({col}, "),
                 Dialect::Postgres => format!("strpos({col}, "),
             });
-            sql.param(Param::Text(t.clone()));
+            sql.param(Param::Text(t.to_string()));
             sql.text.push_str(") > 0");
         }
         CompareOp::Sw => {
-            text_compare(sql, &col, ">=", t);
+            text_compare(sql, col, ">=", t, prefixed);
             sql.text.push_str(" AND ");
             match prefix_upper_bound(t) {
-                Some(upper) => text_compare(sql, &col, "<", &upper),
+                Some(upper) => text_compare(sql, col, "<", &upper, prefixed),
                 None => {
                     sql.text.push_str(&format!("substr({col}, 1, length("));
-                    sql.param(Param::Text(t.clone()));
+                    sql.param(Param::Text(t.to_string()));
                     sql.text.push_str(")) = ");
-                    sql.param(Param::Text(t.clone()));
+                    sql.param(Param::Text(t.to_string()));
                 }
             }
         }
         _ => {
             sql.text.push_str(&format!("length({col}) >= length("));
-            sql.param(Param::Text(t.clone()));
+            sql.param(Param::Text(t.to_string()));
             sql.text
                 .push_str(&format!(") AND substr({col}, length({col}) - length("));
-            sql.param(Param::Text(t.clone()));
+            sql.param(Param::Text(t.to_string()));
             sql.text.push_str(") + 1) = ");
-            sql.param(Param::Text(t.clone()));
+            sql.param(Param::Text(t.to_string()));
         }
     }
 }
@@ -219,8 +246,8 @@ fn comparison(sql: &mut Sql, alias: &str, op: CompareOp, value: &Comparable) {
 /// prefix of `s`, so an indexable condition on the prefix comes first:
 /// truncating both sides to the same length keeps their order (weakly), so
 /// the prefix condition never excludes a row the full one accepts.
-fn text_compare(sql: &mut Sql, col: &str, sym: &str, value: &str) {
-    if sql.dialect == Dialect::Postgres {
+fn text_compare(sql: &mut Sql, col: &str, sym: &str, value: &str, prefixed: bool) {
+    if prefixed {
         let weak = match sym {
             "=" => Some("="),
             ">" | ">=" => Some(">="),
@@ -236,6 +263,80 @@ fn text_compare(sql: &mut Sql, col: &str, sym: &str, value: &str) {
     }
     sql.text.push_str(&format!("{col} {sym} "));
     sql.param(Param::Text(value.to_string()));
+}
+
+/// The column expression of a server-managed fact, as text in byte order.
+/// Timestamps are stored as RFC 3339 UTC with milliseconds
+/// (`2026-01-02T03:04:05.678Z`), one fixed width, so text order is time order.
+fn meta_column(dialect: Dialect, column: MetaColumn) -> Option<&'static str> {
+    Some(match (dialect, column) {
+        (_, MetaColumn::Meta) => return None,
+        (Dialect::Sqlite, MetaColumn::Id) => "r.id",
+        (Dialect::Sqlite, MetaColumn::ResourceType) => "r.rtype",
+        (Dialect::Sqlite, MetaColumn::Created) => "r.created",
+        (Dialect::Sqlite, MetaColumn::LastModified) => "r.modified",
+        (Dialect::Sqlite, MetaColumn::Version) => "('W/\"' || r.version || '\"')",
+        (Dialect::Postgres, MetaColumn::Id) => "(r.id COLLATE \"C\")",
+        (Dialect::Postgres, MetaColumn::ResourceType) => "(r.rtype COLLATE \"C\")",
+        (Dialect::Postgres, MetaColumn::Created) => "(r.created COLLATE \"C\")",
+        (Dialect::Postgres, MetaColumn::LastModified) => "(r.modified COLLATE \"C\")",
+        (Dialect::Postgres, MetaColumn::Version) => {
+            "(('W/\"' || r.version::text || '\"') COLLATE \"C\")"
+        }
+    })
+}
+
+/// A comparison on a server-managed fact, with the semantics of the index
+/// entries [`scimd_core::index::meta_entries`] describes.
+fn meta_comparison(sql: &mut Sql, column: MetaColumn, op: CompareOp, value: &Comparable) {
+    let (Comparable::Text(t), Some(expr)) = (value, meta_column(sql.dialect, column)) else {
+        // `meta` itself has no value; facts are never numbers.
+        sql.false_literal();
+        return;
+    };
+    // Equality on the id must use the plain column for its unique index
+    // (PostgreSQL's is in the database's default collation).
+    if column == MetaColumn::Id && op == CompareOp::Eq {
+        sql.text.push_str("r.id = ");
+        sql.param(Param::Text(t.clone()));
+        return;
+    }
+    if !matches!(column, MetaColumn::Created | MetaColumn::LastModified) {
+        text_condition(sql, expr, op, t, false);
+        return;
+    }
+    // Filter values are nanosecond keys (`….fffffffffZ`, see
+    // `value::datetime_key`); the columns hold milliseconds.
+    let Some((millis, exact)) = millisecond_key(t) else {
+        sql.false_literal();
+        return;
+    };
+    match op {
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
+            let wide = match sql.dialect {
+                Dialect::Sqlite => format!("(substr({expr}, 1, 23) || '000000Z')"),
+                Dialect::Postgres => format!("((substr({expr}, 1, 23) || '000000Z') COLLATE \"C\")"),
+            };
+            text_condition(sql, &wide, op, t, false);
+        }
+        _ if exact => text_condition(sql, expr, op, &millis, false),
+        // A stored time is a whole millisecond, so it never equals a value
+        // with a finer fraction and lies strictly on one side of it.
+        CompareOp::Eq => sql.false_literal(),
+        CompareOp::Ne => sql.true_literal(),
+        CompareOp::Gt | CompareOp::Ge => text_condition(sql, expr, CompareOp::Gt, &millis, false),
+        CompareOp::Lt | CompareOp::Le => text_condition(sql, expr, CompareOp::Le, &millis, false),
+    }
+}
+
+/// `2026-01-02T03:04:05.678901234Z` → (`2026-01-02T03:04:05.678Z`, whether
+/// nothing finer than milliseconds was cut).
+fn millisecond_key(key: &str) -> Option<(String, bool)> {
+    if key.len() != 30 || !key.is_ascii() || !key.ends_with('Z') {
+        return None;
+    }
+    let exact = key.get(23..29)? == "000000";
+    Some((format!("{}Z", key.get(..23)?), exact))
 }
 
 /// The smallest string greater than every string starting with `prefix`:
@@ -255,7 +356,19 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
 /// descending (RFC 7644 3.4.2.3); ties broken by insertion order.
 pub fn order_by(sql: &mut Sql, sort: Option<&SortKey>) {
     sql.text.push_str(" ORDER BY ");
-    if let Some(sort) = sort {
+    if let Some(sort) = sort
+        && let Some(column) = MetaColumn::of(&sort.key)
+    {
+        let expr = match column {
+            MetaColumn::Version => Some("r.version"),
+            other => meta_column(sql.dialect, other),
+        };
+        if let Some(expr) = expr {
+            sql.text.push_str(expr);
+            sql.text
+                .push_str(if sort.descending { " DESC, " } else { " ASC, " });
+        }
+    } else if let Some(sort) = sort {
         let col = if sort.numeric { "n" } else { "s" };
         sql.text.push_str(&format!(
             "(SELECT a.{col} FROM attr_values a WHERE a.seq = r.seq AND a.key = "

@@ -12,7 +12,7 @@ mod testing;
 
 use std::sync::Arc;
 
-use scimd_core::index::{MetaFacts, index_entries, unique_values};
+use scimd_core::index::{index_entries, unique_values};
 use scimd_core::schema::Registry;
 use scimd_core::store::{Member, MemberChange, Record, ResourceWrite, Store, StoreError};
 use scimd_store::{PgStore, SqliteStore};
@@ -51,17 +51,11 @@ fn write(rtype: &str, id: &str, data: serde_json::Value) -> ResourceWrite {
     let registry = Registry::builtin().unwrap();
     let rt = registry.by_name(rtype).unwrap();
     let data: Map<String, serde_json::Value> = data.as_object().unwrap().clone();
-    let facts = MetaFacts {
-        id,
-        created: "2026-01-01T00:00:00Z",
-        modified: "2026-01-01T00:00:00Z",
-        version: 1,
-    };
     ResourceWrite {
         resource_type: rtype.into(),
         id: id.into(),
         unique: unique_values(rt, &data),
-        index: index_entries(rt, &data, &facts),
+        index: index_entries(rt, &data),
         members: (rtype == "Group").then(Vec::new),
         data,
         member_types: vec!["User".into(), "Group".into()],

@@ -9,7 +9,7 @@ mod testing;
 
 use std::collections::BTreeSet;
 
-use scimd_core::index::{MetaFacts, eval, index_entries, unique_values};
+use scimd_core::index::{MetaFacts, eval, index_entries, meta_entries, unique_values};
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
 use scimd_core::store::{ResourceWrite, Store};
@@ -95,7 +95,49 @@ fn term(rng: &mut Rng, in_element: bool) -> Filter {
             value: json!(rng.pick(WORDS)),
         };
     }
-    match rng.next() % 9 {
+    match rng.next() % 12 {
+        // Server-managed facts: columns of the resource row, not entries.
+        9 => Filter::Compare {
+            path: path("id", None),
+            op: *rng.pick(&ops),
+            value: json!(format!(
+                "{}{}",
+                rng.pick(&["id-", "id-0", "d-1", "", "ID-"]),
+                rng.next() % 130
+            )),
+        },
+        10 => Filter::Compare {
+            path: path("meta", Some(*rng.pick(&["created", "lastModified"]))),
+            op: *rng.pick(&[
+                CompareOp::Eq,
+                CompareOp::Ne,
+                CompareOp::Gt,
+                CompareOp::Ge,
+                CompareOp::Lt,
+                CompareOp::Le,
+            ]),
+            value: json!(format!(
+                "2026-01-01T{}:00:{:02}{}",
+                rng.pick(&["00", "01"]),
+                rng.next() % 14,
+                rng.pick(&["Z", ".250Z", ".5Z", ".2501Z", ".750000001Z", "+01:00", ".25+01:00"])
+            )),
+        },
+        11 => match rng.next() % 4 {
+            0 => Filter::Present {
+                path: path("meta", *rng.pick(&[None, Some("created"), Some("version")])),
+            },
+            1 => Filter::Compare {
+                path: path("meta", Some("version")),
+                op: *rng.pick(&ops),
+                value: json!(*rng.pick(&["W/\"1\"", "W/\"2\"", "W/", "1"])),
+            },
+            _ => Filter::Compare {
+                path: path("meta", Some("resourceType")),
+                op: *rng.pick(&ops),
+                value: json!(*rng.pick(&["User", "user", "Group", "Us"])),
+            },
+        },
         0 => Filter::Compare {
             path: path("active", None),
             op: *rng.pick(&[CompareOp::Eq, CompareOp::Ne]),
@@ -211,17 +253,11 @@ fn write(
     id: &str,
     data: Map<String, Value>,
 ) -> ResourceWrite {
-    let facts = MetaFacts {
-        id,
-        created: "2026-01-01T00:00:00Z",
-        modified: "2026-01-01T00:00:00Z",
-        version: 1,
-    };
     ResourceWrite {
         resource_type: "User".into(),
         id: id.into(),
         unique: unique_values(rt, &data),
-        index: index_entries(rt, &data, &facts),
+        index: index_entries(rt, &data),
         data,
         members: None,
         member_types: vec![],
@@ -310,27 +346,31 @@ async fn generated_filters_agree(store: &dyn Store) {
     for i in 0..120 {
         let data = user(&mut rng, i);
         let id = format!("id-{i:03}");
+        // As the server writes them: UTC, milliseconds.
+        let now = format!("2026-01-01T00:00:{:02}.{:03}Z", i / 10, (i % 4) * 250);
         let facts = MetaFacts {
             id: &id,
-            created: "2026-01-01T00:00:00Z",
-            modified: "2026-01-01T00:00:00Z",
+            created: &now,
+            modified: &now,
             version: 1,
         };
-        let index = index_entries(&rt, &data, &facts);
+        let index = index_entries(&rt, &data);
+        let mut filterable = meta_entries(&rt, &facts);
+        filterable.extend(index.iter().cloned());
         store
             .create(ResourceWrite {
                 resource_type: "User".into(),
                 id: id.clone(),
                 unique: unique_values(&rt, &data),
-                index: index.clone(),
+                index,
                 data,
                 members: None,
                 member_types: vec![],
-                now: "2026-01-01T00:00:00Z".into(),
+                now: now.clone(),
             })
             .await
             .unwrap();
-        docs.push((id, index));
+        docs.push((id, filterable));
     }
     let mut checked = 0;
     let mut nonempty = 0;

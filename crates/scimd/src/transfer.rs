@@ -16,7 +16,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use scimd_core::index::{MetaFacts, index_entries, unique_values};
+use scimd_core::index::{index_entries, unique_values};
 use scimd_core::query::{Paging, Query};
 use scimd_core::schema::Registry;
 use scimd_core::store::{Member, Record, ResourceWrite, RestoredResource, Store};
@@ -280,26 +280,25 @@ pub async fn import(
                 let rt = registry
                     .by_name(&r.resource_type)
                     .with_context(|| format!("line {number}: unknown type {}", r.resource_type))?;
-                let facts = MetaFacts {
-                    id: &r.id,
-                    created: &r.created,
-                    modified: &r.modified,
-                    version: r.version,
-                };
+                // Stores compare timestamps as text in one canonical form.
+                let created = canonical_time(&r.created)
+                    .with_context(|| format!("line {number}: created is not an RFC 3339 time"))?;
+                let modified = canonical_time(&r.modified)
+                    .with_context(|| format!("line {number}: modified is not an RFC 3339 time"))?;
                 let write = ResourceWrite {
                     resource_type: r.resource_type.clone(),
                     id: r.id.clone(),
-                    index: index_entries(rt, &r.data, &facts),
+                    index: index_entries(rt, &r.data),
                     unique: unique_values(rt, &r.data),
                     data: r.data,
                     members: None,
                     member_types: member_types.clone(),
-                    now: r.modified,
+                    now: modified,
                 };
                 batch.push(RestoredResource {
                     write,
                     version: r.version,
-                    created: r.created,
+                    created,
                 });
                 if batch.len() as u64 >= PAGE {
                     imported += flush(store, &mut batch, &bar).await?;
@@ -355,4 +354,9 @@ async fn flush(
         .context("restoring resources")?;
     bar.inc(n);
     Ok(n)
+}
+
+/// `text` as the server writes timestamps (UTC, milliseconds).
+fn canonical_time(text: &str) -> Option<String> {
+    scimd_core::value::parse_datetime(text).map(scimd_core::value::format_timestamp)
 }
