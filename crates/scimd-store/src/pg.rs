@@ -598,7 +598,6 @@ impl Store for PgStore {
         expected: Option<i64>,
         now: String,
     ) -> Result<i64, StoreError> {
-
         in_transaction!(self, |tx| {
             // Bumping the version first takes the group's row lock: changes
             // to one group queue here, whichever scimd they came through.

@@ -354,9 +354,11 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
         match same {
             Some(&i) => kept[i] = true,
             None => {
-                conn.prepare_cached("DELETE FROM unique_values WHERE scope = ? AND key = ? AND value = ?")
-                    .and_then(|mut s| s.execute([&scope, &key, &value]))
-                    .map_err(backend)?;
+                conn.prepare_cached(
+                    "DELETE FROM unique_values WHERE scope = ? AND key = ? AND value = ?",
+                )
+                .and_then(|mut s| s.execute([&scope, &key, &value]))
+                .map_err(backend)?;
             }
         }
     }

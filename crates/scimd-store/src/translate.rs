@@ -315,7 +315,9 @@ fn meta_comparison(sql: &mut Sql, column: MetaColumn, op: CompareOp, value: &Com
         CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
             let wide = match sql.dialect {
                 Dialect::Sqlite => format!("(substr({expr}, 1, 23) || '000000Z')"),
-                Dialect::Postgres => format!("((substr({expr}, 1, 23) || '000000Z') COLLATE \"C\")"),
+                Dialect::Postgres => {
+                    format!("((substr({expr}, 1, 23) || '000000Z') COLLATE \"C\")")
+                }
             };
             text_condition(sql, &wide, op, t, false);
         }

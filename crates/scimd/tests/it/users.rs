@@ -319,3 +319,87 @@ async fn paging_sorting_and_restart_keep_every_write() {
     );
     s.stop().await;
 }
+
+fn query_text(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('"', "%22")
+        .replace('+', "%2B")
+        .replace('&', "%26")
+}
+
+async fn ids_of(s: &Server, query: &str) -> Vec<String> {
+    let (st, _, v) = s.call(Method::GET, &format!("/Users?{query}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{query}: {v}");
+    v["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `id` and `meta.*` are served from the resource row rather than from
+/// index entries: filters, sorting and changes must still see them, and a
+/// change that rewrites only some index rows must leave the rest right.
+#[tokio::test]
+async fn server_managed_attributes_filter_and_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (_, _, a) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "first", "displayName": "A"})))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (_, _, b) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "second"})))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let (st, _, a) = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{a_id}"),
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "userName", "value": "renamed"}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    let f = |text: String| format!("filter={}", query_text(&text));
+    let a_modified = a["meta"]["lastModified"].as_str().unwrap();
+    let b_modified = b["meta"]["lastModified"].as_str().unwrap();
+    let b_created = b["meta"]["created"].as_str().unwrap();
+    assert_eq!(ids_of(&s, &f(format!("meta.lastModified gt \"{b_modified}\""))).await, [a_id]);
+    assert_eq!(ids_of(&s, &f(format!("meta.lastModified le \"{b_modified}\""))).await, [b_id]);
+    assert_eq!(ids_of(&s, &f(format!("meta.created lt \"{b_created}\""))).await, [a_id]);
+    assert_eq!(ids_of(&s, &f(format!("meta.lastModified eq \"{a_modified}\""))).await, [a_id]);
+    // The same instant written with an offset.
+    let offset = a_modified.replace('Z', "+00:00");
+    assert_eq!(ids_of(&s, &f(format!("meta.lastModified eq \"{offset}\""))).await, [a_id]);
+    assert_eq!(ids_of(&s, &f(format!("id eq \"{b_id}\""))).await, [b_id]);
+    assert_eq!(ids_of(&s, &f(format!("not (id eq \"{b_id}\")"))).await, [a_id]);
+    assert_eq!(ids_of(&s, &f("meta.version eq \"W/\\\"2\\\"\"".into())).await, [a_id]);
+    assert_eq!(
+        ids_of(&s, &f("meta.resourceType eq \"User\" and meta.created pr".into())).await.len(),
+        2
+    );
+    assert!(ids_of(&s, &f("meta.resourceType eq \"Group\"".into())).await.is_empty());
+    assert_eq!(
+        ids_of(&s, "sortBy=meta.lastModified&sortOrder=descending").await,
+        [a_id, b_id]
+    );
+    assert_eq!(ids_of(&s, "sortBy=meta.lastModified").await, [b_id, a_id]);
+    assert_eq!(ids_of(&s, "sortBy=meta.created").await, [a_id, b_id]);
+    // Only the changed index rows were rewritten: the old name is gone and
+    // free, the new one found, the untouched displayName still indexed.
+    assert!(ids_of(&s, &f("userName eq \"first\"".into())).await.is_empty());
+    assert_eq!(ids_of(&s, &f("userName eq \"renamed\"".into())).await, [a_id]);
+    assert_eq!(ids_of(&s, &f("displayName eq \"A\"".into())).await, [a_id]);
+    let (st, _, _) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "first"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _, _) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "RENAMED"})))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+}
