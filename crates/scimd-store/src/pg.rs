@@ -12,6 +12,8 @@
 //! serialization failure or a deadlock (SQLSTATE 40001, 40P01; routine on
 //! serializable engines) are re-run from the start, a bounded number of times.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,8 +40,26 @@ const MAX_RETRIES: u32 = 12;
 
 /// A store on PostgreSQL (or a compatible engine) that several scimd
 /// processes may share.
+#[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Membership changes waiting, per group (see [`PgStore::change_members`]).
+    member_queues: Arc<Mutex<HashMap<GroupKey, Vec<PendingChange>>>>,
+}
+
+/// A group by resource type and id.
+type GroupKey = (String, String);
+
+/// Most membership changes applied in one transaction.
+const MAX_MEMBER_BATCH: usize = 256;
+
+/// One caller's membership change, waiting for the group's applier.
+struct PendingChange {
+    changes: Vec<MemberChange>,
+    member_types: Vec<String>,
+    expected: Option<i64>,
+    now: String,
+    reply: tokio::sync::oneshot::Sender<Result<i64, StoreError>>,
 }
 
 /// A failure inside a transaction: a decided outcome, or a database error
@@ -191,7 +211,10 @@ impl PgStore {
             })
             .build()
             .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
-        let store = PgStore { pool };
+        let store = PgStore {
+            pool,
+            member_queues: Arc::new(Mutex::new(HashMap::new())),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -488,6 +511,108 @@ async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) -> Fail {
 const GET_ONE: &str = "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data
    FROM resources r WHERE r.id = $1 AND r.rtype = $2";
 
+impl PgStore {
+    /// Applies the changes queued for `key` until none are left.
+    async fn apply_member_queue(&self, key: GroupKey) {
+        loop {
+            let batch: Vec<PendingChange> = {
+                let Ok(mut queues) = self.member_queues.lock() else {
+                    return;
+                };
+                match queues.get_mut(&key) {
+                    Some(pending) if !pending.is_empty() => {
+                        let n = pending.len().min(MAX_MEMBER_BATCH);
+                        pending.drain(..n).collect()
+                    }
+                    _ => {
+                        queues.remove(&key);
+                        return;
+                    }
+                }
+            };
+            self.apply_member_batch(&key, batch).await;
+        }
+    }
+
+    async fn apply_member_batch(&self, (rtype, id): &GroupKey, batch: Vec<PendingChange>) {
+        if batch.len() > 1 {
+            let together = in_transaction!(self, |tx| {
+                let mut results = Vec::with_capacity(batch.len());
+                for p in &batch {
+                    match apply_member_change(&tx, rtype, id, p).await {
+                        // Decided before anything was written for it.
+                        Err(Fail::Store(
+                            e @ (StoreError::NotFound | StoreError::VersionMismatch { .. }),
+                        )) => results.push(Err(e)),
+                        other => results.push(Ok(other?)),
+                    }
+                }
+                results
+            });
+            if let Ok(results) = together {
+                for (p, result) in batch.into_iter().zip(results) {
+                    let _ = p.reply.send(result);
+                }
+                return;
+            }
+            // One change failed in a way that spoils the transaction (an
+            // unknown member, a database error): nothing was committed; each
+            // goes again alone and gets its own answer.
+        }
+        for p in batch {
+            let result = in_transaction!(self, |tx| {
+                apply_member_change(&tx, rtype, id, &p).await?
+            });
+            let _ = p.reply.send(result);
+        }
+    }
+}
+
+/// One membership change: bumps the group's version (which takes its row
+/// lock), then adds or removes the rows.
+async fn apply_member_change(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rtype: &str,
+    id: &str,
+    p: &PendingChange,
+) -> Result<i64, Fail> {
+    let update = tx
+        .prepare_cached(
+            "UPDATE resources SET version = version + 1, modified = $1
+             WHERE id = $2 AND rtype = $3 AND ($4::int8 IS NULL OR version = $4)
+             RETURNING seq, version",
+        )
+        .await?;
+    let Some(row) = tx
+        .query_opt(&update, &[&p.now, &id, &rtype, &p.expected])
+        .await?
+    else {
+        return Err(explain_miss(&**tx, rtype, id).await);
+    };
+    let seq: i64 = row.try_get(0)?;
+    let version: i64 = row.try_get(1)?;
+    for change in &p.changes {
+        match change {
+            MemberChange::Add(members) => add_members(tx, seq, members, &p.member_types).await?,
+            MemberChange::Remove(ids) => {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let remove = tx
+                    .prepare_cached(
+                        "DELETE FROM members WHERE group_seq = $1
+                           AND member_seq IN (SELECT seq FROM resources WHERE id = ANY($2::text[]))",
+                    )
+                    .await?;
+                tx.execute(&remove, &[&seq, &ids]).await?;
+            }
+            MemberChange::RemoveAll => {
+                tx.execute("DELETE FROM members WHERE group_seq = $1", &[&seq])
+                    .await?;
+            }
+        }
+    }
+    Ok(version)
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -589,6 +714,14 @@ impl Store for PgStore {
         })
     }
 
+    /// Changes to one group serialise on its row lock, and each commit
+    /// waits for its flush (~2 ms here) while holding it: one at a time,
+    /// that caps a group at a few hundred changes per second. So changes
+    /// that arrive for a group while one is being applied wait and are then
+    /// applied together, in arrival order, in one transaction (group
+    /// commit, as the SQLite writer does for every write); each still gets
+    /// its own version and its own If-Match check. Other scimd processes
+    /// on the database queue behind the row lock as before.
     async fn change_members(
         &self,
         rtype: &str,
@@ -598,47 +731,32 @@ impl Store for PgStore {
         expected: Option<i64>,
         now: String,
     ) -> Result<i64, StoreError> {
-        in_transaction!(self, |tx| {
-            // Bumping the version first takes the group's row lock: changes
-            // to one group queue here, whichever scimd they came through.
-            let update = tx
-                .prepare_cached(
-                    "UPDATE resources SET version = version + 1, modified = $1
-                     WHERE id = $2 AND rtype = $3 AND ($4::int8 IS NULL OR version = $4)
-                     RETURNING seq, version",
-                )
-                .await?;
-            let Some(row) = tx
-                .query_opt(&update, &[&now, &id, &rtype, &expected])
-                .await?
-            else {
-                return Err(explain_miss(&*tx, rtype, id).await);
-            };
-            let seq: i64 = row.try_get(0)?;
-            let version: i64 = row.try_get(1)?;
-            for change in &changes {
-                match change {
-                    MemberChange::Add(members) => {
-                        add_members(&tx, seq, members, &member_types).await?
-                    }
-                    MemberChange::Remove(ids) => {
-                        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                        let remove = tx
-                            .prepare_cached(
-                                "DELETE FROM members WHERE group_seq = $1
-                                   AND member_seq IN (SELECT seq FROM resources WHERE id = ANY($2::text[]))",
-                            )
-                            .await?;
-                        tx.execute(&remove, &[&seq, &ids]).await?;
-                    }
-                    MemberChange::RemoveAll => {
-                        tx.execute("DELETE FROM members WHERE group_seq = $1", &[&seq])
-                            .await?;
-                    }
-                }
-            }
-            version
-        })
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let key = (rtype.to_string(), id.to_string());
+        let lead = {
+            let mut queues = self
+                .member_queues
+                .lock()
+                .map_err(|_| StoreError::Backend("membership queue poisoned".into()))?;
+            let first = !queues.contains_key(&key);
+            queues.entry(key.clone()).or_default().push(PendingChange {
+                changes,
+                member_types,
+                expected,
+                now,
+                reply,
+            });
+            first
+        };
+        if lead {
+            // A task of its own: it must finish the queue even if this
+            // caller's request is dropped.
+            let store = self.clone();
+            tokio::spawn(async move { store.apply_member_queue(key).await });
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("membership change dropped".into()))?
     }
 
     async fn delete(&self, rtype: &str, id: &str, expected: Option<i64>) -> Result<(), StoreError> {

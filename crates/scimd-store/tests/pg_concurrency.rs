@@ -134,6 +134,64 @@ async fn races(store: Arc<dyn Store>) {
     assert_eq!(group.version, 33);
     assert_eq!(store.groups_of("u7").await.unwrap().len(), 1);
 
+    // A mixed crowd (PostgreSQL applies queued changes to one group in one
+    // transaction): good adds, unknown members, stale If-Match versions.
+    // Each gets its own answer and only the good ones land.
+    for i in 0..16 {
+        store
+            .create(write(
+                "User",
+                &format!("v{i}"),
+                json!({"userName": format!("v{i}")}),
+            ))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (value, expected) = if i < 16 {
+                (format!("v{i}"), None)
+            } else if i % 2 == 0 {
+                (format!("nobody{i}"), None)
+            } else {
+                (format!("v{}", i - 16), Some(1))
+            };
+            let result = store
+                .change_members(
+                    "Group",
+                    "g",
+                    vec![MemberChange::Add(vec![Member {
+                        value,
+                        typ: None,
+                        display: None,
+                    }])],
+                    vec!["User".into(), "Group".into()],
+                    expected,
+                    "2026-01-03T00:00:00Z".into(),
+                )
+                .await;
+            (i, result)
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(v)) if i < 16 => versions.push(v),
+            (i, Err(StoreError::UnknownMember(m))) if i >= 16 && i % 2 == 0 => {
+                assert_eq!(m, format!("nobody{i}"))
+            }
+            (i, Err(StoreError::VersionMismatch { .. })) if i >= 16 => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    versions.sort();
+    assert_eq!(versions, (34..=49).collect::<Vec<i64>>());
+    let group = store.get("Group", "g", true).await.unwrap().unwrap();
+    assert_eq!(group.members.unwrap().len(), 48);
+    assert_eq!(group.version, 49);
+
     // Compare-and-swap: twenty replaces expecting version 1, one winner.
     let mut tasks = Vec::new();
     for i in 0..20 {
