@@ -267,15 +267,8 @@ impl ResourceService {
         if rt.has_members()
             && let Some(changes) = crate::patch::member_changes(rt, ops)?
         {
-            let expected = match precondition {
-                Precondition::None => None,
-                Precondition::Version(v) => Some(v),
-                Precondition::Unmatchable => Some(-1),
-            };
-            match self.change_members(rt, id, changes, expected).await {
-                Err(ScimError::NotFound(_)) => return Err(not_found(rt, id)),
-                other => other?,
-            };
+            self.apply_member_changes(rt, id, changes, precondition)
+                .await?;
             return self.get(rt, id, projection).await;
         }
         for _ in 0..MAX_WRITE_ATTEMPTS {
@@ -325,6 +318,47 @@ impl ResourceService {
         Err(ScimError::Unavailable(
             "the resource is being changed concurrently; retry".into(),
         ))
+    }
+
+    /// PATCH when the answer shows nothing (204): the new version only.
+    /// A membership change then costs its write and nothing more.
+    pub async fn patch_for_version(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        ops: &[crate::patch::PatchOp],
+        precondition: Precondition,
+    ) -> ScimResult<i64> {
+        if rt.has_members()
+            && let Some(changes) = crate::patch::member_changes(rt, ops)?
+        {
+            return self
+                .apply_member_changes(rt, id, changes, precondition)
+                .await;
+        }
+        let id_only = Projection::parse(rt, Some("id"), None)?;
+        Ok(self
+            .patch(rt, id, ops, precondition, &id_only)
+            .await?
+            .version)
+    }
+
+    async fn apply_member_changes(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        changes: Vec<MemberChange>,
+        precondition: Precondition,
+    ) -> ScimResult<i64> {
+        let expected = match precondition {
+            Precondition::None => None,
+            Precondition::Version(v) => Some(v),
+            Precondition::Unmatchable => Some(-1),
+        };
+        match self.change_members(rt, id, changes, expected).await {
+            Err(ScimError::NotFound(_)) => Err(not_found(rt, id)),
+            other => other,
+        }
     }
 
     /// Membership changes without rewriting the group.

@@ -195,23 +195,22 @@ pub(crate) async fn patch_resource(
     let names_attributes =
         param(params, "attributes").is_some() || param(params, "excludedAttributes").is_some();
     let minimal = asked_minimal || (!names_attributes && state.service.is_member_patch(rt, &ops));
-    // A minimal answer shows nothing: do not load members for it.
-    let load = if minimal {
-        Projection::parse(rt, Some("id"), None)?
-    } else {
-        p.clone()
-    };
-    let patched = state
-        .service
-        .patch(rt, id, &ops, if_match(headers), &load)
-        .await?;
     if minimal {
+        // Shows nothing: nothing is read back.
+        let version = state
+            .service
+            .patch_for_version(rt, id, &ops, if_match(headers))
+            .await?;
         let mut r = status_only(StatusCode::NO_CONTENT);
-        if let Ok(v) = HeaderValue::from_str(&etag(patched.version)) {
+        if let Ok(v) = HeaderValue::from_str(&etag(version)) {
             r.headers_mut().insert(header::ETAG, v);
         }
         return Ok(r);
     }
+    let patched = state
+        .service
+        .patch(rt, id, &ops, if_match(headers), &p)
+        .await?;
     Ok(single(StatusCode::OK, patched, &p))
 }
 

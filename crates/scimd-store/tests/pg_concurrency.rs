@@ -192,6 +192,43 @@ async fn races(store: Arc<dyn Store>) {
     assert_eq!(group.members.unwrap().len(), 48);
     assert_eq!(group.version, 49);
 
+    // Removals, some with a stale If-Match (on PostgreSQL a batch of plain
+    // adds and removes is sent pipelined, and a miss is explained after).
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let expected = (i >= 12).then_some(1);
+            let result = store
+                .change_members(
+                    "Group",
+                    "g",
+                    vec![MemberChange::Remove(vec![format!("v{}", i % 12)])],
+                    vec!["User".into(), "Group".into()],
+                    expected,
+                    "2026-01-04T00:00:00Z".into(),
+                )
+                .await;
+            (i, result)
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(v)) if i < 12 => versions.push(v),
+            (i, Err(StoreError::VersionMismatch { current })) if i >= 12 => {
+                assert!(current > 49)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    versions.sort();
+    assert_eq!(versions, (50..=61).collect::<Vec<i64>>());
+    let group = store.get("Group", "g", true).await.unwrap().unwrap();
+    assert_eq!(group.members.unwrap().len(), 36);
+    assert_eq!(group.version, 61);
+    assert!(store.groups_of("v3").await.unwrap().is_empty());
+
     // Compare-and-swap: twenty replaces expecting version 1, one winner.
     let mut tasks = Vec::new();
     for i in 0..20 {
