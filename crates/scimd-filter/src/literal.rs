@@ -8,13 +8,21 @@ use crate::ast::ParseError;
 /// escapes.
 pub(crate) fn decode_string(text: &str, start: usize) -> Result<Value, ParseError> {
     serde_json::from_str::<String>(text)
-        .map(Value::String)
         .map_err(|e| {
             // serde_json reports a 1-based column on the single line of `text` (the lexer
             // treats a raw newline inside a string like any other byte).
             let column = if e.line() <= 1 { e.column() } else { 0 };
             let at = start + column.saturating_sub(1).min(text.len());
             ParseError::new(at, format!("invalid string literal: {}", classify(&e)))
+        })
+        .and_then(|decoded| {
+            // No stored value holds it (requests refuse it), and PostgreSQL
+            // could not even compare with it.
+            if decoded.contains('\0') {
+                Err(ParseError::new(start, "U+0000 is not allowed in a string"))
+            } else {
+                Ok(Value::String(decoded))
+            }
         })
 }
 
@@ -170,7 +178,13 @@ mod tests {
             Ok(json!("a\"b\\cé\n/"))
         );
         assert_eq!(decode_string(r#""😀\ud83d\ude00""#, 0), Ok(json!("😀😀")));
-        for bad in [r#""\x""#, r#""\ud800""#, "\"a\u{1}\"", r#""\u12""#] {
+        for bad in [
+            r#""\x""#,
+            r#""\ud800""#,
+            "\"a\u{1}\"",
+            r#""\u12""#,
+            r#""a\u0000b""#,
+        ] {
             let r = decode_string(bad, 5);
             assert!(
                 r.as_ref()

@@ -31,11 +31,42 @@ impl FromRequest<AppState> for ScimJson {
 }
 
 fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError(ScimError::InvalidSyntax(format!(
             "the body is not valid JSON: {e}"
         )))
-    })
+    })?;
+    if has_nul(&value) {
+        return Err(ApiError(ScimError::InvalidValue(
+            "U+0000 (NUL) is not allowed in SCIM strings".into(),
+        )));
+    }
+    Ok(value)
+}
+
+/// Whether a string (or a key) holds U+0000. Refused on every store:
+/// PostgreSQL cannot keep it in text at all, and no identity attribute
+/// carries it, so both stores answer the same 400.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A path naming U+0000 (`%00`) cannot name any endpoint or resource.
+pub async fn refuse_nul_in_path(
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path().to_ascii_lowercase().contains("%00") {
+        return axum::response::IntoResponse::into_response(ApiError(ScimError::NotFound(
+            "no such resource (the path holds U+0000)".into(),
+        )));
+    }
+    next.run(req).await
 }
 
 /// `If-Match` as a precondition on the stored version.

@@ -129,7 +129,9 @@ fn scim_router(state: &AppState) -> Router<AppState> {
 /// The whole application: SCIM under `/scim/v2`, OAuth at `/oauth/token`
 /// and `/.well-known`, health probes at the root.
 pub fn app(state: AppState) -> Router {
-    let scim = scim_router(&state).fallback(resources::no_route);
+    let scim = scim_router(&state)
+        .fallback(resources::no_route)
+        .layer(axum::middleware::from_fn(extract::refuse_nul_in_path));
     Router::new()
         .nest("/scim/v2", scim)
         .route("/oauth/token", axum::routing::post(auth::token))

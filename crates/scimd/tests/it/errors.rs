@@ -65,3 +65,49 @@ async fn bad_input_gets_scim_errors() {
     assert_eq!(StatusCode::OK, s.call(Method::GET, "/Users", None).await.0);
     s.stop().await;
 }
+
+/// U+0000 cannot be kept in PostgreSQL text: it is refused the same way on
+/// every store, wherever it comes in (body, path, filter), and nothing is
+/// written.
+#[tokio::test]
+async fn nul_characters_are_refused_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    for body in [
+        json!({"userName": "a\u{0}b"}),
+        json!({"userName": "ok", "displayName": "x\u{0}"}),
+        json!({"userName": "ok", "emails": [{"value": "a@b", "type": "w\u{0}rk"}]}),
+        json!({"userName": "ok", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "\u{0}"}}),
+    ] {
+        let (st, _, e) = s.call(Method::POST, "/Users", Some(body)).await;
+        assert_scim_error(st, &e, 400, Some("invalidValue"));
+    }
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "g", "members": [{"value": "x\u{0}"}]})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    let (st, _, e) = s.call(Method::GET, "/Users/a%00b", None).await;
+    assert_scim_error(st, &e, 404, None);
+    let (st, _, e) = s.call(Method::DELETE, "/Users/a%00b", None).await;
+    assert_scim_error(st, &e, 404, None);
+    let (st, _, e) = s
+        .call(Method::GET, "/Users?filter=userName%20eq%20%22a%5Cu0000b%22", None)
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidFilter"));
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users/.search",
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                        "filter": "displayName co \"\u{0}\""})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    let (st, _, list) = s.call(Method::GET, "/Users", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["totalResults"], 0, "nothing was written: {list}");
+}
