@@ -14,6 +14,6 @@ end
 request = function()
   counter = counter + 1
   local body = '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bench-' .. prefix .. '-' .. counter ..
-    '","name":{"givenName":"Bench","familyName":"User' .. counter .. '"},"emails":[{"value":"b' .. counter .. '@example.com","type":"work","primary":true}],"active":true}'
+    '","name":{"givenName":"Bench","familyName":"User' .. counter .. '"},"emails":[{"value":"b' .. prefix .. '-' .. counter .. '@example.com","type":"work","primary":true}],"active":true}'
   return wrk.format("POST", "/scim/v2/Users", {["Content-Type"] = "application/scim+json", ["Authorization"] = "Bearer " .. os.getenv("TOKEN")}, body)
 end

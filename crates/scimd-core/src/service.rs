@@ -570,37 +570,32 @@ impl ResourceService {
             paging,
             with_members,
         };
-        let mut page = self.store.query(query).await?;
+        // Computed `groups` of the whole page in the same store call.
+        let groups_for: Vec<String> = types
+            .iter()
+            .zip(&projections)
+            .filter(|(rt, p)| rt.has_computed_groups() && p.shows_core(rt, "groups"))
+            .map(|(rt, _)| rt.name().to_string())
+            .collect();
+        let (mut page, mut groups) = self.store.query_with_groups(query, &groups_for).await?;
         let mut next_cursor = None;
         if let Some(codec) = &codec
             && page.items.len() as u64 > count
         {
-            page.items
-                .truncate(usize::try_from(count).unwrap_or(usize::MAX));
+            let keep = usize::try_from(count).unwrap_or(usize::MAX);
+            page.items.truncate(keep);
+            groups.truncate(keep);
             if let Some(last) = page.items.last() {
                 next_cursor = Some(codec.seal(last.position, &walk, now)?);
             }
         }
-        // Computed `groups` of the whole page in one store call, not one
-        // query per resource.
-        let mut matched = Vec::with_capacity(page.items.len());
-        let mut needs_groups = Vec::new();
-        for stored in page.items {
-            let (rt, projection) = types
+        groups.resize(page.items.len(), None);
+        let mut resources = Vec::with_capacity(page.items.len());
+        for (stored, own) in page.items.into_iter().zip(groups) {
+            let rt = types
                 .iter()
-                .zip(&projections)
-                .find(|(rt, _)| rt.name() == stored.resource_type)
+                .find(|rt| rt.name() == stored.resource_type)
                 .ok_or_else(|| ScimError::Internal("store returned an unexpected type".into()))?;
-            let wants_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");
-            if wants_groups {
-                needs_groups.push(stored.id.clone());
-            }
-            matched.push((rt, stored, wants_groups));
-        }
-        let mut groups = self.store.groups_of_many(&needs_groups).await?.into_iter();
-        let mut resources = Vec::with_capacity(matched.len());
-        for (rt, stored, wants_groups) in matched {
-            let own = if wants_groups { groups.next() } else { None };
             let doc = render(rt, &stored, &self.config.base_url, own.as_deref());
             resources.push(Resource {
                 resource_type: rt.clone(),

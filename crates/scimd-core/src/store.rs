@@ -219,6 +219,31 @@ pub trait Store: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// A query, and the computed groups of those items whose type is in
+    /// `groups_for` (`None` for the others), aligned with the items. Stores
+    /// may read both from one snapshot.
+    async fn query_with_groups(
+        &self,
+        query: Query,
+        groups_for: &[String],
+    ) -> Result<(Page, Vec<Option<Vec<GroupMembership>>>), StoreError> {
+        let page = self.query(query).await?;
+        let wanted = |s: &StoredResource| groups_for.contains(&s.resource_type);
+        let ids: Vec<String> = page
+            .items
+            .iter()
+            .filter(|s| wanted(s))
+            .map(|s| s.id.clone())
+            .collect();
+        let mut found = self.groups_of_many(&ids).await?.into_iter();
+        let groups = page
+            .items
+            .iter()
+            .map(|s| if wanted(s) { found.next() } else { None })
+            .collect();
+        Ok((page, groups))
+    }
+
     /// One resource and the groups it belongs to, read together (the common
     /// `GET /Users/{id}`); stores may answer it in one round trip.
     async fn get_with_groups(

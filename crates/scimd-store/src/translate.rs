@@ -433,5 +433,45 @@ pub fn page_queries(dialect: Dialect, q: &Query) -> (Sql, Sql) {
     (count, page)
 }
 
+/// The total number of matches when a page shows it by itself: a page that
+/// is not full holds every match from its start on, so when the matches
+/// before it are known (index paging, or a cursor walk's first page) the
+/// count query can be skipped. A lookup such as `userName eq` then costs one
+/// query instead of two. The page and anything derived from it come from one
+/// snapshot, so the figure is exact.
+pub fn total_from_page(paging: &Paging, rows: usize) -> Option<u64> {
+    let rows = u64::try_from(rows).ok()?;
+    match *paging {
+        Paging::Index { start, count } => {
+            let before = start.saturating_sub(1);
+            // An empty page past the start says nothing about the total.
+            (count > 0 && rows < count && (rows > 0 || before == 0)).then_some(before + rows)
+        }
+        Paging::Cursor { after: None, count } => (count > 0 && rows < count).then_some(rows),
+        Paging::Cursor { after: Some(_), .. } => None,
+    }
+}
+
 /// The columns every store reads a resource with, in `row_to_resource` order.
 pub const COLUMNS: &str = "r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_come_from_pages_only_when_they_show_everything() {
+        let index = |start, count| Paging::Index { start, count };
+        assert_eq!(total_from_page(&index(1, 100), 1), Some(1));
+        assert_eq!(total_from_page(&index(1, 100), 0), Some(0));
+        assert_eq!(total_from_page(&index(11, 100), 5), Some(15));
+        assert_eq!(total_from_page(&index(11, 100), 0), None);
+        assert_eq!(total_from_page(&index(1, 100), 100), None);
+        assert_eq!(total_from_page(&index(1, 0), 0), None);
+        let cursor = |after, count| Paging::Cursor { after, count };
+        assert_eq!(total_from_page(&cursor(None, 101), 7), Some(7));
+        assert_eq!(total_from_page(&cursor(None, 101), 101), None);
+        assert_eq!(total_from_page(&cursor(Some(5), 101), 7), None);
+        assert_eq!(total_from_page(&cursor(None, 0), 0), None);
+    }
+}

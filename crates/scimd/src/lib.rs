@@ -20,7 +20,9 @@ use scimd_core::store::Store;
 use scimd_http::{AppState, app};
 use scimd_store::{PgStore, SqliteStore};
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 /// Effective server settings.
@@ -390,7 +392,7 @@ pub async fn serve(
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()));
     tracing::info!(%local, %database, "scimd listening");
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls::rustls_config(&config.tls)? {
@@ -445,5 +447,41 @@ mod tests {
             super::redacted("postgres://db/scimd"),
             "postgres://db/scimd"
         );
+    }
+}
+
+/// Request ids unique across processes and restarts: a random prefix
+/// chosen at start and a counter. A UUID per request cost a `getrandom`
+/// system call on every request.
+#[derive(Clone)]
+struct SequentialRequestId {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SequentialRequestId {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the operating system's randomness.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        SequentialRequestId {
+            prefix: format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff).into(),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for SequentialRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
     }
 }

@@ -14,6 +14,12 @@ use scimd::tls::TlsSource;
 use scimd::{AuthOptions, Config, admin, export_to, import_from, serve, shutdown_signal};
 use serde::{Deserialize, Serialize};
 
+/// A request allocates and frees many small values (JSON trees, SQL text,
+/// rows): glibc's allocator showed up at ~8% of a lookup's profile, with
+/// its consolidation passes; mimalloc's thread-local free lists do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "scimd",
