@@ -235,8 +235,11 @@ impl ResourceService {
                 .then(|| input.members.clone().unwrap_or_default());
             let now = now();
             let write = self.prepare(rt, id, data, members, &now);
-            match self.store.replace(write, Some(old.version)).await {
-                Ok(stored) => return self.finish(rt, stored, &Projection::all()).await,
+            match self
+                .replace_stored(rt, write, old.version, &Projection::all())
+                .await
+            {
+                Ok(resource) => return Ok(resource),
                 Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
                     continue;
                 }
@@ -307,8 +310,11 @@ impl ResourceService {
                 .then(|| input.members.clone().unwrap_or_default());
             let now = now();
             let write = self.prepare(rt, id, input.data, members, &now);
-            match self.store.replace(write, Some(old.version)).await {
-                Ok(stored) => return self.finish(rt, stored, projection).await,
+            match self
+                .replace_stored(rt, write, old.version, projection)
+                .await
+            {
+                Ok(resource) => return Ok(resource),
                 Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
                     continue;
                 }
@@ -625,6 +631,33 @@ impl ResourceService {
             .get(rt.name(), id, with_members)
             .await?
             .ok_or_else(|| not_found(rt, id))
+    }
+
+    /// Writes a replacement (compare-and-swap on `expected`) and renders the
+    /// result, with the computed `groups` read in the same store call when
+    /// they will show.
+    async fn replace_stored(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        write: ResourceWrite,
+        expected: i64,
+        projection: &Projection,
+    ) -> Result<Resource, StoreError> {
+        let (stored, groups) = if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
+            let (stored, groups) = self
+                .store
+                .replace_with_groups(write, Some(expected))
+                .await?;
+            (stored, Some(groups))
+        } else {
+            (self.store.replace(write, Some(expected)).await?, None)
+        };
+        let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
+        Ok(Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        })
     }
 
     /// Renders a stored resource, computing `groups` when it will show.

@@ -179,6 +179,19 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<i64>,
     ) -> Result<StoredResource, StoreError>;
 
+    /// [`Store::replace`], and the groups the resource belongs to after it
+    /// (for an answer that shows computed `groups`). Stores may read them
+    /// inside the write, where the pages are at hand.
+    async fn replace_with_groups(
+        &self,
+        write: ResourceWrite,
+        expected_version: Option<i64>,
+    ) -> Result<(StoredResource, Vec<GroupMembership>), StoreError> {
+        let stored = self.replace(write, expected_version).await?;
+        let groups = self.groups_of(&stored.id).await?;
+        Ok((stored, groups))
+    }
+
     /// Changes memberships of a group without reading or rewriting the others
     /// and bumps its version; returns the new version.
     async fn change_members(

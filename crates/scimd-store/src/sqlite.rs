@@ -397,15 +397,37 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
             .collect()
         })
         .map_err(backend)?;
+    let mut gone = Vec::new();
     for (rowid, e) in &old {
         let unchanged = new.get_mut(&entry_key(e)).and_then(Vec::pop).is_some();
         if !unchanged {
-            conn.prepare_cached("DELETE FROM attr_values WHERE rowid = ?")
-                .and_then(|mut s| s.execute([rowid]))
-                .map_err(backend)?;
+            gone.push((*rowid, e));
         }
     }
-    for e in new.into_values().flatten() {
+    // A changed value of the same attribute element is updated in place:
+    // only the value indexes change, not the row's place or `(seq, key)`.
+    let mut added: Vec<&IndexEntry> = new.into_values().flatten().collect();
+    for (rowid, old_entry) in gone {
+        let same_slot = added
+            .iter()
+            .position(|e| e.key == old_entry.key && e.elem == old_entry.elem);
+        match same_slot {
+            Some(i) => {
+                let e = added.swap_remove(i);
+                conn.prepare_cached(
+                    "UPDATE attr_values SET prim = ?, s = ?, n = ? WHERE rowid = ?",
+                )
+                .and_then(|mut s| s.execute(params![e.primary, e.text, e.number, rowid]))
+                .map_err(backend)?;
+            }
+            None => {
+                conn.prepare_cached("DELETE FROM attr_values WHERE rowid = ?")
+                    .and_then(|mut s| s.execute([rowid]))
+                    .map_err(backend)?;
+            }
+        }
+    }
+    for e in added {
         insert_entry(conn, seq, e)?;
     }
     write_members(conn, seq, w)
@@ -573,37 +595,22 @@ impl Store for SqliteStore {
         expected: Option<i64>,
     ) -> Result<StoredResource, StoreError> {
         let data = document_text(&w)?;
+        self.write(move |conn| replace_in(conn, w, &data, expected))
+            .await
+    }
+
+    async fn replace_with_groups(
+        &self,
+        w: ResourceWrite,
+        expected: Option<i64>,
+    ) -> Result<(StoredResource, Vec<GroupMembership>), StoreError> {
+        let data = document_text(&w)?;
+        // Read by the writer, whose cache holds the pages: a reader's cache
+        // is dropped whenever the database changed since its last read.
         self.write(move |conn| {
-            let row: Option<(i64, i64, String)> = conn
-                .prepare_cached(
-                    "UPDATE resources SET version = version + 1, modified = ?, data = ?
-                     WHERE id = ? AND rtype = ? AND (? IS NULL OR version = ?) RETURNING seq, version, created",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![w.now, data, w.id, w.resource_type, expected, expected], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()
-                })
-                .map_err(backend)?;
-            let Some((seq, version, created)) = row else {
-                return Err(explain_miss(conn, &w.resource_type, &w.id));
-            };
-            rewrite_side_tables(conn, seq, &w)?;
-            let members = match &w.members {
-                Some(_) => Some(load_members(conn, seq)?),
-                None => None,
-            };
-            Ok(StoredResource {
-                position: seq,
-                resource_type: w.resource_type,
-                id: w.id,
-                version,
-                created,
-                modified: w.now,
-                data: w.data,
-                members,
-            })
+            let stored = replace_in(conn, w, &data, expected)?;
+            let groups = groups_of_seq(conn, stored.position)?;
+            Ok((stored, groups))
         })
         .await
     }
@@ -877,6 +884,45 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+fn replace_in(
+    conn: &Connection,
+    w: ResourceWrite,
+    data: &str,
+    expected: Option<i64>,
+) -> Result<StoredResource, StoreError> {
+    let row: Option<(i64, i64, String)> = conn
+        .prepare_cached(
+            "UPDATE resources SET version = version + 1, modified = ?, data = ?
+             WHERE id = ? AND rtype = ? AND (? IS NULL OR version = ?) RETURNING seq, version, created",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![w.now, data, w.id, w.resource_type, expected, expected],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+        })
+        .map_err(backend)?;
+    let Some((seq, version, created)) = row else {
+        return Err(explain_miss(conn, &w.resource_type, &w.id));
+    };
+    rewrite_side_tables(conn, seq, &w)?;
+    let members = match &w.members {
+        Some(_) => Some(load_members(conn, seq)?),
+        None => None,
+    };
+    Ok(StoredResource {
+        position: seq,
+        resource_type: w.resource_type,
+        id: w.id,
+        version,
+        created,
+        modified: w.now,
+        data: w.data,
+        members,
+    })
 }
 
 /// A read transaction on one connection, begun and ended with statements
