@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use scimd_core::query::Query;
+use scimd_core::query::{Paging, Query};
 use scimd_core::store::{
     GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, RestoredResource, Store,
     StoreError, StoredResource,
@@ -27,7 +27,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, NoTls, Row};
 
-use crate::translate::{Dialect, Param, Sql, page_queries};
+use crate::translate::{Dialect, Param, Sql, page_queries, total_from_page};
 
 /// Schema versions, applied in order, each once (table `scimd_migrations`).
 const MIGRATIONS: &[&str] = &[
@@ -715,6 +715,23 @@ async fn pipelined_member_changes(
     Ok(Some(results))
 }
 
+/// Prepared statements a connection keeps for list queries: one per filter
+/// shape (values are parameters). Kept, a lookup is one round trip and no
+/// parsing or planning; beyond this many shapes on one connection, further
+/// ones are prepared for the one use so a client cannot grow the cache.
+const MAX_CACHED_LIST_STATEMENTS: usize = 200;
+
+async fn list_statement(
+    client: &deadpool_postgres::Object,
+    text: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    if client.statement_cache.size() < MAX_CACHED_LIST_STATEMENTS {
+        client.prepare_cached(text).await
+    } else {
+        client.prepare(text).await
+    }
+}
+
 /// One membership change: bumps the group's version (which takes its row
 /// lock), then adds or removes the rows.
 async fn apply_member_change(
@@ -922,13 +939,32 @@ impl Store for PgStore {
     async fn query(&self, q: Query) -> Result<Page, StoreError> {
         let (count, page): (Sql, Sql) = page_queries(Dialect::Postgres, &q);
         with_client!(self, |client| {
-            // Both statements go out together (pipelined on one connection).
             let (count_params, page_params) = (bind(&count.params), bind(&page.params));
-            let (total, rows) = tokio::try_join!(
-                client.query_one(count.text.as_str(), &count_params),
-                client.query(page.text.as_str(), &page_params),
+            let (count_stmt, page_stmt) = tokio::try_join!(
+                list_statement(&client, &count.text),
+                list_statement(&client, &page.text),
             )?;
-            let total: i64 = total.try_get(0)?;
+            let (count, page) = (&count_stmt, &page_stmt);
+            let (total, rows) = if matches!(q.paging, Paging::Cursor { after: Some(_), .. }) {
+                // The page cannot tell the total: both statements go out
+                // together (pipelined on one connection).
+                let (total, rows) = tokio::try_join!(
+                    client.query_one(count, &count_params),
+                    client.query(page, &page_params),
+                )?;
+                (total.try_get::<_, i64>(0)?, rows)
+            } else {
+                // The page first: a lookup (`userName eq`) shows its total
+                // and needs no count.
+                let rows = client.query(page, &page_params).await?;
+                match total_from_page(&q.paging, rows.len()) {
+                    Some(total) => (i64::try_from(total).unwrap_or(i64::MAX), rows),
+                    None => {
+                        let total = client.query_one(count, &count_params).await?;
+                        (total.try_get::<_, i64>(0)?, rows)
+                    }
+                }
+            };
             let mut items = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
             if q.with_members && !items.is_empty() {
                 let seqs: Vec<i64> = items.iter().map(|s| s.position).collect();

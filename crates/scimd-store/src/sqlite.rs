@@ -1012,15 +1012,42 @@ fn groups_of(conn: &Connection, member_id: &str) -> Result<Vec<GroupMembership>,
 }
 
 fn groups_of_seq(conn: &Connection, member_seq: i64) -> Result<Vec<GroupMembership>, StoreError> {
-    // Most resources belong to no group: one index probe answers that,
-    // where the recursive query below builds temporary tables even when
-    // it finds nothing (a third of a user GET's time in a profile).
-    let in_any: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM members WHERE member_seq = ?)")
-        .and_then(|mut s| s.query_row([member_seq], |r| r.get(0)))
+    // Direct groups first, straight from the `(member_seq, group_seq)`
+    // index: most resources are in no group or only in groups that are in
+    // no group themselves, and then the recursive query below (which builds
+    // temporary tables even when it finds nothing) is not needed.
+    let direct: Vec<(i64, GroupMembership)> = conn
+        .prepare_cached(
+            "SELECT m.group_seq, r.id, json_extract(r.data, '$.displayName')
+               FROM members m CROSS JOIN resources r ON r.seq = m.group_seq
+              WHERE m.member_seq = ? ORDER BY m.group_seq",
+        )
+        .and_then(|mut s| {
+            s.query_map([member_seq], |r| {
+                Ok((
+                    r.get(0)?,
+                    GroupMembership {
+                        group_id: r.get(1)?,
+                        display: r.get(2)?,
+                        direct: true,
+                    },
+                ))
+            })?
+            .collect()
+        })
         .map_err(backend)?;
-    if !in_any {
-        return Ok(Vec::new());
+    let mut nested = false;
+    for (group_seq, _) in &direct {
+        nested = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM members WHERE member_seq = ?)")
+            .and_then(|mut s| s.query_row([group_seq], |r| r.get(0)))
+            .map_err(backend)?;
+        if nested {
+            break;
+        }
+    }
+    if !nested {
+        return Ok(direct.into_iter().map(|(_, g)| g).collect());
     }
     // CROSS JOIN keeps SQLite from scanning every resource to satisfy the
     // ORDER BY; the CTE is tiny.
