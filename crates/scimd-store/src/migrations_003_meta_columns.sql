@@ -1,7 +1,6 @@
 -- Server-managed facts (id, meta.*) are read from the resource row's
--- columns (translate.rs, MetaColumn); their index entries go. Timestamps
+-- columns (translate.rs, MetaColumn); their index entries are deleted
+-- before this runs (sqlite.rs, drop_meta_index_rows, in slices). Timestamps
 -- get indexes for meta.created / meta.lastModified filters and sorting.
-DELETE FROM attr_values
- WHERE key IN ('id', 'meta', 'meta.resourcetype', 'meta.created', 'meta.lastmodified', 'meta.version');
 CREATE INDEX resources_created ON resources (created);
 CREATE INDEX resources_modified ON resources (modified);

@@ -207,12 +207,36 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             continue;
         }
         let tx = conn.transaction().map_err(backend)?;
+        if version == 3 {
+            drop_meta_index_rows(&tx)?;
+        }
         tx.execute_batch(sql).map_err(backend)?;
         tx.execute_batch(&format!("PRAGMA user_version = {version}"))
             .map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
     Ok(())
+}
+
+/// Migration 3: the server-managed facts' index rows go (they are columns
+/// now). In slices: one `DELETE` of millions of rows would first collect
+/// every rowid in memory (~150 MB at a million users).
+fn drop_meta_index_rows(tx: &Connection) -> Result<(), StoreError> {
+    loop {
+        let deleted = tx
+            .execute(
+                "DELETE FROM attr_values WHERE rowid IN (
+                   SELECT rowid FROM attr_values
+                    WHERE key IN ('id', 'meta', 'meta.resourcetype', 'meta.created',
+                                  'meta.lastmodified', 'meta.version')
+                    LIMIT 20000)",
+                [],
+            )
+            .map_err(backend)?;
+        if deleted == 0 {
+            return Ok(());
+        }
+    }
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
