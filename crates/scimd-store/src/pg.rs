@@ -111,6 +111,22 @@ impl Fail {
     }
 }
 
+/// An error and its causes, `outer: inner: …` (a failed TLS handshake says
+/// why only in its source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// The server's message and SQLSTATE when there is one (the plain `Display`
 /// of a server error is only "db error").
 fn describe(e: &tokio_postgres::Error) -> String {
@@ -188,19 +204,33 @@ impl PgStore {
     /// Connects to `url` (`postgres://` or `postgresql://`) with a pool of
     /// at most `pool_size` connections and brings the schema up to date.
     pub async fn connect(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(url, pool_size, None).await
+    }
+
+    /// [`PgStore::connect`], with TLS when the URL says `sslmode=require`:
+    /// the server's certificate is verified against the system's roots and
+    /// the PEM certificates of `ca_file` (a private CA, as managed databases
+    /// use). Without `sslmode=require` the connection is plain TCP.
+    pub async fn connect_with(
+        url: &str,
+        pool_size: usize,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<PgStore, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("invalid database URL: {e}")))?;
         if config.get_application_name().is_none() {
             config.application_name("scimd");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => {
+                Manager::from_config(config, tls_connector(ca_file)?, manager_config)
+            }
+            _ => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -220,10 +250,12 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, Fail> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| Fail::Store(StoreError::Backend(format!("database connection: {e}"))))
+        self.pool.get().await.map_err(|e| {
+            Fail::Store(StoreError::Backend(format!(
+                "database connection: {}",
+                chain(&e)
+            )))
+        })
     }
 
     /// Applies the missing migrations. Several servers may start at once:
@@ -510,6 +542,49 @@ async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) -> Fail {
 
 const GET_ONE: &str = "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data
    FROM resources r WHERE r.id = $1 AND r.rtype = $2";
+
+/// TLS for `sslmode=require`, with ring (no process-wide provider needed).
+fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let tls_error = |what: String| StoreError::Backend(format!("database TLS: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot use is not ours to refuse.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| tls_error(format!("reading {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(tls_error(format!(
+                "{} holds no certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(tls_error(
+            "no trusted certificate authority: give --database-ca-file".into(),
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| tls_error(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
 
 impl PgStore {
     /// Applies the changes queued for `key` until none are left.

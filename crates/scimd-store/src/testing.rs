@@ -18,6 +18,9 @@ use std::sync::OnceLock;
 pub struct TestPostgres {
     /// A URL of the maintenance database, with rights to create databases.
     admin_url: String,
+    /// The certificate authority of the server's TLS certificate, when this
+    /// process started the server (it then accepts TLS).
+    ca_file: Option<PathBuf>,
 }
 
 static SHARED: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
@@ -27,7 +30,10 @@ static SHARED: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
 pub fn shared(tmp: &Path) -> Result<&'static TestPostgres, String> {
     SHARED
         .get_or_init(|| match std::env::var("SCIMD_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Ok(TestPostgres { admin_url: url }),
+            Ok(url) if !url.is_empty() => Ok(TestPostgres {
+                admin_url: url,
+                ca_file: None,
+            }),
             _ => launch(tmp),
         })
         .as_ref()
@@ -63,6 +69,12 @@ pub fn database_name(key: &str) -> String {
 }
 
 impl TestPostgres {
+    /// The CA that signed the server's certificate, when the server was
+    /// started here with TLS on (`None` for `SCIMD_TEST_DATABASE_URL`).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
     /// The URL of database `name`, created if it does not exist yet.
     pub async fn database(&self, name: &str) -> Result<String, String> {
         let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
@@ -247,6 +259,7 @@ fn launch(tmp: &Path) -> Result<TestPostgres, String> {
         "--no-sync",
     ]);
     run(initdb, "initdb")?;
+    let ca_file = tls_files(&base, &data, root)?;
     let mut last = String::new();
     // Another process may take the port between our probe and the start.
     for _ in 0..5 {
@@ -262,7 +275,7 @@ fn launch(tmp: &Path) -> Result<TestPostgres, String> {
                 // A throwaway cluster: no fsync (scimd's durability is the
                 // server's commit, which these tests do not crash).
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 \
-                 -c fsync=off -c synchronous_commit=on -c full_page_writes=off",
+                 -c fsync=off -c synchronous_commit=on -c full_page_writes=off -c ssl=on",
                 socket_dir.display()
             ))
             .arg("start");
@@ -270,12 +283,50 @@ fn launch(tmp: &Path) -> Result<TestPostgres, String> {
             Ok(()) => {
                 return Ok(TestPostgres {
                     admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    ca_file: Some(ca_file),
                 });
             }
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// A certificate authority (its PEM in `base/ca.pem`, returned) and a
+/// certificate it signed for 127.0.0.1, installed as the server's
+/// (`server.crt`, `server.key` in the data directory).
+fn tls_files(base: &Path, data: &Path, root: bool) -> Result<PathBuf, String> {
+    let fail = |e: rcgen::Error| format!("making test certificates: {e}");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "scimd test CA");
+    let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(fail)?;
+    let server_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(fail)?;
+    let server_key = rcgen::KeyPair::generate().map_err(fail)?;
+    let server = server_params.signed_by(&server_key, &ca).map_err(fail)?;
+    let write = |path: PathBuf, text: String| {
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        Ok::<PathBuf, String>(path)
+    };
+    let ca_file = write(base.join("ca.pem"), ca.pem())?;
+    let crt = write(data.join("server.crt"), server.pem())?;
+    let key = write(data.join("server.key"), server_key.serialize_pem())?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", key.display()))?;
+    }
+    if root {
+        let mut chown = Command::new("chown");
+        chown.arg("postgres:").arg(&crt).arg(&key);
+        run(chown, "chown")?;
+    }
+    Ok(ca_file)
 }
 
 /// Starts, in a session of its own (so that Ctrl-C on the tests does not

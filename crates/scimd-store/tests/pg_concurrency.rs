@@ -380,3 +380,63 @@ async fn records_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     records(&SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap()).await;
 }
+
+/// `sslmode=require`: TLS with the server's certificate verified (refused
+/// when its CA is not trusted), and the sessions are encrypted.
+#[tokio::test]
+async fn tls_when_the_url_asks_for_it() {
+    let server = match testing::shared(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
+        Ok(server) => server,
+        Err(why) => {
+            testing::unavailable(&why).unwrap();
+            return;
+        }
+    };
+    let Some(ca) = server.ca_file() else {
+        eprintln!("TLS test skipped: the server of SCIMD_TEST_DATABASE_URL was not started here");
+        return;
+    };
+    let url = fresh_database("tls").await.unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let tls_url = format!("{url}{sep}sslmode=require");
+    let untrusted = PgStore::connect_with(&tls_url, 2, None).await;
+    let Err(e) = untrusted else {
+        panic!("a certificate from an unknown CA was accepted")
+    };
+    assert!(e.to_string().contains("certificate"), "{e}");
+    let store = PgStore::connect_with(&tls_url, 2, Some(ca)).await.unwrap();
+    store
+        .create(write("User", "tls-user", json!({"userName": "over-tls"})))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get("User", "tls-user", false)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let encrypted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE s.ssl AND a.datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "no encrypted session");
+    let plain: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid() AND NOT s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(plain, 1, "a URL without sslmode=require stays plain");
+}

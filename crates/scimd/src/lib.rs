@@ -42,6 +42,9 @@ pub struct Config {
     pub tls: tls::TlsSource,
     /// Most connections to a PostgreSQL database (per scimd process).
     pub db_pool_size: usize,
+    /// PEM certificates trusted for a PostgreSQL server's TLS certificate
+    /// (with `sslmode=require`), besides the system's roots.
+    pub database_ca_file: Option<PathBuf>,
     /// A directory of operator schema and resource type documents (`*.json`)
     /// loaded on top of the built-in ones.
     pub schemas_dir: Option<PathBuf>,
@@ -140,6 +143,7 @@ impl Default for Config {
             auth: AuthOptions::default(),
             tls: tls::TlsSource::Off,
             db_pool_size: 16,
+            database_ca_file: None,
             schemas_dir: None,
             bulk_max_operations: 1000,
             bulk_max_payload: 4 * 1024 * 1024,
@@ -279,9 +283,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Stri
         }
         Database::Postgres(url) => {
             let shown = redacted(&url);
-            let store = PgStore::connect(&url, config.db_pool_size)
-                .await
-                .map_err(|e| anyhow::anyhow!("opening {shown}: {e}"))?;
+            let store = PgStore::connect_with(
+                &url,
+                config.db_pool_size,
+                config.database_ca_file.as_deref(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("opening {shown}: {e}"))?;
             (Arc::new(store), shown)
         }
     })

@@ -119,6 +119,9 @@ struct ServeArgs {
     /// Most connections to a PostgreSQL database [default 16; env SCIMD_DB_POOL_SIZE].
     #[arg(long, global = true)]
     db_pool_size: Option<usize>,
+    /// PEM file of certificate authorities trusted for PostgreSQL's TLS certificate, besides the system's (with sslmode=require in the URL) [env SCIMD_DATABASE_CA_FILE].
+    #[arg(long, global = true)]
+    database_ca_file: Option<PathBuf>,
     /// Public base URL used in meta.location [default http://<listen>; env SCIMD_BASE_URL].
     #[arg(long, global = true)]
     base_url: Option<String>,
@@ -165,6 +168,8 @@ struct Settings {
     default_count: u64,
     max_count: u64,
     db_pool_size: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_ca_file: Option<PathBuf>,
     cursor_timeout_secs: u64,
     #[serde(default)]
     auth: AuthOptions,
@@ -192,6 +197,7 @@ impl Default for Settings {
             default_count: d.default_count,
             max_count: d.max_count,
             db_pool_size: d.db_pool_size,
+            database_ca_file: None,
             cursor_timeout_secs: d.cursor_timeout_secs,
             auth: d.auth,
             tls_cert: None,
@@ -224,6 +230,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "max_count",
             "cursor_timeout_secs",
             "db_pool_size",
+            "database_ca_file",
             "tls_cert",
             "tls_key",
             "tls_self_signed",
@@ -259,6 +266,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
         max_count: args.max_count.unwrap_or(s.max_count),
         cursor_timeout_secs: s.cursor_timeout_secs,
         db_pool_size: args.db_pool_size.unwrap_or(s.db_pool_size),
+        database_ca_file: args.database_ca_file.clone().or(s.database_ca_file),
         schemas_dir: args.schemas_dir.clone().or(s.schemas_dir),
         bulk_max_operations: s.bulk_max_operations,
         bulk_max_payload: s.bulk_max_payload,
