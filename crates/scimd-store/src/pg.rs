@@ -472,16 +472,59 @@ async fn add_members(
         return Ok(());
     }
     let ids: Vec<&str> = members.iter().map(|m| m.value.as_str()).collect();
+    let found = find_resources(tx, &ids).await?;
+    let (seqs, displays) = member_rows(&found, members, types)?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO members (group_seq, member_seq, display)
+             SELECT $1::int8, u.m, u.d FROM unnest($2::int8[], $3::text[]) AS u(m, d)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    tx.execute(&insert, &[&group_seq, &seqs, &displays])
+        .await
+        .map_err(member_insert_failure)?;
+    Ok(())
+}
+
+/// The resources among `ids`, by id: (`seq`, type).
+async fn find_resources(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[&str],
+) -> Result<HashMap<String, (i64, String)>, Fail> {
     let find = tx
         .prepare_cached("SELECT id, seq, rtype FROM resources WHERE id = ANY($1::text[])")
         .await?;
-    let mut found = std::collections::HashMap::new();
+    let mut found = HashMap::new();
     for row in tx.query(&find, &[&ids]).await? {
-        let id: String = row.try_get(0)?;
-        let seq: i64 = row.try_get(1)?;
-        let rtype: String = row.try_get(2)?;
-        found.insert(id, (seq, rtype));
+        found.insert(
+            row.try_get::<_, String>(0)?,
+            (row.try_get::<_, i64>(1)?, row.try_get::<_, String>(2)?),
+        );
     }
+    Ok(found)
+}
+
+/// A member deleted between the lookup and the insert (a foreign key
+/// violation): the re-run finds it gone and names it, as if the delete had
+/// come first.
+fn member_insert_failure(e: tokio_postgres::Error) -> Fail {
+    if is_code(&e, &SqlState::FOREIGN_KEY_VIOLATION) {
+        Fail::Retry
+    } else {
+        Fail::Db(e)
+    }
+}
+
+/// The rows to insert for `members`, given the resources `found` by id
+/// (`seq`, type): the first unknown or wrongly typed member in request order
+/// is the one reported, as in the SQLite store; the first mention of a
+/// member wins, as with row-by-row inserts.
+fn member_rows<'m>(
+    found: &HashMap<String, (i64, String)>,
+    members: &'m [Member],
+    types: &[String],
+) -> Result<(Vec<i64>, Vec<Option<&'m str>>), Fail> {
     let mut seen = std::collections::HashSet::new();
     let mut seqs = Vec::with_capacity(members.len());
     let mut displays = Vec::with_capacity(members.len());
@@ -494,31 +537,12 @@ async fn add_members(
         if !type_ok {
             return Err(StoreError::UnknownMember(m.value.clone()).into());
         }
-        // The first mention of a member wins, as with row-by-row inserts.
         if seen.insert(*seq) {
             seqs.push(*seq);
             displays.push(m.display.as_deref());
         }
     }
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO members (group_seq, member_seq, display)
-             SELECT $1::int8, u.m, u.d FROM unnest($2::int8[], $3::text[]) AS u(m, d)
-             ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    tx.execute(&insert, &[&group_seq, &seqs, &displays])
-        .await
-        .map_err(|e| {
-            // A member deleted between the lookup and the insert: the re-run
-            // finds it gone and names it, as if the delete had come first.
-            if is_code(&e, &SqlState::FOREIGN_KEY_VIOLATION) {
-                Fail::Retry
-            } else {
-                Fail::Db(e)
-            }
-        })?;
-    Ok(())
+    Ok((seqs, displays))
 }
 
 /// After a conditional statement touched no row: not found, or a version
@@ -676,17 +700,7 @@ async fn pipelined_member_changes(
             _ => Vec::new(),
         })
         .collect();
-    let find = tx
-        .prepare_cached("SELECT id, seq, rtype FROM resources WHERE id = ANY($1::text[])")
-        .await?;
-    let mut found = HashMap::new();
-    for row in tx.query(&find, &[&mentioned]).await? {
-        let member: String = row.try_get(0)?;
-        found.insert(
-            member,
-            (row.try_get::<_, i64>(1)?, row.try_get::<_, String>(2)?),
-        );
-    }
+    let found = find_resources(tx, &mentioned).await?;
     let add = tx
         .prepare_cached(
             "WITH g AS (
@@ -717,25 +731,7 @@ async fn pipelined_member_changes(
     let mut adds: Vec<(Vec<i64>, Vec<Option<&str>>)> = Vec::new();
     for p in batch {
         if let [MemberChange::Add(members)] = p.changes.as_slice() {
-            let mut seen = std::collections::HashSet::new();
-            let (mut seqs, mut displays) = (Vec::new(), Vec::new());
-            for m in members {
-                let Some((seq, member_type)) = found.get(&m.value) else {
-                    return Err(StoreError::UnknownMember(m.value.clone()).into());
-                };
-                let type_ok = p.member_types.iter().any(|t| t == member_type)
-                    && m.typ
-                        .as_ref()
-                        .is_none_or(|t| t.eq_ignore_ascii_case(member_type));
-                if !type_ok {
-                    return Err(StoreError::UnknownMember(m.value.clone()).into());
-                }
-                if seen.insert(*seq) {
-                    seqs.push(*seq);
-                    displays.push(m.display.as_deref());
-                }
-            }
-            adds.push((seqs, displays));
+            adds.push(member_rows(&found, members, &p.member_types)?);
         }
     }
     let removes: Vec<Vec<&str>> = batch
@@ -770,13 +766,7 @@ async fn pipelined_member_changes(
     // Polled together: sent back to back, executed in this order.
     let rows = futures_util::future::try_join_all(queries)
         .await
-        .map_err(|e| {
-            if is_code(&e, &SqlState::FOREIGN_KEY_VIOLATION) {
-                Fail::Retry
-            } else {
-                Fail::Db(e)
-            }
-        })?;
+        .map_err(member_insert_failure)?;
     let mut results = Vec::with_capacity(rows.len());
     for row in rows {
         results.push(match row {
