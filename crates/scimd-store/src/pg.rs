@@ -613,6 +613,28 @@ fn tls_connector(
 impl PgStore {
     /// Applies the changes queued for `key` until none are left.
     async fn apply_member_queue(&self, key: GroupKey) {
+        // If this task ends any other way (the runtime shutting down), the
+        // queue goes with it: its callers hear an error instead of waiting
+        // for an applier that no longer exists.
+        struct Abandon<'a> {
+            store: &'a PgStore,
+            key: &'a GroupKey,
+            armed: bool,
+        }
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                if self.armed
+                    && let Ok(mut queues) = self.store.member_queues.lock()
+                {
+                    queues.remove(self.key);
+                }
+            }
+        }
+        let mut abandon = Abandon {
+            store: self,
+            key: &key,
+            armed: true,
+        };
         loop {
             let batch: Vec<PendingChange> = {
                 let Ok(mut queues) = self.member_queues.lock() else {
@@ -624,7 +646,10 @@ impl PgStore {
                         pending.drain(..n).collect()
                     }
                     _ => {
+                        // Under the lock: a caller arriving after this
+                        // starts a new applier.
                         queues.remove(&key);
+                        abandon.armed = false;
                         return;
                     }
                 }
