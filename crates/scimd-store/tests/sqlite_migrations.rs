@@ -36,6 +36,12 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
+    // Checkpointed at start-up, not left for the first write to pay.
+    let wal = std::fs::metadata(dir.path().join("old.sqlite3-wal")).map_or(0, |m| m.len());
+    assert!(
+        wal < 64 * 1024,
+        "WAL left at {wal} bytes after the migration"
+    );
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         let version: i64 = conn
