@@ -106,12 +106,25 @@ pub struct StoredResource {
 impl StoredResource {
     /// What a store holds right after `write` was created at `position`.
     pub fn created(write: ResourceWrite, position: i64, members: Option<Vec<Member>>) -> Self {
+        let created = write.now.clone();
+        StoredResource::replaced(write, position, 1, created, members)
+    }
+
+    /// What a store holds right after `write` replaced the resource at
+    /// `position`, now at `version` (its creation time unchanged).
+    pub fn replaced(
+        write: ResourceWrite,
+        position: i64,
+        version: i64,
+        created: String,
+        members: Option<Vec<Member>>,
+    ) -> Self {
         StoredResource {
             position,
             resource_type: write.resource_type,
             id: write.id,
-            version: 1,
-            created: write.now.clone(),
+            version,
+            created,
             modified: write.now,
             data: write.data,
             members,

@@ -956,16 +956,7 @@ impl Store for PgStore {
             };
             (seq, version, created, members)
         })?;
-        Ok(StoredResource {
-            position: seq,
-            resource_type: w.resource_type,
-            id: w.id,
-            version,
-            created,
-            modified: w.now,
-            data: w.data,
-            members,
-        })
+        Ok(StoredResource::replaced(w, seq, version, created, members))
     }
 
     /// Changes to one group serialise on its row lock, and each commit

@@ -946,16 +946,7 @@ fn replace_in(
         Some(_) => Some(load_members(conn, seq)?),
         None => None,
     };
-    Ok(StoredResource {
-        position: seq,
-        resource_type: w.resource_type,
-        id: w.id,
-        version,
-        created,
-        modified: w.now,
-        data: w.data,
-        members,
-    })
+    Ok(StoredResource::replaced(w, seq, version, created, members))
 }
 
 /// A read transaction on one connection, begun and ended with statements
