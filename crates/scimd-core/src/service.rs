@@ -89,12 +89,15 @@ pub struct ResourceService {
     registry: Arc<Registry>,
     config: ServiceConfig,
     cursor_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// What a group member may be (see [`member_types`]), fixed with the registry.
+    member_types: Vec<String>,
 }
 
 impl ResourceService {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, config: ServiceConfig) -> Self {
         ResourceService {
+            member_types: member_types(&registry),
             store,
             registry,
             config,
@@ -375,7 +378,7 @@ impl ResourceService {
         changes: Vec<MemberChange>,
         expected_version: Option<i64>,
     ) -> ScimResult<i64> {
-        let types = member_types(&self.registry);
+        let types = self.member_types.clone();
         Ok(self
             .store
             .change_members(rt.name(), id, changes, types, expected_version, now())
@@ -695,7 +698,7 @@ impl ResourceService {
             unique: unique_values(rt, &data),
             data,
             members,
-            member_types: member_types(&self.registry),
+            member_types: self.member_types.clone(),
             now: modified.to_string(),
         }
     }
