@@ -397,11 +397,15 @@ impl ResourceService {
             Precondition::Version(v) => Some(v),
             Precondition::Unmatchable => Some(-1),
         };
-        match self.store.delete(rt.name(), id, expected).await {
-            Err(StoreError::NotFound) => return Err(not_found(rt, id)),
-            other => other?,
+        let dependents = self.owned_by(rt, id)?;
+        match self
+            .store
+            .delete_with_dependents(rt.name(), id, expected, dependents)
+            .await
+        {
+            Err(StoreError::NotFound) => Err(not_found(rt, id)),
+            other => Ok(other?),
         }
-        self.delete_owned(rt, id).await
     }
 
     /// When `rt` has an owner attribute, it must name an existing resource
@@ -448,53 +452,26 @@ impl ResourceService {
     /// that no longer exists (a second DELETE answers 404; they can be
     /// deleted by id). Sweeps until a query finds none, so that a resource
     /// created while the owner was being deleted is caught too.
-    async fn delete_owned(&self, rt: &ResourceTypeDef, id: &str) -> ScimResult<()> {
-        let owned: Vec<&Arc<ResourceTypeDef>> = self
-            .registry
-            .resource_types()
-            .iter()
-            .filter(|t| {
-                t.doc
-                    .owner
-                    .as_ref()
-                    .is_some_and(|o| o.resource_type.eq_ignore_ascii_case(rt.name()))
-            })
-            .collect();
-        for dependent in owned {
+    /// What a resource of `rt` named `id` owns: for each resource type whose
+    /// owner attribute points at `rt`, the condition selecting `id`'s. Deleted
+    /// with it, in the same transaction.
+    fn owned_by(&self, rt: &ResourceTypeDef, id: &str) -> ScimResult<Vec<(String, Cond)>> {
+        let mut out = Vec::new();
+        for dependent in self.registry.resource_types() {
             let Some(owner) = &dependent.doc.owner else {
                 continue;
             };
+            if !owner.resource_type.eq_ignore_ascii_case(rt.name()) {
+                continue;
+            }
             let literal = serde_json::to_string(id)
                 .map_err(|e| ScimError::Internal(format!("owner id: {e}")))?;
             let filter = scimd_filter::parse_filter(&format!("{} eq {literal}", owner.attribute))
                 .map_err(|e| ScimError::Internal(format!("owner filter: {e}")))?;
             let cond = crate::query::resolve_filter(dependent, &filter)?;
-            loop {
-                let page = self
-                    .store
-                    .query(Query {
-                        resource_types: vec![dependent.name().to_string()],
-                        filter: Some(cond.clone()),
-                        sort: None,
-                        paging: Paging::Index {
-                            start: 1,
-                            count: 500,
-                        },
-                        with_members: false,
-                    })
-                    .await?;
-                if page.items.is_empty() {
-                    break;
-                }
-                for item in page.items {
-                    match self.store.delete(dependent.name(), &item.id, None).await {
-                        Ok(()) | Err(StoreError::NotFound) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
+            out.push((dependent.name().to_string(), cond));
         }
-        Ok(())
+        Ok(out)
     }
 
     /// GET list / POST .search over one or more resource types.

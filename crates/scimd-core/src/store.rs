@@ -225,6 +225,17 @@ pub trait Store: Send + Sync + 'static {
         expected_version: Option<i64>,
     ) -> Result<(), StoreError>;
 
+    /// [`Store::delete`], and in the same transaction every resource of type
+    /// `t` that matches `c`, for each `(t, c)` of `dependents` (the
+    /// resources it owns, such as a user's FIDO devices).
+    async fn delete_with_dependents(
+        &self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        dependents: Vec<(String, crate::query::Cond)>,
+    ) -> Result<(), StoreError>;
+
     /// Runs a resolved query: filter, sort and page in the database.
     async fn query(&self, query: Query) -> Result<Page, StoreError>;
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use scimd_core::query::{Paging, Query};
+use scimd_core::query::{Cond, Paging, Query};
 use scimd_core::store::{
     GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, RestoredResource, Store,
     StoreError, StoredResource,
@@ -27,7 +27,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, NoTls, Row};
 
-use crate::translate::{Dialect, Param, Sql, page_queries, total_from_page};
+use crate::translate::{Dialect, Param, Sql, delete_matching, page_queries, total_from_page};
 
 /// Schema versions, applied in order, each once (table `scimd_migrations`).
 const MIGRATIONS: &[&str] = &[
@@ -1005,6 +1005,21 @@ impl Store for PgStore {
     }
 
     async fn delete(&self, rtype: &str, id: &str, expected: Option<i64>) -> Result<(), StoreError> {
+        self.delete_with_dependents(rtype, id, expected, Vec::new())
+            .await
+    }
+
+    async fn delete_with_dependents(
+        &self,
+        rtype: &str,
+        id: &str,
+        expected: Option<i64>,
+        dependents: Vec<(String, Cond)>,
+    ) -> Result<(), StoreError> {
+        let sweeps: Vec<Sql> = dependents
+            .iter()
+            .map(|(dependent, cond)| delete_matching(Dialect::Postgres, dependent, cond))
+            .collect();
         in_transaction!(self, |tx| {
             let delete = tx
                 .prepare_cached(
@@ -1013,6 +1028,10 @@ impl Store for PgStore {
                 .await?;
             if tx.execute(&delete, &[&id, &rtype, &expected]).await? == 0 {
                 return Err(explain_miss(&*tx, rtype, id).await);
+            }
+            for sweep in &sweeps {
+                tx.execute(sweep.text.as_str(), &bind(&sweep.params))
+                    .await?;
             }
         })
     }

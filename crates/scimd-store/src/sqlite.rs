@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, mpsc};
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};
-use scimd_core::query::Query;
+use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
     GroupMembership, IndexEntry, Member, MemberChange, Page, Record, ResourceWrite,
     RestoredResource, Store, StoreError, StoredResource, UniqueValue,
 };
 
-use crate::translate::{COLUMNS, Dialect, Param, page_queries, total_from_page};
+use crate::translate::{COLUMNS, Dialect, Param, delete_matching, page_queries, total_from_page};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations.sql"),
@@ -695,6 +695,17 @@ impl Store for SqliteStore {
     }
 
     async fn delete(&self, rtype: &str, id: &str, expected: Option<i64>) -> Result<(), StoreError> {
+        self.delete_with_dependents(rtype, id, expected, Vec::new())
+            .await
+    }
+
+    async fn delete_with_dependents(
+        &self,
+        rtype: &str,
+        id: &str,
+        expected: Option<i64>,
+        dependents: Vec<(String, Cond)>,
+    ) -> Result<(), StoreError> {
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
             let n = conn
@@ -703,6 +714,12 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             if n == 0 {
                 return Err(explain_miss(conn, &rtype, &id));
+            }
+            for (dependent, cond) in &dependents {
+                let sql = delete_matching(Dialect::Sqlite, dependent, cond);
+                conn.prepare_cached(&sql.text)
+                    .and_then(|mut s| s.execute(params_from_iter(sql.params.iter())))
+                    .map_err(backend)?;
             }
             Ok(())
         })

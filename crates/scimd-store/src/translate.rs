@@ -433,6 +433,19 @@ pub fn page_queries(dialect: Dialect, q: &Query) -> (Sql, Sql) {
     (count, page)
 }
 
+/// Deletes the resources of type `rtype` that match `cond`.
+pub fn delete_matching(dialect: Dialect, rtype: &str, cond: &Cond) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.text.push_str(
+        "DELETE FROM resources WHERE seq IN (SELECT r.seq FROM resources r WHERE r.rtype = ",
+    );
+    sql.param(Param::Text(rtype.to_string()));
+    sql.text.push_str(" AND ");
+    condition(&mut sql, cond);
+    sql.text.push(')');
+    sql
+}
+
 /// The total number of matches when a page shows it by itself: a page that
 /// is not full holds every match from its start on, so when the matches
 /// before it are known (index paging, or a cursor walk's first page) the

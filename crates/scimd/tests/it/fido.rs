@@ -130,6 +130,21 @@ async fn devices_belong_to_users_and_go_with_them() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["nickname"], "yubi");
 
+    // A refused delete (stale If-Match) leaves the user and its devices: the
+    // user and what it owns go in one transaction or not at all.
+    let (st, _, _) = s
+        .call_with(
+            Method::DELETE,
+            &format!("/Users/{alice}"),
+            None,
+            &[("If-Match", "W/\"999\"")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::PRECONDITION_FAILED);
+    for path in &alice_devices {
+        let (st, _, v) = s.call(Method::GET, path, None).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {v}");
+    }
     // Deleting the user deletes its devices, and only its devices.
     let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{alice}"), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
