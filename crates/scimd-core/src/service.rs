@@ -89,7 +89,7 @@ pub struct ResourceService {
     registry: Arc<Registry>,
     config: ServiceConfig,
     cursor_key: tokio::sync::OnceCell<Vec<u8>>,
-    /// What a group member may be (see [`member_types`]), fixed with the registry.
+    /// What a group member may be ([`Registry::member_types`]), fixed with the registry.
     member_types: Vec<String>,
 }
 
@@ -97,7 +97,7 @@ impl ResourceService {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, config: ServiceConfig) -> Self {
         ResourceService {
-            member_types: member_types(&registry),
+            member_types: registry.member_types(),
             store,
             registry,
             config,
@@ -679,17 +679,6 @@ impl ResourceService {
             now: modified.to_string(),
         }
     }
-}
-
-/// Resource types a group member may be: those that show computed `groups`,
-/// and those that have members themselves (nested groups).
-fn member_types(registry: &Registry) -> Vec<String> {
-    registry
-        .resource_types()
-        .iter()
-        .filter(|rt| rt.has_computed_groups() || rt.has_members())
-        .map(|rt| rt.name().to_string())
-        .collect()
 }
 
 /// For root searches a filter must make sense for every type searched; an

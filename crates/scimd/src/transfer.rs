@@ -100,16 +100,6 @@ fn all_types(registry: &Registry) -> Vec<String> {
         .collect()
 }
 
-/// Resource types a group member may be (as the service decides them).
-fn member_types(registry: &Registry) -> Vec<String> {
-    registry
-        .resource_types()
-        .iter()
-        .filter(|rt| rt.has_computed_groups() || rt.has_members())
-        .map(|rt| rt.name().to_string())
-        .collect()
-}
-
 async fn count(store: &dyn Store, types: Vec<String>) -> anyhow::Result<u64> {
     let page = store
         .query(Query {
@@ -252,7 +242,7 @@ pub async fn import(
     if count(store, all_types(registry)).await? > 0 {
         bail!("the target store already holds resources: import needs an empty one");
     }
-    let member_types = member_types(registry);
+    let member_types = registry.member_types();
     let mut lines = input.lines();
     let header: Header = match lines.next() {
         Some(line) => serde_json::from_str(&line?).context("line 1: not a scimd export header")?,

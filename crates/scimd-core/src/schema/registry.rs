@@ -545,6 +545,17 @@ impl Registry {
         &self.resource_types
     }
 
+    /// Resource types a group member may be, by name: those that show
+    /// computed `groups`, and those that have members themselves (nested
+    /// groups).
+    pub fn member_types(&self) -> Vec<String> {
+        self.resource_types
+            .iter()
+            .filter(|rt| rt.has_computed_groups() || rt.has_members())
+            .map(|rt| rt.name().to_string())
+            .collect()
+    }
+
     /// The resource type served at `/{endpoint}` (case-insensitive).
     pub fn by_endpoint(&self, endpoint: &str) -> Option<&Arc<ResourceTypeDef>> {
         self.by_endpoint
