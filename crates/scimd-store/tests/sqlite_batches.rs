@@ -1,0 +1,195 @@
+//! The SQLite writer commits concurrent writes together, first without a
+//! savepoint per write; a batch in which one write fails runs again with
+//! savepoints. Whatever the batching, every write must be applied whole or
+//! not at all, and each caller must get its own answer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use scimd_core::index::{index_entries, unique_values};
+use scimd_core::query::{Paging, Query, resolve_filter};
+use scimd_core::schema::{Registry, ResourceTypeDef};
+use scimd_core::store::{ResourceWrite, Store, StoreError};
+use scimd_filter::parse_filter;
+use scimd_store::SqliteStore;
+use serde_json::{Map, Value, json};
+
+fn write(rt: &ResourceTypeDef, id: &str, user_name: &str, family: &str) -> ResourceWrite {
+    let data: Map<String, Value> = json!({
+        "userName": user_name,
+        "name": {"familyName": family},
+        "emails": [{"value": format!("{id}@example.com"), "type": "work"}],
+    })
+    .as_object()
+    .unwrap()
+    .clone();
+    ResourceWrite {
+        resource_type: "User".into(),
+        id: id.into(),
+        unique: unique_values(rt, &data),
+        index: index_entries(rt, &data),
+        data,
+        members: None,
+        member_types: vec![],
+        now: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+/// Ids of the users matching `filter` (all users if empty).
+async fn ids_matching(store: &SqliteStore, rt: &ResourceTypeDef, filter: &str) -> Vec<String> {
+    let cond =
+        (!filter.is_empty()).then(|| resolve_filter(rt, &parse_filter(filter).unwrap()).unwrap());
+    let page = store
+        .query(Query {
+            resource_types: vec!["User".into()],
+            filter: cond,
+            sort: None,
+            paging: Paging::Index {
+                start: 1,
+                count: 10_000,
+            },
+            with_members: false,
+        })
+        .await
+        .unwrap();
+    page.items.into_iter().map(|r| r.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_writes_in_a_batch_leave_nothing_and_spoil_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap());
+    let registry = Registry::builtin().unwrap();
+    let rt = Arc::new(registry.by_name("User").unwrap().clone());
+    // Created first, then replaced concurrently below with a stale version.
+    let anchor = store
+        .create(write(&rt, "anchor", "anchor", "Anchor"))
+        .await
+        .unwrap();
+    assert_eq!(anchor.version, 1);
+
+    // id -> userName of every acknowledged create.
+    let mut created: BTreeMap<String, String> = BTreeMap::new();
+    let mut refused: Vec<String> = Vec::new();
+    let mut round = 0;
+    while round < 5 || (store.batches_rerun() == 0 && round < 200) {
+        let mut tasks = Vec::new();
+        for i in 0..48 {
+            let (store, rt) = (Arc::clone(&store), Arc::clone(&rt));
+            tasks.push(tokio::spawn(async move {
+                let id = format!("r{round}-{i}");
+                match i % 6 {
+                    // A third of them want one name: one wins per round.
+                    0 | 3 => {
+                        let name = format!("taken-{round}");
+                        let r = store.create(write(&rt, &id, &name, "Dup")).await;
+                        (id, name, r.map(|_| ()))
+                    }
+                    // A replace that cannot apply (stale If-Match).
+                    5 => {
+                        let r = store
+                            .replace(write(&rt, "anchor", "anchor-changed", "Changed"), Some(7))
+                            .await;
+                        (id, String::new(), r.map(|_| ()))
+                    }
+                    _ => {
+                        let name = format!("user-{round}-{i}");
+                        let r = store.create(write(&rt, &id, &name, "Solo")).await;
+                        (id, name, r.map(|_| ()))
+                    }
+                }
+            }));
+        }
+        let mut winners = 0;
+        for task in tasks {
+            let (id, name, outcome) = task.await.unwrap();
+            match (outcome, name.as_str()) {
+                (Ok(()), "") => panic!("a stale replace was applied"),
+                (Err(StoreError::VersionMismatch { .. }), "") => {}
+                (Ok(()), name) => {
+                    if name.starts_with("taken-") {
+                        winners += 1;
+                    }
+                    created.insert(id, name.to_string());
+                }
+                (Err(StoreError::Uniqueness { .. }), name) if name.starts_with("taken-") => {
+                    refused.push(id);
+                }
+                (Err(e), name) => panic!("{name}: unexpected {e:?}"),
+            }
+        }
+        assert_eq!(
+            winners, 1,
+            "round {round}: one create of the shared name wins"
+        );
+        round += 1;
+    }
+    assert!(
+        store.batches_rerun() > 0,
+        "no batch ever held a failing write: the path under test did not run"
+    );
+
+    // Exactly the acknowledged creates exist, each whole (document, index
+    // rows, unique value), and the failed ones left nothing behind.
+    let all = ids_matching(&store, &rt, "").await;
+    assert_eq!(
+        all.len(),
+        created.len() + 1,
+        "one resource per acknowledged create, plus the anchor"
+    );
+    assert_eq!(
+        ids_matching(&store, &rt, "userName pr").await.len(),
+        all.len()
+    );
+    for id in &refused {
+        assert!(
+            store.get("User", id, false).await.unwrap().is_none(),
+            "{id} was refused"
+        );
+    }
+    for (id, name) in &created {
+        let stored = store
+            .get("User", id, false)
+            .await
+            .unwrap()
+            .expect("acknowledged");
+        assert_eq!(stored.data["userName"], json!(name));
+        assert_eq!(
+            ids_matching(&store, &rt, &format!("userName eq \"{name}\"")).await,
+            vec![id.clone()]
+        );
+        assert_eq!(
+            ids_matching(
+                &store,
+                &rt,
+                &format!("emails.value eq \"{id}@example.com\"")
+            )
+            .await,
+            vec![id.clone()]
+        );
+    }
+    let losers = ids_matching(&store, &rt, "name.familyName eq \"Dup\"").await;
+    assert_eq!(
+        losers.len(),
+        round,
+        "one create per round of the shared name"
+    );
+    // The refused replaces changed nothing.
+    let anchor = store.get("User", "anchor", false).await.unwrap().unwrap();
+    assert_eq!(
+        (anchor.version, anchor.data["userName"].clone()),
+        (1, json!("anchor"))
+    );
+    assert!(
+        ids_matching(&store, &rt, "userName eq \"anchor-changed\"")
+            .await
+            .is_empty()
+    );
+    // A unique value left by a failed create would refuse this name.
+    for r in 0..round {
+        let name = format!("taken-{r}");
+        let owner = ids_matching(&store, &rt, &format!("userName eq \"{name}\"")).await;
+        assert_eq!(owner.len(), 1);
+    }
+}
