@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations.sql"),
     include_str!("migrations_002_records.sql"),
     include_str!("migrations_003_meta_columns.sql"),
+    include_str!("migrations_004_values_by_resource.sql"),
 ];
 /// Reader connections kept open. Above the number of requests in flight a
 /// read would open (and configure, and re-prepare statements on) a fresh
@@ -468,8 +469,8 @@ fn write_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result<(
     for u in &w.unique {
         insert_unique(conn, seq, &w.resource_type, u)?;
     }
-    for e in &w.index {
-        insert_entry(conn, seq, e)?;
+    for (ord, e) in (0_i64..).zip(&w.index) {
+        insert_entry(conn, seq, ord, e)?;
     }
     write_members(conn, seq, w)
 }
@@ -516,8 +517,9 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
     for e in &w.index {
         new.entry(entry_key(e)).or_default().push(e);
     }
+    // One range of the table's key: a resource's rows are stored together.
     let old: Vec<(i64, IndexEntry)> = conn
-        .prepare_cached("SELECT rowid, key, elem, prim, s, n FROM attr_values WHERE seq = ?")
+        .prepare_cached("SELECT ord, key, elem, prim, s, n FROM attr_values WHERE seq = ?")
         .and_then(|mut s| {
             s.query_map([seq], |r| {
                 Ok((
@@ -534,17 +536,18 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
             .collect()
         })
         .map_err(backend)?;
+    let mut next_ord = old.iter().map(|(ord, _)| ord + 1).max().unwrap_or(0);
     let mut gone = Vec::new();
-    for (rowid, e) in &old {
+    for (ord, e) in &old {
         let unchanged = new.get_mut(&entry_key(e)).and_then(Vec::pop).is_some();
         if !unchanged {
-            gone.push((*rowid, e));
+            gone.push((*ord, e));
         }
     }
     // A changed value of the same attribute element is updated in place:
-    // only the value indexes change, not the row's place or `(seq, key)`.
+    // only the value indexes change, not the row's place.
     let mut added: Vec<&IndexEntry> = new.into_values().flatten().collect();
-    for (rowid, old_entry) in gone {
+    for (ord, old_entry) in gone {
         let same_slot = added
             .iter()
             .position(|e| e.key == old_entry.key && e.elem == old_entry.elem);
@@ -552,20 +555,25 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
             Some(i) => {
                 let e = added.swap_remove(i);
                 conn.prepare_cached(
-                    "UPDATE attr_values SET prim = ?, s = ?, n = ? WHERE rowid = ?",
+                    "UPDATE attr_values SET prim = ?, s = ?, n = ? WHERE seq = ? AND key = ? AND ord = ?",
                 )
-                .and_then(|mut s| s.execute(params![e.primary, e.text, e.number, rowid]))
+                .and_then(|mut s| {
+                    s.execute(params![e.primary, e.text, e.number, seq, old_entry.key, ord])
+                })
                 .map_err(backend)?;
             }
             None => {
-                conn.prepare_cached("DELETE FROM attr_values WHERE rowid = ?")
-                    .and_then(|mut s| s.execute([rowid]))
-                    .map_err(backend)?;
+                conn.prepare_cached(
+                    "DELETE FROM attr_values WHERE seq = ? AND key = ? AND ord = ?",
+                )
+                .and_then(|mut s| s.execute(params![seq, old_entry.key, ord]))
+                .map_err(backend)?;
             }
         }
     }
     for e in added {
-        insert_entry(conn, seq, e)?;
+        insert_entry(conn, seq, next_ord, e)?;
+        next_ord += 1;
     }
     write_members(conn, seq, w)
 }
@@ -607,11 +615,16 @@ fn insert_unique(
     Ok(())
 }
 
-fn insert_entry(conn: &Connection, seq: i64, e: &IndexEntry) -> Result<(), StoreError> {
+/// `ord` tells apart values of one attribute of one resource.
+fn insert_entry(conn: &Connection, seq: i64, ord: i64, e: &IndexEntry) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO attr_values (seq, key, elem, prim, s, n) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO attr_values (seq, key, ord, elem, prim, s, n) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
-    .and_then(|mut s| s.execute(params![seq, e.key, e.elem, e.primary, e.text, e.number]))
+    .and_then(|mut s| {
+        s.execute(params![
+            seq, e.key, ord, e.elem, e.primary, e.text, e.number
+        ])
+    })
     .map_err(backend)?;
     Ok(())
 }

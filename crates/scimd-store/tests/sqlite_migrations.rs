@@ -1,11 +1,13 @@
-//! Upgrading an existing SQLite database: migration 3 moves the
-//! server-managed facts out of the index (they are columns now) and indexes
-//! the timestamps, on a database written by the previous schema.
+//! Upgrading an existing SQLite database written by schema version 2:
+//! migration 3 moves the server-managed facts out of the index (they are
+//! columns now) and indexes the timestamps; migration 4 rebuilds the index
+//! values table clustered by resource.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use scimd_core::index::{index_entries, unique_values};
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
-use scimd_core::store::Store;
+use scimd_core::store::{ResourceWrite, Store};
 use scimd_filter::{AttrPath, CompareOp, Filter};
 use scimd_store::SqliteStore;
 use serde_json::json;
@@ -21,6 +23,13 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX resources_created; DROP INDEX resources_modified; PRAGMA user_version = 2;
+             DROP TABLE attr_values;
+             CREATE TABLE attr_values (
+               seq INTEGER NOT NULL REFERENCES resources(seq) ON DELETE CASCADE,
+               key TEXT NOT NULL, elem INTEGER NOT NULL, prim INTEGER NOT NULL, s TEXT, n REAL);
+             CREATE INDEX attr_values_s ON attr_values(key, s, seq);
+             CREATE INDEX attr_values_n ON attr_values(key, n, seq) WHERE n IS NOT NULL;
+             CREATE INDEX attr_values_res ON attr_values(seq, key);
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)
              INSERT INTO resources (id, rtype, version, created, modified, data)
                SELECT 'id-' || i, 'User', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z',
@@ -47,7 +56,23 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert!(version >= 3);
+        assert!(version >= 4);
+        let table: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'attr_values'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(table.contains("WITHOUT ROWID"), "{table}");
+        let value_indexes: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_list('attr_values') WHERE origin = 'c' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(value_indexes, ["attr_values_n", "attr_values_s"]);
         let (meta, rest): (i64, i64) = conn
             .query_row(
                 "SELECT sum(key = 'id' OR key LIKE 'meta%'), sum(key = 'username') FROM attr_values",
@@ -95,4 +120,63 @@ async fn version_2_databases_lose_their_meta_index_rows() {
             .unwrap();
         assert_eq!(page.total, want, "{name} {sub:?} eq {value}");
     }
+
+    // The migrated rows are rewritten and deleted like new ones.
+    let user_name = |value: &str| Filter::Compare {
+        path: AttrPath {
+            urn: None,
+            name: "userName".into(),
+            sub: None,
+        },
+        op: CompareOp::Eq,
+        value: json!(value),
+    };
+    let count = |filter: Filter| {
+        let store = &store;
+        let cond = resolve_filter(rt, &filter).unwrap();
+        async move {
+            store
+                .query(Query {
+                    resource_types: vec!["User".into()],
+                    filter: Some(cond),
+                    sort: None,
+                    paging: Paging::Index { start: 1, count: 1 },
+                    with_members: false,
+                })
+                .await
+                .unwrap()
+                .total
+        }
+    };
+    let data = json!({"userName": "renamed77", "displayName": "Seventy-seven"});
+    let data = data.as_object().unwrap().clone();
+    store
+        .replace(
+            ResourceWrite {
+                resource_type: "User".into(),
+                id: "id-77".into(),
+                unique: unique_values(rt, &data),
+                index: index_entries(rt, &data),
+                data,
+                members: None,
+                member_types: vec![],
+                now: "2026-01-02T00:00:00Z".into(),
+            },
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(user_name("user77")).await, 0);
+    assert_eq!(count(user_name("renamed77")).await, 1);
+    store.delete("User", "id-78", None).await.unwrap();
+    assert_eq!(count(user_name("user78")).await, 0);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM attr_values WHERE seq NOT IN (SELECT seq FROM resources)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 0, "a deleted resource's values go with it");
 }
