@@ -68,6 +68,22 @@ async fn failing_writes_in_a_batch_leave_nothing_and_spoil_nothing() {
         .await
         .unwrap();
     assert_eq!(anchor.version, 1);
+    // A write that fails alone in its batch is rolled back and left out,
+    // without running the batch again.
+    let taken = store.create(write(&rt, "copy", "anchor", "Copy")).await;
+    assert!(
+        matches!(taken, Err(StoreError::Uniqueness { .. })),
+        "{taken:?}"
+    );
+    let stale = store
+        .replace(write(&rt, "anchor", "anchor-changed", "Changed"), Some(7))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch { .. })),
+        "{stale:?}"
+    );
+    assert!(store.get("User", "copy", false).await.unwrap().is_none());
+    assert_eq!(store.batches_rerun(), 0);
 
     // id -> userName of every acknowledged create.
     let mut created: BTreeMap<String, String> = BTreeMap::new();
