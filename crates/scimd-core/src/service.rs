@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::error::{ScimError, ScimResult};
-use crate::index::{index_entries, unique_values};
 use crate::projection::Projection;
 use crate::query::{Cond, Paging, Query};
 use crate::resource::{
@@ -669,14 +668,9 @@ impl ResourceService {
         modified: &str,
     ) -> ResourceWrite {
         ResourceWrite {
-            resource_type: rt.name().to_string(),
-            id: id.to_string(),
-            index: index_entries(rt, &data),
-            unique: unique_values(rt, &data),
-            data,
             members,
             member_types: self.member_types.clone(),
-            now: modified.to_string(),
+            ..ResourceWrite::derived(rt, id, data, modified)
         }
     }
 }

@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::index::{index_entries, unique_values};
 use crate::query::Query;
+use crate::schema::ResourceTypeDef;
 
 /// Failures a store reports. Converted into SCIM errors in one place
 /// ([`From<StoreError> for ScimError`](crate::error::ScimError)).
@@ -78,6 +80,24 @@ pub struct ResourceWrite {
     pub member_types: Vec<String>,
     /// RFC 3339 timestamp of the write.
     pub now: String,
+}
+
+impl ResourceWrite {
+    /// A write of `data` as resource `id` of `rt` at time `now`, with the
+    /// index entries and unique values derived from `data`; memberships left
+    /// as they are (`members: None`, no member types).
+    pub fn derived(rt: &ResourceTypeDef, id: &str, data: Map<String, Value>, now: &str) -> Self {
+        ResourceWrite {
+            resource_type: rt.name().to_string(),
+            id: id.to_string(),
+            index: index_entries(rt, &data),
+            unique: unique_values(rt, &data),
+            data,
+            members: None,
+            member_types: Vec::new(),
+            now: now.to_string(),
+        }
+    }
 }
 
 /// A membership change that does not rewrite the group document.
@@ -223,7 +243,10 @@ pub trait Store: Send + Sync + 'static {
         resource_type: &str,
         id: &str,
         expected_version: Option<i64>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.delete_with_dependents(resource_type, id, expected_version, Vec::new())
+            .await
+    }
 
     /// [`Store::delete`], and in the same transaction every resource of type
     /// `t` that matches `c`, for each `(t, c)` of `dependents` (the

@@ -830,11 +830,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete(&self, rtype: &str, id: &str, expected: Option<i64>) -> Result<(), StoreError> {
-        self.delete_with_dependents(rtype, id, expected, Vec::new())
-            .await
-    }
-
     async fn delete_with_dependents(
         &self,
         rtype: &str,

@@ -12,7 +12,6 @@ mod testing;
 
 use std::sync::Arc;
 
-use scimd_core::index::{index_entries, unique_values};
 use scimd_core::schema::Registry;
 use scimd_core::store::{Member, MemberChange, Record, ResourceWrite, Store, StoreError};
 use scimd_store::{PgStore, SqliteStore};
@@ -52,14 +51,9 @@ fn write(rtype: &str, id: &str, data: serde_json::Value) -> ResourceWrite {
     let rt = registry.by_name(rtype).unwrap();
     let data: Map<String, serde_json::Value> = data.as_object().unwrap().clone();
     ResourceWrite {
-        resource_type: rtype.into(),
-        id: id.into(),
-        unique: unique_values(rt, &data),
-        index: index_entries(rt, &data),
         members: (rtype == "Group").then(Vec::new),
-        data,
         member_types: vec!["User".into(), "Group".into()],
-        now: "2026-01-01T00:00:00Z".into(),
+        ..ResourceWrite::derived(rt, id, data, "2026-01-01T00:00:00Z")
     }
 }
 

@@ -9,7 +9,7 @@ mod testing;
 
 use std::collections::BTreeSet;
 
-use scimd_core::index::{MetaFacts, eval, index_entries, meta_entries, unique_values};
+use scimd_core::index::{MetaFacts, eval, meta_entries};
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
 use scimd_core::store::{ResourceWrite, Store};
@@ -261,16 +261,7 @@ fn write(
     id: &str,
     data: Map<String, Value>,
 ) -> ResourceWrite {
-    ResourceWrite {
-        resource_type: "User".into(),
-        id: id.into(),
-        unique: unique_values(rt, &data),
-        index: index_entries(rt, &data),
-        data,
-        members: None,
-        member_types: vec![],
-        now: "2026-01-01T00:00:00Z".into(),
-    }
+    ResourceWrite::derived(rt, id, data, "2026-01-01T00:00:00Z")
 }
 
 /// Values far longer than an index entry may be (PostgreSQL's B-tree holds
@@ -362,22 +353,10 @@ async fn generated_filters_agree(store: &dyn Store) {
             modified: &now,
             version: 1,
         };
-        let index = index_entries(&rt, &data);
+        let write = ResourceWrite::derived(&rt, &id, data, &now);
         let mut filterable = meta_entries(&rt, &facts);
-        filterable.extend(index.iter().cloned());
-        store
-            .create(ResourceWrite {
-                resource_type: "User".into(),
-                id: id.clone(),
-                unique: unique_values(&rt, &data),
-                index,
-                data,
-                members: None,
-                member_types: vec![],
-                now: now.clone(),
-            })
-            .await
-            .unwrap();
+        filterable.extend(write.index.iter().cloned());
+        store.create(write).await.unwrap();
         docs.push((id, filterable));
     }
     check_filters(store, &rt, &mut rng, &docs, 1500).await;
@@ -389,23 +368,9 @@ async fn generated_filters_agree(store: &dyn Store) {
         let data = user(&mut rng, 1000 + i);
         let id = docs[i].0.clone();
         let now = format!("2026-01-01T00:01:{:02}.{:03}Z", i / 10, (i % 4) * 250);
-        let index = index_entries(&rt, &data);
-        let stored = store
-            .replace(
-                ResourceWrite {
-                    resource_type: "User".into(),
-                    id: id.clone(),
-                    unique: unique_values(&rt, &data),
-                    index: index.clone(),
-                    data,
-                    members: None,
-                    member_types: vec![],
-                    now: now.clone(),
-                },
-                Some(1),
-            )
-            .await
-            .unwrap();
+        let write = ResourceWrite::derived(&rt, &id, data, &now);
+        let index = write.index.clone();
+        let stored = store.replace(write, Some(1)).await.unwrap();
         let facts = MetaFacts {
             id: &id,
             created: &stored.created,

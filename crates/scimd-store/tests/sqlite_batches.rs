@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use scimd_core::index::{index_entries, unique_values};
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::{Registry, ResourceTypeDef};
 use scimd_core::store::{ResourceWrite, Store, StoreError};
@@ -24,16 +23,7 @@ fn write(rt: &ResourceTypeDef, id: &str, user_name: &str, family: &str) -> Resou
     .as_object()
     .unwrap()
     .clone();
-    ResourceWrite {
-        resource_type: "User".into(),
-        id: id.into(),
-        unique: unique_values(rt, &data),
-        index: index_entries(rt, &data),
-        data,
-        members: None,
-        member_types: vec![],
-        now: "2026-01-01T00:00:00Z".into(),
-    }
+    ResourceWrite::derived(rt, id, data, "2026-01-01T00:00:00Z")
 }
 
 /// Ids of the users matching `filter` (all users if empty).

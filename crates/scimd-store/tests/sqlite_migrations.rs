@@ -4,7 +4,6 @@
 //! values table clustered by resource.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use scimd_core::index::{index_entries, unique_values};
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
 use scimd_core::store::{ResourceWrite, Store};
@@ -152,16 +151,7 @@ async fn version_2_databases_lose_their_meta_index_rows() {
     let data = data.as_object().unwrap().clone();
     store
         .replace(
-            ResourceWrite {
-                resource_type: "User".into(),
-                id: "id-77".into(),
-                unique: unique_values(rt, &data),
-                index: index_entries(rt, &data),
-                data,
-                members: None,
-                member_types: vec![],
-                now: "2026-01-02T00:00:00Z".into(),
-            },
+            ResourceWrite::derived(rt, "id-77", data, "2026-01-02T00:00:00Z"),
             Some(1),
         )
         .await

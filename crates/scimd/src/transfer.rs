@@ -16,7 +16,6 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use scimd_core::index::{index_entries, unique_values};
 use scimd_core::query::{Paging, Query};
 use scimd_core::schema::Registry;
 use scimd_core::store::{Member, Record, ResourceWrite, RestoredResource, Store};
@@ -276,14 +275,8 @@ pub async fn import(
                 let modified = canonical_time(&r.modified)
                     .with_context(|| format!("line {number}: modified is not an RFC 3339 time"))?;
                 let write = ResourceWrite {
-                    resource_type: r.resource_type.clone(),
-                    id: r.id.clone(),
-                    index: index_entries(rt, &r.data),
-                    unique: unique_values(rt, &r.data),
-                    data: r.data,
-                    members: None,
                     member_types: member_types.clone(),
-                    now: modified,
+                    ..ResourceWrite::derived(rt, &r.id, r.data, &modified)
                 };
                 batch.push(RestoredResource {
                     write,
