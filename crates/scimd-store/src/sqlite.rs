@@ -1229,16 +1229,15 @@ fn groups_of_seq(conn: &Connection, member_seq: i64) -> Result<Vec<GroupMembersh
             .collect()
         })
         .map_err(backend)?;
-    let mut nested = false;
-    for (group_seq, _) in &direct {
-        nested = conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM members WHERE member_seq = ?)")
-            .and_then(|mut s| s.query_row([group_seq], |r| r.get(0)))
+    // Is any of those groups itself a member? One probe of the same index.
+    let nested: bool = !direct.is_empty()
+        && conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM members g CROSS JOIN members m ON m.member_seq = g.group_seq
+                                 WHERE g.member_seq = ?)",
+            )
+            .and_then(|mut s| s.query_row([member_seq], |r| r.get(0)))
             .map_err(backend)?;
-        if nested {
-            break;
-        }
-    }
     if !nested {
         return Ok(direct.into_iter().map(|(_, g)| g).collect());
     }
