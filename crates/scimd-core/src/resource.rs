@@ -350,20 +350,33 @@ fn carry_over_in(
 /// Replaces write-only string values with their argon2 hashes. Values that
 /// are already hashes (carried over) are left alone.
 pub fn hash_write_only(rt: &ResourceTypeDef, data: &mut Map<String, Value>) -> ScimResult<()> {
-    for attr in &rt.core.attributes {
-        if attr.mutability != Mutability::WriteOnly
-            || attr.typ != AttrType::String
-            || attr.multi_valued
-        {
-            continue;
-        }
+    for attr in hashed_attributes(rt) {
         if let Some(Value::String(secret)) = data.get_mut(&attr.name)
-            && !secret.starts_with("$argon2")
+            && !is_hashed(secret)
         {
             *secret = crate::secret::hash(secret)?;
         }
     }
     Ok(())
+}
+
+/// Whether [`hash_write_only`] has a secret to hash in `data`.
+pub fn needs_hashing(rt: &ResourceTypeDef, data: &Map<String, Value>) -> bool {
+    hashed_attributes(rt)
+        .any(|attr| matches!(data.get(&attr.name), Some(Value::String(s)) if !is_hashed(s)))
+}
+
+/// The write-only single strings (`password`), kept as hashes.
+fn hashed_attributes(rt: &ResourceTypeDef) -> impl Iterator<Item = &Attribute> {
+    rt.core.attributes.iter().filter(|attr| {
+        attr.mutability == Mutability::WriteOnly
+            && attr.typ == AttrType::String
+            && !attr.multi_valued
+    })
+}
+
+fn is_hashed(secret: &str) -> bool {
+    secret.starts_with("$argon2")
 }
 
 /// The `schemas` list of a stored document: the core schema and every

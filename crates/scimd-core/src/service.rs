@@ -11,10 +11,13 @@ use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::query::{Cond, Paging, Query};
 use crate::resource::{
-    ResourceInput, carry_over, check_required, hash_write_only, parse_input, render,
+    ResourceInput, carry_over, check_required, hash_write_only, needs_hashing, parse_input, render,
 };
 use crate::schema::{Registry, ResourceTypeDef};
-use crate::store::{Member, MemberChange, ResourceWrite, Store, StoreError, StoredResource};
+use crate::store::{
+    Member, MemberChange, Modification, ModifyError, ResourceWrite, Store, StoreError,
+    StoredResource,
+};
 use crate::value::format_timestamp;
 
 /// How many times a write without `If-Match` is retried when a concurrent
@@ -276,6 +279,14 @@ impl ResourceService {
                 .await?;
             return self.get(rt, id, projection).await;
         }
+        if !rt.has_members()
+            && rt.doc.owner.is_none()
+            && let Some(resource) = self
+                .patch_in_store(rt, id, ops, precondition, projection)
+                .await?
+        {
+            return Ok(resource);
+        }
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let old = self
                 .store
@@ -326,6 +337,57 @@ impl ResourceService {
         Err(ScimError::Unavailable(
             "the resource is being changed concurrently; retry".into(),
         ))
+    }
+
+    /// PATCH as one read-modify-write of the store ([`Store::modify`]; on
+    /// SQLite it runs in the writer, whose cache holds the pages, and
+    /// concurrent PATCHes of one resource queue instead of retrying).
+    /// `None` when the result needs I/O of its own first (a new password to
+    /// hash): the caller takes the general path. Types with members or an
+    /// owner always do (loading members, checking the owner).
+    async fn patch_in_store(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        ops: &[crate::patch::PatchOp],
+        precondition: Precondition,
+        projection: &Projection,
+    ) -> ScimResult<Option<Resource>> {
+        let (def, ops) = (rt.clone(), ops.to_vec());
+        let member_types = self.member_types.clone();
+        let change: Modification = Box::new(move |old: &StoredResource| {
+            check_precondition(precondition, old.version)?;
+            let mut doc = old.data.clone();
+            crate::patch::apply(&def, &mut doc, &ops)?;
+            let mut input = parse_input(&def, Value::Object(doc))?;
+            carry_over(&def, &old.data, &mut input.data)?;
+            check_required(&def, &input)?;
+            if needs_hashing(&def, &input.data) {
+                return Ok(None);
+            }
+            Ok(Some(ResourceWrite {
+                member_types: member_types.clone(),
+                ..ResourceWrite::derived(&def, &old.id, input.data, &now())
+            }))
+        });
+        let with_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");
+        match self.store.modify(rt.name(), id, with_groups, change).await {
+            Ok(Some((stored, groups))) => {
+                let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
+                Ok(Some(Resource {
+                    resource_type: rt.clone(),
+                    version: stored.version,
+                    doc,
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(ModifyError::Refused(e)) => Err(e),
+            Err(ModifyError::Store(StoreError::NotFound)) => Err(not_found(rt, id)),
+            Err(ModifyError::Store(StoreError::Conflict)) => Err(ScimError::Unavailable(
+                "the resource is being changed concurrently; retry".into(),
+            )),
+            Err(ModifyError::Store(e)) => Err(e.into()),
+        }
     }
 
     /// PATCH when the answer shows nothing (204): the new version only.
@@ -727,10 +789,7 @@ async fn hash_secrets(
     rt: &Arc<ResourceTypeDef>,
     mut input: ResourceInput,
 ) -> ScimResult<ResourceInput> {
-    let needs_hash = rt.core.attributes.iter().any(|a| {
-        a.mutability == crate::schema::Mutability::WriteOnly && input.data.contains_key(&a.name)
-    });
-    if !needs_hash {
+    if !needs_hashing(rt, &input.data) {
         return Ok(input);
     }
     let rt = rt.clone();

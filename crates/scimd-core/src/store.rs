@@ -186,6 +186,32 @@ pub struct RestoredResource {
     pub created: String,
 }
 
+/// One step of a read-modify-write ([`Store::modify`]): from the resource as
+/// stored, its replacement; `Ok(None)` when the replacement cannot be
+/// computed inside the store (it needs other I/O first): nothing is written.
+/// May be called more than once; only the last call's write is kept.
+pub type Modification = Box<
+    dyn FnMut(&StoredResource) -> Result<Option<ResourceWrite>, crate::error::ScimError> + Send,
+>;
+
+/// What a [`Store::modify`] wrote: the resource, and its groups when asked.
+pub type Modified = (StoredResource, Option<Vec<GroupMembership>>);
+
+/// Why a [`Store::modify`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ModifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The modification refused the change (invalid operation, stale
+    /// `If-Match`, ...); handed back as it was.
+    #[error("{0}")]
+    Refused(crate::error::ScimError),
+}
+
+/// How often [`Store::modify`]'s default implementation reads again after a
+/// concurrent write before it gives up with [`StoreError::Conflict`].
+const MODIFY_ATTEMPTS: usize = 16;
+
 /// Persistence of SCIM resources. Every method is atomic; writes are durable
 /// when they return `Ok`.
 #[async_trait]
@@ -223,6 +249,45 @@ pub trait Store: Send + Sync + 'static {
         let stored = self.replace(write, expected_version).await?;
         let groups = self.groups_of(&stored.id).await?;
         Ok((stored, groups))
+    }
+
+    /// Replaces a resource with what `change` makes of it, atomically: no
+    /// other write comes between the read and the write. `Ok(None)`: `change`
+    /// declined and nothing was written. `with_groups` also returns the groups
+    /// the resource belongs to afterwards. A store with a single writer runs
+    /// `change` inside the write; this default reads, computes and writes
+    /// with a compare-and-swap, reading again when another write came between.
+    async fn modify(
+        &self,
+        resource_type: &str,
+        id: &str,
+        with_groups: bool,
+        mut change: Modification,
+    ) -> Result<Option<Modified>, ModifyError> {
+        for _ in 0..MODIFY_ATTEMPTS {
+            let old = self
+                .get(resource_type, id, false)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let Some(write) = change(&old).map_err(ModifyError::Refused)? else {
+                return Ok(None);
+            };
+            let written = if with_groups {
+                self.replace_with_groups(write, Some(old.version))
+                    .await
+                    .map(|(stored, groups)| (stored, Some(groups)))
+            } else {
+                self.replace(write, Some(old.version))
+                    .await
+                    .map(|stored| (stored, None))
+            };
+            match written {
+                Ok(modified) => return Ok(Some(modified)),
+                Err(StoreError::VersionMismatch { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
     }
 
     /// Changes memberships of a group without reading or rewriting the others

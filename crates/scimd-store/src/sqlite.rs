@@ -12,8 +12,8 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};
 use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
-    GroupMembership, IndexEntry, Member, MemberChange, Page, Record, ResourceWrite,
-    RestoredResource, Store, StoreError, StoredResource, UniqueValue,
+    GroupMembership, IndexEntry, Member, MemberChange, Modification, Modified, ModifyError, Page,
+    Record, ResourceWrite, RestoredResource, Store, StoreError, StoredResource, UniqueValue,
 };
 
 use crate::translate::{COLUMNS, Dialect, Param, delete_matching, page_queries, total_from_page};
@@ -791,6 +791,51 @@ impl Store for SqliteStore {
             })
             .await?;
         Ok((replaced.into_stored(w), groups))
+    }
+
+    async fn modify(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_groups: bool,
+        mut change: Modification,
+    ) -> Result<Option<Modified>, ModifyError> {
+        /// What one run of the write came to. A refusal or a decline wrote
+        /// nothing, so it is not a failed write to roll back.
+        enum Step {
+            Written(Box<(Replaced, ResourceWrite, Option<Vec<GroupMembership>>)>),
+            Refused(scimd_core::error::ScimError),
+            Declined,
+        }
+        let (rtype, id) = (rtype.to_string(), id.to_string());
+        // In the writer: it reads the resource from its own cache (a
+        // reader's is emptied by every commit), and no write comes between
+        // the read and the replace, so there is nothing to compare and swap.
+        let step = self
+            .write(move |conn| {
+                let old = get_one(conn, &rtype, &id)?.ok_or(StoreError::NotFound)?;
+                let w = match change(&old) {
+                    Ok(Some(w)) => w,
+                    Ok(None) => return Ok(Step::Declined),
+                    Err(e) => return Ok(Step::Refused(e)),
+                };
+                let data = document_text(&w)?;
+                let replaced = replace_in(conn, &w, &data, None)?;
+                let groups = match with_groups {
+                    true => Some(groups_of_seq(conn, replaced.seq)?),
+                    false => None,
+                };
+                Ok(Step::Written(Box::new((replaced, w, groups))))
+            })
+            .await?;
+        match step {
+            Step::Written(written) => {
+                let (replaced, w, groups) = *written;
+                Ok(Some((replaced.into_stored(w), groups)))
+            }
+            Step::Refused(e) => Err(ModifyError::Refused(e)),
+            Step::Declined => Ok(None),
+        }
     }
 
     async fn change_members(
