@@ -54,7 +54,11 @@ where
     F: FnMut(&Connection) -> Result<T, StoreError> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let outcome = (self.write)(conn);
+        // Writes run the core's code (a PATCH is computed inside its write):
+        // a panic there must fail that write, not end the writer thread and
+        // with it every later write.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.write)(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Backend("the write panicked".into())));
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok

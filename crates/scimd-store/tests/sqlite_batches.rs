@@ -276,6 +276,20 @@ async fn concurrent_modifications_of_one_resource_all_apply() {
         ids_matching(&store, &rt, "name.familyName eq \"32\"").await,
         ["counter"]
     );
+    // A modification that panics fails alone; the writer goes on.
+    let boom = store
+        .modify("User", "counter", false, Box::new(|_: &_| panic!("boom")))
+        .await;
+    assert!(
+        matches!(boom, Err(ModifyError::Store(StoreError::Backend(_)))),
+        "{boom:?}"
+    );
+    let after = store
+        .modify("User", "counter", false, increment(Arc::clone(&*rt)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.0.data["name"]["familyName"], "33");
     let missing = store
         .modify("User", "nobody", true, increment(Arc::clone(&*rt)))
         .await;
