@@ -312,10 +312,7 @@ impl ResourceService {
                     .collect();
                 doc.insert("members".into(), Value::Array(list));
             }
-            crate::patch::apply(rt, &mut doc, ops)?;
-            let mut input = parse_input(rt, Value::Object(doc))?;
-            carry_over(rt, &old.data, &mut input.data)?;
-            check_required(rt, &input)?;
+            let input = patched_input(rt, &old.data, doc, ops)?;
             self.check_owner(rt, &input.data).await?;
             let input = hash_secrets(rt, input).await?;
             let members = rt
@@ -357,11 +354,7 @@ impl ResourceService {
         let member_types = self.member_types.clone();
         let change: Modification = Box::new(move |old: &StoredResource| {
             check_precondition(precondition, old.version)?;
-            let mut doc = old.data.clone();
-            crate::patch::apply(&def, &mut doc, &ops)?;
-            let mut input = parse_input(&def, Value::Object(doc))?;
-            carry_over(&def, &old.data, &mut input.data)?;
-            check_required(&def, &input)?;
+            let input = patched_input(&def, &old.data, old.data.clone(), &ops)?;
             if needs_hashing(&def, &input.data) {
                 return Ok(None);
             }
@@ -735,6 +728,22 @@ impl ResourceService {
             ..ResourceWrite::derived(rt, id, data, modified)
         }
     }
+}
+
+/// What a PATCH makes of `doc` (the stored document `stored`, with its
+/// members when the type has them): the operations applied, then the rules
+/// of a PUT (read-only values kept, required ones present).
+fn patched_input(
+    rt: &ResourceTypeDef,
+    stored: &Map<String, Value>,
+    mut doc: Map<String, Value>,
+    ops: &[crate::patch::PatchOp],
+) -> ScimResult<ResourceInput> {
+    crate::patch::apply(rt, &mut doc, ops)?;
+    let mut input = parse_input(rt, Value::Object(doc))?;
+    carry_over(rt, stored, &mut input.data)?;
+    check_required(rt, &input)?;
+    Ok(input)
 }
 
 /// For root searches a filter must make sense for every type searched; an
