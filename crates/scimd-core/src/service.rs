@@ -256,14 +256,17 @@ impl ResourceService {
         ))
     }
 
-    /// PATCH: applies the operations to a copy of the resource and writes
-    /// the result with the same rules as PUT, as one compare-and-swap.
     /// Whether `ops` only add or remove members of a group: such a PATCH
     /// touches membership rows only.
     pub fn is_member_patch(&self, rt: &ResourceTypeDef, ops: &[crate::patch::PatchOp]) -> bool {
         rt.has_members() && matches!(crate::patch::member_changes(rt, ops), Ok(Some(_)))
     }
 
+    /// PATCH: applies the operations to the stored resource and writes the
+    /// result with the same rules as PUT: membership changes alone touch
+    /// only membership rows; other changes are one read-modify-write of the
+    /// store, or for groups and owned types (members to load, an owner to
+    /// check) a read, then a compare-and-swap.
     pub async fn patch(
         &self,
         rt: &Arc<ResourceTypeDef>,
@@ -336,9 +339,8 @@ impl ResourceService {
         ))
     }
 
-    /// PATCH as one read-modify-write of the store ([`Store::modify`]; on
-    /// SQLite it runs in the writer, whose cache holds the pages, and
-    /// concurrent PATCHes of one resource queue instead of retrying).
+    /// PATCH as one read-modify-write of the store ([`Store::modify`]):
+    /// concurrent PATCHes of one resource queue instead of retrying.
     /// `None` when the result needs I/O of its own first (a new password to
     /// hash): the caller takes the general path. Types with members or an
     /// owner always do (loading members, checking the owner).
@@ -376,9 +378,6 @@ impl ResourceService {
             Ok(None) => Ok(None),
             Err(ModifyError::Refused(e)) => Err(e),
             Err(ModifyError::Store(StoreError::NotFound)) => Err(not_found(rt, id)),
-            Err(ModifyError::Store(StoreError::Conflict)) => Err(ScimError::Unavailable(
-                "the resource is being changed concurrently; retry".into(),
-            )),
             Err(ModifyError::Store(e)) => Err(e.into()),
         }
     }

@@ -208,10 +208,6 @@ pub enum ModifyError {
     Refused(crate::error::ScimError),
 }
 
-/// How often [`Store::modify`]'s default implementation reads again after a
-/// concurrent write before it gives up with [`StoreError::Conflict`].
-const MODIFY_ATTEMPTS: usize = 16;
-
 /// Persistence of SCIM resources. Every method is atomic; writes are durable
 /// when they return `Ok`.
 #[async_trait]
@@ -252,43 +248,17 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Replaces a resource with what `change` makes of it, atomically: no
-    /// other write comes between the read and the write. `Ok(None)`: `change`
-    /// declined and nothing was written. `with_groups` also returns the groups
-    /// the resource belongs to afterwards. A store with a single writer runs
-    /// `change` inside the write; this default reads, computes and writes
-    /// with a compare-and-swap, reading again when another write came between.
+    /// other write comes between the read and the write, so concurrent
+    /// modifications of one resource queue rather than fail or retry.
+    /// `Ok(None)`: `change` declined and nothing was written. `with_groups`
+    /// also returns the groups the resource belongs to afterwards.
     async fn modify(
         &self,
         resource_type: &str,
         id: &str,
         with_groups: bool,
-        mut change: Modification,
-    ) -> Result<Option<Modified>, ModifyError> {
-        for _ in 0..MODIFY_ATTEMPTS {
-            let old = self
-                .get(resource_type, id, false)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            let Some(write) = change(&old).map_err(ModifyError::Refused)? else {
-                return Ok(None);
-            };
-            let written = if with_groups {
-                self.replace_with_groups(write, Some(old.version))
-                    .await
-                    .map(|(stored, groups)| (stored, Some(groups)))
-            } else {
-                self.replace(write, Some(old.version))
-                    .await
-                    .map(|stored| (stored, None))
-            };
-            match written {
-                Ok(modified) => return Ok(Some(modified)),
-                Err(StoreError::VersionMismatch { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Conflict.into())
-    }
+        change: Modification,
+    ) -> Result<Option<Modified>, ModifyError>;
 
     /// Changes memberships of a group without reading or rewriting the others
     /// and bumps its version; returns the new version.

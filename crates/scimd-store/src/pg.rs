@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use scimd_core::query::{Cond, Paging, Query};
 use scimd_core::store::{
-    GroupMembership, Member, MemberChange, Page, Record, ResourceWrite, RestoredResource, Store,
-    StoreError, StoredResource,
+    GroupMembership, Member, MemberChange, Modification, Modified, ModifyError, Page, Record,
+    ResourceWrite, RestoredResource, Store, StoreError, StoredResource,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -547,6 +547,49 @@ fn member_rows<'m>(
 
 /// After a conditional statement touched no row: not found, or a version
 /// mismatch.
+/// What a replace returns: seq, new version, created, and the members when
+/// the write set them.
+type Replaced = (i64, i64, String, Option<Vec<Member>>);
+
+/// Replaces a resource's document and side tables inside `tx`
+/// (compare-and-swap on `expected` when given).
+async fn replace_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    w: &ResourceWrite,
+    expected: Option<i64>,
+) -> Result<Replaced, Fail> {
+    let data = serde_json::Value::Object(w.data.clone()).to_string();
+    let update = tx
+        .prepare_cached(
+            "UPDATE resources SET version = version + 1, modified = $1, data = $2
+             WHERE id = $3 AND rtype = $4 AND ($5::int8 IS NULL OR version = $5)
+             RETURNING seq, version, created",
+        )
+        .await?;
+    let Some(row) = tx
+        .query_opt(
+            &update,
+            &[&w.now, &data, &w.id, &w.resource_type, &expected],
+        )
+        .await?
+    else {
+        return Err(explain_miss(&**tx, &w.resource_type, &w.id).await);
+    };
+    let seq: i64 = row.try_get(0)?;
+    let version: i64 = row.try_get(1)?;
+    let created: String = row.try_get(2)?;
+    tx.execute("DELETE FROM unique_values WHERE seq = $1", &[&seq])
+        .await?;
+    tx.execute("DELETE FROM attr_values WHERE seq = $1", &[&seq])
+        .await?;
+    write_side_tables(tx, seq, w).await?;
+    let members = match &w.members {
+        Some(_) => Some(load_members(&**tx, seq).await?),
+        None => None,
+    };
+    Ok((seq, version, created, members))
+}
+
 async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) -> Fail {
     match c
         .query_opt(
@@ -924,39 +967,52 @@ impl Store for PgStore {
         w: ResourceWrite,
         expected: Option<i64>,
     ) -> Result<StoredResource, StoreError> {
-        let data = serde_json::Value::Object(w.data.clone()).to_string();
-        let (seq, version, created, members) = in_transaction!(self, |tx| {
-            let update = tx
-                .prepare_cached(
-                    "UPDATE resources SET version = version + 1, modified = $1, data = $2
-                     WHERE id = $3 AND rtype = $4 AND ($5::int8 IS NULL OR version = $5)
-                     RETURNING seq, version, created",
-                )
-                .await?;
-            let Some(row) = tx
-                .query_opt(
-                    &update,
-                    &[&w.now, &data, &w.id, &w.resource_type, &expected],
-                )
-                .await?
-            else {
-                return Err(explain_miss(&*tx, &w.resource_type, &w.id).await);
-            };
-            let seq: i64 = row.try_get(0)?;
-            let version: i64 = row.try_get(1)?;
-            let created: String = row.try_get(2)?;
-            tx.execute("DELETE FROM unique_values WHERE seq = $1", &[&seq])
-                .await?;
-            tx.execute("DELETE FROM attr_values WHERE seq = $1", &[&seq])
-                .await?;
-            write_side_tables(&tx, seq, &w).await?;
-            let members = match &w.members {
-                Some(_) => Some(load_members(&*tx, seq).await?),
-                None => None,
-            };
-            (seq, version, created, members)
-        })?;
+        let (seq, version, created, members) =
+            in_transaction!(self, |tx| { replace_in(&tx, &w, expected).await? })?;
         Ok(StoredResource::replaced(w, seq, version, created, members))
+    }
+
+    /// The resource's row is locked (`FOR UPDATE`) from the read to the
+    /// commit: concurrent modifications of one resource, through this
+    /// process or another, queue on the lock instead of retrying.
+    async fn modify(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_groups: bool,
+        mut change: Modification,
+    ) -> Result<Option<Modified>, ModifyError> {
+        enum Step {
+            Written(Box<(ResourceWrite, Replaced)>),
+            Refused(scimd_core::error::ScimError),
+            Declined,
+        }
+        let step = in_transaction!(self, |tx| {
+            let get = tx.prepare_cached(&format!("{GET_ONE} FOR UPDATE")).await?;
+            let Some(row) = tx.query_opt(&get, &[&id, &rtype]).await? else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let old = to_stored(&row)?;
+            match change(&old) {
+                Ok(Some(w)) => {
+                    let replaced = replace_in(&tx, &w, None).await?;
+                    Step::Written(Box::new((w, replaced)))
+                }
+                Ok(None) => Step::Declined,
+                Err(e) => Step::Refused(e),
+            }
+        })?;
+        let (w, (seq, version, created, members)) = match step {
+            Step::Written(written) => *written,
+            Step::Refused(e) => return Err(ModifyError::Refused(e)),
+            Step::Declined => return Ok(None),
+        };
+        let stored = StoredResource::replaced(w, seq, version, created, members);
+        let groups = match with_groups {
+            true => Some(self.groups_of(&stored.id).await?),
+            false => None,
+        };
+        Ok(Some((stored, groups)))
     }
 
     /// Changes to one group serialise on its row lock, and each commit
