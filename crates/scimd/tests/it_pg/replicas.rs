@@ -175,3 +175,31 @@ async fn if_match_races_through_two_replicas_have_one_winner() {
         assert_eq!(st, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn patches_of_one_user_through_two_replicas_lose_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = replicas(dir.path()).await;
+    let (_, _, u) = servers[0]
+        .call(Method::POST, "/Users", Some(json!({"userName": "shared"})))
+        .await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (s, path) = (servers[i % 2].clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": "emails", "value": [{"value": format!("r{i}@example.com")}]}]});
+            s.call(Method::PATCH, &path, Some(body)).await
+        }));
+    }
+    for t in tasks {
+        let (st, _, p) = t.await.unwrap();
+        assert_eq!(st, StatusCode::OK, "{p}");
+    }
+    for s in &servers {
+        let (_, _, u) = s.call(Method::GET, &path, None).await;
+        assert_eq!(u["emails"].as_array().unwrap().len(), 32, "{u}");
+        assert_eq!(u["meta"]["version"], "W/\"33\"");
+    }
+}
