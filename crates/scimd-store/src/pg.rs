@@ -545,8 +545,6 @@ fn member_rows<'m>(
     Ok((seqs, displays))
 }
 
-/// After a conditional statement touched no row: not found, or a version
-/// mismatch.
 /// What a replace returns: seq, new version, created, and the members when
 /// the write set them.
 type Replaced = (i64, i64, String, Option<Vec<Member>>);
@@ -590,6 +588,8 @@ async fn replace_in(
     Ok((seq, version, created, members))
 }
 
+/// After a conditional statement touched no row: not found, or a version
+/// mismatch.
 async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) -> Fail {
     match c
         .query_opt(
