@@ -242,6 +242,44 @@ async fn patch_group_members_as_real_clients_send_it() {
     s.stop().await;
 }
 
+/// A membership-only PATCH changes the group's version without rewriting its
+/// document: the version check (If-Match), the new ETag and 404 still hold.
+#[tokio::test]
+async fn membership_patches_keep_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (_, _, u) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "member"})))
+        .await;
+    let member = u["id"].as_str().unwrap().to_string();
+    let (_, _, g) = s
+        .call(Method::POST, "/Groups", Some(json!({"displayName": "Versioned"})))
+        .await;
+    let path = format!("/Groups/{}", g["id"].as_str().unwrap());
+    assert_eq!(g["meta"]["version"], "W/\"1\"");
+    let add = ops(json!([{"op": "add", "path": "members", "value": [{"value": member}]}]));
+    let (st, _, e) = s
+        .call_with(Method::PATCH, &path, Some(add.clone()), &[("If-Match", "W/\"2\"")])
+        .await;
+    assert_scim_error(st, &e, 412, None);
+    let (_, _, g) = s.call(Method::GET, &path, None).await;
+    assert!(g["members"].as_array().is_none_or(Vec::is_empty), "412 applied nothing: {g}");
+    let (st, h, _) = s
+        .call_with(Method::PATCH, &path, Some(add.clone()), &[("If-Match", "W/\"1\"")])
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(h.get("etag").unwrap(), "W/\"2\"");
+    let (_, h, g) = s.call(Method::GET, &path, None).await;
+    assert_eq!(h.get("etag").unwrap(), "W/\"2\"");
+    assert_eq!(g["meta"]["version"], "W/\"2\"");
+    assert_eq!(g["members"][0]["value"], member.as_str());
+    let (st, _, e) = s
+        .call(Method::PATCH, "/Groups/no-such-group", Some(add))
+        .await;
+    assert_scim_error(st, &e, 404, None);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn thirty_two_clients_adding_members_to_one_group_lose_none() {
     let dir = tempfile::tempdir().unwrap();
