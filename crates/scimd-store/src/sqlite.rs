@@ -2,7 +2,6 @@
 //! concurrent writes together (group commit), and a pool of reader
 //! connections used from blocking threads.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -505,10 +504,9 @@ fn write_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result<(
 /// only the rows that differ: a one-attribute change rewrites one index
 /// entry, not all of them (each is a B-tree page in three indexes).
 fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result<(), StoreError> {
-    let mut wanted: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, u) in w.unique.iter().enumerate() {
-        wanted.insert((u.key.as_str(), u.value.as_str()), i);
-    }
+    // A resource has a handful of unique values and index entries: sorted
+    // lists and linear scans, not hash maps (hashing showed in the writer's
+    // profile).
     let mut kept = vec![false; w.unique.len()];
     let old: Vec<(String, String, String)> = conn
         .prepare_cached("SELECT scope, key, value FROM unique_values WHERE seq = ?")
@@ -518,11 +516,11 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
         })
         .map_err(backend)?;
     for (scope, key, value) in old {
-        let same = wanted
-            .get(&(key.as_str(), value.as_str()))
-            .filter(|&&i| unique_scope(&w.resource_type, &w.unique[i]) == scope);
+        let same = w.unique.iter().position(|u| {
+            u.key == key && u.value == value && unique_scope(&w.resource_type, u) == scope
+        });
         match same {
-            Some(&i) => kept[i] = true,
+            Some(i) => kept[i] = true,
             None => {
                 conn.prepare_cached(
                     "DELETE FROM unique_values WHERE scope = ? AND key = ? AND value = ?",
@@ -538,11 +536,10 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
         }
     }
 
-    // Index entries: a multiset difference keyed by every column.
-    let mut new: HashMap<EntryKey<'_>, Vec<&IndexEntry>> = HashMap::new();
-    for e in &w.index {
-        new.entry(entry_key(e)).or_default().push(e);
-    }
+    // Index entries: a multiset difference on every column, by merging the
+    // two lists sorted.
+    let mut new: Vec<&IndexEntry> = w.index.iter().collect();
+    new.sort_unstable_by(|a, b| entry_key(a).cmp(&entry_key(b)));
     // One range of the table's key: a resource's rows are stored together.
     let old: Vec<(i64, IndexEntry)> = conn
         .prepare_cached("SELECT ord, key, elem, prim, s, n FROM attr_values WHERE seq = ?")
@@ -563,16 +560,27 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
         })
         .map_err(backend)?;
     let mut next_ord = old.iter().map(|(ord, _)| ord + 1).max().unwrap_or(0);
-    let mut gone = Vec::new();
-    for (ord, e) in &old {
-        let unchanged = new.get_mut(&entry_key(e)).and_then(Vec::pop).is_some();
-        if !unchanged {
-            gone.push((*ord, e));
+    let mut old: Vec<(i64, &IndexEntry)> = old.iter().map(|(ord, e)| (*ord, e)).collect();
+    old.sort_unstable_by(|a, b| entry_key(a.1).cmp(&entry_key(b.1)));
+    let (mut gone, mut added) = (Vec::new(), Vec::new());
+    let (mut o, mut n) = (old.into_iter().peekable(), new.into_iter().peekable());
+    loop {
+        match (o.peek(), n.peek()) {
+            (Some(&(_, a)), Some(&b)) => match entry_key(a).cmp(&entry_key(b)) {
+                std::cmp::Ordering::Equal => {
+                    o.next();
+                    n.next();
+                }
+                std::cmp::Ordering::Less => gone.extend(o.next()),
+                std::cmp::Ordering::Greater => added.extend(n.next()),
+            },
+            (Some(_), None) => gone.extend(o.next()),
+            (None, Some(_)) => added.extend(n.next()),
+            (None, None) => break,
         }
     }
     // A changed value of the same attribute element is updated in place:
     // only the value indexes change, not the row's place.
-    let mut added: Vec<&IndexEntry> = new.into_values().flatten().collect();
     for (ord, old_entry) in gone {
         let same_slot = added
             .iter()
