@@ -541,7 +541,7 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
     let mut new: Vec<&IndexEntry> = w.index.iter().collect();
     new.sort_unstable_by(|a, b| entry_key(a).cmp(&entry_key(b)));
     // One range of the table's key: a resource's rows are stored together.
-    let old: Vec<(i64, IndexEntry)> = conn
+    let stored: Vec<(i64, IndexEntry)> = conn
         .prepare_cached("SELECT ord, key, elem, prim, s, n FROM attr_values WHERE seq = ?")
         .and_then(|mut s| {
             s.query_map([seq], |r| {
@@ -559,8 +559,8 @@ fn rewrite_side_tables(conn: &Connection, seq: i64, w: &ResourceWrite) -> Result
             .collect()
         })
         .map_err(backend)?;
-    let mut next_ord = old.iter().map(|(ord, _)| ord + 1).max().unwrap_or(0);
-    let mut old: Vec<(i64, &IndexEntry)> = old.iter().map(|(ord, e)| (*ord, e)).collect();
+    let mut next_ord = stored.iter().map(|(ord, _)| ord + 1).max().unwrap_or(0);
+    let mut old: Vec<(i64, &IndexEntry)> = stored.iter().map(|(ord, e)| (*ord, e)).collect();
     old.sort_unstable_by(|a, b| entry_key(a.1).cmp(&entry_key(b.1)));
     let (mut gone, mut added) = (Vec::new(), Vec::new());
     let (mut o, mut n) = (old.into_iter().peekable(), new.into_iter().peekable());
