@@ -706,23 +706,6 @@ fn add_members(
     Ok(())
 }
 
-/// After a conditional statement touched no row: not found, or a version
-/// mismatch.
-fn explain_miss(conn: &Connection, rtype: &str, id: &str) -> StoreError {
-    match conn
-        .query_row(
-            "SELECT version FROM resources WHERE id = ? AND rtype = ?",
-            [id, rtype],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()
-    {
-        Ok(Some(current)) => StoreError::VersionMismatch { current },
-        Ok(None) => StoreError::NotFound,
-        Err(e) => backend(e),
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -907,13 +890,10 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
-            let n = conn
-                .prepare_cached("DELETE FROM resources WHERE id = ? AND rtype = ? AND (? IS NULL OR version = ?)")
-                .and_then(|mut s| s.execute(params![id, rtype, expected, expected]))
+            let CurrentRow { seq, .. } = current_row(conn, &rtype, &id, expected)?;
+            conn.prepare_cached("DELETE FROM resources WHERE seq = ?")
+                .and_then(|mut s| s.execute([seq]))
                 .map_err(backend)?;
-            if n == 0 {
-                return Err(explain_miss(conn, &rtype, &id));
-            }
             for (dependent, cond) in &dependents {
                 let sql = delete_matching(Dialect::Sqlite, dependent, cond);
                 conn.prepare_cached(&sql.text)
