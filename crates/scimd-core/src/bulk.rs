@@ -500,6 +500,8 @@ pub async fn run(
     }
     let mut resolved: HashMap<String, String> = HashMap::new();
     let mut failed: BTreeSet<String> = BTreeSet::new();
+    // Cycle-broken creates to take back (see the end).
+    let mut undo: Vec<usize> = Vec::new();
     let mut errors = 0usize;
     let mut stopped = false;
     let mut running: tokio::task::JoinSet<(usize, ScimResult<Done>)> = tokio::task::JoinSet::new();
@@ -580,6 +582,7 @@ pub async fn run(
                         if let Some(o) = &mut slot.outcome {
                             o.result = Err(ScimError::Conflict(why));
                         }
+                        undo.push(i);
                         finish(slot, i, &mut lanes, &mut failed);
                         errors += 1;
                         stopped = limit.is_some_and(|l| errors >= l);
@@ -718,8 +721,8 @@ pub async fn run(
                 if fixup {
                     if let Some(o) = &mut slot.outcome {
                         o.result = Err(e);
-                        o.version = None;
                     }
+                    undo.push(i);
                 } else {
                     slot.outcome = Some(outcome(&slot.op, Err(e)));
                 }
@@ -727,6 +730,44 @@ pub async fn run(
                 errors += 1;
                 stopped = limit.is_some_and(|l| errors >= l);
             }
+        }
+    }
+    // A POST created without its references (to break a cycle) whose
+    // references then failed, or were never added because processing
+    // stopped, is reported failed: it must not stay behind half made.
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if matches!(slot.state, State::FixupWaiting(_)) {
+            if let Some(o) = &mut slot.outcome {
+                o.result = Err(ScimError::Conflict(
+                    "processing stopped before this operation's bulkId references were added"
+                        .into(),
+                ));
+            }
+            undo.push(i);
+        }
+    }
+    for i in undo {
+        let slot = &mut slots[i];
+        let created = slot.op.bulk_id.as_ref().and_then(|b| resolved.get(b));
+        if let (Ok(t), Some(id)) = (&slot.op.target, created) {
+            let removed = execute(
+                service.clone(),
+                t.resource_type.clone(),
+                BulkMethod::Delete,
+                Some(id.clone()),
+                None,
+                Precondition::None,
+            )
+            .await;
+            if let (Err(e), Some(o)) = (removed, &mut slot.outcome) {
+                o.result = Err(ScimError::Internal(format!(
+                    "the operation failed and the resource it created could not be removed: {e}"
+                )));
+            }
+        }
+        if let Some(o) = &mut slot.outcome {
+            o.location = None;
+            o.version = None;
         }
     }
     slots.into_iter().filter_map(|s| s.outcome).collect()

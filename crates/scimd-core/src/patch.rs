@@ -101,17 +101,25 @@ fn parse_op(op: &Value) -> ScimResult<PatchOp> {
     Ok(PatchOp { kind, path, value })
 }
 
+/// The resource a PATCH changes: its type and its (read-only) id.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub rt: &'a ResourceTypeDef,
+    pub id: &'a str,
+}
+
 /// Applies `ops` to `doc` (the stored attributes plus `members` as an array,
 /// in input shape).
-pub fn apply(
-    rt: &ResourceTypeDef,
-    doc: &mut Map<String, Value>,
-    ops: &[PatchOp],
-) -> ScimResult<()> {
+pub fn apply(target: Target<'_>, doc: &mut Map<String, Value>, ops: &[PatchOp]) -> ScimResult<()> {
     for op in ops {
         match &op.path {
-            Some(path) => apply_path(rt, doc, op.kind, path, op.value.clone())?,
-            None => apply_pathless(rt, doc, op.kind, op.value.clone().unwrap_or(Value::Null))?,
+            Some(path) => apply_path(target, doc, op.kind, path, op.value.clone())?,
+            None => apply_pathless(
+                target,
+                doc,
+                op.kind,
+                op.value.clone().unwrap_or(Value::Null),
+            )?,
         }
     }
     Ok(())
@@ -121,11 +129,12 @@ pub fn apply(
 /// or (Entra) dotted / URN-qualified paths. A one-element array holding the
 /// object is accepted too (Curity).
 fn apply_pathless(
-    rt: &ResourceTypeDef,
+    target: Target<'_>,
     doc: &mut Map<String, Value>,
     kind: OpKind,
     value: Value,
 ) -> ScimResult<()> {
+    let rt = target.rt;
     let value = match value {
         Value::Array(mut items) if items.len() == 1 => items.remove(0),
         other => other,
@@ -140,39 +149,52 @@ fn apply_pathless(
             continue;
         }
         if let Some(ext) = rt.extension(&key) {
-            if let Value::Object(inner) = v {
-                for (name, iv) in inner {
-                    if is_own_schemas(ext, &name, &iv)? {
-                        continue;
-                    }
-                    let path = PatchPath {
-                        attr: AttrPath {
-                            urn: Some(ext.id.clone()),
-                            name,
-                            sub: None,
-                        },
-                        filter: None,
-                        sub: None,
-                    };
-                    apply_path(rt, doc, kind, &path, Some(iv))?;
+            let inner = match v {
+                Value::Object(inner) => inner,
+                // Replacing an extension with null unassigns it.
+                Value::Null if kind == OpKind::Replace => {
+                    doc.remove(&ext.id);
+                    continue;
                 }
+                _ => {
+                    return Err(ScimError::InvalidValue(format!(
+                        "'{}' needs an object value",
+                        ext.id
+                    )));
+                }
+            };
+            for (name, iv) in inner {
+                if is_own_schemas(ext, &name, &iv)? {
+                    continue;
+                }
+                let path = PatchPath {
+                    attr: AttrPath {
+                        urn: Some(ext.id.clone()),
+                        name,
+                        sub: None,
+                    },
+                    filter: None,
+                    sub: None,
+                };
+                apply_path(target, doc, kind, &path, Some(iv))?;
             }
             continue;
         }
         let path = scimd_filter::parse_patch_path(&key)
             .map_err(|e| ScimError::InvalidPath(format!("invalid attribute '{key}': {e}")))?;
-        apply_path(rt, doc, kind, &path, Some(v))?;
+        apply_path(target, doc, kind, &path, Some(v))?;
     }
     Ok(())
 }
 
 fn apply_path(
-    rt: &ResourceTypeDef,
+    target: Target<'_>,
     doc: &mut Map<String, Value>,
     kind: OpKind,
     path: &PatchPath,
     value: Option<Value>,
 ) -> ScimResult<()> {
+    let rt = target.rt;
     let attr_ref = match rt.resolve(&path.attr).map_err(ScimError::InvalidPath)? {
         Resolved::Attr(a) => a,
         Resolved::Extension(ext) => {
@@ -181,7 +203,7 @@ fn apply_path(
                 return Ok(());
             }
             let path_less = Map::from_iter([(ext.id.clone(), value.unwrap_or(Value::Null))]);
-            return apply_pathless(rt, doc, kind, Value::Object(path_less));
+            return apply_pathless(target, doc, kind, Value::Object(path_less));
         }
     };
     let attr = attr_ref.attr;
@@ -191,7 +213,11 @@ fn apply_path(
             .is_some_and(|s| s.mutability == Mutability::ReadOnly)
     {
         // Okta sends the read-only id inside replace values; equal values are ignored.
-        if matches!(attr_ref.scope, AttrScope::Common) && attr.name == "id" {
+        if matches!(attr_ref.scope, AttrScope::Common)
+            && attr.name == "id"
+            && kind != OpKind::Remove
+            && value.as_ref().and_then(Value::as_str) == Some(target.id)
+        {
             return Ok(());
         }
         return Err(ScimError::Mutability(format!(
@@ -417,8 +443,10 @@ fn apply_filtered(
         },
     )
     .map_err(|e| ScimError::InvalidPath(e.to_string()))?;
-    let items = match container.get(name) {
-        Some(Value::Array(items)) => items.clone(),
+    // Taken out and put back: a failed operation fails the whole PATCH, so
+    // nothing is lost on the error paths.
+    let mut items = match container.remove(name) {
+        Some(Value::Array(items)) => items,
         _ => Vec::new(),
     };
     let matches: Vec<bool> = items
@@ -436,7 +464,6 @@ fn apply_filtered(
             eval(&cond, &index_entries(rt, &one))
         })
         .collect();
-    let mut items = items;
     let any = matches.iter().any(|m| *m);
     match kind {
         OpKind::Remove => {
@@ -477,6 +504,11 @@ fn apply_filtered(
         }
         OpKind::Add | OpKind::Replace => {
             let v = value.unwrap_or(Value::Null);
+            if sub.is_none() && !v.is_object() {
+                return Err(ScimError::InvalidValue(format!(
+                    "'{name}[…]' needs an object value"
+                )));
+            }
             let sets_primary = match (sub, &v) {
                 (Some(s), v) => {
                     s.eq_ignore_ascii_case("primary")

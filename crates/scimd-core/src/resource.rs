@@ -249,10 +249,19 @@ fn check_required_in(
         } else {
             map.get(&attr.name)
         };
+        // An empty string does not satisfy a required attribute: it would
+        // be a userName no filter can find and no one can sign in with.
+        let blank = matches!(value, Some(Value::String(s)) if s.trim().is_empty());
         match value {
             None if attr.required => {
                 return Err(ScimError::InvalidValue(format!(
                     "'{prefix}{}' is required",
+                    attr.name
+                )));
+            }
+            Some(_) if attr.required && blank => {
+                return Err(ScimError::InvalidValue(format!(
+                    "'{prefix}{}' is required and cannot be empty",
                     attr.name
                 )));
             }

@@ -275,6 +275,7 @@ impl ResourceService {
         precondition: Precondition,
         projection: &Projection,
     ) -> ScimResult<Resource> {
+        self.check_patch_size(ops)?;
         if rt.has_members()
             && let Some(changes) = crate::patch::member_changes(rt, ops)?
         {
@@ -282,8 +283,10 @@ impl ResourceService {
                 .await?;
             return self.get(rt, id, projection).await;
         }
+        let heavy = ops.len() > IN_STORE_PATCH_MAX_OPS;
         if !rt.has_members()
             && rt.doc.owner.is_none()
+            && !heavy
             && let Some(resource) = self
                 .patch_in_store(rt, id, ops, precondition, projection)
                 .await?
@@ -315,7 +318,20 @@ impl ResourceService {
                     .collect();
                 doc.insert("members".into(), Value::Array(list));
             }
-            let input = patched_input(rt, &old.data, doc, ops)?;
+            let input = if heavy {
+                // Off the async workers: hundreds of value-path operations
+                // over long multi-valued attributes take a while.
+                let (def, id, stored, ops) =
+                    (rt.clone(), id.to_string(), old.data.clone(), ops.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    let target = crate::patch::Target { rt: &def, id: &id };
+                    patched_input(target, &stored, doc, &ops)
+                })
+                .await
+                .map_err(|e| ScimError::Internal(format!("PATCH task: {e}")))??
+            } else {
+                patched_input(crate::patch::Target { rt, id }, &old.data, doc, ops)?
+            };
             self.check_owner(rt, &input.data).await?;
             let input = hash_secrets(rt, input).await?;
             let members = rt
@@ -339,6 +355,19 @@ impl ResourceService {
         ))
     }
 
+    /// A PATCH carries at most `bulk.maxOperations` operations, the figure
+    /// ServiceProviderConfig advertises (authentik sizes its PATCHes by it).
+    fn check_patch_size(&self, ops: &[crate::patch::PatchOp]) -> ScimResult<()> {
+        let max = self.config.bulk_max_operations;
+        if ops.len() > max {
+            return Err(ScimError::PayloadTooLarge(format!(
+                "the PATCH request has {} operations; at most {max} are accepted (bulk.maxOperations)",
+                ops.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// PATCH as one read-modify-write of the store ([`Store::modify`]):
     /// concurrent PATCHes of one resource queue instead of retrying.
     /// `None` when the result needs I/O of its own first (a new password to
@@ -356,7 +385,11 @@ impl ResourceService {
         let member_types = self.member_types.clone();
         let change: Modification = Box::new(move |old: &StoredResource| {
             check_precondition(precondition, old.version)?;
-            let input = patched_input(&def, &old.data, old.data.clone(), &ops)?;
+            let target = crate::patch::Target {
+                rt: &def,
+                id: &old.id,
+            };
+            let input = patched_input(target, &old.data, old.data.clone(), &ops)?;
             if needs_hashing(&def, &input.data) {
                 return Ok(None);
             }
@@ -391,6 +424,7 @@ impl ResourceService {
         ops: &[crate::patch::PatchOp],
         precondition: Precondition,
     ) -> ScimResult<i64> {
+        self.check_patch_size(ops)?;
         if rt.has_members()
             && let Some(changes) = crate::patch::member_changes(rt, ops)?
         {
@@ -498,13 +532,6 @@ impl ResourceService {
         }
     }
 
-    /// Deletes what the deleted resource owned (a user's FIDO devices).
-    /// After the owner: a failed precondition on the owner must leave its
-    /// resources alone. Not one transaction with the owner's delete: if the
-    /// process dies in between, the owned resources remain, with an owner
-    /// that no longer exists (a second DELETE answers 404; they can be
-    /// deleted by id). Sweeps until a query finds none, so that a resource
-    /// created while the owner was being deleted is caught too.
     /// What a resource of `rt` named `id` owns: for each resource type whose
     /// owner attribute points at `rt`, the condition selecting `id`'s. Deleted
     /// with it, in the same transaction.
@@ -517,10 +544,14 @@ impl ResourceService {
             if !owner.resource_type.eq_ignore_ascii_case(rt.name()) {
                 continue;
             }
-            let literal = serde_json::to_string(id)
-                .map_err(|e| ScimError::Internal(format!("owner id: {e}")))?;
-            let filter = scimd_filter::parse_filter(&format!("{} eq {literal}", owner.attribute))
-                .map_err(|e| ScimError::Internal(format!("owner filter: {e}")))?;
+            // Built, not parsed: the id comes from the request's URL and
+            // may be anything (a filter's length budget is not its business).
+            let filter = scimd_filter::Filter::Compare {
+                path: scimd_filter::parse_attr_path(&owner.attribute)
+                    .map_err(|e| ScimError::Internal(format!("owner attribute: {e}")))?,
+                op: scimd_filter::CompareOp::Eq,
+                value: Value::String(id.to_string()),
+            };
             let cond = crate::query::resolve_filter(dependent, &filter)?;
             out.push((dependent.name().to_string(), cond));
         }
@@ -732,17 +763,58 @@ impl ResourceService {
 /// What a PATCH makes of `doc` (the stored document `stored`, with its
 /// members when the type has them): the operations applied, then the rules
 /// of a PUT (read-only values kept, required ones present).
+/// PATCHes with more operations than this are computed outside the
+/// store's write (on SQLite, one thread runs every write in turn) and off
+/// the async workers: 1,000 value-path operations that each scan a growing
+/// `emails` took most of a second, and would have held every other write.
+const IN_STORE_PATCH_MAX_OPS: usize = 64;
+
 fn patched_input(
-    rt: &ResourceTypeDef,
+    target: crate::patch::Target<'_>,
     stored: &Map<String, Value>,
     mut doc: Map<String, Value>,
     ops: &[crate::patch::PatchOp],
 ) -> ScimResult<ResourceInput> {
-    crate::patch::apply(rt, &mut doc, ops)?;
+    let rt = target.rt;
+    crate::patch::apply(target, &mut doc, ops)?;
     let mut input = parse_input(rt, Value::Object(doc))?;
     carry_over(rt, stored, &mut input.data)?;
     check_required(rt, &input)?;
     Ok(input)
+}
+
+/// Memberships live outside the documents, so `members` and the computed
+/// `groups` have no index entries: a filter on them would silently match
+/// nothing. Refused instead, until membership filters are translated.
+fn refuse_membership_filters(
+    types: &[Arc<ResourceTypeDef>],
+    filter: &scimd_filter::Filter,
+) -> ScimResult<()> {
+    use scimd_filter::Filter;
+    let path = match filter {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            refuse_membership_filters(types, a)?;
+            return refuse_membership_filters(types, b);
+        }
+        Filter::Not(inner) => return refuse_membership_filters(types, inner),
+        Filter::Compare { path, .. } | Filter::Present { path } => path,
+        Filter::ValuePath { path, .. } => path,
+    };
+    for rt in types {
+        let Ok(crate::schema::Resolved::Attr(attr)) = rt.resolve(path) else {
+            continue;
+        };
+        let name = attr.attr.name.as_str();
+        let kept_apart = matches!(attr.scope, crate::schema::AttrScope::Core)
+            && ((name == "members" && rt.has_members())
+                || (name == "groups" && rt.has_computed_groups()));
+        if kept_apart {
+            return Err(ScimError::InvalidFilter(format!(
+                "filtering on '{name}' is not supported; read the group (or the user's groups) instead"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// For root searches a filter must make sense for every type searched; an
@@ -751,6 +823,7 @@ fn resolve_for_all(
     types: &[Arc<ResourceTypeDef>],
     filter: &scimd_filter::Filter,
 ) -> ScimResult<Cond> {
+    refuse_membership_filters(types, filter)?;
     let mut first_error = None;
     let mut resolved = None;
     for rt in types {
@@ -785,7 +858,10 @@ fn check_precondition(precondition: Precondition, current: i64) -> ScimResult<()
 }
 
 fn not_found(rt: &ResourceTypeDef, id: &str) -> ScimError {
-    ScimError::NotFound(format!("{} {id} not found", rt.name()))
+    // The id is the client's, from the URL: quoted in part, not echoed whole.
+    let shown: String = id.chars().take(64).collect();
+    let more = if shown.len() < id.len() { "…" } else { "" };
+    ScimError::NotFound(format!("{} {shown}{more} not found", rt.name()))
 }
 
 fn now() -> String {

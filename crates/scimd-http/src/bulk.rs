@@ -24,13 +24,8 @@ pub async fn bulk(State(state): State<AppState>, request: Request) -> Result<Res
         .flatten();
     let config = state.service.config();
     let limit = config.bulk_max_payload;
-    let bytes = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| {
-            ApiError(ScimError::PayloadTooLarge(format!(
-                "the bulk request exceeds maxPayloadSize ({limit} bytes)"
-            )))
-        })?;
+    let bytes =
+        crate::extract::body_within(request, limit, "the bulk request (maxPayloadSize)").await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError(ScimError::InvalidSyntax(format!(
             "the body is not valid JSON: {e}"

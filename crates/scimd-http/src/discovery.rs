@@ -155,6 +155,25 @@ pub async fn schema(
     Ok(scim_json(StatusCode::OK, &schema_doc(&state, schema)))
 }
 
+pub async fn refuse_filter(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let filtered = req.uri().query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("filter"))
+        })
+    });
+    if filtered {
+        return axum::response::IntoResponse::into_response(ApiError(ScimError::Forbidden(
+            "discovery endpoints do not support filtering".into(),
+        )));
+    }
+    next.run(req).await
+}
+
 pub async fn read_only() -> ApiError {
     ApiError(ScimError::MethodNotAllowed(
         "discovery endpoints are read-only".into(),

@@ -18,14 +18,7 @@ impl FromRequest<AppState> for ScimJson {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         // Content-Type is not checked: clients send application/scim+json,
         // application/json and text/json (Okta); the body must be JSON either way.
-        let limit = state.max_body;
-        let body = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| {
-                ApiError(ScimError::PayloadTooLarge(format!(
-                    "the request body exceeds {limit} bytes"
-                )))
-            })?;
+        let body = body_within(req, state.max_body, "the request body").await?;
         parse_json(&body).map(ScimJson)
     }
 }
@@ -56,17 +49,52 @@ fn has_nul(value: &Value) -> bool {
     }
 }
 
-/// A path naming U+0000 (`%00`) cannot name any endpoint or resource.
-pub async fn refuse_nul_in_path(
+/// A path naming U+0000 (`%00`) or bytes that are not UTF-8 (`%FF`) cannot
+/// name any endpoint or resource: a SCIM 404 here, rather than the path
+/// extractor's plain-text 400.
+pub async fn refuse_unnameable_path(
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if req.uri().path().to_ascii_lowercase().contains("%00") {
+    let path = req.uri().path();
+    let why = if path.to_ascii_lowercase().contains("%00") {
+        Some("U+0000")
+    } else if percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .is_err()
+    {
+        Some("bytes that are not UTF-8")
+    } else {
+        None
+    };
+    if let Some(why) = why {
         return axum::response::IntoResponse::into_response(ApiError(ScimError::NotFound(
-            "no such resource (the path holds U+0000)".into(),
+            format!("no such resource (the path holds {why})"),
         )));
     }
     next.run(req).await
+}
+
+/// The body of `req`, at most `limit` bytes: a declared `Content-Length`
+/// above it is refused before anything is read (a client that declares
+/// 400 MB and sends nothing would otherwise hold the connection).
+pub async fn body_within(req: Request, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError(ScimError::PayloadTooLarge(format!(
+            "{what} exceeds {limit} bytes"
+        )))
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| too_large())
 }
 
 /// `If-Match` as a precondition on the stored version.

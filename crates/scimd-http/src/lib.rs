@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, any, get};
 use scimd_auth::{Auth, Need};
 use scimd_core::service::ResourceService;
 
@@ -104,9 +104,12 @@ fn scim_table() -> Vec<(Method, &'static str, Need, MethodRouter<AppState>)> {
 }
 
 /// Discovery documents are read-only: other methods get a SCIM 405, not
-/// axum's empty one.
+/// axum's empty one. They are not filtered: a `filter` gets 403 (RFC 7644
+/// section 4), so that no client takes the full document for matches.
 fn read_only(handler: MethodRouter<AppState>) -> MethodRouter<AppState> {
-    handler.fallback(discovery::read_only)
+    handler
+        .fallback(discovery::read_only)
+        .route_layer(axum::middleware::from_fn(discovery::refuse_filter))
 }
 
 /// Every SCIM route with the scope it needs.
@@ -131,9 +134,12 @@ fn scim_router(state: &AppState) -> Router<AppState> {
 pub fn app(state: AppState) -> Router {
     let scim = scim_router(&state)
         .fallback(resources::no_route)
-        .layer(axum::middleware::from_fn(extract::refuse_nul_in_path));
+        .method_not_allowed_fallback(resources::method_not_allowed)
+        .layer(axum::middleware::from_fn(extract::refuse_unnameable_path));
     Router::new()
         .nest("/scim/v2", scim)
+        // Nesting serves `/scim/v2` itself but not with a trailing slash.
+        .route("/scim/v2/", any(resources::no_route))
         .route("/oauth/token", axum::routing::post(auth::token))
         .route("/oauth/introspect", axum::routing::post(auth::introspect))
         .route("/.well-known/jwks.json", get(auth::jwks))

@@ -218,6 +218,13 @@ pub async fn no_route() -> ApiError {
     ApiError(ScimError::NotFound("no such SCIM endpoint".into()))
 }
 
+/// A SCIM 405 instead of axum's empty one (the `Allow` header stays).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(ScimError::MethodNotAllowed(
+        "this endpoint does not take that method".into(),
+    ))
+}
+
 fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
     match param(params, name) {
         None => Ok(None),

@@ -1,0 +1,243 @@
+//! Inputs found by a black-box sweep of the API (malformed ids, odd PATCH
+//! values, unsupported filters, Bulk cycles that fail): each gets a SCIM
+//! error and leaves nothing behind.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Server, assert_scim_error, fetch_token};
+
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn patch(ops: Value) -> Option<Value> {
+    Some(json!({"schemas": [PATCH_OP], "Operations": ops}))
+}
+
+async fn user(s: &Server, body: Value) -> (String, Value) {
+    let (st, _, u) = s.call(Method::POST, "/Users", Some(body)).await;
+    assert_eq!(st, StatusCode::CREATED, "{u}");
+    (u["id"].as_str().unwrap().to_string(), u)
+}
+
+#[tokio::test]
+async fn odd_ids_and_paths_get_scim_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    // Deleting a user also deletes its FIDO devices, found by a filter on
+    // the id: an id past the filter's length budget was a 500.
+    for id in ["a".repeat(9000), "%22".repeat(4100), "%5C".repeat(4100)] {
+        let (st, _, e) = s.call(Method::DELETE, &format!("/Users/{id}"), None).await;
+        assert_scim_error(st, &e, 404, None);
+        assert!(e["detail"].as_str().unwrap().len() < 200, "the id is not echoed whole");
+    }
+    let (st, _, e) = s.call(Method::GET, "/Users/%FF%FE", None).await;
+    assert_scim_error(st, &e, 404, None);
+    let (st, _, e) = s.call(Method::DELETE, "/Groups/%C3%28", None).await;
+    assert_scim_error(st, &e, 404, None);
+    let (st, _, e) = s.call(Method::GET, "/", None).await;
+    assert_scim_error(st, &e, 404, None);
+    // Methods a route does not take: a SCIM 405 with its Allow header.
+    for (method, path) in [
+        (Method::PUT, "/Users"),
+        (Method::GET, "/Users/.search"),
+        (Method::GET, "/Bulk"),
+    ] {
+        let (st, headers, e) = s.call(method, path, None).await;
+        assert_scim_error(st, &e, 405, None);
+        assert!(headers.contains_key("allow"), "{path}");
+    }
+    // A declared length above the limit is refused before the body is read:
+    // the head alone, over a raw socket (an HTTP client would refuse to send
+    // a length it does not keep).
+    let token = fetch_token(&s.anonymous, &s.root, &s.client_id, &s.client_secret, None).await;
+    let addr = s.root.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 419430400\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Discovery documents are not filtered (RFC 7644 section 4).
+    let (st, _, e) = s
+        .call(Method::GET, "/Schemas?filter=id%20eq%20%22x%22", None)
+        .await;
+    assert_scim_error(st, &e, 403, None);
+    // Bulk with the same ids: per-operation 404s.
+    let (st, _, out) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [
+                    {"method": "DELETE", "path": format!("/Users/{}", "a".repeat(8200))},
+                    {"method": "DELETE", "path": "/Users/a\u{1}b"},
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    for op in out["Operations"].as_array().unwrap() {
+        assert_eq!(op["status"], "404", "{op}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn patch_refuses_values_it_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (id, created) = user(
+        &s,
+        json!({"userName": "odd", "emails": [{"value": "w@x.com", "type": "work"}],
+               ENTERPRISE: {"employeeNumber": "7"}}),
+    )
+    .await;
+    let path = format!("/Users/{id}");
+    let refused = [
+        // A matching value path takes an object: this deleted the element.
+        (json!([{"op": "replace", "path": "emails[type eq \"work\"]", "value": "x"}]), "invalidValue"),
+        (json!([{"op": "add", "path": "emails[type eq \"work\"]", "value": 5}]), "invalidValue"),
+        // An extension takes an object: these were ignored, the version bumped.
+        (json!([{"op": "replace", "path": ENTERPRISE, "value": "x"}]), "invalidValue"),
+        (json!([{"op": "add", "value": {ENTERPRISE: 5}}]), "invalidValue"),
+        // The id is read-only: only the current value is ignored (Okta).
+        (json!([{"op": "replace", "path": "id", "value": "another"}]), "mutability"),
+        (json!([{"op": "remove", "path": "id"}]), "mutability"),
+        (json!([{"op": "replace", "value": {"id": "another"}}]), "mutability"),
+        // A required attribute cannot be emptied.
+        (json!([{"op": "replace", "path": "userName", "value": ""}]), "invalidValue"),
+    ];
+    for (ops, scim_type) in refused {
+        let (st, _, e) = s.call(Method::PATCH, &path, patch(ops.clone())).await;
+        assert_scim_error(st, &e, 400, Some(scim_type));
+        let (_, _, now) = s.call(Method::GET, &path, None).await;
+        assert_eq!(now, created, "{ops} changed nothing");
+    }
+    let same_id = json!([{"op": "replace", "value": {"id": id, "displayName": "Odd"}}]);
+    let (st, _, u) = s.call(Method::PATCH, &path, patch(same_id)).await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    assert_eq!(u["displayName"], "Odd");
+    // Replacing the extension with null unassigns it.
+    let (st, _, u) = s
+        .call(Method::PATCH, &path, patch(json!([{"op": "replace", "path": ENTERPRISE, "value": null}])))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    assert!(u.get(ENTERPRISE).is_none(), "{u}");
+    // An empty userName is refused on create as well.
+    let (st, _, e) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": ""})))
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn large_patches_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (id, _) = user(&s, json!({"userName": "many"})).await;
+    let path = format!("/Users/{id}");
+    let creates = |n: usize| {
+        (0..n)
+            .map(|i| json!({"op": "add", "path": format!("emails[value eq \"m{i}@x.com\"].type"), "value": "work"}))
+            .collect::<Vec<_>>()
+    };
+    // More operations than bulk.maxOperations (1,000 by default): 413.
+    let (st, _, e) = s.call(Method::PATCH, &path, patch(json!(creates(1001)))).await;
+    assert_scim_error(st, &e, 413, None);
+    // Past the in-store threshold (64) the PATCH is computed elsewhere, with
+    // the same result: one element per value path, in order.
+    let (st, _, u) = s.call(Method::PATCH, &path, patch(json!(creates(300)))).await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    let emails = u["emails"].as_array().unwrap();
+    assert_eq!(emails.len(), 300);
+    assert_eq!(emails[299], json!({"value": "m299@x.com", "type": "work"}));
+    assert_eq!(u["meta"]["version"], "W/\"2\"");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn membership_filters_are_refused_not_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (uid, _) = user(&s, json!({"userName": "member"})).await;
+    let (st, _, g) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "g", "members": [{"value": uid}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    for (path, filter) in [
+        ("/Groups", format!("members.value eq \"{uid}\"")),
+        ("/Groups", format!("members[value eq \"{uid}\"]")),
+        ("/Groups", "members pr".to_string()),
+        ("/Users", format!("groups.value eq \"{}\"", g["id"].as_str().unwrap())),
+        ("", "groups pr or displayName pr".to_string()),
+    ] {
+        let (st, _, e) = s
+            .call(
+                Method::POST,
+                &format!("{path}/.search"),
+                Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                            "filter": filter})),
+            )
+            .await;
+        assert_scim_error(st, &e, 400, Some("invalidFilter"));
+    }
+    // PATCH value paths on members still work (they are not list filters).
+    let (st, _, _) = s
+        .call(
+            Method::PATCH,
+            &format!("/Groups/{}", g["id"].as_str().unwrap()),
+            patch(json!([{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}])),
+        )
+        .await;
+    assert!(st.is_success());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_bulk_cycle_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    // f1 and f2 name each other; f2 is invalid (no displayName). f1 is
+    // created without its member to break the cycle, then must go again.
+    for fail_on_errors in [None, Some(1)] {
+        let mut body = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [
+                {"method": "POST", "path": "/Groups", "bulkId": "f1",
+                 "data": {"displayName": "cycle-f1", "members": [{"value": "bulkId:f2"}]}},
+                {"method": "POST", "path": "/Groups", "bulkId": "f2",
+                 "data": {"members": [{"value": "bulkId:f1"}]}},
+            ]
+        });
+        if let Some(n) = fail_on_errors {
+            body["failOnErrors"] = json!(n);
+        }
+        let (st, _, out) = s.call(Method::POST, "/Bulk", Some(body)).await;
+        assert_eq!(st, StatusCode::OK, "{out}");
+        for op in out["Operations"].as_array().unwrap() {
+            assert_ne!(op["status"].as_str().unwrap().chars().next(), Some('2'), "{out}");
+            assert!(op.get("location").is_none(), "{out}");
+        }
+        let (_, _, list) = s
+            .call(Method::GET, "/Groups?filter=displayName%20eq%20%22cycle-f1%22", None)
+            .await;
+        assert_eq!(list["totalResults"], 0, "{fail_on_errors:?}: {out}");
+    }
+    s.stop().await;
+}
