@@ -34,6 +34,13 @@ pub enum Cond {
     Not(Box<Cond>),
 }
 
+impl Cond {
+    /// A condition no resource satisfies: every resource has `meta`.
+    pub fn never() -> Cond {
+        Cond::Not(Box::new(Cond::Present { key: "meta".into() }))
+    }
+}
+
 /// Sort by the (primary-first) value of `key`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SortKey {
@@ -64,44 +71,68 @@ pub struct Query {
 
 /// Resolves a parsed filter for `rt`.
 pub fn resolve_filter(rt: &ResourceTypeDef, filter: &Filter) -> ScimResult<Cond> {
-    resolve(rt, filter, None)
+    resolve(rt, filter, None, false)
+}
+
+/// [`resolve_filter`] where a path `rt` does not have (another type's
+/// attribute, another schema's URN) is a term that matches nothing rather
+/// than an error: one type's view of a filter over several types.
+pub fn resolve_filter_leniently(rt: &ResourceTypeDef, filter: &Filter) -> ScimResult<Cond> {
+    resolve(rt, filter, None, true)
+}
+
+/// `path` resolved; `None` for a path `rt` lacks when `lenient`.
+fn attr_of<'a>(
+    rt: &'a ResourceTypeDef,
+    path: &AttrPath,
+    parent: Option<&AttrRef<'a>>,
+    lenient: bool,
+) -> ScimResult<Option<AttrRef<'a>>> {
+    match resolve_attr(rt, path, parent) {
+        Ok(attr) => Ok(Some(attr)),
+        Err(_) if lenient => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn resolve(
     rt: &ResourceTypeDef,
     filter: &Filter,
     parent: Option<&AttrRef<'_>>,
+    lenient: bool,
 ) -> ScimResult<Cond> {
     Ok(match filter {
         Filter::And(a, b) => Cond::And(
-            Box::new(resolve(rt, a, parent)?),
-            Box::new(resolve(rt, b, parent)?),
+            Box::new(resolve(rt, a, parent, lenient)?),
+            Box::new(resolve(rt, b, parent, lenient)?),
         ),
         Filter::Or(a, b) => Cond::Or(
-            Box::new(resolve(rt, a, parent)?),
-            Box::new(resolve(rt, b, parent)?),
+            Box::new(resolve(rt, a, parent, lenient)?),
+            Box::new(resolve(rt, b, parent, lenient)?),
         ),
-        Filter::Not(inner) => Cond::Not(Box::new(resolve(rt, inner, parent)?)),
-        Filter::Present { path } => {
-            let attr = resolve_attr(rt, path, parent)?;
-            Cond::Present { key: attr.key() }
-        }
-        Filter::Compare { path, op, value } => {
-            let attr = value_target(resolve_attr(rt, path, parent)?)?;
-            compare(&attr, *op, value)?
-        }
+        Filter::Not(inner) => Cond::Not(Box::new(resolve(rt, inner, parent, lenient)?)),
+        Filter::Present { path } => match attr_of(rt, path, parent, lenient)? {
+            Some(attr) => Cond::Present { key: attr.key() },
+            None => Cond::never(),
+        },
+        Filter::Compare { path, op, value } => match attr_of(rt, path, parent, lenient)? {
+            Some(attr) => compare(&value_target(attr)?, *op, value)?,
+            None => Cond::never(),
+        },
         Filter::ValuePath { path, filter } => {
             if parent.is_some() {
                 return Err(ScimError::InvalidFilter("value filters cannot nest".into()));
             }
-            let attr = resolve_attr(rt, path, None)?;
+            let Some(attr) = attr_of(rt, path, None, lenient)? else {
+                return Ok(Cond::never());
+            };
             if attr.attr.typ != AttrType::Complex || attr.sub.is_some() {
                 return Err(ScimError::InvalidFilter(format!(
                     "'{}' is not a complex attribute and cannot take a [filter]",
                     attr.display()
                 )));
             }
-            let inner = resolve(rt, filter, Some(&attr))?;
+            let inner = resolve(rt, filter, Some(&attr), lenient)?;
             Cond::Element {
                 parent: attr.key(),
                 cond: Box::new(inner),

@@ -817,34 +817,67 @@ fn refuse_membership_filters(
     Ok(())
 }
 
-/// For root searches a filter must make sense for every type searched; an
-/// attribute unknown to one type simply matches nothing there.
+/// For root searches a filter must make sense for at least one type
+/// searched; a path one type does not have matches nothing there. When the
+/// types read the filter differently (a URN-qualified path names one type's
+/// schema), each type's condition is bound to that type.
 fn resolve_for_all(
     types: &[Arc<ResourceTypeDef>],
     filter: &scimd_filter::Filter,
 ) -> ScimResult<Cond> {
     refuse_membership_filters(types, filter)?;
     let mut first_error = None;
-    let mut resolved = None;
+    let mut strictly = false;
+    let mut per_type: Vec<(&Arc<ResourceTypeDef>, Cond)> = Vec::new();
     for rt in types {
         match crate::query::resolve_filter(rt, filter) {
             Ok(cond) => {
-                if resolved.is_none() {
-                    resolved = Some(cond);
-                }
+                strictly = true;
+                per_type.push((rt, cond));
+                continue;
             }
             Err(e) => {
-                if first_error.is_none() {
-                    first_error = Some(e);
-                }
+                first_error.get_or_insert(e);
             }
         }
+        // Type errors (`meta.created gt 5`) stay errors; unknown paths do not.
+        match crate::query::resolve_filter_leniently(rt, filter) {
+            Ok(cond) => per_type.push((rt, cond)),
+            Err(e) => return Err(e),
+        }
     }
-    match (resolved, first_error) {
-        (Some(cond), _) => Ok(cond),
-        (None, Some(e)) => Err(e),
-        (None, None) => Err(ScimError::Internal("no resource type".into())),
+    if !strictly {
+        return Err(first_error.unwrap_or_else(|| ScimError::Internal("no resource type".into())));
     }
+    let Some((_, first)) = per_type.first() else {
+        return Err(ScimError::Internal("no resource type".into()));
+    };
+    if per_type.iter().all(|(_, c)| c == first) {
+        return Ok(first.clone());
+    }
+    let mut any: Option<Cond> = None;
+    // A type that has none of the filter's paths adds nothing.
+    let never = Cond::never();
+    for (rt, cond) in per_type.into_iter().filter(|(_, c)| *c != never) {
+        let of_type = crate::query::resolve_filter(
+            rt,
+            &scimd_filter::Filter::Compare {
+                path: scimd_filter::AttrPath {
+                    urn: None,
+                    name: "meta".into(),
+                    sub: Some("resourceType".into()),
+                },
+                op: scimd_filter::CompareOp::Eq,
+                value: Value::String(rt.name().to_string()),
+            },
+        )?;
+        let bound = Cond::And(Box::new(of_type), Box::new(cond));
+        any = Some(match any {
+            None => bound,
+            Some(prev) => Cond::Or(Box::new(prev), Box::new(bound)),
+        });
+    }
+    Ok(any.unwrap_or(never))
 }
 
 fn check_precondition(precondition: Precondition, current: i64) -> ScimResult<()> {

@@ -241,3 +241,40 @@ async fn a_failed_bulk_cycle_leaves_nothing_behind() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn root_search_keeps_a_qualified_path_to_its_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    user(&s, json!({"userName": "both", "displayName": "Same Name"})).await;
+    let (st, _, _) = s
+        .call(Method::POST, "/Groups", Some(json!({"displayName": "Same Name"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let search = |filter: &str| {
+        Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                    "filter": filter}))
+    };
+    let types_found = |page: &Value| {
+        let mut types: Vec<String> = page["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["meta"]["resourceType"].as_str().unwrap().to_string())
+            .collect();
+        types.sort();
+        types
+    };
+    for (filter, want) in [
+        ("displayName eq \"Same Name\"", vec!["Group", "User"]),
+        ("urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq \"Same Name\"", vec!["Group"]),
+        ("urn:ietf:params:scim:schemas:core:2.0:User:displayName eq \"Same Name\"", vec!["User"]),
+        ("userName eq \"both\" or displayName eq \"Same Name\"", vec!["Group", "User"]),
+    ] {
+        let (st, _, page) = s.call(Method::POST, "/.search", search(filter)).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        assert_eq!(types_found(&page), want, "{filter}");
+        assert_eq!(page["totalResults"], want.len(), "{filter}");
+    }
+    s.stop().await;
+}
