@@ -760,15 +760,15 @@ impl ResourceService {
     }
 }
 
-/// What a PATCH makes of `doc` (the stored document `stored`, with its
-/// members when the type has them): the operations applied, then the rules
-/// of a PUT (read-only values kept, required ones present).
 /// PATCHes with more operations than this are computed outside the
 /// store's write (on SQLite, one thread runs every write in turn) and off
 /// the async workers: 1,000 value-path operations that each scan a growing
 /// `emails` took most of a second, and would have held every other write.
 const IN_STORE_PATCH_MAX_OPS: usize = 64;
 
+/// What a PATCH makes of `doc` (the stored document `stored`, with its
+/// members when the type has them): the operations applied, then the rules
+/// of a PUT (read-only values kept, required ones present).
 fn patched_input(
     target: crate::patch::Target<'_>,
     stored: &Map<String, Value>,
