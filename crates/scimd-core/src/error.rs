@@ -8,6 +8,9 @@ use thiserror::Error;
 /// and [`ScimError::scim_type`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ScimError {
+    /// A malformed request that no scimType describes (two credentials).
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0}")]
     InvalidSyntax(String),
     #[error("{0}")]
@@ -82,6 +85,7 @@ impl ScimError {
     fn row(&self) -> (u16, Option<&'static str>) {
         use ScimError::*;
         match self {
+            BadRequest(_) => (400, None),
             InvalidSyntax(_) => (400, Some("invalidSyntax")),
             InvalidValue(_) => (400, Some("invalidValue")),
             InvalidFilter(_) => (400, Some("invalidFilter")),

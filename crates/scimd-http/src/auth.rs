@@ -35,6 +35,25 @@ pub async fn guard(
         Some(e) if state.service.registry().by_endpoint(e).is_none() => Need::AnyToken,
         _ => need,
     };
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        // RFC 6750 section 3.1: more than one credential is invalid_request,
+        // not "the first one wins".
+        let mut response = ApiError(ScimError::BadRequest(
+            "the request carries more than one Authorization header".into(),
+        ))
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="scimd", error="invalid_request""#),
+        );
+        return response;
+    }
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -104,6 +123,17 @@ async fn client_form(request: Request) -> Result<ClientForm, Response> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(grant_error(&GrantError::InvalidRequest(
+            "use one Authorization header".into(),
+        )));
+    }
     let basic = match request
         .headers()
         .get(header::AUTHORIZATION)

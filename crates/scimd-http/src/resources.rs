@@ -10,7 +10,7 @@ use scimd_core::ScimError;
 use scimd_core::projection::Projection;
 use scimd_core::resource::etag;
 use scimd_core::schema::ResourceTypeDef;
-use scimd_core::service::{ListRequest, Resource, ResourcePage};
+use scimd_core::service::{ListRequest, Precondition, Resource, ResourcePage};
 use serde_json::{Value, json};
 
 use crate::extract::{ScimJson, if_match, if_none_match, status_only};
@@ -126,6 +126,41 @@ pub async fn replace(
     replace_resource(&state, &rt, &id, &params, &headers, body).await
 }
 
+/// The precondition of a write: `If-Match`, and `If-None-Match` (RFC 9110
+/// section 13.1.2), under which the write goes ahead only if the current
+/// version is not one it names (`*`: only if there is no current one, which
+/// a write to an existing resource never satisfies). The version checked
+/// becomes the write's compare-and-swap, so nothing slips in between.
+async fn write_precondition(
+    state: &AppState,
+    rt: &Arc<ResourceTypeDef>,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Precondition, ApiError> {
+    let wanted = if_match(headers);
+    let Some(none_match) = headers.get(header::IF_NONE_MATCH) else {
+        return Ok(wanted);
+    };
+    let id_only = Projection::parse(rt, Some("id"), None)?;
+    let current = state.service.get(rt, id, &id_only).await?.version;
+    let named = none_match
+        .to_str()
+        .is_ok_and(|v| v.trim() == "*" || if_none_match(headers).contains(&current));
+    let failed = |why: &str| {
+        ApiError(ScimError::PreconditionFailed(format!(
+            "{why} (the current version is W/\"{current}\")"
+        )))
+    };
+    if named {
+        return Err(failed("If-None-Match names the current version"));
+    }
+    match wanted {
+        Precondition::Version(v) if v != current => Err(failed("If-Match does not match")),
+        Precondition::Unmatchable => Err(failed("If-Match does not match")),
+        _ => Ok(Precondition::Version(current)),
+    }
+}
+
 /// PUT of one resource (`/{endpoint}/{id}` and `/Me`).
 pub(crate) async fn replace_resource(
     state: &AppState,
@@ -138,7 +173,12 @@ pub(crate) async fn replace_resource(
     let p = projection(rt, params)?;
     let replaced = state
         .service
-        .replace(rt, id, body, if_match(headers))
+        .replace(
+            rt,
+            id,
+            body,
+            write_precondition(state, rt, id, headers).await?,
+        )
         .await?;
     Ok(single(StatusCode::OK, replaced, &p))
 }
@@ -159,7 +199,8 @@ pub(crate) async fn delete_resource(
     id: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.service.delete(rt, id, if_match(headers)).await?;
+    let precondition = write_precondition(state, rt, id, headers).await?;
+    state.service.delete(rt, id, precondition).await?;
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
@@ -195,11 +236,12 @@ pub(crate) async fn patch_resource(
     let names_attributes =
         param(params, "attributes").is_some() || param(params, "excludedAttributes").is_some();
     let minimal = asked_minimal || (!names_attributes && state.service.is_member_patch(rt, &ops));
+    let precondition = write_precondition(state, rt, id, headers).await?;
     if minimal {
         // Shows nothing: nothing is read back.
         let version = state
             .service
-            .patch_for_version(rt, id, &ops, if_match(headers))
+            .patch_for_version(rt, id, &ops, precondition)
             .await?;
         let mut r = status_only(StatusCode::NO_CONTENT);
         if let Ok(v) = HeaderValue::from_str(&etag(version)) {
@@ -207,10 +249,7 @@ pub(crate) async fn patch_resource(
         }
         return Ok(r);
     }
-    let patched = state
-        .service
-        .patch(rt, id, &ops, if_match(headers), &p)
-        .await?;
+    let patched = state.service.patch(rt, id, &ops, precondition, &p).await?;
     Ok(single(StatusCode::OK, patched, &p))
 }
 

@@ -278,3 +278,83 @@ async fn root_search_keeps_a_qualified_path_to_its_type() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn if_none_match_guards_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (id, created) = user(&s, json!({"userName": "guarded"})).await;
+    let path = format!("/Users/{id}");
+    let current = "W/\"1\"";
+    let rename = patch(json!([{"op": "replace", "path": "displayName", "value": "x"}]));
+    for (method, body, tag) in [
+        (Method::PATCH, rename.clone(), current),
+        (Method::PATCH, rename.clone(), "*"),
+        (Method::PUT, Some(json!({"userName": "guarded", "displayName": "x"})), "*"),
+        (Method::DELETE, None, current),
+        (Method::DELETE, None, "W/\"7\", W/\"1\""),
+    ] {
+        let (st, _, e) = s
+            .call_with(method.clone(), &path, body, &[("if-none-match", tag)])
+            .await;
+        assert_scim_error(st, &e, 412, None);
+        let (st, _, now) = s.call(Method::GET, &path, None).await;
+        assert_eq!((st, &now), (StatusCode::OK, &created), "{method} {tag}");
+    }
+    // Another version named: the write goes ahead; with a stale If-Match it does not.
+    let (st, _, e) = s
+        .call_with(
+            Method::PATCH,
+            &path,
+            rename.clone(),
+            &[("if-none-match", "W/\"7\""), ("if-match", "W/\"3\"")],
+        )
+        .await;
+    assert_scim_error(st, &e, 412, None);
+    let (st, headers, u) = s
+        .call_with(Method::PATCH, &path, rename, &[("if-none-match", "W/\"7\"")])
+        .await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    assert_eq!(headers["etag"], "W/\"2\"");
+    let (st, _, e) = s
+        .call_with(Method::DELETE, "/Users/nobody", None, &[("if-none-match", "*")])
+        .await;
+    assert_scim_error(st, &e, 404, None);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let token = fetch_token(&s.anonymous, &s.root, &s.client_id, &s.client_secret, None).await;
+    let bearer = format!("Bearer {token}");
+    for second in [bearer.as_str(), "Bearer garbage", "Basic eDp5"] {
+        let resp = s
+            .anonymous
+            .get(format!("{}/Users", s.base))
+            .header("authorization", &bearer)
+            .header("authorization", second)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{second}");
+        let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+        assert!(challenge.contains("error=\"invalid_request\""), "{challenge}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["status"], "400");
+    }
+    let resp = s
+        .anonymous
+        .post(format!("{}/oauth/token", s.root))
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .header("authorization", "Basic eDp5")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    s.stop().await;
+}
