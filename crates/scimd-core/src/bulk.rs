@@ -159,10 +159,21 @@ fn parse_operation(service: &ResourceService, item: &Value) -> BulkOperation {
     let bulk_id = text("bulkId");
     let path = text("path").unwrap_or_default();
     let data = field(map, "data").filter(|v| !v.is_null()).cloned();
+    // A version that is not a string would otherwise be dropped, and the
+    // write made unconditionally.
+    let not_text = ["method", "bulkId", "path", "version"]
+        .into_iter()
+        .find(|name| field(map, name).is_some_and(|v| !v.is_string() && !v.is_null()));
     let target = if item.as_object().is_none() {
         Err(ScimError::InvalidSyntax(
             "an operation must be an object".into(),
         ))
+    } else if let Some(name) = not_text {
+        Err(ScimError::InvalidValue(format!(
+            "'{name}' must be a string"
+        )))
+    } else if bulk_id.as_deref().is_some_and(|b| b.trim().is_empty()) {
+        Err(ScimError::InvalidValue("'bulkId' must not be empty".into()))
     } else {
         target(
             service,

@@ -358,3 +358,37 @@ async fn two_authorization_headers_are_refused() {
     assert_eq!(body["error"], "invalid_request");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn bulk_fields_of_the_wrong_type_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (id, created) = user(&s, json!({"userName": "bulked"})).await;
+    let (st, _, out) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [
+                    // A numeric version was dropped and the PUT made unconditionally.
+                    {"method": "PUT", "path": format!("/Users/{id}"), "version": 5,
+                     "data": {"userName": "bulked", "displayName": "changed"}},
+                    {"method": "POST", "path": "/Users", "bulkId": "",
+                     "data": {"userName": "empty-bulk-id"}},
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    for op in out["Operations"].as_array().unwrap() {
+        assert_eq!(op["status"], "400", "{out}");
+    }
+    let (_, _, now) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(now, created);
+    let (_, _, list) = s
+        .call(Method::GET, "/Users?filter=userName%20eq%20%22empty-bulk-id%22", None)
+        .await;
+    assert_eq!(list["totalResults"], 0);
+    s.stop().await;
+}
