@@ -205,6 +205,9 @@ pub fn eval(cond: &Cond, entries: &[IndexEntry]) -> bool {
         Cond::Compare { key, op, value } => entries
             .iter()
             .any(|e| &e.key == key && compare(e, *op, value)),
+        // Memberships are not index entries; resolution only makes these
+        // for list queries, which stores run.
+        Cond::HasMember(_) | Cond::MemberOf(_) => false,
         Cond::Element { parent, cond } => {
             let prefix = format!("{parent}.");
             entries.iter().filter(|e| &e.key == parent).any(|element| {

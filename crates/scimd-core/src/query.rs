@@ -32,6 +32,14 @@ pub enum Cond {
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),
     Not(Box<Cond>),
+    /// The resource is a group with the member of this id (any member if
+    /// `None`): `members.value eq`, `members[value eq]`, `members pr`.
+    /// Memberships are rows of their own, not index entries, so this is
+    /// only resolved for list queries, never evaluated in memory.
+    HasMember(Option<String>),
+    /// The resource belongs to the group of this id, directly or through
+    /// nested groups (any group if `None`): `groups.value eq`, `groups pr`.
+    MemberOf(Option<String>),
 }
 
 impl Cond {
@@ -69,16 +77,92 @@ pub struct Query {
     pub with_members: bool,
 }
 
-/// Resolves a parsed filter for `rt`.
-pub fn resolve_filter(rt: &ResourceTypeDef, filter: &Filter) -> ScimResult<Cond> {
-    resolve(rt, filter, None, false)
+/// How a filter is read.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// A path the type lacks matches nothing instead of being an error.
+    lenient: bool,
+    /// A list query: `members` and `groups` become membership conditions.
+    /// (A PATCH value path on `members` matches the document's elements.)
+    list: bool,
 }
 
-/// [`resolve_filter`] where a path `rt` does not have (another type's
-/// attribute, another schema's URN) is a term that matches nothing rather
-/// than an error: one type's view of a filter over several types.
-pub fn resolve_filter_leniently(rt: &ResourceTypeDef, filter: &Filter) -> ScimResult<Cond> {
-    resolve(rt, filter, None, true)
+/// Resolves a parsed filter for `rt`, over its documents' index entries
+/// (PATCH value paths, owned resources).
+pub fn resolve_filter(rt: &ResourceTypeDef, filter: &Filter) -> ScimResult<Cond> {
+    let mode = Mode {
+        lenient: false,
+        list: false,
+    };
+    resolve(rt, filter, None, mode)
+}
+
+/// Resolves the filter of a list query of `rt`. `lenient`: a path `rt` does
+/// not have (another type's attribute, another schema's URN) is a term that
+/// matches nothing rather than an error, one type's view of a filter over
+/// several types.
+pub fn resolve_list_filter(
+    rt: &ResourceTypeDef,
+    filter: &Filter,
+    lenient: bool,
+) -> ScimResult<Cond> {
+    let mode = Mode {
+        lenient,
+        list: true,
+    };
+    resolve(rt, filter, None, mode)
+}
+
+/// Which membership a top-level path of a list filter names, if any:
+/// `members` of a group type, or the computed `groups`.
+fn membership(rt: &ResourceTypeDef, path: &AttrPath) -> Option<fn(Option<String>) -> Cond> {
+    let Ok(Resolved::Attr(attr)) = rt.resolve(path) else {
+        return None;
+    };
+    if !matches!(attr.scope, AttrScope::Core) {
+        return None;
+    }
+    match attr.attr.name.as_str() {
+        "members" if rt.has_members() => Some(Cond::HasMember),
+        "groups" if rt.has_computed_groups() => Some(Cond::MemberOf),
+        _ => None,
+    }
+}
+
+/// A membership term: only `value eq "<id>"` and `pr` are translated.
+fn membership_term(
+    make: fn(Option<String>) -> Cond,
+    filter: &Filter,
+    path: &AttrPath,
+) -> ScimResult<Cond> {
+    let is_value = |sub: &str| sub.eq_ignore_ascii_case("value");
+    let id = |op: &CompareOp, value: &Value| match (op, value) {
+        (CompareOp::Eq, Value::String(id)) => Some(id.clone()),
+        _ => None,
+    };
+    let found = match filter {
+        Filter::Present { path } if path.sub.as_deref().is_none_or(is_value) => Some(make(None)),
+        Filter::Compare { path, op, value } if path.sub.as_deref().is_some_and(is_value) => {
+            id(op, value).map(|i| make(Some(i)))
+        }
+        Filter::ValuePath { filter, .. } => match filter.as_ref() {
+            Filter::Compare { path, op, value }
+                if path.urn.is_none()
+                    && path.sub.is_none()
+                    && path.name.eq_ignore_ascii_case("value") =>
+            {
+                id(op, value).map(|i| make(Some(i)))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    found.ok_or_else(|| {
+        ScimError::InvalidFilter(format!(
+            "'{}' can be filtered by '{0}.value eq \"<id>\"', '{0}[value eq \"<id>\"]' or '{0} pr' only",
+            path.name
+        ))
+    })
 }
 
 /// `path` resolved; `None` for a path `rt` lacks when `lenient`.
@@ -99,18 +183,32 @@ fn resolve(
     rt: &ResourceTypeDef,
     filter: &Filter,
     parent: Option<&AttrRef<'_>>,
-    lenient: bool,
+    mode: Mode,
 ) -> ScimResult<Cond> {
+    let lenient = mode.lenient;
+    if mode.list && parent.is_none() {
+        let path = match filter {
+            Filter::Present { path }
+            | Filter::Compare { path, .. }
+            | Filter::ValuePath { path, .. } => Some(path),
+            _ => None,
+        };
+        if let Some(path) = path
+            && let Some(make) = membership(rt, path)
+        {
+            return membership_term(make, filter, path);
+        }
+    }
     Ok(match filter {
         Filter::And(a, b) => Cond::And(
-            Box::new(resolve(rt, a, parent, lenient)?),
-            Box::new(resolve(rt, b, parent, lenient)?),
+            Box::new(resolve(rt, a, parent, mode)?),
+            Box::new(resolve(rt, b, parent, mode)?),
         ),
         Filter::Or(a, b) => Cond::Or(
-            Box::new(resolve(rt, a, parent, lenient)?),
-            Box::new(resolve(rt, b, parent, lenient)?),
+            Box::new(resolve(rt, a, parent, mode)?),
+            Box::new(resolve(rt, b, parent, mode)?),
         ),
-        Filter::Not(inner) => Cond::Not(Box::new(resolve(rt, inner, parent, lenient)?)),
+        Filter::Not(inner) => Cond::Not(Box::new(resolve(rt, inner, parent, mode)?)),
         Filter::Present { path } => match attr_of(rt, path, parent, lenient)? {
             Some(attr) => Cond::Present { key: attr.key() },
             None => Cond::never(),
@@ -132,7 +230,7 @@ fn resolve(
                     attr.display()
                 )));
             }
-            let inner = resolve(rt, filter, Some(&attr), lenient)?;
+            let inner = resolve(rt, filter, Some(&attr), mode)?;
             Cond::Element {
                 parent: attr.key(),
                 cond: Box::new(inner),

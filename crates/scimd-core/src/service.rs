@@ -783,40 +783,6 @@ fn patched_input(
     Ok(input)
 }
 
-/// Memberships live outside the documents, so `members` and the computed
-/// `groups` have no index entries: a filter on them would silently match
-/// nothing. Refused instead, until membership filters are translated.
-fn refuse_membership_filters(
-    types: &[Arc<ResourceTypeDef>],
-    filter: &scimd_filter::Filter,
-) -> ScimResult<()> {
-    use scimd_filter::Filter;
-    let path = match filter {
-        Filter::And(a, b) | Filter::Or(a, b) => {
-            refuse_membership_filters(types, a)?;
-            return refuse_membership_filters(types, b);
-        }
-        Filter::Not(inner) => return refuse_membership_filters(types, inner),
-        Filter::Compare { path, .. } | Filter::Present { path } => path,
-        Filter::ValuePath { path, .. } => path,
-    };
-    for rt in types {
-        let Ok(crate::schema::Resolved::Attr(attr)) = rt.resolve(path) else {
-            continue;
-        };
-        let name = attr.attr.name.as_str();
-        let kept_apart = matches!(attr.scope, crate::schema::AttrScope::Core)
-            && ((name == "members" && rt.has_members())
-                || (name == "groups" && rt.has_computed_groups()));
-        if kept_apart {
-            return Err(ScimError::InvalidFilter(format!(
-                "filtering on '{name}' is not supported; read the group (or the user's groups) instead"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// For root searches a filter must make sense for at least one type
 /// searched; a path one type does not have matches nothing there. When the
 /// types read the filter differently (a URN-qualified path names one type's
@@ -825,12 +791,11 @@ fn resolve_for_all(
     types: &[Arc<ResourceTypeDef>],
     filter: &scimd_filter::Filter,
 ) -> ScimResult<Cond> {
-    refuse_membership_filters(types, filter)?;
     let mut first_error = None;
     let mut strictly = false;
     let mut per_type: Vec<(&Arc<ResourceTypeDef>, Cond)> = Vec::new();
     for rt in types {
-        match crate::query::resolve_filter(rt, filter) {
+        match crate::query::resolve_list_filter(rt, filter, false) {
             Ok(cond) => {
                 strictly = true;
                 per_type.push((rt, cond));
@@ -841,7 +806,7 @@ fn resolve_for_all(
             }
         }
         // Type errors (`meta.created gt 5`) stay errors; unknown paths do not.
-        match crate::query::resolve_filter_leniently(rt, filter) {
+        match crate::query::resolve_list_filter(rt, filter, true) {
             Ok(cond) => per_type.push((rt, cond)),
             Err(e) => return Err(e),
         }

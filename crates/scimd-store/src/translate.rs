@@ -155,8 +155,41 @@ fn scoped_condition(sql: &mut Sql, cond: &Cond, scope: Scope) {
                 sql.text.push(')');
             }
         },
-        // Resolution never nests value filters.
-        Cond::Element { .. } if scope == Scope::Element => sql.false_literal(),
+        // Resolution never nests value filters, nor puts memberships in one.
+        Cond::Element { .. } | Cond::HasMember(_) | Cond::MemberOf(_)
+            if scope == Scope::Element =>
+        {
+            sql.false_literal()
+        }
+        Cond::HasMember(None) => sql
+            .text
+            .push_str("r.seq IN (SELECT m.group_seq FROM members m)"),
+        Cond::HasMember(Some(id)) => {
+            // From the members_member index: the member's groups.
+            sql.text.push_str(
+                "r.seq IN (SELECT m.group_seq FROM members m WHERE m.member_seq = \
+                 (SELECT x.seq FROM resources x WHERE x.id = ",
+            );
+            sql.param(Param::Text(id.clone()));
+            sql.text.push_str("))");
+        }
+        Cond::MemberOf(None) => sql
+            .text
+            .push_str("r.seq IN (SELECT m.member_seq FROM members m)"),
+        Cond::MemberOf(Some(id)) => {
+            // The computed `groups` holds indirect groups too: the members
+            // of the group and, recursively, of the groups among them.
+            sql.text.push_str(
+                "r.seq IN (WITH RECURSIVE inside(seq) AS (\
+                 SELECT m.member_seq FROM members m WHERE m.group_seq = \
+                 (SELECT x.seq FROM resources x WHERE x.id = ",
+            );
+            sql.param(Param::Text(id.clone()));
+            sql.text.push_str(
+                ") UNION SELECT m.member_seq FROM members m JOIN inside i ON m.group_seq = i.seq) \
+                 SELECT seq FROM inside)",
+            );
+        }
         Cond::Element { parent, cond } => {
             sql.text
                 .push_str("r.seq IN (SELECT p.seq FROM attr_values p WHERE p.key = ");

@@ -168,24 +168,71 @@ async fn large_patches_are_bounded() {
 }
 
 #[tokio::test]
-async fn membership_filters_are_refused_not_empty() {
+async fn membership_filters_find_members_and_groups() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path()).await;
-    let (uid, _) = user(&s, json!({"userName": "member"})).await;
-    let (st, _, g) = s
-        .call(
-            Method::POST,
-            "/Groups",
-            Some(json!({"displayName": "g", "members": [{"value": uid}]})),
-        )
+    let (u1, _) = user(&s, json!({"userName": "u1"})).await;
+    let (u2, _) = user(&s, json!({"userName": "u2"})).await;
+    user(&s, json!({"userName": "u3"})).await;
+    let group = |name: &str, members: Vec<&str>| {
+        let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+        Some(json!({"displayName": name, "members": members}))
+    };
+    let (_, _, inner) = s.call(Method::POST, "/Groups", group("inner", vec![&u1])).await;
+    let inner = inner["id"].as_str().unwrap().to_string();
+    let (_, _, outer) = s
+        .call(Method::POST, "/Groups", group("outer", vec![&inner, &u2]))
         .await;
-    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let outer = outer["id"].as_str().unwrap().to_string();
+    s.call(Method::POST, "/Groups", group("empty", vec![])).await;
+    let names = |page: &Value| {
+        let mut names: Vec<String> = page["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let name = r.get("userName").or_else(|| r.get("displayName"));
+                name.unwrap().as_str().unwrap().to_string()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let found = [
+        ("/Groups", format!("members.value eq \"{u1}\""), vec!["inner"]),
+        ("/Groups", format!("members[value eq \"{u2}\"]"), vec!["outer"]),
+        ("/Groups", "members pr".to_string(), vec!["inner", "outer"]),
+        ("/Groups", "not (members pr)".to_string(), vec!["empty"]),
+        (
+            "/Groups",
+            format!("members.value eq \"{u1}\" or displayName eq \"outer\""),
+            vec!["inner", "outer"],
+        ),
+        // groups holds indirect groups too: u1 is in outer through inner.
+        ("/Users", format!("groups.value eq \"{outer}\""), vec!["u1", "u2"]),
+        ("/Users", format!("groups[value eq \"{inner}\"]"), vec!["u1"]),
+        ("/Users", "not (groups pr)".to_string(), vec!["u3"]),
+        ("", format!("groups.value eq \"{outer}\""), vec!["u1", "u2"]),
+        ("", format!("members.value eq \"{inner}\""), vec!["outer"]),
+    ];
+    for (path, filter, want) in found {
+        let (st, _, page) = s
+            .call(
+                Method::POST,
+                &format!("{path}/.search"),
+                Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                            "filter": filter})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{filter}: {page}");
+        assert_eq!(names(&page), want, "{path} {filter}");
+        assert_eq!(page["totalResults"], want.len(), "{filter}");
+    }
+    // Other membership terms are refused, not answered with nothing.
     for (path, filter) in [
-        ("/Groups", format!("members.value eq \"{uid}\"")),
-        ("/Groups", format!("members[value eq \"{uid}\"]")),
-        ("/Groups", "members pr".to_string()),
-        ("/Users", format!("groups.value eq \"{}\"", g["id"].as_str().unwrap())),
-        ("", "groups pr or displayName pr".to_string()),
+        ("/Groups", "members.display eq \"u1\""),
+        ("/Groups", "members.value ne \"x\""),
+        ("/Users", "groups[type eq \"direct\"]"),
     ] {
         let (st, _, e) = s
             .call(
@@ -197,15 +244,23 @@ async fn membership_filters_are_refused_not_empty() {
             .await;
         assert_scim_error(st, &e, 400, Some("invalidFilter"));
     }
-    // PATCH value paths on members still work (they are not list filters).
+    // PATCH value paths on members still match the group's elements.
     let (st, _, _) = s
         .call(
             Method::PATCH,
-            &format!("/Groups/{}", g["id"].as_str().unwrap()),
-            patch(json!([{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}])),
+            &format!("/Groups/{outer}"),
+            patch(json!([{"op": "remove", "path": format!("members[value eq \"{u2}\"]")}])),
         )
         .await;
     assert!(st.is_success());
+    let (_, _, page) = s
+        .call(
+            Method::GET,
+            &format!("/Users?filter=groups.value%20eq%20%22{outer}%22"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&page), vec!["u1"]);
     s.stop().await;
 }
 
