@@ -29,6 +29,9 @@ pub enum GrantError {
     InvalidRequest(String),
     #[error("client authentication failed")]
     InvalidClient,
+    /// A form over the endpoint's size limit (bytes).
+    #[error("the request body exceeds {0} bytes")]
+    RequestTooLarge(usize),
     #[error("only the client_credentials grant is supported")]
     UnsupportedGrantType,
     #[error("{0}")]
@@ -44,7 +47,7 @@ impl GrantError {
     /// The RFC 6749 `error` code.
     pub fn code(&self) -> &'static str {
         match self {
-            GrantError::InvalidRequest(_) => "invalid_request",
+            GrantError::InvalidRequest(_) | GrantError::RequestTooLarge(_) => "invalid_request",
             GrantError::InvalidClient => "invalid_client",
             GrantError::UnsupportedGrantType => "unsupported_grant_type",
             GrantError::InvalidScope(_) => "invalid_scope",

@@ -19,6 +19,7 @@ use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::schema::ResourceTypeDef;
 use crate::service::{Precondition, Resource, ResourceService};
+use crate::value::check_message_schema;
 
 /// The BulkRequest message URN.
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
@@ -110,6 +111,7 @@ pub fn parse_request(
             "a BulkRequest must be a JSON object".into(),
         ));
     };
+    check_message_schema(map, BULK_REQUEST)?;
     let fail_on_errors = match field(map, "failOnErrors") {
         None | Some(Value::Null) => None,
         Some(v) => Some(

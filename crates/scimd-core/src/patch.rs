@@ -12,7 +12,7 @@ use crate::index::{eval, index_entries};
 use crate::query::resolve_filter;
 use crate::resource::is_own_schemas;
 use crate::schema::{AttrScope, AttrType, Attribute, Mutability, Resolved, ResourceTypeDef};
-use crate::value::get_ci;
+use crate::value::{check_message_schema, get_ci};
 
 /// The PatchOp message URN.
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -40,15 +40,7 @@ pub fn parse_request(body: &Value) -> ScimResult<Vec<PatchOp>> {
             "a PatchOp request must be a JSON object".into(),
         ));
     };
-    if let Some(Value::Array(schemas)) = get_ci(map, "schemas")
-        && !schemas
-            .iter()
-            .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP)))
-    {
-        return Err(ScimError::InvalidSyntax(format!(
-            "'schemas' must contain {PATCH_OP}"
-        )));
-    }
+    check_message_schema(map, PATCH_OP)?;
     let Some(Value::Array(ops)) = get_ci(map, "Operations") else {
         return Err(ScimError::InvalidSyntax(
             "'Operations' must be an array".into(),

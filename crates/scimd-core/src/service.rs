@@ -72,6 +72,9 @@ pub struct ResourcePage {
     pub resources: Vec<Resource>,
 }
 
+/// The SearchRequest message URN (`POST .search`).
+pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
 /// A list or search request, parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct ListRequest {

@@ -206,3 +206,23 @@ pub fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
             .map(|(_, v)| v)
     })
 }
+
+/// A protocol message (PatchOp, BulkRequest, SearchRequest) names its URN
+/// in `schemas`. Without `schemas` it is taken as what its endpoint expects
+/// (clients leave it out); one that names only other URNs was meant for
+/// another endpoint and is refused rather than half understood.
+pub fn check_message_schema(map: &Map<String, Value>, urn: &str) -> ScimResult<()> {
+    let names = |s: &Value| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn));
+    let ok = match get_ci(map, "schemas") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(schemas)) => schemas.iter().any(names),
+        Some(single) => names(single),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::InvalidSyntax(format!(
+            "'schemas' must contain {urn}"
+        )))
+    }
+}

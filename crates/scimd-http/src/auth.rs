@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -14,6 +15,7 @@ use scimd_auth::{Denied, GrantError, Need, TokenRequest};
 use scimd_core::ScimError;
 use serde_json::json;
 
+use crate::extract::{self, TooLarge};
 use crate::{ApiError, AppState};
 
 /// Checks the caller's token for `need` before the handler runs; the grant
@@ -117,6 +119,10 @@ struct ClientForm {
     address: String,
 }
 
+/// A client_credentials form is well under a kilobyte; a signed client
+/// assertion (RFC 7523) a few.
+const FORM_LIMIT: usize = 64 * 1024;
+
 async fn client_form(request: Request) -> Result<ClientForm, Response> {
     let address = request
         .extensions()
@@ -145,6 +151,12 @@ async fn client_form(request: Request) -> Result<ClientForm, Response> {
             None => return Err(grant_error(&GrantError::InvalidClient)),
         },
     };
+    let (parts, body) = request.into_parts();
+    let bytes = match extract::bytes_within(&parts.headers, body, FORM_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(TooLarge) => return Err(grant_error(&GrantError::RequestTooLarge(FORM_LIMIT))),
+    };
+    let request = Request::from_parts(parts, Body::from(bytes));
     match axum::Form::<TokenRequest>::from_request(request, &()).await {
         Ok(axum::Form(form)) => Ok(ClientForm {
             form,
@@ -208,6 +220,7 @@ fn grant_error(e: &GrantError) -> Response {
     let status = match e {
         GrantError::InvalidClient => StatusCode::UNAUTHORIZED,
         GrantError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+        GrantError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         GrantError::Internal(inner) => {
             tracing::error!(error = %inner, "token endpoint failure");
             StatusCode::INTERNAL_SERVER_ERROR

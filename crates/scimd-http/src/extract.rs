@@ -1,6 +1,6 @@
 //! Request parsing at the edge: JSON bodies with SCIM errors, preconditions.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use scimd_core::ScimError;
@@ -75,22 +75,35 @@ pub async fn refuse_unnameable_path(
 /// above it is refused before anything is read (a client that declares
 /// 400 MB and sends nothing would otherwise hold the connection).
 pub async fn body_within(req: Request, limit: usize, what: &str) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError(ScimError::PayloadTooLarge(format!(
-            "{what} exceeds {limit} bytes"
-        )))
-    };
-    let declared = req
-        .headers()
+    let (parts, body) = req.into_parts();
+    bytes_within(&parts.headers, body, limit)
+        .await
+        .map_err(|TooLarge| {
+            ApiError(ScimError::PayloadTooLarge(format!(
+                "{what} exceeds {limit} bytes"
+            )))
+        })
+}
+
+/// A body over its limit (declared or sent).
+pub struct TooLarge;
+
+/// What [`body_within`] reads, for endpoints that answer in another format.
+pub async fn bytes_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, TooLarge> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        return Err(too_large());
+        return Err(TooLarge);
     }
-    axum::body::to_bytes(req.into_body(), limit)
+    axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| too_large())
+        .map_err(|_| TooLarge)
 }
 
 /// `If-Match` as a precondition on the stored version.

@@ -10,7 +10,8 @@ use scimd_core::ScimError;
 use scimd_core::projection::Projection;
 use scimd_core::resource::etag;
 use scimd_core::schema::ResourceTypeDef;
-use scimd_core::service::{ListRequest, Precondition, Resource, ResourcePage};
+use scimd_core::service::{ListRequest, Precondition, Resource, ResourcePage, SEARCH_REQUEST};
+use scimd_core::value::check_message_schema;
 use serde_json::{Value, json};
 
 use crate::extract::{ScimJson, if_match, if_none_match, status_only};
@@ -394,6 +395,7 @@ fn search_request(body: &Value) -> Result<(ListRequest, Option<String>, Option<S
             "a SearchRequest must be a JSON object".into(),
         )));
     };
+    check_message_schema(map, SEARCH_REQUEST)?;
     let get = |name: &str| {
         map.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))

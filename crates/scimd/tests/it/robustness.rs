@@ -415,6 +415,48 @@ async fn two_authorization_headers_are_refused() {
 }
 
 #[tokio::test]
+async fn an_oversized_token_form_is_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let padding = "x".repeat(100 * 1024);
+    let form = [("grant_type", "client_credentials"), ("scope", padding.as_str())];
+    // Declared length (reqwest sets it).
+    let declared = s
+        .anonymous
+        .post(format!("{}/oauth/token", s.root))
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(declared.headers()["cache-control"], "no-store");
+    let body: Value = declared.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    // The same size in chunks (no length declared), over a raw socket.
+    let addr = s.root.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let chunk = format!("grant_type=client_credentials&scope={padding}");
+    let request = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A form of ordinary size still gets its token.
+    fetch_token(&s.anonymous, &s.root, &s.client_id, &s.client_secret, None).await;
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn bulk_fields_of_the_wrong_type_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path()).await;
@@ -445,5 +487,72 @@ async fn bulk_fields_of_the_wrong_type_are_refused() {
         .call(Method::GET, "/Users?filter=userName%20eq%20%22empty-bulk-id%22", None)
         .await;
     assert_eq!(list["totalResults"], 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn messages_for_another_endpoint_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (id, _) = user(&s, json!({"userName": "messenger"})).await;
+    let search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let bulk = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+    let patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+    let bulk_ops = json!([{"method": "POST", "path": "/Users", "bulkId": "a",
+                           "data": {"userName": "bulk-misfiled"}}]);
+    // A body whose schemas name another message: 400 invalidSyntax, nothing done.
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(json!({"schemas": [search], "Operations": bulk_ops})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users/.search",
+            Some(json!({"schemas": [patch_op], "filter": "userName eq \"messenger\""})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let (st, _, e) = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"schemas": [bulk],
+                        "Operations": [{"op": "replace", "path": "displayName", "value": "x"}]})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let (st, _, found) = s
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22bulk-misfiled%22",
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(found["totalResults"], 0, "{found}");
+    // Without schemas, or with the URN in another case, each is taken as meant.
+    let (st, _, out) = s
+        .call(
+            Method::POST,
+            "/Users/.search",
+            Some(json!({"filter": "userName eq \"messenger\""})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert_eq!(out["totalResults"], 1);
+    let (st, _, out) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(json!({"schemas": [bulk.to_uppercase()], "Operations": bulk_ops})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert_eq!(out["Operations"][0]["status"], "201", "{out}");
     s.stop().await;
 }
