@@ -31,11 +31,16 @@ seed_users() {
   done
 }
 
+# wrk's threads (WRK_THREADS, default 1). wrk shares the machine's two cores with scimd, and one
+# thread drives as many requests as two on the cheapest route (22,000-27,000/s here) while taking
+# less CPU from the server; measured in docs/benchmarks.md (session of 2026-11-24, fourth).
+WRK_THREADS=${WRK_THREADS:-1}
+
 # run_wrk NAME CONNECTIONS WRK-ARGS...: ROUNDS runs against $URL, then their medians.
 run_wrk() {
   local name=$1 conn=$2; shift 2
   for r in $(seq $ROUNDS); do
-    wrk -t$(( conn < 2 ? 1 : 2 )) -c$conn -d$DUR --latency "$@" $URL > $OUT/$name.$r.txt
+    wrk -t$(( conn < WRK_THREADS ? conn : WRK_THREADS )) -c$conn -d$DUR --latency "$@" $URL > $OUT/$name.$r.txt
   done
   python3 bench/summary.py "$name" $(for r in $(seq $ROUNDS); do echo $OUT/$name.$r.txt; done)
 }

@@ -23,10 +23,11 @@ export BASIC=$(printf '%s:%s' "$CID" "$CSECRET" | base64 -w0)
 export TOKEN=$(curl -s -u "$CID:$CSECRET" -d grant_type=client_credentials $URL/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 AUTH="Authorization: Bearer $TOKEN"
 
+WRK_THREADS=${WRK_THREADS:-1}  # as in bench/lib.sh
 run() { # name, wrk args...
   local name=$1; shift
   for r in $(seq $ROUNDS); do
-    wrk -t2 -c$CONN -d$DUR --latency "$@" > $OUT/$name.$r.txt
+    wrk -t$WRK_THREADS -c$CONN -d$DUR --latency "$@" > $OUT/$name.$r.txt
   done
   python3 - "$name" $OUT/$name.*.txt <<'PY'
 import re, sys, statistics
