@@ -16,6 +16,20 @@ fn patch(ops: Value) -> Option<Value> {
     Some(json!({"schemas": [PATCH_OP], "Operations": ops}))
 }
 
+/// Writes what `request` makes of the server's address over a raw socket and
+/// returns the start of the answer (for requests an HTTP client will not send).
+async fn raw_exchange(s: &Server, request: impl FnOnce(&str) -> String) -> String {
+    let addr = s.root.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket.write_all(request(&addr).as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut answer))
+        .await
+        .expect("an answer within 20 s")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
 async fn user(s: &Server, body: Value) -> (String, Value) {
     let (st, _, u) = s.call(Method::POST, "/Users", Some(body)).await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
@@ -53,19 +67,13 @@ async fn odd_ids_and_paths_get_scim_errors() {
     // the head alone, over a raw socket (an HTTP client would refuse to send
     // a length it does not keep).
     let token = fetch_token(&s.anonymous, &s.root, &s.client_id, &s.client_secret, None).await;
-    let addr = s.root.trim_start_matches("http://").to_string();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "POST /scim/v2/Users HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/scim+json\r\nContent-Length: 419430400\r\n\r\n"
-    );
-    socket.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 64];
-    let read = tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut answer))
-        .await
-        .expect("answered without waiting for the body")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..read]);
+    let answer = raw_exchange(&s, |addr| {
+        format!(
+            "POST /scim/v2/Users HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: 419430400\r\n\r\n"
+        )
+    })
+    .await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // Discovery documents are not filtered (RFC 7644 section 4).
     let (st, _, e) = s
@@ -434,22 +442,16 @@ async fn an_oversized_token_form_is_413() {
     let body: Value = declared.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request");
     // The same size in chunks (no length declared), over a raw socket.
-    let addr = s.root.trim_start_matches("http://").to_string();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let chunk = format!("grant_type=client_credentials&scope={padding}");
-    let request = format!(
-        "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n\
-         {:x}\r\n{chunk}\r\n0\r\n\r\n",
-        chunk.len()
-    );
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 64];
-    let read = tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut answer))
-        .await
-        .expect("answered")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..read]);
+    let answer = raw_exchange(&s, |addr| {
+        format!(
+            "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        )
+    })
+    .await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // A form of ordinary size still gets its token.
     fetch_token(&s.anonymous, &s.root, &s.client_id, &s.client_secret, None).await;
