@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
+use crate::resource::{tag_opaque, tag_version};
 use crate::schema::ResourceTypeDef;
 use crate::service::{Precondition, Resource, ResourceService};
 use crate::value::check_message_schema;
@@ -360,16 +361,14 @@ fn strip(data: &mut Value, unresolved: &BTreeSet<String>) -> Vec<Value> {
     adds
 }
 
-/// `W/"3"` or `"3"` as a precondition; anything else matches no version.
+/// `W/"3"`, `"3"` or a tag with a groups digest (`W/"3-9a0c…"`) as a
+/// precondition on version 3; anything else matches no version.
 fn precondition(version: Option<&str>) -> Precondition {
     match version.map(str::trim) {
         None | Some("*") => Precondition::None,
-        Some(tag) => {
-            let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
-            tag.parse()
-                .map(Precondition::Version)
-                .unwrap_or(Precondition::Unmatchable)
-        }
+        Some(tag) => tag_opaque(tag)
+            .and_then(tag_version)
+            .map_or(Precondition::Unmatchable, Precondition::Version),
     }
 }
 
@@ -853,6 +852,10 @@ mod tests {
     fn versions() {
         assert_eq!(precondition(Some("W/\"3\"")), Precondition::Version(3));
         assert_eq!(precondition(Some("\"3\"")), Precondition::Version(3));
+        assert_eq!(
+            precondition(Some("W/\"3-0123456789abcdef\"")),
+            Precondition::Version(3)
+        );
         assert_eq!(precondition(Some("x")), Precondition::Unmatchable);
         assert_eq!(precondition(None), Precondition::None);
     }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::ScimResult;
+use crate::error::{ScimError, ScimResult};
 use crate::schema::{AttrScope, Attribute, Resolved, ResourceTypeDef, Returned};
 
 /// One selected attribute: `(extension URN or None, attribute, sub)`, with
@@ -30,18 +30,20 @@ impl Projection {
     }
 
     /// Parses the comma-separated `attributes` and `excludedAttributes` lists.
-    /// Names that do not resolve are ignored: a projection never fails a read.
+    /// Names that do not resolve are ignored (clients ask for attributes of
+    /// other servers' schemas); an item that is not an attribute path at all
+    /// is 400 `invalidValue`; empty items (a stray comma) are skipped.
     pub fn parse(
         rt: &ResourceTypeDef,
         attributes: Option<&str>,
         excluded: Option<&str>,
     ) -> ScimResult<Projection> {
-        let include = attributes
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|list| selections(rt, list));
+        let include = match attributes.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(list) => Some(selections(rt, list, "attributes")?),
+            None => None,
+        };
         let exclude = match excluded.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(list) => selections(rt, list),
+            Some(list) => selections(rt, list, "excludedAttributes")?,
             None => Vec::new(),
         };
         Ok(Projection { include, exclude })
@@ -94,26 +96,26 @@ impl Projection {
         out
     }
 
+    /// The projected value; `None` when nothing of it is left (an attribute
+    /// whose every sub-attribute was excluded is omitted, not `null`).
     fn project_attr(&self, ext: Option<&str>, attr: &Attribute, value: Value) -> Option<Value> {
-        match decide(self, ext, attr) {
-            Decision::Drop => None,
-            Decision::Whole => Some(filter_subs(attr, value, |_| true, false)),
-            Decision::Subs(subs) => {
-                let v = filter_subs(
-                    attr,
-                    value,
-                    |name| subs.iter().any(|s| s.eq_ignore_ascii_case(name)),
-                    true,
-                );
-                (!is_empty(&v)).then_some(v)
-            }
-            Decision::WithoutSubs(subs) => Some(filter_subs(
+        let v = match decide(self, ext, attr) {
+            Decision::Drop => return None,
+            Decision::Whole => filter_subs(attr, value, |_| true, false),
+            Decision::Subs(subs) => filter_subs(
+                attr,
+                value,
+                |name| subs.iter().any(|s| s.eq_ignore_ascii_case(name)),
+                true,
+            ),
+            Decision::WithoutSubs(subs) => filter_subs(
                 attr,
                 value,
                 |name| !subs.iter().any(|s| s.eq_ignore_ascii_case(name)),
                 false,
-            )),
-        }
+            ),
+        };
+        (!is_empty(&v)).then_some(v)
     }
 }
 
@@ -151,7 +153,7 @@ fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
                 .filter(|s| matches_attr(s, ext, attr))
                 .collect();
             if hits.is_empty() {
-                return Decision::Drop;
+                return not_selected(attr);
             }
             if hits.iter().any(|s| s.sub.is_none()) {
                 Decision::Whole
@@ -171,7 +173,7 @@ fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
         return base;
     }
     if excluded.iter().any(|s| s.sub.is_none()) {
-        return Decision::Drop;
+        return not_selected(attr);
     }
     let subs: Vec<String> = excluded.iter().filter_map(|s| s.sub.clone()).collect();
     match base {
@@ -181,6 +183,20 @@ fn decide(p: &Projection, ext: Option<&str>, attr: &Attribute) -> Decision {
                 .collect(),
         ),
         _ => Decision::WithoutSubs(subs),
+    }
+}
+
+/// An attribute left out by the projection: its `returned: always`
+/// sub-attributes still show (RFC 7643 section 7), alone.
+fn not_selected(attr: &Attribute) -> Decision {
+    if attr
+        .sub_attributes
+        .iter()
+        .any(|s| s.returned == Returned::Always)
+    {
+        Decision::Subs(Vec::new())
+    } else {
+        Decision::Drop
     }
 }
 
@@ -232,19 +248,21 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-fn selections(rt: &ResourceTypeDef, list: &str) -> Vec<Selection> {
-    let Ok(paths) = scimd_filter::parse_attr_list(list) else {
-        return Vec::new();
-    };
-    paths
-        .iter()
-        .filter_map(|p| match rt.resolve(p).ok()? {
-            Resolved::Extension(schema) => Some(Selection {
+fn selections(rt: &ResourceTypeDef, list: &str, parameter: &str) -> ScimResult<Vec<Selection>> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let path = scimd_filter::parse_attr_path(item).map_err(|e| {
+            ScimError::InvalidValue(format!(
+                "{parameter}: '{item}' is not an attribute path: {e}"
+            ))
+        })?;
+        match rt.resolve(&path) {
+            Ok(Resolved::Extension(schema)) => out.push(Selection {
                 extension: Some(schema.id.clone()),
                 attr: None,
                 sub: None,
             }),
-            Resolved::Attr(a) => Some(Selection {
+            Ok(Resolved::Attr(a)) => out.push(Selection {
                 extension: match a.scope {
                     AttrScope::Extension(s) => Some(s.id.clone()),
                     _ => None,
@@ -252,6 +270,8 @@ fn selections(rt: &ResourceTypeDef, list: &str) -> Vec<Selection> {
                 attr: Some(a.attr.name.clone()),
                 sub: a.sub.map(|s| s.name.clone()),
             }),
-        })
-        .collect()
+            Err(_) => {}
+        }
+    }
+    Ok(out)
 }

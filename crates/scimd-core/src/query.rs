@@ -7,7 +7,9 @@ use scimd_filter::{AttrPath, CompareOp, Filter};
 use serde_json::Value;
 
 use crate::error::{ScimError, ScimResult};
-use crate::schema::{AttrRef, AttrScope, AttrType, Mutability, Resolved, ResourceTypeDef};
+use crate::schema::{
+    AttrRef, AttrScope, AttrType, Mutability, Resolved, ResourceTypeDef, Returned,
+};
 use crate::value::{Comparable, datetime_key, fold, parse_datetime};
 
 /// A filter condition over index entries (see [`crate::store::IndexEntry`]).
@@ -111,6 +113,16 @@ pub fn resolve_list_filter(
         list: true,
     };
     resolve(rt, filter, None, mode)
+}
+
+/// Whether an attribute's values are never shown (write-only, or
+/// `returned: never`, itself or its parent): filtering or sorting on it
+/// would tell them one comparison at a time.
+fn is_hidden(attr: &AttrRef<'_>) -> bool {
+    [Some(attr.attr), attr.sub]
+        .into_iter()
+        .flatten()
+        .any(|a| a.mutability == Mutability::WriteOnly || a.returned == Returned::Never)
 }
 
 /// Which membership a top-level path of a list filter names, if any:
@@ -277,11 +289,9 @@ fn resolve_attr<'a>(
             }
         },
     };
-    if attr.leaf().mutability == Mutability::WriteOnly
-        || attr.attr.mutability == Mutability::WriteOnly
-    {
+    if is_hidden(&attr) {
         return Err(ScimError::InvalidFilter(format!(
-            "'{}' is write-only and cannot be filtered on",
+            "'{}' is never returned and cannot be filtered on",
             attr.display()
         )));
     }
@@ -437,10 +447,15 @@ pub fn resolve_sort(rt: &ResourceTypeDef, sort_by: &str, descending: bool) -> Sc
             )));
         }
     };
-    let attr = value_target(attr).map_err(|e| ScimError::InvalidValue(format!("sortBy: {e}")))?;
-    if attr.leaf().mutability == Mutability::WriteOnly {
+    if membership(rt, &path).is_some() {
         return Err(ScimError::InvalidValue(format!(
-            "sortBy: '{}' is write-only",
+            "sortBy: '{sort_by}' is a membership; sorting by it is not supported"
+        )));
+    }
+    let attr = value_target(attr).map_err(|e| ScimError::InvalidValue(format!("sortBy: {e}")))?;
+    if is_hidden(&attr) {
+        return Err(ScimError::InvalidValue(format!(
+            "sortBy: '{}' is never returned",
             attr.display()
         )));
     }

@@ -2,11 +2,12 @@
 //! rendered back into SCIM documents.
 
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::error::{ScimError, ScimResult};
 use crate::schema::{AttrType, Attribute, Mutability, ResourceTypeDef, Schema};
 use crate::store::{GroupMembership, Member, StoredResource};
-use crate::value::{coerce, get_ci};
+use crate::value::{coerce, get_ci, same};
 
 /// A client's resource document, parsed and checked against the schemas.
 #[derive(Debug, Clone, Default)]
@@ -29,10 +30,12 @@ pub fn parse_input(rt: &ResourceTypeDef, body: Value) -> ScimResult<ResourceInpu
     check_schemas_list(rt, &body)?;
     let mut data = Map::new();
     let mut members = None;
+    let mut seen = Names::default();
     for (key, value) in body {
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
+        seen.once(&key)?;
         if let Some(attr) = rt.common.attribute(&key) {
             if attr.mutability == Mutability::ReadOnly {
                 continue; // id and meta are the server's
@@ -69,6 +72,24 @@ pub fn parse_input(rt: &ResourceTypeDef, body: Value) -> ScimResult<ResourceInpu
         }
     }
     Ok(ResourceInput { data, members })
+}
+
+/// Attribute names met in one JSON object. Names are case-insensitive, so
+/// `displayName` and `DISPLAYNAME` in one body name one attribute twice;
+/// which one would win is an accident of parsing, so neither does.
+#[derive(Default)]
+struct Names(std::collections::HashSet<String>);
+
+impl Names {
+    fn once(&mut self, key: &str) -> ScimResult<()> {
+        if self.0.insert(key.to_lowercase()) {
+            Ok(())
+        } else {
+            Err(ScimError::InvalidSyntax(format!(
+                "'{key}' is given twice (attribute names are case-insensitive)"
+            )))
+        }
+    }
 }
 
 fn is_empty_value(value: &Value) -> bool {
@@ -119,7 +140,9 @@ fn parse_extension(ext: &Schema, value: Value) -> ScimResult<Map<String, Value>>
         )));
     };
     let mut out = Map::new();
+    let mut seen = Names::default();
     for (key, value) in map {
+        seen.once(&key)?;
         let Some(attr) = ext.attribute(&key) else {
             if value.is_null() || is_own_schemas(ext, &key, &value)? {
                 continue;
@@ -292,17 +315,28 @@ fn check_required_in(
     Ok(())
 }
 
+/// What an immutable value that is set but missing from the new document
+/// means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// A PUT left it out: it is kept (RFC 7644 3.5.1).
+    Kept,
+    /// A PATCH operation removed it, which immutability forbids.
+    Removed,
+}
+
 /// Immutable and write-only rules for a replacement (RFC 7644 3.5.1):
-/// an immutable value already set must be sent unchanged (or is kept when
-/// omitted); omitted write-only values (passwords) are kept, since clients
-/// cannot read them back to resend them.
+/// an immutable value already set must be sent unchanged (the same value,
+/// compared as [`same`] does); omitted write-only values (passwords) are
+/// kept, since clients cannot read them back to resend them.
 pub fn carry_over(
     rt: &ResourceTypeDef,
     old: &Map<String, Value>,
     new: &mut Map<String, Value>,
+    missing: Missing,
 ) -> ScimResult<()> {
-    carry_over_in(&rt.common.attributes, old, new, "")?;
-    carry_over_in(&rt.core.attributes, old, new, "")?;
+    carry_over_in(&rt.common.attributes, old, new, "", missing)?;
+    carry_over_in(&rt.core.attributes, old, new, "", missing)?;
     for (ext, _) in &rt.extensions {
         let Some(Value::Object(old_inner)) = old.get(&ext.id) else {
             continue;
@@ -316,6 +350,7 @@ pub fn carry_over(
             old_inner,
             &mut inner,
             &format!("{}:", ext.id),
+            missing,
         )?;
         if !inner.is_empty() {
             new.insert(ext.id.clone(), Value::Object(inner));
@@ -329,6 +364,7 @@ fn carry_over_in(
     old: &Map<String, Value>,
     new: &mut Map<String, Value>,
     prefix: &str,
+    missing: Missing,
 ) -> ScimResult<()> {
     for attr in attrs {
         let Some(old_value) = old.get(&attr.name) else {
@@ -336,16 +372,26 @@ fn carry_over_in(
         };
         match attr.mutability {
             Mutability::Immutable => match new.get(&attr.name) {
-                None => {
+                None if missing == Missing::Kept => {
                     new.insert(attr.name.clone(), old_value.clone());
                 }
-                Some(v) if v != old_value => {
+                None => {
+                    return Err(ScimError::Mutability(format!(
+                        "'{prefix}{}' is immutable and cannot be removed",
+                        attr.name
+                    )));
+                }
+                Some(v) if !same(attr, v, old_value) => {
                     return Err(ScimError::Mutability(format!(
                         "'{prefix}{}' is immutable and already set",
                         attr.name
                     )));
                 }
-                Some(_) => {}
+                // The same value, perhaps spelled otherwise: the stored
+                // spelling stays.
+                Some(_) => {
+                    new.insert(attr.name.clone(), old_value.clone());
+                }
             },
             Mutability::WriteOnly if !new.contains_key(&attr.name) => {
                 new.insert(attr.name.clone(), old_value.clone());
@@ -405,6 +451,57 @@ pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
+/// The version of a representation: the resource's own version and, when it
+/// shows computed `groups`, a digest of them (`W/"7-3f2a…"`). Memberships are
+/// written through the groups, so a user's own version does not move when
+/// they change; without the digest a conditional GET would answer 304 over
+/// a changed `groups`. Writes compare the number only ([`tag_version`]):
+/// `groups` is read-only, so a membership change cannot be lost by one.
+pub fn version_tag(version: i64, groups: Option<&[GroupMembership]>) -> String {
+    let Some(groups) = groups.filter(|g| !g.is_empty()) else {
+        return etag(version);
+    };
+    let mut entries: Vec<(&str, &str, bool)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.as_str(),
+                g.display.as_deref().unwrap_or(""),
+                g.direct,
+            )
+        })
+        .collect();
+    entries.sort_unstable();
+    let mut hasher = Sha256::new();
+    for (id, display, direct) in entries {
+        hasher.update(id.as_bytes());
+        hasher.update([0]);
+        hasher.update(display.as_bytes());
+        hasher.update([0, u8::from(direct)]);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("W/\"{version}-{hex}\"")
+}
+
+/// The opaque part of an entity tag (`W/"7-3f2a"` → `7-3f2a`), if it is
+/// one of ours in form.
+pub fn tag_opaque(tag: &str) -> Option<&str> {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    // Unquoted tags are taken too: some clients send the bare version.
+    let opaque = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag);
+    tag_version(opaque).map(|_| opaque)
+}
+
+/// The resource version an opaque tag names (`7-3f2a` → 7).
+pub fn tag_version(opaque: &str) -> Option<i64> {
+    opaque.split('-').next()?.parse().ok()
+}
+
 /// Renders a stored resource as a full SCIM document (before projection).
 pub fn render(
     rt: &ResourceTypeDef,
@@ -423,7 +520,7 @@ pub fn render(
             "created": stored.created,
             "lastModified": stored.modified,
             "location": location,
-            "version": etag(stored.version),
+            "version": version_tag(stored.version, groups),
         }),
     );
     if let Some(members) = &stored.members {

@@ -11,7 +11,8 @@ use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::query::{Cond, Paging, Query};
 use crate::resource::{
-    ResourceInput, carry_over, check_required, hash_write_only, needs_hashing, parse_input, render,
+    Missing, ResourceInput, carry_over, check_required, hash_write_only, needs_hashing,
+    parse_input, render,
 };
 use crate::schema::{Registry, ResourceTypeDef};
 use crate::store::{
@@ -236,7 +237,7 @@ impl ResourceService {
                 .ok_or_else(|| not_found(rt, id))?;
             check_precondition(precondition, old.version)?;
             let mut data = input.data.clone();
-            carry_over(rt, &old.data, &mut data)?;
+            carry_over(rt, &old.data, &mut data, Missing::Kept)?;
             self.check_owner(rt, &data).await?;
             let members = rt
                 .has_members()
@@ -568,16 +569,13 @@ impl ResourceService {
         request: &ListRequest,
         projection_for: impl Fn(&ResourceTypeDef) -> ScimResult<Projection>,
     ) -> ScimResult<(ResourcePage, Vec<Projection>)> {
-        let first = types
-            .first()
-            .ok_or_else(|| ScimError::Internal("no resource type".into()))?;
         let filter = match &request.filter {
             None => None,
             Some(f) => Some(resolve_for_all(types, f)?),
         };
         let sort = match &request.sort_by {
             None => None,
-            Some(s) => Some(crate::query::resolve_sort(first, s, request.descending)?),
+            Some(s) => Some(sort_for_all(types, s, request.descending)?),
         };
         let count = request
             .count
@@ -781,9 +779,29 @@ fn patched_input(
     let rt = target.rt;
     crate::patch::apply(target, &mut doc, ops)?;
     let mut input = parse_input(rt, Value::Object(doc))?;
-    carry_over(rt, stored, &mut input.data)?;
+    carry_over(rt, stored, &mut input.data, Missing::Removed)?;
     check_required(rt, &input)?;
     Ok(input)
+}
+
+/// `sortBy` of a search over several types: the first type that has the
+/// attribute decides the key (a URN-qualified path names one type's schema;
+/// the others' rows sort as having no value). An error only if none has it.
+fn sort_for_all(
+    types: &[Arc<ResourceTypeDef>],
+    sort_by: &str,
+    descending: bool,
+) -> ScimResult<crate::query::SortKey> {
+    let mut first_error = None;
+    for rt in types {
+        match crate::query::resolve_sort(rt, sort_by, descending) {
+            Ok(key) => return Ok(key),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| ScimError::Internal("no resource type".into())))
 }
 
 /// For root searches a filter must make sense for at least one type

@@ -74,6 +74,43 @@ pub fn comparable(attr: &Attribute, value: &Value) -> Option<Comparable> {
     }
 }
 
+/// Whether two stored values of `attr` are the same value: dateTimes as
+/// instants, strings under the attribute's case rule, complex values
+/// sub-attribute by sub-attribute. Immutability compares this way: a client
+/// that sends the same instant with another offset or precision has not
+/// changed it.
+pub fn same(attr: &Attribute, a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_single(attr, p, q))
+        }
+        _ => same_single(attr, a, b),
+    }
+}
+
+fn same_single(attr: &Attribute, a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let sub = |name: &str| {
+                attr.sub_attributes
+                    .iter()
+                    .find(|s| s.name.eq_ignore_ascii_case(name))
+            };
+            x.len() == y.len()
+                && x.iter().all(|(name, p)| {
+                    get_ci(y, name).is_some_and(|q| match sub(name) {
+                        Some(def) => same_single(def, p, q),
+                        None => p == q,
+                    })
+                })
+        }
+        _ => match (comparable(attr, a), comparable(attr, b)) {
+            (Some(p), Some(q)) => p == q,
+            _ => a == b,
+        },
+    }
+}
+
 /// Applies the attribute's case rule to a string.
 pub fn fold(attr: &Attribute, s: &str) -> String {
     if attr.compares_exactly() {

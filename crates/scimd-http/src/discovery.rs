@@ -34,7 +34,7 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
             "maxPageSize": config.max_count,
             "cursorTimeout": config.cursor_timeout,
         },
-        "changePassword": {"supported": false},
+        "changePassword": {"supported": true},
         "sort": {"supported": true},
         "etag": {"supported": true},
         "authenticationSchemes": authentication_schemes(&state),

@@ -2,9 +2,9 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use scimd_core::ScimError;
-use scimd_core::service::Precondition;
+use scimd_core::resource::{tag_opaque, tag_version};
 use serde_json::Value;
 
 use crate::{ApiError, AppState};
@@ -106,32 +106,49 @@ pub async fn bytes_within(
         .map_err(|_| TooLarge)
 }
 
-/// `If-Match` as a precondition on the stored version.
-pub fn if_match(headers: &HeaderMap) -> Precondition {
-    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        None => Precondition::None,
-        Some(v) if v.trim() == "*" => Precondition::None,
-        Some(v) => v
-            .split(',')
-            .find_map(parse_etag)
-            .map(Precondition::Version)
-            .unwrap_or(Precondition::Unmatchable),
+/// The entity tags of `If-Match` or `If-None-Match` (RFC 9110 section
+/// 13.1): `*`, or the opaque tags named in every line of the header (tags
+/// that are not ours in form match nothing and are left out).
+pub enum Tags {
+    Any,
+    Named(Vec<String>),
+}
+
+impl Tags {
+    pub fn of(headers: &HeaderMap, name: &HeaderName) -> Option<Tags> {
+        let mut named = Vec::new();
+        let mut present = false;
+        for line in headers.get_all(name) {
+            present = true;
+            let Ok(line) = line.to_str() else { continue };
+            if line.trim() == "*" {
+                return Some(Tags::Any);
+            }
+            named.extend(line.split(',').filter_map(tag_opaque).map(str::to_string));
+        }
+        present.then_some(Tags::Named(named))
     }
-}
 
-/// The versions named by `If-None-Match`.
-pub fn if_none_match(headers: &HeaderMap) -> Vec<i64> {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').filter_map(parse_etag).collect())
-        .unwrap_or_default()
-}
+    /// The resource versions named; `None` for `*`.
+    pub fn versions(&self) -> Option<Vec<i64>> {
+        match self {
+            Tags::Any => None,
+            Tags::Named(named) => Some(named.iter().filter_map(|t| tag_version(t)).collect()),
+        }
+    }
 
-fn parse_etag(tag: &str) -> Option<i64> {
-    let tag = tag.trim();
-    let tag = tag.strip_prefix("W/").unwrap_or(tag);
-    tag.trim_matches('"').parse().ok()
+    /// Whether these tags name resource version `version` (writes).
+    pub fn names_version(&self, version: i64) -> bool {
+        self.versions().is_none_or(|v| v.contains(&version))
+    }
+
+    /// Whether these tags name the representation tagged `tag` (reads).
+    pub fn names_tag(&self, tag: &str) -> bool {
+        match self {
+            Tags::Any => true,
+            Tags::Named(named) => tag_opaque(tag).is_some_and(|t| named.iter().any(|n| n == t)),
+        }
+    }
 }
 
 /// 204/304 helpers share this.

@@ -14,7 +14,7 @@ use scimd_core::service::{ListRequest, Precondition, Resource, ResourcePage, SEA
 use scimd_core::value::check_message_schema;
 use serde_json::{Value, json};
 
-use crate::extract::{ScimJson, if_match, if_none_match, status_only};
+use crate::extract::{ScimJson, Tags, status_only};
 use crate::{ApiError, AppState, SCIM_JSON};
 
 type Params = Query<HashMap<String, String>>;
@@ -50,9 +50,10 @@ pub fn single(status: StatusCode, resource: Resource, projection: &Projection) -
         .and_then(|m| m.get("location"))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let tag = tag_of(&resource);
     let doc = projection.apply(&resource.resource_type, resource.doc);
     let mut r = scim_json(status, &Value::Object(doc));
-    if let Ok(v) = HeaderValue::from_str(&etag(resource.version)) {
+    if let Ok(v) = HeaderValue::from_str(&tag) {
         r.headers_mut().insert(header::ETAG, v);
     }
     if status == StatusCode::CREATED
@@ -61,6 +62,17 @@ pub fn single(status: StatusCode, resource: Resource, projection: &Projection) -
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
+}
+
+/// The entity tag of a representation: its `meta.version` (which carries
+/// the computed groups' digest when they show), as the ETag must equal it.
+fn tag_of(resource: &Resource) -> String {
+    resource
+        .doc
+        .get("meta")
+        .and_then(|m| m.get("version"))
+        .and_then(Value::as_str)
+        .map_or_else(|| etag(resource.version), str::to_string)
 }
 
 pub fn projection(
@@ -106,9 +118,10 @@ pub(crate) async fn read_resource(
 ) -> Result<Response, ApiError> {
     let p = projection(rt, params)?;
     let resource = state.service.get(rt, id, &p).await?;
-    if if_none_match(headers).contains(&resource.version) {
+    let tag = tag_of(&resource);
+    if Tags::of(headers, &header::IF_NONE_MATCH).is_some_and(|tags| tags.names_tag(&tag)) {
         let mut r = status_only(StatusCode::NOT_MODIFIED);
-        if let Ok(v) = HeaderValue::from_str(&etag(resource.version)) {
+        if let Ok(v) = HeaderValue::from_str(&tag) {
             r.headers_mut().insert(header::ETAG, v);
         }
         return Ok(r);
@@ -138,28 +151,35 @@ async fn write_precondition(
     id: &str,
     headers: &HeaderMap,
 ) -> Result<Precondition, ApiError> {
-    let wanted = if_match(headers);
-    let Some(none_match) = headers.get(header::IF_NONE_MATCH) else {
-        return Ok(wanted);
-    };
+    let wanted = Tags::of(headers, &header::IF_MATCH);
+    let unwanted = Tags::of(headers, &header::IF_NONE_MATCH);
+    // One version or none to check: the store's compare-and-swap does it.
+    match (&wanted, &unwanted) {
+        (None | Some(Tags::Any), None) => return Ok(Precondition::None),
+        (Some(tags @ Tags::Named(_)), None) => {
+            let named = tags.versions().unwrap_or_default();
+            if named.len() <= 1 {
+                return Ok(named
+                    .first()
+                    .map_or(Precondition::Unmatchable, |v| Precondition::Version(*v)));
+            }
+        }
+        _ => {}
+    }
     let id_only = Projection::parse(rt, Some("id"), None)?;
     let current = state.service.get(rt, id, &id_only).await?.version;
-    let named = none_match
-        .to_str()
-        .is_ok_and(|v| v.trim() == "*" || if_none_match(headers).contains(&current));
     let failed = |why: &str| {
         ApiError(ScimError::PreconditionFailed(format!(
             "{why} (the current version is W/\"{current}\")"
         )))
     };
-    if named {
+    if unwanted.is_some_and(|tags| tags.names_version(current)) {
         return Err(failed("If-None-Match names the current version"));
     }
-    match wanted {
-        Precondition::Version(v) if v != current => Err(failed("If-Match does not match")),
-        Precondition::Unmatchable => Err(failed("If-Match does not match")),
-        _ => Ok(Precondition::Version(current)),
+    if wanted.is_some_and(|tags| !tags.names_version(current)) {
+        return Err(failed("If-Match does not match"));
     }
+    Ok(Precondition::Version(current))
 }
 
 /// PUT of one resource (`/{endpoint}/{id}` and `/Me`).

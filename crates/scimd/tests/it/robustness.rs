@@ -558,3 +558,278 @@ async fn messages_for_another_endpoint_are_refused() {
     assert_eq!(out["Operations"][0]["status"], "201", "{out}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn conditional_requests_follow_rfc_9110() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (id, created) = user(&s, json!({"userName": "conditional"})).await;
+    let path = format!("/Users/{id}");
+    let first = created["meta"]["version"].as_str().unwrap().to_string();
+    // If-Match is a list: any tag in it will do, in any position.
+    let listed = format!("W/\"99\", {first}");
+    let (st, _, out) = s
+        .call_with(
+            Method::PATCH,
+            &path,
+            patch(json!([{"op": "replace", "path": "displayName", "value": "c"}])),
+            &[("if-match", &listed)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    let (st, _, e) = s
+        .call_with(
+            Method::PATCH,
+            &path,
+            patch(json!([{"op": "replace", "path": "displayName", "value": "d"}])),
+            &[("if-match", "W/\"98\", W/\"99\"")],
+        )
+        .await;
+    assert_scim_error(st, &e, 412, None);
+    // If-None-Match: * names any current representation.
+    let (st, _, _) = s
+        .call_with(Method::GET, &path, None, &[("if-none-match", "*")])
+        .await;
+    assert_eq!(st, StatusCode::NOT_MODIFIED);
+    // Joining a group changes the user's representation (its computed
+    // groups), so its tag changes although the user itself was not written.
+    let (_, headers, before) = s.call(Method::GET, &path, None).await;
+    let before_tag = headers["etag"].to_str().unwrap().to_string();
+    assert_eq!(before["meta"]["version"], before_tag.as_str());
+    let (st, _, g) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "joined", "members": [{"value": id}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let (st, headers, after) = s
+        .call_with(Method::GET, &path, None, &[("if-none-match", &before_tag)])
+        .await;
+    assert_eq!(st, StatusCode::OK, "a stale representation was not modified?");
+    assert_eq!(after["groups"][0]["value"], g["id"]);
+    let after_tag = headers["etag"].to_str().unwrap().to_string();
+    assert_eq!(after["meta"]["version"], after_tag.as_str());
+    assert_ne!(after_tag, before_tag);
+    let (st, _, _) = s
+        .call_with(Method::GET, &path, None, &[("if-none-match", &after_tag)])
+        .await;
+    assert_eq!(st, StatusCode::NOT_MODIFIED);
+    // Renaming the group changes the groups' display, and so the tag again.
+    let (st, _, _) = s
+        .call(
+            Method::PATCH,
+            &format!("/Groups/{}", g["id"].as_str().unwrap()),
+            patch(json!([{"op": "replace", "path": "displayName", "value": "renamed"}])),
+        )
+        .await;
+    assert!(st.is_success());
+    let (st, headers, _) = s
+        .call_with(Method::GET, &path, None, &[("if-none-match", &after_tag)])
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let renamed_tag = headers["etag"].to_str().unwrap().to_string();
+    // Without the groups shown, the tag is the user's own version.
+    let (_, headers, own) = s
+        .call(Method::GET, &format!("{path}?excludedAttributes=groups"), None)
+        .await;
+    assert_eq!(headers["etag"], before_tag.as_str());
+    assert_eq!(own["meta"]["version"], before_tag.as_str());
+    // A write checks the user's own version: the tag with the groups digest
+    // names it, since a write cannot change memberships.
+    let (st, _, out) = s
+        .call_with(
+            Method::PATCH,
+            &path,
+            patch(json!([{"op": "replace", "path": "displayName", "value": "e"}])),
+            &[("if-match", &renamed_tag)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn immutable_values_compare_as_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (owner, _) = user(&s, json!({"userName": "device-owner"})).await;
+    let device = crate::fido::fido_device(&owner, 1);
+    let (st, _, d) = s.call(Method::POST, "/FidoDevices", Some(device.clone())).await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    let path = format!("/FidoDevices/{}", d["id"].as_str().unwrap());
+    // The same instant written with fractions or another offset is the same
+    // immutable value; another instant is not.
+    for same in ["2024-01-02T03:04:05.000Z", "2024-01-02T04:04:05+01:00"] {
+        let mut body = device.clone();
+        body["creationDate"] = json!(same);
+        let (st, _, out) = s.call(Method::PUT, &path, Some(body)).await;
+        assert_eq!(st, StatusCode::OK, "{same}: {out}");
+    }
+    let mut body = device.clone();
+    body["creationDate"] = json!("2024-01-02T03:04:06Z");
+    let (st, _, e) = s.call(Method::PUT, &path, Some(body)).await;
+    assert_scim_error(st, &e, 400, Some("mutability"));
+    // A PATCH cannot remove an immutable value (a PUT that omits it keeps it).
+    let (_, _, before) = s.call(Method::GET, &path, None).await;
+    let (st, _, e) = s
+        .call(
+            Method::PATCH,
+            &path,
+            patch(json!([{"op": "remove", "path": "creationDate"}])),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("mutability"));
+    let (_, _, now) = s.call(Method::GET, &path, None).await;
+    assert_eq!(now["creationDate"], "2024-01-02T03:04:05Z");
+    assert_eq!(now["meta"]["version"], before["meta"]["version"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn hidden_values_stay_hidden_and_projections_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemas.path().join("gadget.json"),
+        json!([{
+            "id": "urn:example:scim:schemas:Gadget", "name": "Gadget",
+            "attributes": [
+                {"name": "serial", "type": "string", "required": true},
+                {"name": "secret", "type": "string", "returned": "never"},
+                {"name": "location", "type": "complex", "subAttributes": [
+                    {"name": "tag", "type": "string", "returned": "always"},
+                    {"name": "room", "type": "string"}
+                ]}
+            ]
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        schemas.path().join("gadget_type.json"),
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+               "id": "Gadget", "name": "Gadget", "endpoint": "/Gadgets",
+               "schema": "urn:example:scim:schemas:Gadget"})
+        .to_string(),
+    )
+    .unwrap();
+    let path = schemas.path().to_path_buf();
+    let s = Server::start_with(dir.path(), |c| c.schemas_dir = Some(path)).await;
+    let (st, _, g) = s
+        .call(
+            Method::POST,
+            "/Gadgets",
+            Some(json!({"serial": "g1", "secret": "s3cret",
+                        "location": {"tag": "T1", "room": "R1"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    assert!(g.get("secret").is_none(), "{g}");
+    let gid = g["id"].as_str().unwrap();
+    // A never-returned value cannot be filtered or sorted on (a `sw` filter
+    // would spell it out).
+    let (st, _, e) = s
+        .call(Method::GET, "/Gadgets?filter=secret%20sw%20%22s%22", None)
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidFilter"));
+    let (st, _, e) = s.call(Method::GET, "/Gadgets?sortBy=secret", None).await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    // returned: always sub-attributes show when their parent is not selected.
+    let (_, _, only) = s
+        .call(Method::GET, &format!("/Gadgets/{gid}?attributes=serial"), None)
+        .await;
+    assert_eq!(only["location"], json!({"tag": "T1"}), "{only}");
+    let (_, _, without) = s
+        .call(Method::GET, &format!("/Gadgets/{gid}?excludedAttributes=location"), None)
+        .await;
+    assert_eq!(without["location"], json!({"tag": "T1"}), "{without}");
+    // Stray commas are skipped; an item that is no attribute path is 400.
+    let (st, _, trailing) = s
+        .call(Method::GET, &format!("/Gadgets/{gid}?attributes=serial,,"), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(trailing["serial"], "g1", "{trailing}");
+    let (st, _, e) = s
+        .call(
+            Method::GET,
+            &format!("/Gadgets/{gid}?excludedAttributes=location[tag%20eq%20%22T1%22]"),
+            None,
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
+    // A user whose every name part is excluded has no `name`, not null.
+    let (uid, _) = user(
+        &s,
+        json!({"userName": "parts", "name": {"givenName": "A", "familyName": "B"},
+               "emails": [{"value": "a@example.com", "type": "work"}]}),
+    )
+    .await;
+    let (_, _, u) = s
+        .call(
+            Method::GET,
+            &format!(
+                "/Users/{uid}?excludedAttributes=name.givenName,name.familyName,emails.value,emails.type"
+            ),
+            None,
+        )
+        .await;
+    assert!(u.get("name").is_none() && u.get("emails").is_none(), "{u}");
+    // Memberships cannot be sorted by: 400, not an unsorted page.
+    for (endpoint, key) in [("Groups", "members.value"), ("Users", "groups.display")] {
+        let (st, _, e) = s
+            .call(Method::GET, &format!("/{endpoint}?sortBy={key}"), None)
+            .await;
+        assert_scim_error(st, &e, 400, Some("invalidValue"));
+    }
+    // Root search: a sortBy only Groups have is accepted.
+    let (st, _, out) = s
+        .call(
+            Method::POST,
+            "/.search",
+            Some(json!({"sortBy": "urn:ietf:params:scim:schemas:core:2.0:Group:displayName"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    // Passwords can be changed, and the configuration says so.
+    let (_, _, config) = s.call(Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(config["changePassword"]["supported"], true);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_name_given_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    // Attribute names are case-insensitive: these name displayName twice.
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "twice", "displayName": "a", "DISPLAYNAME": "b"})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "twice", enterprise: {"department": "a", "Department": "b"}})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    // A path-less PATCH in another case replaces the one attribute.
+    let (id, _) = user(&s, json!({"userName": "once", "displayName": "a"})).await;
+    let (st, _, out) = s
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "replace", "value": {"DISPLAYNAME": "b"}}])),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert_eq!(out["displayName"], "b");
+    s.stop().await;
+}
