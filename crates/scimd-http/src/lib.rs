@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{MethodRouter, any, get};
+use axum::routing::{MethodRouter, get};
 use scimd_auth::{Auth, Need};
 use scimd_core::service::ResourceService;
 
@@ -87,6 +87,7 @@ fn scim_table() -> Vec<(Method, &'static str, Need, MethodRouter<AppState>)> {
             Discovery,
             read_only(get(d::schema)),
         ),
+        (Method::GET, "/", SearchAll, get(r::list_root)),
         (Method::POST, "/.search", SearchAll, post(r::search_root)),
         (Method::POST, "/Bulk", Bulk, post(bulk::bulk)),
         (Method::GET, "/Me", MeRead, get(me::get)),
@@ -136,10 +137,17 @@ pub fn app(state: AppState) -> Router {
         .fallback(resources::no_route)
         .method_not_allowed_fallback(resources::method_not_allowed)
         .layer(axum::middleware::from_fn(extract::refuse_unnameable_path));
+    // Nesting serves `/scim/v2` itself but not with a trailing slash, the
+    // form RFC 7644 writes root queries in (`GET /?filter=...`).
+    let base_with_slash = get(resources::list_root)
+        .route_layer(from_fn_with_state(
+            (state.clone(), Need::SearchAll),
+            auth::guard,
+        ))
+        .fallback(resources::method_not_allowed);
     Router::new()
         .nest("/scim/v2", scim)
-        // Nesting serves `/scim/v2` itself but not with a trailing slash.
-        .route("/scim/v2/", any(resources::no_route))
+        .route("/scim/v2/", base_with_slash)
         .route("/oauth/token", axum::routing::post(auth::token))
         .route("/oauth/introspect", axum::routing::post(auth::introspect))
         .route("/.well-known/jwks.json", get(auth::jwks))

@@ -392,20 +392,38 @@ pub async fn list(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
+    list_types(&state, vec![rt], &params).await
+}
+
+/// `GET` at the base URI: a query over every resource type (RFC 7644
+/// section 3.4.2), as `POST /.search` with the same scope.
+pub async fn list_root(
+    State(state): State<AppState>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let types = state.service.registry().resource_types().to_vec();
+    list_types(&state, types, &params).await
+}
+
+async fn list_types(
+    state: &AppState,
+    types: Vec<Arc<ResourceTypeDef>>,
+    params: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let request = list_request(
-        param(&params, "filter"),
-        param(&params, "sortBy"),
-        param(&params, "sortOrder"),
-        number(&params, "startIndex")?,
-        number(&params, "count")?,
+        param(params, "filter"),
+        param(params, "sortBy"),
+        param(params, "sortOrder"),
+        number(params, "startIndex")?,
+        number(params, "count")?,
         params
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("cursor"))
             .map(|(_, v)| v.clone()),
     )?;
-    let attributes = param(&params, "attributes").map(str::to_string);
-    let excluded = param(&params, "excludedAttributes").map(str::to_string);
-    run_list(&state, vec![rt], request, attributes, excluded).await
+    let attributes = param(params, "attributes").map(str::to_string);
+    let excluded = param(params, "excludedAttributes").map(str::to_string);
+    run_list(state, types, request, attributes, excluded).await
 }
 
 /// A SearchRequest body (RFC 7644 section 3.4.3).

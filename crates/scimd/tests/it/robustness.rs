@@ -51,8 +51,13 @@ async fn odd_ids_and_paths_get_scim_errors() {
     assert_scim_error(st, &e, 404, None);
     let (st, _, e) = s.call(Method::DELETE, "/Groups/%C3%28", None).await;
     assert_scim_error(st, &e, 404, None);
-    let (st, _, e) = s.call(Method::GET, "/", None).await;
-    assert_scim_error(st, &e, 404, None);
+    // The base URI with its slash is the root query (RFC 7644 3.4.2), and
+    // takes GET only.
+    let (st, _, all) = s.call(Method::GET, "/?count=0", None).await;
+    assert_eq!(st, StatusCode::OK, "{all}");
+    assert_eq!(all["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:ListResponse");
+    let (st, _, e) = s.call(Method::DELETE, "/", None).await;
+    assert_scim_error(st, &e, 405, None);
     // Methods a route does not take: a SCIM 405 with its Allow header.
     for (method, path) in [
         (Method::PUT, "/Users"),
@@ -831,5 +836,45 @@ async fn a_name_given_twice_is_refused() {
         .await;
     assert_eq!(st, StatusCode::OK, "{out}");
     assert_eq!(out["displayName"], "b");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_base_uri_answers_queries_over_every_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    user(&s, json!({"userName": "rootq"})).await;
+    let (st, _, _) = s
+        .call(Method::POST, "/Groups", Some(json!({"displayName": "rootq-g"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let filter = "filter=userName%20eq%20%22rootq%22%20or%20displayName%20eq%20%22rootq-g%22";
+    // With and without the slash after the base URI.
+    for url in [format!("{}?{filter}", s.base), format!("{}/?{filter}", s.base)] {
+        let out: Value = s.client.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(out["totalResults"], 2, "{url}: {out}");
+        let types: Vec<&str> = out["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["meta"]["resourceType"].as_str().unwrap())
+            .collect();
+        assert!(types.contains(&"User") && types.contains(&"Group"), "{types:?}");
+    }
+    // The scope is the root search's, as for POST /.search.
+    let narrow = fetch_token(
+        &s.anonymous,
+        &s.root,
+        &s.client_id,
+        &s.client_secret,
+        Some("https://jans.io/scim/users.read"),
+    )
+    .await;
+    let resp = crate::harness::client_with_token(&narrow)
+        .get(format!("{}/?{filter}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     s.stop().await;
 }
