@@ -89,7 +89,8 @@ pub struct BulkOutcome {
     pub method_text: String,
     pub bulk_id: Option<String>,
     pub location: Option<String>,
-    pub version: Option<i64>,
+    /// The written resource's `meta.version` (its entity tag).
+    pub version: Option<String>,
     /// The HTTP status of the operation, or its error.
     pub result: Result<u16, ScimError>,
 }
@@ -377,7 +378,7 @@ struct Done {
     status: u16,
     id: Option<String>,
     location: Option<String>,
-    version: Option<i64>,
+    version: Option<String>,
 }
 
 fn done_from(status: u16, r: &Resource) -> Done {
@@ -389,7 +390,11 @@ fn done_from(status: u16, r: &Resource) -> Done {
             .and_then(|m| m.get("location"))
             .and_then(Value::as_str)
             .map(str::to_string),
-        version: Some(r.version),
+        version: Some(
+            meta.and_then(|m| m.get("version"))
+                .and_then(Value::as_str)
+                .map_or_else(|| crate::resource::etag(r.version), str::to_string),
+        ),
     }
 }
 

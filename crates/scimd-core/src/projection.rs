@@ -38,12 +38,12 @@ impl Projection {
         attributes: Option<&str>,
         excluded: Option<&str>,
     ) -> ScimResult<Projection> {
-        let include = match attributes.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(list) => Some(selections(rt, list, "attributes")?),
+        let include = match attributes {
+            Some(list) => selections(rt, list, "attributes")?,
             None => None,
         };
-        let exclude = match excluded.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(list) => selections(rt, list, "excludedAttributes")?,
+        let exclude = match excluded {
+            Some(list) => selections(rt, list, "excludedAttributes")?.unwrap_or_default(),
             None => Vec::new(),
         };
         Ok(Projection { include, exclude })
@@ -248,30 +248,46 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-fn selections(rt: &ResourceTypeDef, list: &str, parameter: &str) -> ScimResult<Vec<Selection>> {
-    let mut out = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let path = scimd_filter::parse_attr_path(item).map_err(|e| {
-            ScimError::InvalidValue(format!(
-                "{parameter}: '{item}' is not an attribute path: {e}"
-            ))
-        })?;
-        match rt.resolve(&path) {
-            Ok(Resolved::Extension(schema)) => out.push(Selection {
+/// The selections of one list; `None` when it names nothing at all (empty,
+/// or commas only), which is as if the parameter were absent.
+fn selections(
+    rt: &ResourceTypeDef,
+    list: &str,
+    parameter: &str,
+) -> ScimResult<Option<Vec<Selection>>> {
+    let items: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Ok(None);
+    }
+    // Parsed as one list, so that the filter crate's budgets (bytes and
+    // entries) bound what every resource of a page is projected through.
+    let paths = scimd_filter::parse_attr_list(&items.join(","))
+        .map_err(|e| ScimError::InvalidValue(format!("{parameter}: {e}")))?;
+    let mut out: Vec<Selection> = Vec::new();
+    for path in &paths {
+        let selection = match rt.resolve(path) {
+            Ok(Resolved::Extension(schema)) => Selection {
                 extension: Some(schema.id.clone()),
                 attr: None,
                 sub: None,
-            }),
-            Ok(Resolved::Attr(a)) => out.push(Selection {
+            },
+            Ok(Resolved::Attr(a)) => Selection {
                 extension: match a.scope {
                     AttrScope::Extension(s) => Some(s.id.clone()),
                     _ => None,
                 },
                 attr: Some(a.attr.name.clone()),
                 sub: a.sub.map(|s| s.name.clone()),
-            }),
-            Err(_) => {}
+            },
+            Err(_) => continue,
+        };
+        if !out.contains(&selection) {
+            out.push(selection);
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }

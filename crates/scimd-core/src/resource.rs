@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ScimError, ScimResult};
 use crate::schema::{AttrType, Attribute, Mutability, ResourceTypeDef, Schema};
 use crate::store::{GroupMembership, Member, StoredResource};
-use crate::value::{coerce, get_ci, same};
+use crate::value::{NameSet, coerce, get_ci, same};
 
 /// A client's resource document, parsed and checked against the schemas.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +30,7 @@ pub fn parse_input(rt: &ResourceTypeDef, body: Value) -> ScimResult<ResourceInpu
     check_schemas_list(rt, &body)?;
     let mut data = Map::new();
     let mut members = None;
-    let mut seen = Names::default();
+    let mut seen = NameSet::default();
     for (key, value) in body {
         if key.eq_ignore_ascii_case("schemas") {
             continue;
@@ -72,24 +72,6 @@ pub fn parse_input(rt: &ResourceTypeDef, body: Value) -> ScimResult<ResourceInpu
         }
     }
     Ok(ResourceInput { data, members })
-}
-
-/// Attribute names met in one JSON object. Names are case-insensitive, so
-/// `displayName` and `DISPLAYNAME` in one body name one attribute twice;
-/// which one would win is an accident of parsing, so neither does.
-#[derive(Default)]
-struct Names(std::collections::HashSet<String>);
-
-impl Names {
-    fn once(&mut self, key: &str) -> ScimResult<()> {
-        if self.0.insert(key.to_lowercase()) {
-            Ok(())
-        } else {
-            Err(ScimError::InvalidSyntax(format!(
-                "'{key}' is given twice (attribute names are case-insensitive)"
-            )))
-        }
-    }
 }
 
 fn is_empty_value(value: &Value) -> bool {
@@ -140,7 +122,7 @@ fn parse_extension(ext: &Schema, value: Value) -> ScimResult<Map<String, Value>>
         )));
     };
     let mut out = Map::new();
-    let mut seen = Names::default();
+    let mut seen = NameSet::default();
     for (key, value) in map {
         seen.once(&key)?;
         let Some(attr) = ext.attribute(&key) else {
@@ -461,27 +443,22 @@ pub fn version_tag(version: i64, groups: Option<&[GroupMembership]>) -> String {
     let Some(groups) = groups.filter(|g| !g.is_empty()) else {
         return etag(version);
     };
-    let mut entries: Vec<(&str, &str, bool)> = groups
+    let mut entries: Vec<(&str, Option<&str>, bool)> = groups
         .iter()
-        .map(|g| {
-            (
-                g.group_id.as_str(),
-                g.display.as_deref().unwrap_or(""),
-                g.direct,
-            )
-        })
+        .map(|g| (g.group_id.as_str(), g.display.as_deref(), g.direct))
         .collect();
     entries.sort_unstable();
     let mut hasher = Sha256::new();
     for (id, display, direct) in entries {
         hasher.update(id.as_bytes());
-        hasher.update([0]);
-        hasher.update(display.as_bytes());
+        hasher.update([0, u8::from(display.is_some())]);
+        hasher.update(display.unwrap_or("").as_bytes());
         hasher.update([0, u8::from(direct)]);
     }
     let digest = hasher.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("W/\"{version}-{hex}\"")
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!("W/\"{version}-{:016x}\"", u64::from_be_bytes(first))
 }
 
 /// The opaque part of an entity tag (`W/"7-3f2a"` → `7-3f2a`), if it is

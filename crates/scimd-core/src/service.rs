@@ -784,24 +784,32 @@ fn patched_input(
     Ok(input)
 }
 
-/// `sortBy` of a search over several types: the first type that has the
-/// attribute decides the key (a URN-qualified path names one type's schema;
-/// the others' rows sort as having no value). An error only if none has it.
+/// `sortBy` of a search over several types. Every type that has the
+/// attribute must accept it (one that hides it, or holds it as a membership,
+/// refuses the whole search); the first such type's key is used. Core keys
+/// are unqualified, so a URN-qualified core path (`...:Group:displayName`)
+/// also sorts the other types by their own attribute of that name.
 fn sort_for_all(
     types: &[Arc<ResourceTypeDef>],
     sort_by: &str,
     descending: bool,
 ) -> ScimResult<crate::query::SortKey> {
+    let path = scimd_filter::parse_attr_path(sort_by)
+        .map_err(|e| ScimError::InvalidValue(format!("sortBy: {e}")))?;
+    let mut key = None;
     let mut first_error = None;
     for rt in types {
         match crate::query::resolve_sort(rt, sort_by, descending) {
-            Ok(key) => return Ok(key),
+            Ok(k) => {
+                key.get_or_insert(k);
+            }
+            Err(e) if rt.resolve(&path).is_ok() => return Err(e),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
     }
-    Err(first_error.unwrap_or_else(|| ScimError::Internal("no resource type".into())))
+    key.ok_or_else(|| first_error.unwrap_or_else(|| ScimError::Internal("no resource type".into())))
 }
 
 /// For root searches a filter must make sense for at least one type

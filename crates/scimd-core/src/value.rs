@@ -81,8 +81,19 @@ pub fn comparable(attr: &Attribute, value: &Value) -> Option<Comparable> {
 /// changed it.
 pub fn same(attr: &Attribute, a: &Value, b: &Value) -> bool {
     match (a, b) {
+        // Multi-valued attributes have no order (RFC 7643 section 2.4).
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_single(attr, p, q))
+            let mut unmatched: Vec<&Value> = y.iter().collect();
+            x.len() == y.len()
+                && x.iter().all(
+                    |p| match unmatched.iter().position(|q| same_single(attr, p, q)) {
+                        Some(found) => {
+                            unmatched.swap_remove(found);
+                            true
+                        }
+                        None => false,
+                    },
+                )
         }
         _ => same_single(attr, a, b),
     }
@@ -104,6 +115,9 @@ fn same_single(attr: &Attribute, a: &Value, b: &Value) -> bool {
                     })
                 })
         }
+        // Integers exactly: their comparable form is an f64, which would
+        // take 2^53 + 1 for 2^53.
+        (Value::Number(p), Value::Number(q)) if p.is_i64() && q.is_i64() => p == q,
         _ => match (comparable(attr, a), comparable(attr, b)) {
             (Some(p), Some(q)) => p == q,
             _ => a == b,
@@ -195,7 +209,9 @@ fn coerce_complex(
     where_: &str,
 ) -> ScimResult<Option<Value>> {
     let mut out = Map::new();
+    let mut seen = NameSet::default();
     for (key, value) in map {
+        seen.once(&key)?;
         let Some(sub) = attr.sub(&key) else {
             if value.is_null() {
                 continue;
@@ -235,6 +251,26 @@ fn check_single_primary(attr: &Attribute, items: &[Value], where_: &str) -> Scim
     Ok(())
 }
 
+/// Attribute names met in one JSON object. Names are case-insensitive, so
+/// `displayName` and `DISPLAYNAME` in one object name one attribute twice;
+/// which would win is an accident of parsing, so neither does. (Keys that
+/// are identical are merged by the JSON parser before this sees them, the
+/// last one kept, as JSON parsers do.)
+#[derive(Default)]
+pub struct NameSet(std::collections::HashSet<String>);
+
+impl NameSet {
+    pub fn once(&mut self, key: &str) -> ScimResult<()> {
+        if self.0.insert(key.to_ascii_lowercase()) {
+            Ok(())
+        } else {
+            Err(ScimError::InvalidSyntax(format!(
+                "'{key}' is given twice (attribute names are case-insensitive)"
+            )))
+        }
+    }
+}
+
 /// Case-insensitive lookup of a key in a JSON object.
 pub fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     map.get(key).or_else(|| {
@@ -245,14 +281,14 @@ pub fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 }
 
 /// A protocol message (PatchOp, BulkRequest, SearchRequest) names its URN
-/// in `schemas`. Without `schemas` it is taken as what its endpoint expects
+/// in `schemas`. Without `schemas` (or with an empty list) it is taken as what its endpoint expects
 /// (clients leave it out); one that names only other URNs was meant for
 /// another endpoint and is refused rather than half understood.
 pub fn check_message_schema(map: &Map<String, Value>, urn: &str) -> ScimResult<()> {
     let names = |s: &Value| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn));
     let ok = match get_ci(map, "schemas") {
         None | Some(Value::Null) => true,
-        Some(Value::Array(schemas)) => schemas.iter().any(names),
+        Some(Value::Array(schemas)) => schemas.is_empty() || schemas.iter().any(names),
         Some(single) => names(single),
     };
     if ok {

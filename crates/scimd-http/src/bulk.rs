@@ -63,8 +63,8 @@ fn render(outcome: &BulkOutcome) -> Value {
     if let Some(l) = &outcome.location {
         op.insert("location".into(), json!(l));
     }
-    if let Some(v) = outcome.version {
-        op.insert("version".into(), json!(scimd_core::resource::etag(v)));
+    if let Some(v) = &outcome.version {
+        op.insert("version".into(), json!(v));
     }
     match &outcome.result {
         Ok(status) => {

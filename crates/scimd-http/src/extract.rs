@@ -124,7 +124,7 @@ impl Tags {
             if line.trim() == "*" {
                 return Some(Tags::Any);
             }
-            named.extend(line.split(',').filter_map(tag_opaque).map(str::to_string));
+            named.extend(tag_list(line).filter_map(tag_opaque).map(str::to_string));
         }
         present.then_some(Tags::Named(named))
     }
@@ -149,6 +149,18 @@ impl Tags {
             Tags::Named(named) => tag_opaque(tag).is_some_and(|t| named.iter().any(|n| n == t)),
         }
     }
+}
+
+/// The members of an entity-tag list: commas inside a quoted tag do not
+/// separate (`"x,3,y"` is one tag, not a `3` between two halves).
+fn tag_list(line: &str) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    line.split(move |c: char| {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        c == ',' && !quoted
+    })
 }
 
 /// 204/304 helpers share this.

@@ -157,7 +157,10 @@ async fn write_precondition(
     match (&wanted, &unwanted) {
         (None | Some(Tags::Any), None) => return Ok(Precondition::None),
         (Some(tags @ Tags::Named(_)), None) => {
-            let named = tags.versions().unwrap_or_default();
+            // `W/"3"` and `W/"3-…"` name one version.
+            let mut named = tags.versions().unwrap_or_default();
+            named.sort_unstable();
+            named.dedup();
             if named.len() <= 1 {
                 return Ok(named
                     .first()

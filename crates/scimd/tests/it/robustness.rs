@@ -591,6 +591,23 @@ async fn conditional_requests_follow_rfc_9110() {
         )
         .await;
     assert_scim_error(st, &e, 412, None);
+    // A comma inside a quoted tag does not split it: "x,2,y" is not version 2.
+    let (st, _, _) = s
+        .call_with(Method::GET, &path, None, &[("if-none-match", "\"x,2,y\"")])
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Several header lines are one list.
+    let (_, _, now) = s.call(Method::GET, &path, None).await;
+    let current = now["meta"]["version"].as_str().unwrap().to_string();
+    let (st, _, _) = s
+        .call_with(
+            Method::GET,
+            &path,
+            None,
+            &[("if-none-match", "W/\"97\""), ("if-none-match", &current)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_MODIFIED);
     // If-None-Match: * names any current representation.
     let (st, _, _) = s
         .call_with(Method::GET, &path, None, &[("if-none-match", "*")])
@@ -634,13 +651,37 @@ async fn conditional_requests_follow_rfc_9110() {
         .call_with(Method::GET, &path, None, &[("if-none-match", &after_tag)])
         .await;
     assert_eq!(st, StatusCode::OK);
-    let renamed_tag = headers["etag"].to_str().unwrap().to_string();
+    assert_ne!(headers["etag"], after_tag.as_str());
     // Without the groups shown, the tag is the user's own version.
     let (_, headers, own) = s
         .call(Method::GET, &format!("{path}?excludedAttributes=groups"), None)
         .await;
     assert_eq!(headers["etag"], before_tag.as_str());
     assert_eq!(own["meta"]["version"], before_tag.as_str());
+    // Bulk shows no resource, so its version has no digest: the number of
+    // the version a GET then shows with one.
+    let (st, _, out) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [{"method": "PATCH", "path": path,
+                    "data": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                             "Operations": [{"op": "replace", "path": "nickName", "value": "n"}]}}]
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    let (_, headers, fresh) = s.call(Method::GET, &path, None).await;
+    let shown = fresh["meta"]["version"].as_str().unwrap();
+    let reported = out["Operations"][0]["version"].as_str().unwrap();
+    assert!(
+        shown.starts_with(&format!("{}-", reported.trim_end_matches('"'))),
+        "{reported} vs {shown}"
+    );
+    assert_eq!(headers["etag"], fresh["meta"]["version"].as_str().unwrap());
+    let renamed_tag = headers["etag"].to_str().unwrap().to_string();
     // A write checks the user's own version: the tag with the groups digest
     // names it, since a write cannot change memberships.
     let (st, _, out) = s
@@ -764,6 +805,17 @@ async fn hidden_values_stay_hidden_and_projections_are_exact() {
         )
         .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
+    // Commas only are no list; a list past the budget (1,024 entries) is 400.
+    let (_, _, whole) = s
+        .call(Method::GET, &format!("/Gadgets/{gid}?attributes=,,"), None)
+        .await;
+    assert_eq!(whole["serial"], "g1", "{whole}");
+    assert_eq!(whole["location"]["room"], "R1", "{whole}");
+    let many = vec!["serial"; 1100].join(",");
+    let (st, _, e) = s
+        .call(Method::POST, "/Gadgets/.search", Some(json!({"attributes": many})))
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
     // A user whose every name part is excluded has no `name`, not null.
     let (uid, _) = user(
         &s,
@@ -822,6 +874,14 @@ async fn a_name_given_twice_is_refused() {
             Method::POST,
             "/Users",
             Some(json!({"userName": "twice", enterprise: {"department": "a", "Department": "b"}})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidSyntax"));
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "twice", "name": {"givenName": "a", "GIVENNAME": "b"}})),
         )
         .await;
     assert_scim_error(st, &e, 400, Some("invalidSyntax"));
