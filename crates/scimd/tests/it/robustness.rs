@@ -30,6 +30,15 @@ async fn raw_exchange(s: &Server, request: impl FnOnce(&str) -> String) -> Strin
     String::from_utf8_lossy(&answer[..read]).into_owned()
 }
 
+/// PATCHes `displayName` of the resource at `path` under `If-Match: tags`.
+async fn rename_if_match(s: &Server, path: &str, name: &str, tags: &str) -> (StatusCode, Value) {
+    let rename = patch(json!([{"op": "replace", "path": "displayName", "value": name}]));
+    let (st, _, out) = s
+        .call_with(Method::PATCH, path, rename, &[("if-match", tags)])
+        .await;
+    (st, out)
+}
+
 async fn user(s: &Server, body: Value) -> (String, Value) {
     let (st, _, u) = s.call(Method::POST, "/Users", Some(body)).await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
@@ -573,23 +582,9 @@ async fn conditional_requests_follow_rfc_9110() {
     let first = created["meta"]["version"].as_str().unwrap().to_string();
     // If-Match is a list: any tag in it will do, in any position.
     let listed = format!("W/\"99\", {first}");
-    let (st, _, out) = s
-        .call_with(
-            Method::PATCH,
-            &path,
-            patch(json!([{"op": "replace", "path": "displayName", "value": "c"}])),
-            &[("if-match", &listed)],
-        )
-        .await;
+    let (st, out) = rename_if_match(&s, &path, "c", &listed).await;
     assert_eq!(st, StatusCode::OK, "{out}");
-    let (st, _, e) = s
-        .call_with(
-            Method::PATCH,
-            &path,
-            patch(json!([{"op": "replace", "path": "displayName", "value": "d"}])),
-            &[("if-match", "W/\"98\", W/\"99\"")],
-        )
-        .await;
+    let (st, e) = rename_if_match(&s, &path, "d", "W/\"98\", W/\"99\"").await;
     assert_scim_error(st, &e, 412, None);
     // A comma inside a quoted tag does not split it: "x,2,y" is not version 2.
     let (st, _, _) = s
@@ -684,14 +679,7 @@ async fn conditional_requests_follow_rfc_9110() {
     let renamed_tag = headers["etag"].to_str().unwrap().to_string();
     // A write checks the user's own version: the tag with the groups digest
     // names it, since a write cannot change memberships.
-    let (st, _, out) = s
-        .call_with(
-            Method::PATCH,
-            &path,
-            patch(json!([{"op": "replace", "path": "displayName", "value": "e"}])),
-            &[("if-match", &renamed_tag)],
-        )
-        .await;
+    let (st, out) = rename_if_match(&s, &path, "e", &renamed_tag).await;
     assert_eq!(st, StatusCode::OK, "{out}");
     s.stop().await;
 }
