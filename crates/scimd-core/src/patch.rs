@@ -12,7 +12,7 @@ use crate::index::{eval, index_entries};
 use crate::query::resolve_filter;
 use crate::resource::is_own_schemas;
 use crate::schema::{AttrScope, AttrType, Attribute, Mutability, Resolved, ResourceTypeDef};
-use crate::value::{NameSet, check_message_schema, get_ci};
+use crate::value::{check_message_schema, get_ci, names_once};
 
 /// The PatchOp message URN.
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -136,12 +136,11 @@ fn apply_pathless(
             "a path-less add or replace needs an object value".into(),
         ));
     };
-    let mut seen = NameSet::default();
+    names_once(&map)?;
     for (key, v) in map {
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
-        seen.once(&key)?;
         if let Some(ext) = rt.extension(&key) {
             let inner = match v {
                 Value::Object(inner) => inner,

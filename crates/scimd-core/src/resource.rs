@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{ScimError, ScimResult};
 use crate::schema::{AttrType, Attribute, Mutability, ResourceTypeDef, Schema};
 use crate::store::{GroupMembership, Member, StoredResource};
-use crate::value::{NameSet, coerce, get_ci, same};
+use crate::value::{coerce, get_ci, names_once, same};
 
 /// A client's resource document, parsed and checked against the schemas.
 #[derive(Debug, Clone, Default)]
@@ -28,14 +28,13 @@ pub fn parse_input(rt: &ResourceTypeDef, body: Value) -> ScimResult<ResourceInpu
         ));
     };
     check_schemas_list(rt, &body)?;
+    names_once(&body)?;
     let mut data = Map::new();
     let mut members = None;
-    let mut seen = NameSet::default();
     for (key, value) in body {
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
-        seen.once(&key)?;
         if let Some(attr) = rt.common.attribute(&key) {
             if attr.mutability == Mutability::ReadOnly {
                 continue; // id and meta are the server's
@@ -121,10 +120,9 @@ fn parse_extension(ext: &Schema, value: Value) -> ScimResult<Map<String, Value>>
             ext.id
         )));
     };
+    names_once(&map)?;
     let mut out = Map::new();
-    let mut seen = NameSet::default();
     for (key, value) in map {
-        seen.once(&key)?;
         let Some(attr) = ext.attribute(&key) else {
             if value.is_null() || is_own_schemas(ext, &key, &value)? {
                 continue;

@@ -208,10 +208,9 @@ fn coerce_complex(
     map: Map<String, Value>,
     where_: &str,
 ) -> ScimResult<Option<Value>> {
+    names_once(&map)?;
     let mut out = Map::new();
-    let mut seen = NameSet::default();
     for (key, value) in map {
-        seen.once(&key)?;
         let Some(sub) = attr.sub(&key) else {
             if value.is_null() {
                 continue;
@@ -251,24 +250,33 @@ fn check_single_primary(attr: &Attribute, items: &[Value], where_: &str) -> Scim
     Ok(())
 }
 
-/// Attribute names met in one JSON object. Names are case-insensitive, so
-/// `displayName` and `DISPLAYNAME` in one object name one attribute twice;
-/// which would win is an accident of parsing, so neither does. (Keys that
-/// are identical are merged by the JSON parser before this sees them, the
-/// last one kept, as JSON parsers do.)
-#[derive(Default)]
-pub struct NameSet(std::collections::HashSet<String>);
-
-impl NameSet {
-    pub fn once(&mut self, key: &str) -> ScimResult<()> {
-        if self.0.insert(key.to_ascii_lowercase()) {
-            Ok(())
-        } else {
-            Err(ScimError::InvalidSyntax(format!(
-                "'{key}' is given twice (attribute names are case-insensitive)"
-            )))
+/// Refuses an object that names one attribute twice: names are
+/// case-insensitive, so `displayName` and `DISPLAYNAME` name one attribute,
+/// and which would win is an accident of parsing. (Identical keys are merged
+/// by the JSON parser before this sees them, the last one kept.) Objects
+/// are small, and this runs inside the store's write for a PATCH: pairs are
+/// compared without allocating up to 32 keys, a set is built past that.
+pub fn names_once(map: &Map<String, Value>) -> ScimResult<()> {
+    let twice = |key: &str| {
+        Err(ScimError::InvalidSyntax(format!(
+            "'{key}' is given twice (attribute names are case-insensitive)"
+        )))
+    };
+    if map.len() <= 32 {
+        for (i, a) in map.keys().enumerate() {
+            if map.keys().skip(i + 1).any(|b| a.eq_ignore_ascii_case(b)) {
+                return twice(a);
+            }
+        }
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(map.len());
+        for key in map.keys() {
+            if !seen.insert(key.to_ascii_lowercase()) {
+                return twice(key);
+            }
         }
     }
+    Ok(())
 }
 
 /// Case-insensitive lookup of a key in a JSON object.
@@ -297,5 +305,59 @@ pub fn check_message_schema(map: &Map<String, Value>, urn: &str) -> ScimResult<(
         Err(ScimError::InvalidSyntax(format!(
             "'schemas' must contain {urn}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(keys: &[String]) -> Map<String, Value> {
+        keys.iter().map(|k| (k.clone(), json!(1))).collect()
+    }
+
+    #[test]
+    fn a_name_twice_in_small_and_large_objects() {
+        for size in [3, 40] {
+            let mut keys: Vec<String> = (0..size).map(|i| format!("attr{i}")).collect();
+            assert!(names_once(&object(&keys)).is_ok(), "{size}");
+            keys.push(format!("ATTR{}", size - 1));
+            let err = names_once(&object(&keys)).unwrap_err();
+            assert!(
+                matches!(err, ScimError::InvalidSyntax(_)),
+                "{size}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_value_whatever_its_spelling() {
+        let when: Attribute =
+            serde_json::from_value(json!({"name": "when", "type": "dateTime"})).unwrap();
+        assert!(same(
+            &when,
+            &json!("2024-01-02T03:04:05Z"),
+            &json!("2024-01-02T04:04:05+01:00")
+        ));
+        assert!(!same(
+            &when,
+            &json!("2024-01-02T03:04:05Z"),
+            &json!("2024-01-02T03:04:06Z")
+        ));
+        let count: Attribute =
+            serde_json::from_value(json!({"name": "n", "type": "integer"})).unwrap();
+        assert!(!same(
+            &count,
+            &json!(9_007_199_254_740_993_i64),
+            &json!(9_007_199_254_740_992_i64)
+        ));
+        let tags: Attribute =
+            serde_json::from_value(json!({"name": "tags", "type": "string", "multiValued": true}))
+                .unwrap();
+        assert!(same(&tags, &json!(["a", "B"]), &json!(["b", "A"])));
+        assert!(!same(&tags, &json!(["a", "a"]), &json!(["a", "b"])));
     }
 }
