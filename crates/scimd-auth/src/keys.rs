@@ -1,7 +1,10 @@
 //! Signing keys: Ed25519, generated on first start and kept in the store so
 //! that every scimd on one store signs and verifies with the same keys.
 //! A new key is made every rotation period; old ones stay published until
-//! every token they signed has expired (the overlap).
+//! every token they signed has expired (the overlap). A new key is published
+//! before it signs anything (`publish_delay`, longer than two refreshes of
+//! the other replicas), so that every replica knows it by the time one of its
+//! tokens arrives.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -52,16 +55,24 @@ pub struct KeyRing {
     rotation: Duration,
     /// How long a retired key stays valid for verification.
     overlap: Duration,
+    /// How long a new key is only published before it signs.
+    publish_delay: Duration,
     ring: RwLock<Ring>,
     last_reload: std::sync::Mutex<Option<Instant>>,
 }
 
 impl KeyRing {
-    pub fn new(store: Arc<dyn Store>, rotation: Duration, overlap: Duration) -> KeyRing {
+    pub fn new(
+        store: Arc<dyn Store>,
+        rotation: Duration,
+        overlap: Duration,
+        publish_delay: Duration,
+    ) -> KeyRing {
         KeyRing {
             store,
             rotation,
             overlap,
+            publish_delay,
             ring: RwLock::new(Ring {
                 active: None,
                 verify: HashMap::new(),
@@ -94,7 +105,10 @@ impl KeyRing {
             keys.push(key);
         }
         let newest = keys.iter().map(|k| k.created).max().unwrap_or(now);
-        let keep_for = self.rotation.as_secs() + self.overlap.as_secs();
+        // A key signs from publish_delay after its creation until its
+        // successor does, and its tokens live the overlap after that.
+        let keep_for =
+            self.rotation.as_secs() + self.publish_delay.as_secs() + self.overlap.as_secs();
         for key in &keys {
             if key.created < newest && key.created + keep_for < now {
                 self.store.record_delete(KIND, &key.kid).await?;
@@ -119,10 +133,16 @@ impl KeyRing {
                 "use": "sig", "alg": "EdDSA",
             }));
         }
-        let active = match keys
+        // The newest key published long enough ago; else the oldest (on a
+        // first start the only one: no other replica has tokens yet).
+        let published_before = unix_now().saturating_sub(self.publish_delay.as_secs());
+        let by_age = |a: &&StoredKey, b: &&StoredKey| (a.created, &a.kid).cmp(&(b.created, &b.kid));
+        let signing = keys
             .iter()
-            .max_by(|a, b| (a.created, &a.kid).cmp(&(b.created, &b.kid)))
-        {
+            .filter(|k| k.created <= published_before)
+            .max_by(by_age)
+            .or_else(|| keys.iter().min_by(by_age));
+        let active = match signing {
             Some(key) => {
                 let der = STANDARD
                     .decode(&key.pkcs8)

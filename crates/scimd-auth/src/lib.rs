@@ -169,7 +169,15 @@ impl Auth {
         let scopes = Scopes::new(config.scope_prefix.clone());
         let known_scopes = scopes.all(endpoints.iter().map(String::as_str));
         let overlap = config.token_lifetime + Duration::from_secs(60);
-        let ring = Arc::new(KeyRing::new(store.clone(), config.key_rotation, overlap));
+        // Two refreshes of every other replica, and two seconds for the
+        // clocks and the whole seconds keys are dated in.
+        let publish_delay = config.refresh_every * 2 + Duration::from_secs(2);
+        let ring = Arc::new(KeyRing::new(
+            store.clone(),
+            config.key_rotation,
+            overlap,
+            publish_delay,
+        ));
         let tokens = Tokens::new(
             ring.clone(),
             config.issuer.clone(),

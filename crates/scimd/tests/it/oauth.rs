@@ -600,6 +600,37 @@ async fn replicas_share_tokens_and_the_protection_switch() {
     b.stop().await;
 }
 
+/// Replicas rotating keys every two seconds: a token fresh from one is
+/// accepted at once by the other, through every rotation (a new key is
+/// published before it signs, so the other replica already knows it).
+#[tokio::test]
+async fn replicas_accept_each_others_tokens_through_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = |c: &mut scimd::Config| {
+        c.base_url = Some("https://scim.example.test".into());
+        c.auth.key_rotation_secs = 2;
+        c.auth.refresh_ms = 500;
+    };
+    let a = Server::start_with(dir.path(), fast).await;
+    let b = Server::start_with(dir.path(), fast).await;
+    let started = Instant::now();
+    let mut kids = std::collections::BTreeSet::new();
+    let mut checked = 0;
+    while started.elapsed() < Duration::from_secs(7) {
+        for (issuer, verifier) in [(&a, &b), (&b, &a)] {
+            let t = token_for(issuer, &format!("{PREFIX}users.read")).await;
+            kids.insert(kid(&t));
+            let (st, _, v) = send(verifier, Method::GET, "/Users?count=0", Some(&t), None).await;
+            assert_eq!(st, StatusCode::OK, "after {:?}: {v}", started.elapsed());
+            checked += 1;
+        }
+    }
+    assert!(kids.len() >= 2, "no rotation in 7 s: {kids:?}");
+    assert!(checked > 20, "{checked}");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn bootstrap_client_and_client_commands() {
     let dir = tempfile::tempdir().unwrap();
