@@ -52,6 +52,9 @@ impl GrantError {
             GrantError::UnsupportedGrantType => "unsupported_grant_type",
             GrantError::InvalidScope(_) => "invalid_scope",
             GrantError::SlowDown { .. } => "slow_down",
+            GrantError::Internal(AuthError::Store(StoreError::Unavailable(_))) => {
+                "temporarily_unavailable"
+            }
             GrantError::Internal(_) => "server_error",
         }
     }

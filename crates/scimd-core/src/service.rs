@@ -926,6 +926,10 @@ impl From<StoreError> for ScimError {
                 ScimError::InvalidValue(format!("member '{id}' does not exist"))
             }
             StoreError::Conflict => ScimError::Unavailable("write conflict; retry".into()),
+            // The cause was logged by the store; clients learn to retry.
+            StoreError::Unavailable(_) => {
+                ScimError::Unavailable("the store cannot be reached for now; retry".into())
+            }
             StoreError::Backend(detail) => ScimError::Internal(detail),
         }
     }

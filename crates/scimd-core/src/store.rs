@@ -29,6 +29,10 @@ pub enum StoreError {
     /// A write collided with a concurrent one and may be retried.
     #[error("write conflict, retry")]
     Conflict,
+    /// The backend cannot be reached for now (connection refused or lost,
+    /// server shutting down); a retry may succeed. The text is for logs.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The backend failed; the text is for logs, not clients.
     #[error("storage failure: {0}")]
     Backend(String),

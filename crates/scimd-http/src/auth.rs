@@ -11,8 +11,9 @@ use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use scimd_auth::{Denied, GrantError, Need, TokenRequest};
+use scimd_auth::{AuthError, Denied, GrantError, Need, TokenRequest};
 use scimd_core::ScimError;
+use scimd_core::store::StoreError;
 use serde_json::json;
 
 use crate::extract::{self, TooLarge};
@@ -221,6 +222,9 @@ fn grant_error(e: &GrantError) -> Response {
         GrantError::InvalidClient => StatusCode::UNAUTHORIZED,
         GrantError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
         GrantError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        GrantError::Internal(AuthError::Store(StoreError::Unavailable(_))) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         GrantError::Internal(inner) => {
             tracing::error!(error = %inner, "token endpoint failure");
             StatusCode::INTERNAL_SERVER_ERROR
@@ -228,6 +232,9 @@ fn grant_error(e: &GrantError) -> Response {
         _ => StatusCode::BAD_REQUEST,
     };
     let description = match e {
+        GrantError::Internal(AuthError::Store(StoreError::Unavailable(_))) => {
+            "the store cannot be reached for now; retry".to_string()
+        }
         GrantError::Internal(_) => "internal error; see the server log".to_string(),
         other => other.to_string(),
     };

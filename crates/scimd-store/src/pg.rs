@@ -105,10 +105,35 @@ impl Fail {
         }
         match self {
             Fail::Store(e) => e,
+            Fail::Db(e) if unreachable(&e) => cannot_reach(describe(&e)),
             Fail::Db(e) => StoreError::Backend(describe(&e)),
             Fail::Retry => StoreError::Conflict,
         }
     }
+}
+
+/// Whether a database error means the server cannot be reached for now
+/// (connection lost or refused, server shutting down or starting), which a
+/// client may retry, rather than a failure of the request itself.
+fn unreachable(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(c) => {
+            c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        }
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+/// The store is out of reach: logged here with its cause, answered 503.
+fn cannot_reach(detail: String) -> StoreError {
+    tracing::warn!(%detail, "PostgreSQL cannot be reached");
+    StoreError::Unavailable(detail)
 }
 
 /// An error and its causes, `outer: inner: …` (a failed TLS handshake says
@@ -250,12 +275,10 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, Fail> {
-        self.pool.get().await.map_err(|e| {
-            Fail::Store(StoreError::Backend(format!(
-                "database connection: {}",
-                chain(&e)
-            )))
-        })
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Fail::Store(cannot_reach(format!("database connection: {}", chain(&e)))))
     }
 
     /// Applies the missing migrations. Several servers may start at once:

@@ -9,6 +9,7 @@
 //! stores (`transfer`).
 
 include!("../it/modules.rs");
+mod outage;
 mod replicas;
 mod transfer;
 
