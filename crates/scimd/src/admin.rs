@@ -7,10 +7,10 @@ use std::sync::Arc;
 use scimd_auth::{Auth, Mode};
 use serde_json::{Value, json};
 
-use crate::{Config, auth_config, open_store, scope_endpoints};
+use crate::{Config, auth_config, open_existing_store, scope_endpoints};
 
 async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core::store::Store>)> {
-    let (store, _) = open_store(config).await?;
+    let (store, _) = open_existing_store(config).await?;
     let registry = crate::load_registry(config)?;
     let base = config
         .base_url

@@ -295,6 +295,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Stri
     })
 }
 
+/// The store of a command that reads or changes an existing one (export,
+/// `client`, `token`, `protection`): a `--data-dir` without a database is a
+/// mistake (a mistyped path would otherwise get a new empty store and, for
+/// export, a "successful" backup of nothing). Only `serve` and `import`
+/// create a store.
+pub async fn open_existing_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    if let Database::Sqlite(path) = database(config)?
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "no scimd store at {}: check --data-dir (or start scimd there first)",
+            path.display()
+        );
+    }
+    open_store(config).await
+}
+
 /// The built-in schemas plus those of `config.schemas_dir`. A problem names
 /// the file and what is wrong with it.
 pub fn load_registry(config: &Config) -> anyhow::Result<Registry> {
@@ -326,7 +343,7 @@ pub fn load_registry(config: &Config) -> anyhow::Result<Registry> {
 /// `scimd export`: the store `config` names, as NDJSON to `path` (`-` is
 /// standard output); returns the number of resources.
 pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
-    let (store, _) = open_store(config).await?;
+    let (store, _) = open_existing_store(config).await?;
     let registry = load_registry(config)?;
     let mut out: Box<dyn Write + Send> = if path == Path::new("-") {
         Box::new(BufWriter::new(std::io::stdout()))
@@ -341,8 +358,7 @@ pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::
 /// `scimd import`: an export read from `path` (`-` is standard input) into
 /// the (empty) store `config` names; returns the number of resources.
 pub async fn import_from(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
-    let (store, _) = open_store(config).await?;
-    let registry = load_registry(config)?;
+    // The input first: a missing file must not leave a new empty store.
     let input: Box<dyn std::io::BufRead + Send> = if path == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -350,6 +366,8 @@ pub async fn import_from(config: &Config, path: &Path, progress: bool) -> anyhow
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
         ))
     };
+    let registry = load_registry(config)?;
+    let (store, _) = open_store(config).await?;
     transfer::import(&*store, &registry, input, progress).await
 }
 

@@ -810,3 +810,36 @@ async fn external_authorization_server() {
 async fn s_call(s: &Server) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     s.call(Method::GET, "/Users", None).await
 }
+
+/// Commands that read or change a store refuse a data directory without
+/// one (a mistyped path) instead of making an empty store; import of a
+/// missing file leaves nothing behind. (SQLite: a PostgreSQL URL names a
+/// database that exists or fails to connect.)
+#[tokio::test]
+async fn commands_refuse_a_data_dir_without_a_store() {
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("typo");
+    if crate::harness::database_url(&missing).await.is_some() {
+        return;
+    }
+    for args in [
+        vec!["export", "--file", "-"],
+        vec!["client", "list"],
+        vec!["protection", "show"],
+        vec!["import", "--file", "/nonexistent/export.ndjson"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&missing)
+            .env("RUST_LOG", "warn")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            !missing.join("scimd.sqlite3").exists(),
+            "{args:?} made a store"
+        );
+    }
+}
