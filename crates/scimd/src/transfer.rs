@@ -4,13 +4,22 @@
 //! page at a time and written a batch at a time.
 //!
 //! The stream, one JSON object per line:
-//! 1. `{"scimd_export": 1, "resources": N}` (N sizes the progress bar);
+//! 1. `{"scimd_export": 2, "resources": N}` (N, counted before the export
+//!    reads, sizes the progress bar);
 //! 2. `{"resource": {"resourceType", "id", "version", "created", "modified", "data"}}`
 //!    for every resource, in insertion order (which the import keeps);
 //! 3. `{"members": {"resourceType", "id", "members": [{"value", "type", "display"}]}}`
 //!    for every group with members, after all resources, so that each member
 //!    exists when its group's line is read;
-//! 4. `{"record": {"kind", "id", "data"}}` for each operational record.
+//! 4. `{"record": {"kind", "id", "data"}}` for each operational record;
+//! 5. `{"end": {"lines": K}}`, K the number of lines 2 to 4: an import
+//!    refuses a stream without it (a cut file, a broken pipe). Format 1
+//!    exports, written before this line existed, are read without it but
+//!    must hold the resources their header announces.
+//!
+//! An import that fails half-way leaves what it wrote; it says so, and the
+//! store must be emptied before the next attempt (import only fills an
+//! empty store).
 
 use std::io::{BufRead, Write};
 
@@ -24,7 +33,7 @@ use serde_json::{Map, Value};
 
 /// Operational record kinds that travel with the resources.
 pub const RECORD_KINDS: &[&str] = &["client", "signing_key", "setting"];
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Resources read per page, and restored per transaction.
 const PAGE: u64 = 500;
 /// Groups read per page when exporting memberships (each may carry many).
@@ -70,6 +79,12 @@ enum Line {
     Resource(ResourceLine),
     Members(MembersLine),
     Record(RecordLine),
+    End(EndLine),
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndLine {
+    lines: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -136,6 +151,7 @@ pub async fn export(
     )?;
     let bar = bar(progress, total, "exporting");
     let mut written = 0;
+    let mut lines = 0;
     let mut after = None;
     loop {
         let page = store
@@ -163,6 +179,7 @@ pub async fn export(
                     data: r.data,
                 }),
             )?;
+            lines += 1;
             written += 1;
             bar.inc(1);
         }
@@ -211,6 +228,7 @@ pub async fn export(
                         .collect(),
                 }),
             )?;
+            lines += 1;
         }
     }
     for kind in RECORD_KINDS {
@@ -223,8 +241,10 @@ pub async fn export(
                     data: record.data,
                 }),
             )?;
+            lines += 1;
         }
     }
+    write_line(out, &Line::End(EndLine { lines }))?;
     out.flush()?;
     bar.finish();
     Ok(written)
@@ -241,30 +261,67 @@ pub async fn import(
     if count(store, all_types(registry)).await? > 0 {
         bail!("the target store already holds resources: import needs an empty one");
     }
-    let member_types = registry.member_types();
     let mut lines = input.lines();
     let header: Header = match lines.next() {
         Some(line) => serde_json::from_str(&line?).context("line 1: not a scimd export header")?,
         None => bail!("empty input: not a scimd export"),
     };
-    if header.scimd_export != FORMAT {
+    if header.scimd_export != FORMAT && header.scimd_export != 1 {
         bail!(
             "export format {} is not supported (this scimd reads format {FORMAT})",
             header.scimd_export
         );
     }
     let bar = bar(progress, header.resources, "importing");
+    let outcome = import_lines(store, registry, lines, &header, &bar).await;
+    bar.finish();
+    match outcome {
+        Ok(imported) => Ok(imported),
+        Err(e) if count(store, all_types(registry)).await.unwrap_or(1) > 0 => Err(e.context(
+            "the import stopped half-way and the store holds part of it: \
+             empty the store (for SQLite, delete scimd.sqlite3 in the data directory) \
+             before importing again",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+async fn import_lines(
+    store: &dyn Store,
+    registry: &Registry,
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    header: &Header,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let member_types = registry.member_types();
     let mut batch = Vec::new();
     let mut imported = 0;
+    let mut read = 0u64;
+    let mut ended = false;
     for (i, line) in lines.enumerate() {
         let number = i + 2;
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
+        if ended {
+            bail!("line {number}: data after the end line");
+        }
         let parsed: Line =
             serde_json::from_str(&line).with_context(|| format!("line {number}: invalid"))?;
+        if !matches!(parsed, Line::End(_)) {
+            read += 1;
+        }
         match parsed {
+            Line::End(end) => {
+                if end.lines != read {
+                    bail!(
+                        "line {number}: the export announces {} lines, {read} were read",
+                        end.lines
+                    );
+                }
+                ended = true;
+            }
             Line::Resource(r) => {
                 let rt = registry
                     .by_name(&r.resource_type)
@@ -284,11 +341,11 @@ pub async fn import(
                     created,
                 });
                 if batch.len() as u64 >= PAGE {
-                    imported += flush(store, &mut batch, &bar).await?;
+                    imported += flush(store, &mut batch, bar).await?;
                 }
             }
             Line::Members(g) => {
-                imported += flush(store, &mut batch, &bar).await?;
+                imported += flush(store, &mut batch, bar).await?;
                 let members = g
                     .members
                     .into_iter()
@@ -304,7 +361,7 @@ pub async fn import(
                     .with_context(|| format!("line {number}: members of {}", g.id))?;
             }
             Line::Record(r) => {
-                imported += flush(store, &mut batch, &bar).await?;
+                imported += flush(store, &mut batch, bar).await?;
                 store
                     .record_put(
                         &r.kind,
@@ -317,8 +374,18 @@ pub async fn import(
             }
         }
     }
-    imported += flush(store, &mut batch, &bar).await?;
-    bar.finish();
+    imported += flush(store, &mut batch, bar).await?;
+    if header.scimd_export >= 2 && !ended {
+        bail!("the export has no end line: it was cut short (a partial file or a broken pipe)");
+    }
+    // Format 1 has no end line: its header's count (taken before the
+    // resources were read, so exact only for a quiet store) is the check.
+    if header.scimd_export == 1 && imported != header.resources {
+        bail!(
+            "the export announces {} resources, {imported} were read: it was cut short",
+            header.resources
+        );
+    }
     Ok(imported)
 }
 

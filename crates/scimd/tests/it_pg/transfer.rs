@@ -188,10 +188,30 @@ async fn sqlite_to_postgres_to_sqlite_is_lossless() {
     );
     assert_eq!(
         a.lines().count(),
-        1 + 11 + 2 + 4,
+        1 + 11 + 2 + 4 + 1,
         "header, resources, 2 groups, 4 records (the test's, and the server's bundled client, \
-         its bootstrap marker and signing key: OAuth state moves with the data)"
+         its bootstrap marker and signing key: OAuth state moves with the data), end"
     );
+    // A stream cut short is refused, and says when it left part behind.
+    let all: Vec<&str> = a.lines().collect();
+    for (keep, partial) in [(all.len() - 1, true), (6, true), (1, false)] {
+        let cut_dir = tempfile::tempdir().unwrap();
+        let cut = cut_dir.path().join("cut.ndjson");
+        std::fs::write(&cut, all[..keep].join("\n") + "\n").unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            scimd::import_from(&sqlite(store.path()), &cut, false)
+                .await
+                .unwrap_err()
+        );
+        assert!(err.contains("cut short"), "{keep} lines: {err}");
+        assert_eq!(
+            err.contains("holds part of it"),
+            partial,
+            "{keep} lines: {err}"
+        );
+    }
     assert_eq!(a, b, "SQLite and PostgreSQL export the same stream");
     assert_eq!(b, c, "and so does SQLite after the round trip");
 
