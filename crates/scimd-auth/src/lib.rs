@@ -278,8 +278,19 @@ impl Auth {
         address: &str,
     ) -> Result<Value, GrantError> {
         self.authenticate_client(basic, request, address).await?;
-        Ok(match self.tokens.verify(token).await {
-            Ok(grant) => json!({
+        let grant = match self.tokens.verify(token).await {
+            Ok(grant) => Some(grant),
+            Err(_) => None,
+        };
+        // Tokens are verified without the store on every request (they stay
+        // valid until they expire); introspection, asked rarely and about one
+        // token, also tells that its client was deleted since (RFC 7662).
+        let grant = match grant {
+            Some(g) if self.clients.get(&g.client_id).await?.is_none() => None,
+            other => other,
+        };
+        Ok(match grant {
+            Some(grant) => json!({
                 "active": true,
                 "scope": grant.scopes.iter().map(String::as_str).collect::<Vec<_>>().join(" "),
                 "client_id": grant.client_id,
@@ -289,7 +300,7 @@ impl Auth {
                 "aud": self.config.audience,
                 "token_type": "Bearer",
             }),
-            Err(_) => json!({ "active": false }),
+            None => json!({ "active": false }),
         })
     }
 

@@ -41,6 +41,18 @@ fn scope_set(scopes: &[String], auth: &Auth) -> anyhow::Result<BTreeSet<String>>
             }
         })
         .collect();
+    // A scope no route needs would grant nothing: a typo, refused here
+    // rather than found when the client is refused.
+    if let Some(unknown) = set.iter().find(|s| !auth.known_scopes().contains(*s)) {
+        anyhow::bail!(
+            "unknown scope '{unknown}'; the scopes are: {}",
+            auth.known_scopes()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     Ok(set)
 }
 
@@ -51,6 +63,15 @@ pub async fn client_create(
     client_id: Option<&str>,
     scopes: &[String],
 ) -> anyhow::Result<Value> {
+    if name.trim().is_empty() {
+        anyhow::bail!("a client needs a name");
+    }
+    // HTTP Basic splits its credentials at the first colon.
+    if let Some(id) = client_id
+        && (id.trim().is_empty() || id.contains(':') || id.chars().any(char::is_control))
+    {
+        anyhow::bail!("a client id must be non-empty, without ':' or control characters");
+    }
     let (auth, _) = open_auth(config).await?;
     let scopes = scope_set(scopes, &auth)?;
     let credentials = auth.clients().create(name, client_id, scopes).await?;

@@ -843,3 +843,53 @@ async fn commands_refuse_a_data_dir_without_a_store() {
         );
     }
 }
+
+/// `client create` refuses what would make a useless or unusable client;
+/// a deleted client's tokens still pass until they expire (they are
+/// verified without the store) but introspection reports them inactive.
+#[tokio::test]
+async fn client_commands_check_their_input_and_introspection_sees_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    for args in [
+        vec!["client", "create", "typo", "--scopes", "users.raed"],
+        vec!["client", "create", "evil", "--scopes", "https://evil.example/users.read"],
+        vec!["client", "create", " "],
+        vec!["client", "create", "colon", "--client-id", "a:b"],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+        cmd.args(&args).arg("--data-dir").arg(dir.path());
+        if let Some(url) = crate::harness::database_url(dir.path()).await {
+            cmd.args(["--database-url", &url]);
+        }
+        let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+    }
+    let created = scim_bin(
+        &["client", "create", "leaving", "--scopes", "users.read"],
+        dir.path(),
+    )
+    .await;
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    let token = fetch_token(&s.anonymous, &s.root, &id, &secret, None).await;
+    let introspect = |token: String| {
+        let s = &s;
+        async move {
+            s.anonymous
+                .post(format!("{}/oauth/introspect", s.root))
+                .basic_auth(&s.client_id, Some(&s.client_secret))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(introspect(token.clone()).await["active"], true);
+    scim_bin(&["client", "delete", &id], dir.path()).await;
+    assert_eq!(introspect(token.clone()).await["active"], false);
+    s.stop().await;
+}
