@@ -278,10 +278,7 @@ impl Auth {
         address: &str,
     ) -> Result<Value, GrantError> {
         self.authenticate_client(basic, request, address).await?;
-        let grant = match self.tokens.verify(token).await {
-            Ok(grant) => Some(grant),
-            Err(_) => None,
-        };
+        let grant = self.tokens.verify(token).await.ok();
         // Tokens are verified without the store on every request (they stay
         // valid until they expire); introspection, asked rarely and about one
         // token, also tells that its client was deleted since (RFC 7662).
