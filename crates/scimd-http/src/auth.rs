@@ -38,13 +38,7 @@ pub async fn guard(
         Some(e) if state.service.registry().by_endpoint(e).is_none() => Need::AnyToken,
         _ => need,
     };
-    if request
-        .headers()
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
+    if several_credentials(request.headers()) {
         // RFC 6750 section 3.1: more than one credential is invalid_request,
         // not "the first one wins".
         let mut response = ApiError(ScimError::BadRequest(
@@ -105,6 +99,16 @@ pub fn refusal(denied: &Denied) -> Response {
     response
 }
 
+/// More than one `Authorization` header: which one counts would be a guess
+/// (RFC 6750 section 3.1 and RFC 6749 section 3.2 make it invalid_request).
+fn several_credentials(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+}
+
 /// Keeps a text inside an auth-param quoted string.
 fn quoted(text: &str) -> String {
     text.chars()
@@ -130,13 +134,7 @@ async fn client_form(request: Request) -> Result<ClientForm, Response> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
-    if request
-        .headers()
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
+    if several_credentials(request.headers()) {
         return Err(grant_error(&GrantError::InvalidRequest(
             "use one Authorization header".into(),
         )));
