@@ -196,13 +196,31 @@ pub fn scope_endpoints(registry: &Registry) -> Vec<String> {
     endpoints
 }
 
+/// The public URL goes into every `location`, `$ref` and token issuer: it
+/// must be an absolute http(s) URL, or clients get links they cannot follow.
+fn check_base_url(base: &str) -> anyhow::Result<()> {
+    let uri: axum::http::Uri = base
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--base-url {base:?} is not a URL: {e}"))?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !web || uri.authority().is_none() {
+        anyhow::bail!("--base-url {base:?} must be an absolute http:// or https:// URL");
+    }
+    Ok(())
+}
+
 /// The auth layer's settings for a server whose public URL is `base`.
 pub fn auth_config(config: &Config, base: &str) -> anyhow::Result<AuthConfig> {
     let options = &config.auth;
     let issuer = options.issuer.clone().unwrap_or_else(|| base.to_string());
     let mut auth = AuthConfig::new(issuer, format!("{base}/scim/v2"));
     auth.scope_prefix = options.scope_prefix.clone();
-    auth.token_lifetime = Duration::from_secs(options.token_lifetime_secs.max(1));
+    if options.token_lifetime_secs == 0 {
+        anyhow::bail!(
+            "token_lifetime_secs must be at least 1: a token of 0 s is expired when issued"
+        );
+    }
+    auth.token_lifetime = Duration::from_secs(options.token_lifetime_secs);
     auth.key_rotation = Duration::from_secs(options.key_rotation_secs.max(1));
     auth.public_discovery = options.public_discovery;
     auth.refresh_every = Duration::from_millis(options.refresh_ms.max(50));
@@ -393,6 +411,7 @@ pub async fn serve(
         })
         .trim_end_matches('/')
         .to_string();
+    check_base_url(&base)?;
     let auth = start_auth(&config, store.clone(), &registry, &base, local).await?;
     let service = ResourceService::new(
         store,

@@ -893,3 +893,33 @@ async fn client_commands_check_their_input_and_introspection_sees_deletions() {
     assert_eq!(introspect(token.clone()).await["active"], false);
     s.stop().await;
 }
+
+/// Settings that would make every answer wrong stop the server at start.
+#[tokio::test]
+async fn the_server_refuses_settings_it_cannot_honour() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [
+        ("--base-url", "not-a-url"),
+        ("--base-url", "ftp://scim.example.test"),
+        ("--token-lifetime-secs", "0"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+        cmd.args(["--listen", "127.0.0.1:0", flag, value])
+            .arg("--data-dir")
+            .arg(dir.path());
+        if let Some(url) = crate::harness::database_url(dir.path()).await {
+            cmd.args(["--database-url", &url]);
+        }
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::from(cmd).output(),
+        )
+        .await
+        .expect("exits instead of serving")
+        .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag.trim_start_matches("--").replace('-', "_").as_str())
+            || stderr.contains(flag), "{stderr}");
+    }
+}
