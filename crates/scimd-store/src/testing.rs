@@ -1,5 +1,6 @@
 //! A PostgreSQL for tests (feature `testing`; the store's own tests include
-//! this file by path). `SCIMD_TEST_DATABASE_URL` names a server to use;
+//! this file by path). `SCIMD_TEST_DATABASE_URL` names a server to use
+//! (`SCIMD_TEST_DATABASE_CA`: the CA of its TLS certificate, if any);
 //! otherwise the PostgreSQL binaries found on this machine start a
 //! throwaway cluster, once per test process, on a free loopback port. A
 //! watcher process stops it and deletes its files when the test process is
@@ -32,7 +33,10 @@ pub fn shared(tmp: &Path) -> Result<&'static TestPostgres, String> {
         .get_or_init(|| match std::env::var("SCIMD_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => Ok(TestPostgres {
                 admin_url: url,
-                ca_file: None,
+                // The CA of that server's certificate, when it has TLS on.
+                ca_file: std::env::var_os("SCIMD_TEST_DATABASE_CA")
+                    .filter(|ca| !ca.is_empty())
+                    .map(PathBuf::from),
             }),
             _ => launch(tmp),
         })
