@@ -390,11 +390,7 @@ fn done_from(status: u16, r: &Resource) -> Done {
             .and_then(|m| m.get("location"))
             .and_then(Value::as_str)
             .map(str::to_string),
-        version: Some(
-            meta.and_then(|m| m.get("version"))
-                .and_then(Value::as_str)
-                .map_or_else(|| crate::resource::etag(r.version), str::to_string),
-        ),
+        version: Some(r.tag()),
     }
 }
 

@@ -62,6 +62,19 @@ pub struct Resource {
     pub doc: Map<String, Value>,
 }
 
+impl Resource {
+    /// Its entity tag: the rendered `meta.version` (which carries the
+    /// computed groups' digest when they show), as ETag and Bulk's
+    /// `version` must equal it.
+    pub fn tag(&self) -> String {
+        self.doc
+            .get("meta")
+            .and_then(|m| m.get("version"))
+            .and_then(Value::as_str)
+            .map_or_else(|| crate::resource::etag(self.version), str::to_string)
+    }
+}
+
 /// A page of rendered resources.
 #[derive(Debug, Clone)]
 pub struct ResourcePage {

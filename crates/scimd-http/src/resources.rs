@@ -50,7 +50,7 @@ pub fn single(status: StatusCode, resource: Resource, projection: &Projection) -
         .and_then(|m| m.get("location"))
         .and_then(Value::as_str)
         .map(str::to_string);
-    let tag = tag_of(&resource);
+    let tag = resource.tag();
     let doc = projection.apply(&resource.resource_type, resource.doc);
     let mut r = scim_json(status, &Value::Object(doc));
     if let Ok(v) = HeaderValue::from_str(&tag) {
@@ -62,17 +62,6 @@ pub fn single(status: StatusCode, resource: Resource, projection: &Projection) -
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
-}
-
-/// The entity tag of a representation: its `meta.version` (which carries
-/// the computed groups' digest when they show), as the ETag must equal it.
-fn tag_of(resource: &Resource) -> String {
-    resource
-        .doc
-        .get("meta")
-        .and_then(|m| m.get("version"))
-        .and_then(Value::as_str)
-        .map_or_else(|| etag(resource.version), str::to_string)
 }
 
 pub fn projection(
@@ -118,7 +107,7 @@ pub(crate) async fn read_resource(
 ) -> Result<Response, ApiError> {
     let p = projection(rt, params)?;
     let resource = state.service.get(rt, id, &p).await?;
-    let tag = tag_of(&resource);
+    let tag = resource.tag();
     if Tags::of(headers, &header::IF_NONE_MATCH).is_some_and(|tags| tags.names_tag(&tag)) {
         let mut r = status_only(StatusCode::NOT_MODIFIED);
         if let Ok(v) = HeaderValue::from_str(&tag) {
