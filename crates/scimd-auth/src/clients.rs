@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use rand::rngs::OsRng;
-use scimd_core::store::{Record, Store};
+use scimd_core::store::{Record, RecordStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -50,7 +50,7 @@ pub struct Credentials {
 
 /// The clients of one store.
 pub struct Clients {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RecordStore>,
     /// Secrets that verified recently: client id -> (SHA-256 of the secret,
     /// the argon2 hash it verified against). Argon2 is what protects a
     /// stolen database; a secret of 256 random bits cannot be guessed from a
@@ -61,7 +61,7 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(store: Arc<dyn Store>) -> Clients {
+    pub fn new(store: Arc<dyn RecordStore>) -> Clients {
         Clients {
             store,
             verified: Mutex::new(HashMap::new()),

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use rand::rngs::OsRng;
-use scimd_core::store::{Record, Store};
+use scimd_core::store::{Record, RecordStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -51,7 +51,7 @@ struct Ring {
 
 /// The keys of one store, cached and refreshed.
 pub struct KeyRing {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RecordStore>,
     rotation: Duration,
     /// How long a retired key stays valid for verification.
     overlap: Duration,
@@ -63,7 +63,7 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn RecordStore>,
         rotation: Duration,
         overlap: Duration,
         publish_delay: Duration,

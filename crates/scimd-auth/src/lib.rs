@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use scimd_core::store::{Record, Store};
+use scimd_core::store::{Record, RecordStore};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -121,7 +121,7 @@ pub struct TokenResponse {
 /// The auth layer of one server.
 pub struct Auth {
     config: AuthConfig,
-    store: Arc<dyn Store>,
+    store: Arc<dyn RecordStore>,
     scopes: Scopes,
     /// Every SCIM scope this server knows.
     known_scopes: BTreeSet<String>,
@@ -137,7 +137,7 @@ impl Auth {
     /// Loads (or makes) the signing keys and the protection mode, and keeps
     /// both refreshed from the store while the returned value lives.
     pub async fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn RecordStore>,
         config: AuthConfig,
         endpoints: &[String],
     ) -> Result<Arc<Auth>, AuthError> {
@@ -165,7 +165,7 @@ impl Auth {
     }
 
     /// The auth layer without background refresh, for command-line tools.
-    pub fn open(store: Arc<dyn Store>, config: AuthConfig, endpoints: &[String]) -> Auth {
+    pub fn open(store: Arc<dyn RecordStore>, config: AuthConfig, endpoints: &[String]) -> Auth {
         let scopes = Scopes::new(config.scope_prefix.clone());
         let known_scopes = scopes.all(endpoints.iter().map(String::as_str));
         let overlap = config.token_lifetime + Duration::from_secs(60);

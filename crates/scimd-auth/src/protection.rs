@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use scimd_core::store::{Record, Store};
+use scimd_core::store::{Record, RecordStore};
 use serde_json::json;
 
 use crate::error::AuthError;
@@ -37,7 +37,7 @@ impl Mode {
 }
 
 /// The mode the store holds (`oauth` when never set).
-pub async fn read(store: &dyn Store) -> Result<Mode, AuthError> {
+pub async fn read(store: &dyn RecordStore) -> Result<Mode, AuthError> {
     let record = store.record_get(KIND, ID).await?;
     Ok(record
         .and_then(|r| {
@@ -49,7 +49,7 @@ pub async fn read(store: &dyn Store) -> Result<Mode, AuthError> {
         .unwrap_or(Mode::OAuth))
 }
 
-pub async fn write(store: &dyn Store, mode: Mode) -> Result<(), AuthError> {
+pub async fn write(store: &dyn RecordStore, mode: Mode) -> Result<(), AuthError> {
     store
         .record_put(
             KIND,
@@ -116,7 +116,11 @@ pub fn warn_bypass() {
 }
 
 /// Keeps `protection` in step with the store until `protection` is dropped.
-pub fn watch(store: Arc<dyn Store>, protection: &Arc<Protection>, every: std::time::Duration) {
+pub fn watch(
+    store: Arc<dyn RecordStore>,
+    protection: &Arc<Protection>,
+    every: std::time::Duration,
+) {
     let weak = Arc::downgrade(protection);
     tokio::spawn(async move {
         let mut last_warning = std::time::Instant::now();

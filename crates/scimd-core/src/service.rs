@@ -502,11 +502,7 @@ impl ResourceService {
             Precondition::Unmatchable => Some(-1),
         };
         let dependents = self.owned_by(rt, id)?;
-        match self
-            .store
-            .delete_with_dependents(rt.name(), id, expected, dependents)
-            .await
-        {
+        match self.store.delete(rt.name(), id, expected, dependents).await {
             Err(StoreError::NotFound) => Err(not_found(rt, id)),
             other => Ok(other?),
         }
@@ -721,15 +717,11 @@ impl ResourceService {
         expected: i64,
         projection: &Projection,
     ) -> Result<Resource, StoreError> {
-        let (stored, groups) = if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
-            let (stored, groups) = self
-                .store
-                .replace_with_groups(write, Some(expected))
-                .await?;
-            (stored, Some(groups))
-        } else {
-            (self.store.replace(write, Some(expected)).await?, None)
-        };
+        let with_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");
+        let (stored, groups) = self
+            .store
+            .replace(write, Some(expected), with_groups)
+            .await?;
         let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
         Ok(Resource {
             resource_type: rt.clone(),
@@ -746,7 +738,8 @@ impl ResourceService {
         projection: &Projection,
     ) -> ScimResult<Resource> {
         let groups = if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
-            Some(self.store.groups_of(&stored.id).await?)
+            let ids = [stored.id.clone()];
+            Some(self.store.groups_of(&ids).await?.pop().unwrap_or_default())
         } else {
             None
         };

@@ -184,13 +184,13 @@ pub struct Record {
 #[derive(Debug, Clone)]
 pub struct RestoredResource {
     /// `now` is the last modification; `members` is ignored (memberships
-    /// are restored after every resource, see [`Store::restore_members`]).
+    /// are restored after every resource, see [`RestoreStore::restore_members`]).
     pub write: ResourceWrite,
     pub version: i64,
     pub created: String,
 }
 
-/// One step of a read-modify-write ([`Store::modify`]): from the resource as
+/// One step of a read-modify-write ([`ResourceStore::modify`]): from the resource as
 /// stored, its replacement; `Ok(None)` when the replacement cannot be
 /// computed inside the store (it needs other I/O first): nothing is written.
 /// May be called more than once; only the last call's write is kept.
@@ -198,10 +198,10 @@ pub type Modification = Box<
     dyn FnMut(&StoredResource) -> Result<Option<ResourceWrite>, crate::error::ScimError> + Send,
 >;
 
-/// What a [`Store::modify`] wrote: the resource, and its groups when asked.
+/// What a [`ResourceStore::modify`] or [`ResourceStore::replace`] wrote: the resource, and its groups when asked.
 pub type Modified = (StoredResource, Option<Vec<GroupMembership>>);
 
-/// Why a [`Store::modify`] wrote nothing.
+/// Why a [`ResourceStore::modify`] wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ModifyError {
     #[error(transparent)]
@@ -212,13 +212,22 @@ pub enum ModifyError {
     Refused(crate::error::ScimError),
 }
 
-/// Persistence of SCIM resources. Every method is atomic; writes are durable
-/// when they return `Ok`.
+/// Persistence of SCIM resources, by role: each caller takes the narrowest
+/// trait that serves it (the SCIM service [`ResourceStore`] and
+/// [`MembershipStore`], authentication [`RecordStore`], `scimd import`
+/// [`RestoreStore`]). No method has a default: every store answers each one
+/// itself, in as few round trips as its engine allows (a page of users and
+/// their groups is never one query per user). Every method is atomic; writes
+/// are durable when they return `Ok`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ResourceStore + MembershipStore + RecordStore + RestoreStore + 'static {
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
 
+/// SCIM resources: writes, point reads and queries.
+#[async_trait]
+pub trait ResourceStore: Send + Sync {
     /// Inserts a new resource at version 1.
     async fn create(&self, write: ResourceWrite) -> Result<StoredResource, StoreError>;
 
@@ -230,26 +239,24 @@ pub trait Store: Send + Sync + 'static {
         with_members: bool,
     ) -> Result<Option<StoredResource>, StoreError>;
 
+    /// One resource and the groups it belongs to, read together from one
+    /// snapshot (the common `GET /Users/{id}`).
+    async fn get_with_groups(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError>;
+
     /// Replaces a resource's document (compare-and-swap on `expected_version`
-    /// when given) and bumps its version.
+    /// when given) and bumps its version; `with_groups` also returns the
+    /// groups the resource belongs to afterwards (for an answer that shows
+    /// computed `groups`), read inside the write.
     async fn replace(
         &self,
         write: ResourceWrite,
         expected_version: Option<i64>,
-    ) -> Result<StoredResource, StoreError>;
-
-    /// [`Store::replace`], and the groups the resource belongs to after it
-    /// (for an answer that shows computed `groups`). Stores may read them
-    /// inside the write, where the pages are at hand.
-    async fn replace_with_groups(
-        &self,
-        write: ResourceWrite,
-        expected_version: Option<i64>,
-    ) -> Result<(StoredResource, Vec<GroupMembership>), StoreError> {
-        let stored = self.replace(write, expected_version).await?;
-        let groups = self.groups_of(&stored.id).await?;
-        Ok((stored, groups))
-    }
+        with_groups: bool,
+    ) -> Result<Modified, StoreError>;
 
     /// Replaces a resource with what `change` makes of it, atomically: no
     /// other write comes between the read and the write, so concurrent
@@ -264,6 +271,35 @@ pub trait Store: Send + Sync + 'static {
         change: Modification,
     ) -> Result<Option<Modified>, ModifyError>;
 
+    /// Deletes a resource, every membership that names it and, in the same
+    /// transaction, every resource of type `t` that matches `c`, for each
+    /// `(t, c)` of `dependents` (the resources it owns, such as a user's FIDO
+    /// devices).
+    async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        dependents: Vec<(String, crate::query::Cond)>,
+    ) -> Result<(), StoreError>;
+
+    /// Runs a resolved query: filter, sort and page in the database.
+    async fn query(&self, query: Query) -> Result<Page, StoreError>;
+
+    /// A query, and the computed groups of those items whose type is in
+    /// `groups_for` (`None` for the others), aligned with the items, read
+    /// from one snapshot in a bounded number of round trips.
+    async fn query_with_groups(
+        &self,
+        query: Query,
+        groups_for: &[String],
+    ) -> Result<(Page, Vec<Option<Vec<GroupMembership>>>), StoreError>;
+}
+
+/// Group memberships: changes that do not rewrite the group document, and
+/// the computed `groups` of members.
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
     /// Changes memberships of a group without reading or rewriting the others
     /// and bumps its version; returns the new version.
     async fn change_members(
@@ -276,102 +312,17 @@ pub trait Store: Send + Sync + 'static {
         now: String,
     ) -> Result<i64, StoreError>;
 
-    /// Deletes a resource and every membership that names it.
-    async fn delete(
-        &self,
-        resource_type: &str,
-        id: &str,
-        expected_version: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.delete_with_dependents(resource_type, id, expected_version, Vec::new())
-            .await
-    }
-
-    /// [`Store::delete`], and in the same transaction every resource of type
-    /// `t` that matches `c`, for each `(t, c)` of `dependents` (the
-    /// resources it owns, such as a user's FIDO devices).
-    async fn delete_with_dependents(
-        &self,
-        resource_type: &str,
-        id: &str,
-        expected_version: Option<i64>,
-        dependents: Vec<(String, crate::query::Cond)>,
-    ) -> Result<(), StoreError>;
-
-    /// Runs a resolved query: filter, sort and page in the database.
-    async fn query(&self, query: Query) -> Result<Page, StoreError>;
-
-    /// The groups `member_id` belongs to, direct and inherited.
-    async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError>;
-
-    /// The groups of each of `member_ids`, in order: a page of users needs
-    /// them all, and stores may answer in one round trip instead of one per
-    /// user.
-    async fn groups_of_many(
+    /// The groups each of `member_ids` belongs to, direct and inherited, in
+    /// order, in one round trip whatever their number.
+    async fn groups_of(
         &self,
         member_ids: &[String],
-    ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
-        let mut out = Vec::with_capacity(member_ids.len());
-        for id in member_ids {
-            out.push(self.groups_of(id).await?);
-        }
-        Ok(out)
-    }
+    ) -> Result<Vec<Vec<GroupMembership>>, StoreError>;
+}
 
-    /// A query, and the computed groups of those items whose type is in
-    /// `groups_for` (`None` for the others), aligned with the items. Stores
-    /// may read both from one snapshot.
-    async fn query_with_groups(
-        &self,
-        query: Query,
-        groups_for: &[String],
-    ) -> Result<(Page, Vec<Option<Vec<GroupMembership>>>), StoreError> {
-        let page = self.query(query).await?;
-        let wanted = |s: &StoredResource| groups_for.contains(&s.resource_type);
-        let ids: Vec<String> = page
-            .items
-            .iter()
-            .filter(|s| wanted(s))
-            .map(|s| s.id.clone())
-            .collect();
-        let mut found = self.groups_of_many(&ids).await?.into_iter();
-        let groups = page
-            .items
-            .iter()
-            .map(|s| if wanted(s) { found.next() } else { None })
-            .collect();
-        Ok((page, groups))
-    }
-
-    /// One resource and the groups it belongs to, read together (the common
-    /// `GET /Users/{id}`); stores may answer it in one round trip.
-    async fn get_with_groups(
-        &self,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
-        let Some(stored) = self.get(resource_type, id, false).await? else {
-            return Ok(None);
-        };
-        let groups = self.groups_of(id).await?;
-        Ok(Some((stored, groups)))
-    }
-
-    /// Inserts resources exactly as exported from a store (version and
-    /// timestamps kept), in order, all or none. Used by `scimd import`.
-    async fn restore(&self, batch: Vec<RestoredResource>) -> Result<(), StoreError>;
-
-    /// Sets a restored group's memberships, without changing its version. A
-    /// member's `display` equal to the one the store would show anyway is
-    /// not stored, so that it keeps following the member's name.
-    async fn restore_members(
-        &self,
-        resource_type: &str,
-        id: &str,
-        members: Vec<Member>,
-        member_types: Vec<String>,
-    ) -> Result<(), StoreError>;
-
+/// Operational records (OAuth clients, signing keys, settings).
+#[async_trait]
+pub trait RecordStore: Send + Sync {
     /// One operational record of `kind` (`client`, `signing_key`, `setting`).
     async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
 
@@ -387,4 +338,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a record; `false` when there was none.
     async fn record_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Writes of `scimd import`, which keep what another store had.
+#[async_trait]
+pub trait RestoreStore: Send + Sync {
+    /// Inserts resources exactly as exported from a store (version and
+    /// timestamps kept), in order, all or none.
+    async fn restore(&self, batch: Vec<RestoredResource>) -> Result<(), StoreError>;
+
+    /// Sets a restored group's memberships, without changing its version. A
+    /// member's `display` equal to the one the store would show anyway is
+    /// not stored, so that it keeps following the member's name.
+    async fn restore_members(
+        &self,
+        resource_type: &str,
+        id: &str,
+        members: Vec<Member>,
+        member_types: Vec<String>,
+    ) -> Result<(), StoreError>;
 }

@@ -10,6 +10,7 @@
 //!   into one fsync), with the server's commit on PostgreSQL.
 
 mod pg;
+mod rules;
 mod sqlite;
 mod translate;
 

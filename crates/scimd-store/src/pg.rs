@@ -13,26 +13,29 @@
 //! serializable engines) are re-run from the start, a bounded number of times.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use scimd_core::query::{Cond, Paging, Query};
 use scimd_core::store::{
-    GroupMembership, Member, MemberChange, Modification, Modified, ModifyError, Page, Record,
-    ResourceWrite, RestoredResource, Store, StoreError, StoredResource,
+    GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified, ModifyError,
+    Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore, RestoredResource, Store,
+    StoreError, StoredResource,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, NoTls, Row};
 
+use crate::rules::{member_type_ok, missed, unique_scope};
 use crate::translate::{Dialect, Param, Sql, delete_matching, page_queries, total_from_page};
 
 /// Schema versions, applied in order, each once (table `scimd_migrations`).
 const MIGRATIONS: &[&str] = &[
     include_str!("pg_migrations_001.sql"),
     include_str!("pg_migrations_002_meta_columns.sql"),
+    include_str!("pg_migrations_003_side_tables_unchecked.sql"),
 ];
 /// How often a transaction aborted by a serialization failure or a deadlock
 /// is re-run before the caller gets [`StoreError::Conflict`].
@@ -402,78 +405,232 @@ async fn load_members(c: &impl GenericClient, group_seq: i64) -> Result<Vec<Memb
         .collect()
 }
 
-const GROUPS_OF: &str = "WITH RECURSIVE g(seq, direct) AS (
-       SELECT m.group_seq, TRUE FROM members m
-        WHERE m.member_seq = (SELECT seq FROM resources WHERE id = $1::text)
-       UNION
-       SELECT m.group_seq, FALSE FROM members m JOIN g ON m.member_seq = g.seq
-     )
-     SELECT r.id, r.data::json ->> 'displayName', bool_or(g.direct)
-       FROM g JOIN resources r ON r.seq = g.seq GROUP BY g.seq, r.id, r.data ORDER BY g.seq";
+/// The computed groups of several members in one statement, direct and
+/// inherited, as rows `(member, group id, group displayName, direct)` ordered
+/// by member and group. `members` is the first step of the recursion: rows
+/// `(member, group_seq, TRUE)`. Every step is a lookup by key that the
+/// planner cannot turn into a scan, whatever its statistics say: the
+/// `LATERAL (… OFFSET 0)` subqueries cannot be flattened into joins, so each
+/// runs as an index probe per row (a hash join chosen from a bad estimate
+/// once scanned and sorted all of `resources` for every `GET /Users/{id}`).
+fn groups_statement(members: &str) -> String {
+    format!(
+        "WITH RECURSIVE g(member, seq, direct) AS (
+           {members}
+           UNION
+           SELECT g.member, p.group_seq, FALSE FROM g CROSS JOIN LATERAL
+             (SELECT x.group_seq FROM members x WHERE x.member_seq = g.seq OFFSET 0) p
+         )
+         SELECT a.member, r.id, r.data::json ->> 'displayName', a.direct
+           FROM (SELECT member, seq, bool_or(direct) AS direct FROM g GROUP BY member, seq) a
+           CROSS JOIN LATERAL (SELECT x.id, x.data FROM resources x WHERE x.seq = a.seq OFFSET 0) r
+          ORDER BY a.member, a.seq"
+    )
+}
+
+/// [`groups_statement`] of members given by id (`$1`, a text array).
+static GROUPS_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    groups_statement(
+        "SELECT s.id, p.group_seq, TRUE FROM resources s CROSS JOIN LATERAL
+           (SELECT x.group_seq FROM members x WHERE x.member_seq = s.seq OFFSET 0) p
+          WHERE s.id = ANY($1::text[])",
+    )
+});
+
+/// [`groups_statement`] of members given by position (`$1`, an int8 array).
+static GROUPS_BY_SEQ: LazyLock<String> = LazyLock::new(|| {
+    groups_statement(
+        "SELECT m.member_seq, m.group_seq, TRUE FROM members m WHERE m.member_seq = ANY($1::int8[])",
+    )
+});
+
+/// Rows of a [`groups_statement`] by member, in the order of `members`.
+fn groups_by_member<K>(rows: &[Row], members: &[K]) -> Result<Vec<Vec<GroupMembership>>, Fail>
+where
+    K: std::hash::Hash + Eq + for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let mut by_member: HashMap<K, Vec<GroupMembership>> = HashMap::new();
+    for row in rows {
+        by_member
+            .entry(row.try_get::<_, K>(0)?)
+            .or_default()
+            .push(row_to_group(row)?);
+    }
+    Ok(members
+        .iter()
+        .map(|m| by_member.remove(m).unwrap_or_default())
+        .collect())
+}
 
 fn row_to_group(row: &Row) -> Result<GroupMembership, Fail> {
     Ok(GroupMembership {
-        group_id: row.try_get(0)?,
-        display: row.try_get(1)?,
-        direct: row.try_get(2)?,
+        group_id: row.try_get(1)?,
+        display: row.try_get(2)?,
+        direct: row.try_get(3)?,
     })
 }
 
-/// Writes unique values, index entries and (optionally) memberships of `seq`.
-async fn write_side_tables(
+/// The groups of the resource `id` ([`GROUPS_BY_ID`]).
+async fn groups_of_id(
+    c: &(impl deadpool_postgres::GenericClient + Sync),
+    id: &str,
+) -> Result<Vec<GroupMembership>, Fail> {
+    let groups = c.prepare_cached(&GROUPS_BY_ID).await?;
+    let ids = [id];
+    let rows = c.query(&groups, &[&&ids[..]]).await?;
+    rows.iter().map(row_to_group).collect()
+}
+
+/// The side tables of the resource `r` (a CTE of the statement: its `seq`)
+/// brought to the index rows `$1`-`$5` and the unique values `$6`-`$8`, in
+/// the same statement as the resource's row: rows that did not change stay,
+/// the others are deleted or inserted (every CTE sees the tables as they
+/// were before the statement). A PATCH of one attribute writes the index
+/// row it changes, not the ~32 of a user.
+const SIDE_TABLES: &str = "
+  e(k, el, p, s, n) AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[])),
+  u(sc, k, v) AS (SELECT * FROM unnest($6::text[], $7::text[], $8::text[])),
+  de AS (DELETE FROM attr_values a USING r WHERE a.seq = r.seq AND NOT EXISTS (
+           SELECT 1 FROM e WHERE e.k = a.key AND e.el = a.elem AND e.p = a.prim
+              AND e.s IS NOT DISTINCT FROM a.s AND e.n IS NOT DISTINCT FROM a.n)),
+  ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
+           SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r, e WHERE NOT EXISTS (
+             SELECT 1 FROM attr_values a WHERE a.seq = r.seq AND a.key = e.k AND a.elem = e.el
+                AND a.prim = e.p AND a.s IS NOT DISTINCT FROM e.s AND a.n IS NOT DISTINCT FROM e.n)),
+  du AS (DELETE FROM unique_values x USING r WHERE x.seq = r.seq AND NOT EXISTS (
+           SELECT 1 FROM u WHERE u.sc = x.scope AND u.k = x.key AND u.v = x.value)),
+  iu AS (INSERT INTO unique_values (scope, key, value, seq)
+           SELECT u.sc, u.k, u.v, r.seq FROM r, u WHERE NOT EXISTS (
+             SELECT 1 FROM unique_values x WHERE x.seq = r.seq AND x.scope = u.sc AND x.key = u.k
+                AND x.value = u.v))";
+
+/// A new resource and its side tables: version `$11`, created `$12`,
+/// modified `$13`, document `$14`.
+static INSERT_RESOURCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH r AS (INSERT INTO resources (id, rtype, version, created, modified, data)
+                    VALUES ($9, $10, $11, $12, $13, $14) RETURNING seq),
+         {SIDE_TABLES}
+         SELECT seq FROM r"
+    )
+});
+
+/// A resource's new document and side tables, if its version is `$13`
+/// (any when NULL).
+static UPDATE_RESOURCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH r AS (UPDATE resources SET version = version + 1, modified = $9, data = $10
+                     WHERE id = $11 AND rtype = $12 AND ($13::int8 IS NULL OR version = $13)
+                     RETURNING seq, version, created),
+         {SIDE_TABLES}
+         SELECT seq, version, created FROM r"
+    )
+});
+
+/// The index entries and unique values of a write as the arrays that
+/// [`SIDE_TABLES`] unnests.
+struct SideRows<'w> {
+    keys: Vec<&'w str>,
+    elems: Vec<i64>,
+    prims: Vec<bool>,
+    texts: Vec<Option<&'w str>>,
+    numbers: Vec<Option<f64>>,
+    scopes: Vec<&'w str>,
+    unique_keys: Vec<&'w str>,
+    unique_values: Vec<&'w str>,
+}
+
+impl<'w> SideRows<'w> {
+    fn of(w: &'w ResourceWrite) -> Self {
+        SideRows {
+            keys: w.index.iter().map(|e| e.key.as_str()).collect(),
+            elems: w.index.iter().map(|e| i64::from(e.elem)).collect(),
+            prims: w.index.iter().map(|e| e.primary).collect(),
+            texts: w.index.iter().map(|e| e.text.as_deref()).collect(),
+            numbers: w.index.iter().map(|e| e.number).collect(),
+            scopes: w
+                .unique
+                .iter()
+                .map(|u| unique_scope(&w.resource_type, u))
+                .collect(),
+            unique_keys: w.unique.iter().map(|u| u.key.as_str()).collect(),
+            unique_values: w.unique.iter().map(|u| u.value.as_str()).collect(),
+        }
+    }
+
+    /// `$1`-`$8` of [`SIDE_TABLES`].
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.keys,
+            &self.elems,
+            &self.prims,
+            &self.texts,
+            &self.numbers,
+            &self.scopes,
+            &self.unique_keys,
+            &self.unique_values,
+        ]
+    }
+}
+
+/// A failed write statement: a unique value already taken names its
+/// attribute (from the key the server reports, in the first column order of
+/// `unique_values`' primary key: scope, key, value).
+fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
+    let Some(db) = e.as_db_error() else {
+        return Fail::Db(e);
+    };
+    if *db.code() != SqlState::UNIQUE_VIOLATION || db.constraint() != Some("unique_values_pkey") {
+        return Fail::Db(e);
+    }
+    let reported = db
+        .detail()
+        .and_then(|d| d.split_once(")=("))
+        .and_then(|(_, values)| values.split(", ").nth(1));
+    let attr = w
+        .unique
+        .iter()
+        .find(|u| Some(u.key.as_str()) == reported)
+        .or(w.unique.first())
+        .map(|u| u.key.clone())
+        .unwrap_or_default();
+    Fail::Store(StoreError::Uniqueness { attr })
+}
+
+/// Inserts `w` as a new resource with its side tables; returns its `seq`.
+async fn insert_resource(
+    tx: &deadpool_postgres::Transaction<'_>,
+    w: &ResourceWrite,
+    version: i64,
+    created: &str,
+    data: &str,
+) -> Result<i64, Fail> {
+    let insert = tx.prepare_cached(&INSERT_RESOURCE).await?;
+    let sides = SideRows::of(w);
+    let mut params = sides.params();
+    params.extend_from_slice(&[
+        &w.id as &(dyn ToSql + Sync),
+        &w.resource_type,
+        &version,
+        &created,
+        &w.now,
+        &data,
+    ]);
+    let row = tx
+        .query_one(&insert, &params)
+        .await
+        .map_err(|e| write_failure(e, w))?;
+    let seq = row.try_get(0)?;
+    write_members(tx, seq, w).await?;
+    Ok(seq)
+}
+
+/// Replaces the memberships of the group `seq` when the write sets them.
+async fn write_members(
     tx: &deadpool_postgres::Transaction<'_>,
     seq: i64,
     w: &ResourceWrite,
 ) -> Result<(), Fail> {
-    if !w.unique.is_empty() {
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO unique_values (scope, key, value, seq) VALUES ($1, $2, $3, $4)",
-            )
-            .await?;
-        for u in &w.unique {
-            let scope = if u.global {
-                "*"
-            } else {
-                w.resource_type.as_str()
-            };
-            tx.execute(&insert, &[&scope, &u.key, &u.value, &seq])
-                .await
-                .map_err(|e| {
-                    if is_code(&e, &SqlState::UNIQUE_VIOLATION) {
-                        Fail::Store(StoreError::Uniqueness {
-                            attr: u.key.clone(),
-                        })
-                    } else {
-                        Fail::Db(e)
-                    }
-                })?;
-        }
-    }
-    if !w.index.is_empty() {
-        // One statement for every entry: a resource has dozens.
-        let mut keys = Vec::with_capacity(w.index.len());
-        let mut elems = Vec::with_capacity(w.index.len());
-        let mut prims = Vec::with_capacity(w.index.len());
-        let mut texts = Vec::with_capacity(w.index.len());
-        let mut numbers = Vec::with_capacity(w.index.len());
-        for e in &w.index {
-            keys.push(e.key.as_str());
-            elems.push(i64::from(e.elem));
-            prims.push(e.primary);
-            texts.push(e.text.as_deref());
-            numbers.push(e.number);
-        }
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO attr_values (seq, key, elem, prim, s, n)
-                 SELECT $1::int8, u.k, u.e, u.p, u.s, u.n
-                   FROM unnest($2::text[], $3::int8[], $4::bool[], $5::text[], $6::float8[]) AS u(k, e, p, s, n)",
-            )
-            .await?;
-        tx.execute(&insert, &[&seq, &keys, &elems, &prims, &texts, &numbers])
-            .await?;
-    }
     if let Some(members) = &w.members {
         tx.execute("DELETE FROM members WHERE group_seq = $1", &[&seq])
             .await?;
@@ -555,9 +712,7 @@ fn member_rows<'m>(
         let Some((seq, rtype)) = found.get(&m.value) else {
             return Err(StoreError::UnknownMember(m.value.clone()).into());
         };
-        let type_ok = types.iter().any(|t| t == rtype)
-            && m.typ.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(rtype));
-        if !type_ok {
+        if !member_type_ok(types, rtype, m) {
             return Err(StoreError::UnknownMember(m.value.clone()).into());
         }
         if seen.insert(*seq) {
@@ -573,42 +728,57 @@ fn member_rows<'m>(
 type Replaced = (i64, i64, String, Option<Vec<Member>>);
 
 /// Replaces a resource's document and side tables inside `tx`
-/// (compare-and-swap on `expected` when given).
+/// (compare-and-swap on `expected` when given): one statement, plus the
+/// memberships when the write sets them.
 async fn replace_in(
     tx: &deadpool_postgres::Transaction<'_>,
     w: &ResourceWrite,
     expected: Option<i64>,
 ) -> Result<Replaced, Fail> {
     let data = serde_json::Value::Object(w.data.clone()).to_string();
-    let update = tx
-        .prepare_cached(
-            "UPDATE resources SET version = version + 1, modified = $1, data = $2
-             WHERE id = $3 AND rtype = $4 AND ($5::int8 IS NULL OR version = $5)
-             RETURNING seq, version, created",
-        )
-        .await?;
+    let update = tx.prepare_cached(&UPDATE_RESOURCE).await?;
+    let sides = SideRows::of(w);
+    let mut params = sides.params();
+    params.extend_from_slice(&[
+        &w.now as &(dyn ToSql + Sync),
+        &data,
+        &w.id,
+        &w.resource_type,
+        &expected,
+    ]);
     let Some(row) = tx
-        .query_opt(
-            &update,
-            &[&w.now, &data, &w.id, &w.resource_type, &expected],
-        )
-        .await?
+        .query_opt(&update, &params)
+        .await
+        .map_err(|e| write_failure(e, w))?
     else {
         return Err(explain_miss(&**tx, &w.resource_type, &w.id).await);
     };
     let seq: i64 = row.try_get(0)?;
     let version: i64 = row.try_get(1)?;
     let created: String = row.try_get(2)?;
-    tx.execute("DELETE FROM unique_values WHERE seq = $1", &[&seq])
-        .await?;
-    tx.execute("DELETE FROM attr_values WHERE seq = $1", &[&seq])
-        .await?;
-    write_side_tables(tx, seq, w).await?;
+    write_members(tx, seq, w).await?;
     let members = match &w.members {
         Some(_) => Some(load_members(&**tx, seq).await?),
         None => None,
     };
     Ok((seq, version, created, members))
+}
+
+/// [`replace_in`], and the resource's groups afterwards when `with_groups`,
+/// sent together (one round trip for both).
+async fn replace_with_groups_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    w: &ResourceWrite,
+    expected: Option<i64>,
+    with_groups: bool,
+) -> Result<(Replaced, Option<Vec<GroupMembership>>), Fail> {
+    if !with_groups {
+        return Ok((replace_in(tx, w, expected).await?, None));
+    }
+    // Polled in this order: the write is sent first, so the read sees it.
+    let (replaced, groups) =
+        tokio::try_join!(replace_in(tx, w, expected), groups_of_id(tx, &w.id))?;
+    Ok((replaced, Some(groups)))
 }
 
 /// After a conditional statement touched no row: not found, or a version
@@ -622,10 +792,10 @@ async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) -> Fail {
         .await
     {
         Ok(Some(row)) => match row.try_get(0) {
-            Ok(current) => Fail::Store(StoreError::VersionMismatch { current }),
+            Ok(current) => Fail::Store(missed(Some(current))),
             Err(e) => Fail::Db(e),
         },
-        Ok(None) => Fail::Store(StoreError::NotFound),
+        Ok(None) => Fail::Store(missed(None)),
         Err(e) => Fail::Db(e),
     }
 }
@@ -940,21 +1110,14 @@ impl Store for PgStore {
             client.simple_query("SELECT 1").await?;
         })
     }
+}
 
+#[async_trait]
+impl ResourceStore for PgStore {
     async fn create(&self, w: ResourceWrite) -> Result<StoredResource, StoreError> {
         let data = serde_json::Value::Object(w.data.clone()).to_string();
         let (seq, members) = in_transaction!(self, |tx| {
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO resources (id, rtype, version, created, modified, data)
-                     VALUES ($1, $2, 1, $3, $3, $4) RETURNING seq",
-                )
-                .await?;
-            let seq: i64 = tx
-                .query_one(&insert, &[&w.id, &w.resource_type, &w.now, &data])
-                .await?
-                .try_get(0)?;
-            write_side_tables(&tx, seq, &w).await?;
+            let seq = insert_resource(&tx, &w, 1, &w.now, &data).await?;
             let members = match &w.members {
                 Some(_) => Some(load_members(&*tx, seq).await?),
                 None => None,
@@ -985,19 +1148,45 @@ impl Store for PgStore {
         })
     }
 
+    async fn get_with_groups(
+        &self,
+        rtype: &str,
+        id: &str,
+    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
+        with_client!(self, |client| {
+            let get = client.prepare_cached(GET_ONE).await?;
+            // One round trip for both.
+            let (row, groups) = tokio::try_join!(
+                async { Ok::<_, Fail>(client.query_opt(&get, &[&id, &rtype]).await?) },
+                groups_of_id(&client, id),
+            )?;
+            match row {
+                None => None,
+                Some(row) => Some((to_stored(&row)?, groups)),
+            }
+        })
+    }
+
     async fn replace(
         &self,
         w: ResourceWrite,
         expected: Option<i64>,
-    ) -> Result<StoredResource, StoreError> {
-        let (seq, version, created, members) =
-            in_transaction!(self, |tx| { replace_in(&tx, &w, expected).await? })?;
-        Ok(StoredResource::replaced(w, seq, version, created, members))
+        with_groups: bool,
+    ) -> Result<Modified, StoreError> {
+        let ((seq, version, created, members), groups) = in_transaction!(self, |tx| {
+            replace_with_groups_in(&tx, &w, expected, with_groups).await?
+        })?;
+        Ok((
+            StoredResource::replaced(w, seq, version, created, members),
+            groups,
+        ))
     }
 
     /// The resource's row is locked (`FOR UPDATE`) from the read to the
     /// commit: concurrent modifications of one resource, through this
-    /// process or another, queue on the lock instead of retrying.
+    /// process or another, queue on the lock instead of retrying. Four
+    /// round trips: BEGIN, the locking read, the write (with the groups
+    /// read after it), COMMIT.
     async fn modify(
         &self,
         rtype: &str,
@@ -1006,7 +1195,7 @@ impl Store for PgStore {
         mut change: Modification,
     ) -> Result<Option<Modified>, ModifyError> {
         enum Step {
-            Written(Box<(ResourceWrite, Replaced)>),
+            Written(Box<(ResourceWrite, Replaced, Option<Vec<GroupMembership>>)>),
             Refused(scimd_core::error::ScimError),
             Declined,
         }
@@ -1018,72 +1207,26 @@ impl Store for PgStore {
             let old = to_stored(&row)?;
             match change(&old) {
                 Ok(Some(w)) => {
-                    let replaced = replace_in(&tx, &w, None).await?;
-                    Step::Written(Box::new((w, replaced)))
+                    let (replaced, groups) =
+                        replace_with_groups_in(&tx, &w, None, with_groups).await?;
+                    Step::Written(Box::new((w, replaced, groups)))
                 }
                 Ok(None) => Step::Declined,
                 Err(e) => Step::Refused(e),
             }
         })?;
-        let (w, (seq, version, created, members)) = match step {
+        let (w, (seq, version, created, members), groups) = match step {
             Step::Written(written) => *written,
             Step::Refused(e) => return Err(ModifyError::Refused(e)),
             Step::Declined => return Ok(None),
         };
         let stored = StoredResource::replaced(w, seq, version, created, members);
-        let groups = match with_groups {
-            true => Some(self.groups_of(&stored.id).await?),
-            false => None,
-        };
         Ok(Some((stored, groups)))
     }
 
-    /// Changes to one group serialise on its row lock, and each commit
-    /// waits for its flush (~2 ms here) while holding it: one at a time,
-    /// that caps a group at a few hundred changes per second. So changes
-    /// that arrive for a group while one is being applied wait and are then
-    /// applied together, in arrival order, in one transaction (group
-    /// commit, as the SQLite writer does for every write); each still gets
-    /// its own version and its own If-Match check. Other scimd processes
-    /// on the database queue behind the row lock as before.
-    async fn change_members(
-        &self,
-        rtype: &str,
-        id: &str,
-        changes: Vec<MemberChange>,
-        member_types: Vec<String>,
-        expected: Option<i64>,
-        now: String,
-    ) -> Result<i64, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let key = (rtype.to_string(), id.to_string());
-        let lead = {
-            let mut queues = self
-                .member_queues
-                .lock()
-                .map_err(|_| StoreError::Backend("membership queue poisoned".into()))?;
-            let first = !queues.contains_key(&key);
-            queues.entry(key.clone()).or_default().push(PendingChange {
-                changes,
-                member_types,
-                expected,
-                now,
-                reply,
-            });
-            first
-        };
-        if lead {
-            // A task of its own: it must finish the queue even if this
-            // caller's request is dropped.
-            let store = self.clone();
-            tokio::spawn(async move { store.apply_member_queue(key).await });
-        }
-        answer
-            .await
-            .map_err(|_| StoreError::Backend("membership change dropped".into()))?
-    }
-
-    async fn delete_with_dependents(
+    /// The resource's side tables go with it in the same statement (they
+    /// have no foreign key to cascade), then its dependents with theirs.
+    async fn delete(
         &self,
         rtype: &str,
         id: &str,
@@ -1096,15 +1239,20 @@ impl Store for PgStore {
             .collect();
         in_transaction!(self, |tx| {
             let delete = tx
-                .prepare_cached(
+                .prepare_cached(&with_side_tables(
                     "DELETE FROM resources WHERE id = $1 AND rtype = $2 AND ($3::int8 IS NULL OR version = $3)",
-                )
+                ))
                 .await?;
-            if tx.execute(&delete, &[&id, &rtype, &expected]).await? == 0 {
+            if tx
+                .query_one(&delete, &[&id, &rtype, &expected])
+                .await?
+                .try_get::<_, i64>(0)?
+                == 0
+            {
                 return Err(explain_miss(&*tx, rtype, id).await);
             }
             for sweep in &sweeps {
-                tx.execute(sweep.text.as_str(), &bind(&sweep.params))
+                tx.query_one(with_side_tables(&sweep.text).as_str(), &bind(&sweep.params))
                     .await?;
             }
         })
@@ -1159,45 +1307,130 @@ impl Store for PgStore {
         })
     }
 
-    async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError> {
+    /// Two round trips at most, in one snapshot (a read-only REPEATABLE
+    /// READ transaction): BEGIN with the page (and the count when the page
+    /// cannot tell it), then the groups of the page's items, in one
+    /// statement whatever their number, with the COMMIT.
+    async fn query_with_groups(
+        &self,
+        q: Query,
+        groups_for: &[String],
+    ) -> Result<(Page, Vec<Option<Vec<GroupMembership>>>), StoreError> {
+        let (count, page): (Sql, Sql) = page_queries(Dialect::Postgres, &q);
         with_client!(self, |client| {
-            let groups = client.prepare_cached(GROUPS_OF).await?;
-            let rows = client.query(&groups, &[&member_id]).await?;
-            rows.iter()
-                .map(row_to_group)
-                .collect::<Result<Vec<_>, _>>()?
+            let snapshot = ReadSnapshot::begin(client);
+            let c = snapshot.client()?;
+            let groups_stmt = c.prepare_cached(&GROUPS_BY_SEQ).await?;
+            let (count_stmt, page_stmt) = tokio::try_join!(
+                list_statement(c, &count.text),
+                list_statement(c, &page.text),
+            )?;
+            let (count_params, page_params) = (bind(&count.params), bind(&page.params));
+            let ((), rows) = tokio::try_join!(
+                c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+                c.query(&page_stmt, &page_params),
+            )?;
+            let known = match q.paging {
+                Paging::Cursor { after: Some(_), .. } => None,
+                _ => total_from_page(&q.paging, rows.len()),
+            };
+            let items = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
+            let wanted: Vec<i64> = items
+                .iter()
+                .filter(|s| groups_for.contains(&s.resource_type))
+                .map(|s| s.position)
+                .collect();
+            let (total, group_rows, ()) = tokio::try_join!(
+                async {
+                    match known {
+                        Some(total) => Ok(i64::try_from(total).unwrap_or(i64::MAX)),
+                        None => c
+                            .query_one(&count_stmt, &count_params)
+                            .await?
+                            .try_get::<_, i64>(0),
+                    }
+                },
+                async {
+                    match wanted.is_empty() {
+                        true => Ok(Vec::new()),
+                        false => c.query(&groups_stmt, &[&wanted]).await,
+                    }
+                },
+                c.batch_execute("COMMIT"),
+            )?;
+            snapshot.finish();
+            let mut found = groups_by_member(&group_rows, &wanted)?.into_iter();
+            let groups = items
+                .iter()
+                .map(|s| match groups_for.contains(&s.resource_type) {
+                    true => found.next(),
+                    false => None,
+                })
+                .collect();
+            (
+                Page {
+                    total: u64::try_from(total).unwrap_or(0),
+                    items,
+                },
+                groups,
+            )
         })
     }
+}
 
-    async fn get_with_groups(
+#[async_trait]
+impl MembershipStore for PgStore {
+    async fn change_members(
         &self,
         rtype: &str,
         id: &str,
-    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
-        with_client!(self, |client| {
-            let (get, groups) = tokio::try_join!(
-                client.prepare_cached(GET_ONE),
-                client.prepare_cached(GROUPS_OF)
-            )?;
-            // One round trip for both.
-            let (get_params, groups_params): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 1]) =
-                ([&id, &rtype], [&id]);
-            let (row, rows) = tokio::try_join!(
-                client.query_opt(&get, &get_params),
-                client.query(&groups, &groups_params),
-            )?;
-            match row {
-                None => None,
-                Some(row) => Some((
-                    to_stored(&row)?,
-                    rows.iter()
-                        .map(row_to_group)
-                        .collect::<Result<Vec<_>, _>>()?,
-                )),
-            }
-        })
+        changes: Vec<MemberChange>,
+        member_types: Vec<String>,
+        expected: Option<i64>,
+        now: String,
+    ) -> Result<i64, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let key = (rtype.to_string(), id.to_string());
+        let lead = {
+            let mut queues = self
+                .member_queues
+                .lock()
+                .map_err(|_| StoreError::Backend("membership queue poisoned".into()))?;
+            let first = !queues.contains_key(&key);
+            queues.entry(key.clone()).or_default().push(PendingChange {
+                changes,
+                member_types,
+                expected,
+                now,
+                reply,
+            });
+            first
+        };
+        if lead {
+            // A task of its own: it must finish the queue even if this
+            // caller's request is dropped.
+            let store = self.clone();
+            tokio::spawn(async move { store.apply_member_queue(key).await });
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("membership change dropped".into()))?
     }
 
+    async fn groups_of(
+        &self,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
+        with_client!(self, |client| {
+            let groups = client.prepare_cached(&GROUPS_BY_ID).await?;
+            let rows = client.query(&groups, &[&member_ids]).await?;
+            groups_by_member(&rows, member_ids)?
+        })
+    }
+}
+
+#[async_trait]
+impl RestoreStore for PgStore {
     async fn restore(&self, mut batch: Vec<RestoredResource>) -> Result<(), StoreError> {
         let mut docs = Vec::with_capacity(batch.len());
         for r in &mut batch {
@@ -1205,43 +1438,15 @@ impl Store for PgStore {
             docs.push(serde_json::Value::Object(r.write.data.clone()).to_string());
         }
         in_transaction!(self, |tx| {
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO resources (id, rtype, version, created, modified, data)
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-                )
-                .await?;
-            // Pipelined: all inserts of the batch are sent before their
+            // Pipelined: every insert of the batch is sent before their
             // answers are awaited (one connection sends them in this order,
-            // so insertion order is kept), then all side tables. One round
-            // trip per statement made a million-user import take 40 minutes.
-            let inserts = batch.iter().zip(&docs).map(|(r, data)| {
-                let w = &r.write;
-                let insert = &insert;
-                let tx = &tx;
-                async move {
-                    let row = tx
-                        .query_one(
-                            insert,
-                            &[
-                                &w.id,
-                                &w.resource_type,
-                                &r.version,
-                                &r.created,
-                                &w.now,
-                                data,
-                            ],
-                        )
-                        .await?;
-                    Ok::<i64, Fail>(row.try_get(0)?)
-                }
-            });
-            let seqs = futures_util::future::try_join_all(inserts).await?;
-            let sides = batch
+            // so insertion order is kept). One round trip per statement made
+            // a million-user import take 40 minutes.
+            let inserts = batch
                 .iter()
-                .zip(seqs)
-                .map(|(r, seq)| write_side_tables(&tx, seq, &r.write));
-            futures_util::future::try_join_all(sides).await?;
+                .zip(&docs)
+                .map(|(r, data)| insert_resource(&tx, &r.write, r.version, &r.created, data));
+            futures_util::future::try_join_all(inserts).await?;
         })
     }
 
@@ -1275,7 +1480,10 @@ impl Store for PgStore {
             .await?;
         })
     }
+}
 
+#[async_trait]
+impl RecordStore for PgStore {
     async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
         with_client!(self, |client| {
             let row = client
@@ -1346,6 +1554,53 @@ impl Store for PgStore {
             .await?
                 == 1
         })
+    }
+}
+
+/// `delete`, a statement that deletes resources, with their side tables
+/// (in the same statement); answers how many resources it deleted.
+fn with_side_tables(delete: &str) -> String {
+    format!(
+        "WITH d AS ({delete} RETURNING seq),
+              da AS (DELETE FROM attr_values a USING d WHERE a.seq = d.seq),
+              du AS (DELETE FROM unique_values u USING d WHERE u.seq = d.seq)
+         SELECT count(*) FROM d"
+    )
+}
+
+/// A pooled connection inside a read transaction begun by hand, so that
+/// `BEGIN` travels with the first query instead of costing a round trip of
+/// its own. Dropped before [`ReadSnapshot::finish`] (an error, a cancelled
+/// request), the connection is taken out of the pool and closed rather
+/// than handed to the next caller with a transaction open.
+struct ReadSnapshot {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl ReadSnapshot {
+    fn begin(client: deadpool_postgres::Object) -> Self {
+        ReadSnapshot {
+            client: Some(client),
+        }
+    }
+
+    fn client(&self) -> Result<&deadpool_postgres::Object, Fail> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| Fail::Store(StoreError::Backend("read snapshot already ended".into())))
+    }
+
+    /// The transaction ended (COMMIT answered): back to the pool.
+    fn finish(mut self) {
+        self.client.take();
+    }
+}
+
+impl Drop for ReadSnapshot {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }
 

@@ -11,10 +11,12 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params, params_from_iter};
 use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
-    GroupMembership, IndexEntry, Member, MemberChange, Modification, Modified, ModifyError, Page,
-    Record, ResourceWrite, RestoredResource, Store, StoreError, StoredResource, UniqueValue,
+    GroupMembership, IndexEntry, Member, MemberChange, MembershipStore, Modification, Modified,
+    ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore,
+    RestoredResource, Store, StoreError, StoredResource, UniqueValue,
 };
 
+use crate::rules::{member_type_ok, missed, unique_scope};
 use crate::translate::{COLUMNS, Dialect, Param, delete_matching, page_queries, total_from_page};
 
 const MIGRATIONS: &[&str] = &[
@@ -625,10 +627,6 @@ fn entry_key(e: &IndexEntry) -> EntryKey<'_> {
     )
 }
 
-fn unique_scope<'a>(resource_type: &'a str, u: &UniqueValue) -> &'a str {
-    if u.global { "*" } else { resource_type }
-}
-
 fn insert_unique(
     conn: &Connection,
     seq: i64,
@@ -692,11 +690,7 @@ fn add_members(
         let Some((member_seq, rtype)) = found else {
             return Err(StoreError::UnknownMember(m.value.clone()));
         };
-        let type_ok = types.iter().any(|t| t == &rtype)
-            && m.typ
-                .as_ref()
-                .is_none_or(|t| t.eq_ignore_ascii_case(&rtype));
-        if !type_ok {
+        if !member_type_ok(types, &rtype, m) {
             return Err(StoreError::UnknownMember(m.value.clone()));
         }
         insert
@@ -712,7 +706,10 @@ impl Store for SqliteStore {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
             .await
     }
+}
 
+#[async_trait]
+impl ResourceStore for SqliteStore {
     async fn create(&self, w: ResourceWrite) -> Result<StoredResource, StoreError> {
         // Serialised here, on the caller's thread: the writer is the bottleneck.
         let data = document_text(&w)?;
@@ -762,30 +759,20 @@ impl Store for SqliteStore {
         &self,
         w: ResourceWrite,
         expected: Option<i64>,
-    ) -> Result<StoredResource, StoreError> {
+        with_groups: bool,
+    ) -> Result<Modified, StoreError> {
         let data = document_text(&w)?;
-        let (w, replaced) = self
-            .write_with(w, move |conn, w| {
-                let row = current_row(conn, &w.resource_type, &w.id, expected)?;
-                replace_in(conn, w, &data, row)
-            })
-            .await?;
-        Ok(replaced.into_stored(w))
-    }
-
-    async fn replace_with_groups(
-        &self,
-        w: ResourceWrite,
-        expected: Option<i64>,
-    ) -> Result<(StoredResource, Vec<GroupMembership>), StoreError> {
-        let data = document_text(&w)?;
-        // Read by the writer, whose cache holds the pages: a reader's cache
-        // is dropped whenever the database changed since its last read.
+        // Groups are read by the writer, whose cache holds the pages: a
+        // reader's cache is dropped whenever the database changed since its
+        // last read.
         let (w, (replaced, groups)) = self
             .write_with(w, move |conn, w| {
                 let row = current_row(conn, &w.resource_type, &w.id, expected)?;
                 let replaced = replace_in(conn, w, &data, row)?;
-                let groups = groups_of_seq(conn, replaced.seq)?;
+                let groups = match with_groups {
+                    true => Some(groups_of_seq(conn, replaced.seq)?),
+                    false => None,
+                };
                 Ok((replaced, groups))
             })
             .await?;
@@ -842,46 +829,7 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn change_members(
-        &self,
-        rtype: &str,
-        id: &str,
-        changes: Vec<MemberChange>,
-        member_types: Vec<String>,
-        expected: Option<i64>,
-        now: String,
-    ) -> Result<i64, StoreError> {
-        let (rtype, id) = (rtype.to_string(), id.to_string());
-        self.write(move |conn| {
-            let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
-            let version = version + 1;
-            conn.prepare_cached("UPDATE resources SET version = ?, modified = ? WHERE seq = ?")
-                .and_then(|mut s| s.execute(params![version, now, seq]))
-                .map_err(backend)?;
-            for change in &changes {
-                match change {
-                    MemberChange::Add(members) => add_members(conn, seq, members, &member_types)?,
-                    MemberChange::Remove(ids) => {
-                        let mut del = conn
-                            .prepare_cached(
-                                "DELETE FROM members WHERE group_seq = ? AND member_seq = (SELECT seq FROM resources WHERE id = ?)",
-                            )
-                            .map_err(backend)?;
-                        for member in ids {
-                            del.execute(params![seq, member]).map_err(backend)?;
-                        }
-                    }
-                    MemberChange::RemoveAll => {
-                        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq]).map_err(backend)?;
-                    }
-                }
-            }
-            Ok(version)
-        })
-        .await
-    }
-
-    async fn delete_with_dependents(
+    async fn delete(
         &self,
         rtype: &str,
         id: &str,
@@ -940,25 +888,6 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn groups_of(&self, member_id: &str) -> Result<Vec<GroupMembership>, StoreError> {
-        self.read_here(|conn| groups_of(conn, member_id))
-    }
-
-    async fn groups_of_many(
-        &self,
-        member_ids: &[String],
-    ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
-        self.read_here(|conn| {
-            let snapshot = Snapshot::begin(conn)?;
-            let out = member_ids
-                .iter()
-                .map(|id| groups_of(conn, id))
-                .collect::<Result<Vec<_>, _>>()?;
-            snapshot.commit()?;
-            Ok(out)
-        })
-    }
-
     async fn get_with_groups(
         &self,
         rtype: &str,
@@ -975,7 +904,67 @@ impl Store for SqliteStore {
             Ok(Some((stored, groups)))
         })
     }
+}
 
+#[async_trait]
+impl MembershipStore for SqliteStore {
+    async fn change_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        changes: Vec<MemberChange>,
+        member_types: Vec<String>,
+        expected: Option<i64>,
+        now: String,
+    ) -> Result<i64, StoreError> {
+        let (rtype, id) = (rtype.to_string(), id.to_string());
+        self.write(move |conn| {
+            let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
+            let version = version + 1;
+            conn.prepare_cached("UPDATE resources SET version = ?, modified = ? WHERE seq = ?")
+                .and_then(|mut s| s.execute(params![version, now, seq]))
+                .map_err(backend)?;
+            for change in &changes {
+                match change {
+                    MemberChange::Add(members) => add_members(conn, seq, members, &member_types)?,
+                    MemberChange::Remove(ids) => {
+                        let mut del = conn
+                            .prepare_cached(
+                                "DELETE FROM members WHERE group_seq = ? AND member_seq = (SELECT seq FROM resources WHERE id = ?)",
+                            )
+                            .map_err(backend)?;
+                        for member in ids {
+                            del.execute(params![seq, member]).map_err(backend)?;
+                        }
+                    }
+                    MemberChange::RemoveAll => {
+                        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq]).map_err(backend)?;
+                    }
+                }
+            }
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn groups_of(
+        &self,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
+        self.read_here(|conn| {
+            let snapshot = Snapshot::begin(conn)?;
+            let out = member_ids
+                .iter()
+                .map(|id| groups_of(conn, id))
+                .collect::<Result<Vec<_>, _>>()?;
+            snapshot.commit()?;
+            Ok(out)
+        })
+    }
+}
+
+#[async_trait]
+impl RestoreStore for SqliteStore {
     async fn restore(&self, mut batch: Vec<RestoredResource>) -> Result<(), StoreError> {
         for r in &mut batch {
             r.write.members = None;
@@ -1033,7 +1022,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl RecordStore for SqliteStore {
     async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
         let (kind, id) = (kind.to_string(), id.to_string());
         self.read(move |conn| {
@@ -1165,13 +1157,8 @@ fn current_row(
         })
         .map_err(backend)?;
     match row {
-        None => Err(StoreError::NotFound),
-        Some(row) if expected.is_some_and(|v| v != row.version) => {
-            Err(StoreError::VersionMismatch {
-                current: row.version,
-            })
-        }
-        Some(row) => Ok(row),
+        Some(row) if expected.is_none_or(|v| v == row.version) => Ok(row),
+        other => Err(missed(other.map(|row| row.version))),
     }
 }
 

@@ -13,7 +13,9 @@ mod testing;
 use std::sync::Arc;
 
 use scimd_core::schema::Registry;
-use scimd_core::store::{Member, MemberChange, Record, ResourceWrite, Store, StoreError};
+use scimd_core::store::{
+    Member, MemberChange, Record, ResourceStore, ResourceWrite, Store, StoreError,
+};
 use scimd_store::{PgStore, SqliteStore};
 use serde_json::{Map, json};
 
@@ -126,7 +128,10 @@ async fn races(store: Arc<dyn Store>) {
     let group = store.get("Group", "g", true).await.unwrap().unwrap();
     assert_eq!(group.members.unwrap().len(), 32);
     assert_eq!(group.version, 33);
-    assert_eq!(store.groups_of("u7").await.unwrap().len(), 1);
+    assert_eq!(
+        store.groups_of(&["u7".to_string()]).await.unwrap()[0].len(),
+        1
+    );
 
     // A mixed crowd (PostgreSQL applies queued changes to one group in one
     // transaction): good adds, unknown members, stale If-Match versions.
@@ -221,7 +226,7 @@ async fn races(store: Arc<dyn Store>) {
     let group = store.get("Group", "g", true).await.unwrap().unwrap();
     assert_eq!(group.members.unwrap().len(), 36);
     assert_eq!(group.version, 61);
-    assert!(store.groups_of("v3").await.unwrap().is_empty());
+    assert!(store.groups_of(&["v3".to_string()]).await.unwrap()[0].is_empty());
 
     // Compare-and-swap: twenty replaces expecting version 1, one winner.
     let mut tasks = Vec::new();
@@ -236,6 +241,7 @@ async fn races(store: Arc<dyn Store>) {
                         json!({"userName": "u0", "displayName": format!("{i}")}),
                     ),
                     Some(1),
+                    false,
                 )
                 .await
         }));
@@ -244,7 +250,7 @@ async fn races(store: Arc<dyn Store>) {
     for t in tasks {
         match t.await.unwrap() {
             Ok(r) => {
-                assert_eq!(r.version, 2);
+                assert_eq!(r.0.version, 2);
                 won += 1;
             }
             Err(StoreError::VersionMismatch { current }) => assert_eq!(current, 2),
@@ -256,7 +262,7 @@ async fn races(store: Arc<dyn Store>) {
     // A member deleted while others are added: the group keeps the rest.
     let deleter = {
         let store = store.clone();
-        tokio::spawn(async move { store.delete("User", "u1", None).await })
+        tokio::spawn(async move { store.delete("User", "u1", None, Vec::new()).await })
     };
     let adder = {
         let store = store.clone();

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use scimd_core::index::{MetaFacts, eval, meta_entries};
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
-use scimd_core::store::{ResourceWrite, Store};
+use scimd_core::store::{ResourceStore, ResourceWrite};
 use scimd_filter::{AttrPath, CompareOp, Filter};
 use scimd_store::{PgStore, SqliteStore};
 use serde_json::{Map, Value, json};
@@ -266,7 +266,7 @@ fn write(
 
 /// Values far longer than an index entry may be (PostgreSQL's B-tree holds
 /// about 2.7 kB): stored, and found by every operator.
-async fn long_values_are_indexed_and_found(store: &dyn Store) {
+async fn long_values_are_indexed_and_found(store: &dyn ResourceStore) {
     let registry = Registry::builtin().unwrap();
     let rt = registry.by_name("User").unwrap().clone();
     let long = |c: char| format!("{}{c}", "x".repeat(20_000));
@@ -337,7 +337,7 @@ async fn long_values_are_indexed_and_found(store: &dyn Store) {
     }
 }
 
-async fn generated_filters_agree(store: &dyn Store) {
+async fn generated_filters_agree(store: &dyn ResourceStore) {
     let registry = Registry::builtin().unwrap();
     let rt = registry.by_name("User").unwrap().clone();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -370,7 +370,7 @@ async fn generated_filters_agree(store: &dyn Store) {
         let now = format!("2026-01-01T00:01:{:02}.{:03}Z", i / 10, (i % 4) * 250);
         let write = ResourceWrite::derived(&rt, &id, data, &now);
         let index = write.index.clone();
-        let stored = store.replace(write, Some(1)).await.unwrap();
+        let (stored, _) = store.replace(write, Some(1), false).await.unwrap();
         let facts = MetaFacts {
             id: &id,
             created: &stored.created,
@@ -385,7 +385,7 @@ async fn generated_filters_agree(store: &dyn Store) {
 }
 
 async fn check_filters(
-    store: &dyn Store,
+    store: &dyn ResourceStore,
     rt: &scimd_core::schema::ResourceTypeDef,
     rng: &mut Rng,
     docs: &[(String, Vec<scimd_core::store::IndexEntry>)],

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::{Registry, ResourceTypeDef};
-use scimd_core::store::{ResourceWrite, Store, StoreError};
+use scimd_core::store::{ResourceStore, ResourceWrite, StoreError};
 use scimd_filter::parse_filter;
 use scimd_store::SqliteStore;
 use serde_json::{Map, Value, json};
@@ -66,7 +66,11 @@ async fn failing_writes_in_a_batch_leave_nothing_and_spoil_nothing() {
         "{taken:?}"
     );
     let stale = store
-        .replace(write(&rt, "anchor", "anchor-changed", "Changed"), Some(7))
+        .replace(
+            write(&rt, "anchor", "anchor-changed", "Changed"),
+            Some(7),
+            false,
+        )
         .await;
     assert!(
         matches!(stale, Err(StoreError::VersionMismatch { .. })),
@@ -95,7 +99,11 @@ async fn failing_writes_in_a_batch_leave_nothing_and_spoil_nothing() {
                     // A replace that cannot apply (stale If-Match).
                     5 => {
                         let r = store
-                            .replace(write(&rt, "anchor", "anchor-changed", "Changed"), Some(7))
+                            .replace(
+                                write(&rt, "anchor", "anchor-changed", "Changed"),
+                                Some(7),
+                                false,
+                            )
                             .await;
                         (id, String::new(), r.map(|_| ()))
                     }

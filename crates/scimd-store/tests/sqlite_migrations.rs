@@ -6,7 +6,7 @@
 
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
-use scimd_core::store::{ResourceWrite, Store};
+use scimd_core::store::{ResourceStore, ResourceWrite};
 use scimd_filter::{AttrPath, CompareOp, Filter};
 use scimd_store::SqliteStore;
 use serde_json::json;
@@ -153,12 +153,16 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         .replace(
             ResourceWrite::derived(rt, "id-77", data, "2026-01-02T00:00:00Z"),
             Some(1),
+            false,
         )
         .await
         .unwrap();
     assert_eq!(count(user_name("user77")).await, 0);
     assert_eq!(count(user_name("renamed77")).await, 1);
-    store.delete("User", "id-78", None).await.unwrap();
+    store
+        .delete("User", "id-78", None, Vec::new())
+        .await
+        .unwrap();
     assert_eq!(count(user_name("user78")).await, 0);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let rows: i64 = conn
