@@ -228,6 +228,24 @@ macro_rules! with_client {
     }};
 }
 
+/// The session settings every connection starts with, after the URL's own
+/// `options`. Every statement scimd sends is written to be answered from
+/// indexes (a point lookup, a range of the `(key, s, seq)` index, a probe
+/// per row); PostgreSQL chooses a plan from statistics, and a statement
+/// prepared while a table was small (a new database) kept a sequential scan
+/// of it on that connection for good (a create cost 14 ms once
+/// `attr_values` held 320,000 rows). So sequential scans are ruled out
+/// wherever an index serves, and each statement is planned once per
+/// connection (its generic plan): no re-planning per execution, and no plan
+/// that flips with the data's shape.
+fn planner_options(given: Option<&str>) -> String {
+    let ours = "-c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
+    match given {
+        Some(given) if !given.trim().is_empty() => format!("{given} {ours}"),
+        _ => ours.to_string(),
+    }
+}
+
 impl PgStore {
     /// Connects to `url` (`postgres://` or `postgresql://`) with a pool of
     /// at most `pool_size` connections and brings the schema up to date.
@@ -250,6 +268,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("scimd");
         }
+        config.options(planner_options(config.get_options()));
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -472,7 +491,7 @@ fn row_to_group(row: &Row) -> Result<GroupMembership, Fail> {
 
 /// The groups of the resource `id` ([`GROUPS_BY_ID`]).
 async fn groups_of_id(
-    c: &(impl deadpool_postgres::GenericClient + Sync),
+    c: &impl deadpool_postgres::GenericClient,
     id: &str,
 ) -> Result<Vec<GroupMembership>, Fail> {
     let groups = c.prepare_cached(&GROUPS_BY_ID).await?;
@@ -506,14 +525,17 @@ const SIDE_TABLES: &str = "
 
 /// A new resource and its side tables: version `$11`, created `$12`,
 /// modified `$13`, document `$14`.
-static INSERT_RESOURCE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH r AS (INSERT INTO resources (id, rtype, version, created, modified, data)
-                    VALUES ($9, $10, $11, $12, $13, $14) RETURNING seq),
-         {SIDE_TABLES}
-         SELECT seq FROM r"
-    )
-});
+/// A new resource has no side rows to compare with: its index rows and
+/// unique values are inserted as they are.
+const INSERT_RESOURCE: &str = "
+  WITH r AS (INSERT INTO resources (id, rtype, version, created, modified, data)
+             VALUES ($9, $10, $11, $12, $13, $14) RETURNING seq),
+       ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
+              SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r,
+                unnest($1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[]) AS e(k, el, p, s, n)),
+       iu AS (INSERT INTO unique_values (scope, key, value, seq)
+              SELECT u.sc, u.k, u.v, r.seq FROM r, unnest($6::text[], $7::text[], $8::text[]) AS u(sc, k, v))
+  SELECT seq FROM r";
 
 /// A resource's new document and side tables, if its version is `$13`
 /// (any when NULL).
@@ -528,7 +550,7 @@ static UPDATE_RESOURCE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The index entries and unique values of a write as the arrays that
-/// [`SIDE_TABLES`] unnests.
+/// [`SIDE_TABLES`] and [`INSERT_RESOURCE`] unnest.
 struct SideRows<'w> {
     keys: Vec<&'w str>,
     elems: Vec<i64>,
@@ -558,7 +580,7 @@ impl<'w> SideRows<'w> {
         }
     }
 
-    /// `$1`-`$8` of [`SIDE_TABLES`].
+    /// `$1`-`$8` of [`SIDE_TABLES`] and [`INSERT_RESOURCE`].
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![
             &self.keys,
@@ -605,7 +627,7 @@ async fn insert_resource(
     created: &str,
     data: &str,
 ) -> Result<i64, Fail> {
-    let insert = tx.prepare_cached(&INSERT_RESOURCE).await?;
+    let insert = tx.prepare_cached(INSERT_RESOURCE).await?;
     let sides = SideRows::of(w);
     let mut params = sides.params();
     params.extend_from_slice(&[
@@ -984,7 +1006,7 @@ async fn pipelined_member_changes(
              removed AS (
                DELETE FROM members m USING g
                 WHERE m.group_seq = g.seq
-                  AND m.member_seq IN (SELECT seq FROM resources WHERE id = ANY($5::text[])))
+                  AND m.member_seq = ANY(ARRAY(SELECT seq FROM resources WHERE id = ANY($5::text[]))))
              SELECT version FROM g",
         )
         .await?;
@@ -1089,7 +1111,7 @@ async fn apply_member_change(
                 let remove = tx
                     .prepare_cached(
                         "DELETE FROM members WHERE group_seq = $1
-                           AND member_seq IN (SELECT seq FROM resources WHERE id = ANY($2::text[]))",
+                           AND member_seq = ANY(ARRAY(SELECT seq FROM resources WHERE id = ANY($2::text[])))",
                     )
                     .await?;
                 tx.execute(&remove, &[&seq, &ids]).await?;
@@ -1554,6 +1576,67 @@ impl RecordStore for PgStore {
             .await?
                 == 1
         })
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PgStore {
+    /// For tests: runs `ANALYZE`, then shows the plans a pooled connection
+    /// holds (its generic plans, with the session settings scimd gives
+    /// every connection) for a point read of the resource `id` (of type
+    /// `rtype`, at position `seq`), its computed groups by id and by
+    /// position, and a replace of it: `(statement, EXPLAIN text)`.
+    pub async fn explain_plans(
+        &self,
+        rtype: &str,
+        id: &str,
+        seq: i64,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+        let (id, rtype) = (quote(id), quote(rtype));
+        let statements: [(&'static str, String, String); 4] = [
+            ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
+            (
+                "groups by id",
+                GROUPS_BY_ID.to_string(),
+                format!("ARRAY[{id}]"),
+            ),
+            (
+                "groups by position",
+                GROUPS_BY_SEQ.to_string(),
+                format!("ARRAY[{seq}]::int8[]"),
+            ),
+            (
+                "replace",
+                UPDATE_RESOURCE.to_string(),
+                format!(
+                    "'{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{}}}', '{{username}}', '{{v}}', 'now', '{{}}', {id}, {rtype}, NULL",
+                    rtype.trim_matches('\'')
+                ),
+            ),
+        ];
+        let mut plans = Vec::new();
+        with_client!(self, |client| {
+            client.batch_execute("ANALYZE").await?;
+            for (name, sql, args) in &statements {
+                client
+                    .batch_execute(&format!("PREPARE explained AS {sql}"))
+                    .await?;
+                let mut text = String::new();
+                for message in client
+                    .simple_query(&format!("EXPLAIN EXECUTE explained({args})"))
+                    .await?
+                {
+                    if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                        text.push_str(row.get(0).unwrap_or_default());
+                        text.push('\n');
+                    }
+                }
+                client.batch_execute("DEALLOCATE explained").await?;
+                plans.push((*name, text));
+            }
+        })?;
+        Ok(plans)
     }
 }
 

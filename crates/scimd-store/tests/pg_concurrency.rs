@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use scimd_core::schema::Registry;
 use scimd_core::store::{
-    Member, MemberChange, Record, ResourceStore, ResourceWrite, Store, StoreError,
+    Member, MemberChange, MembershipStore, Record, ResourceStore, ResourceWrite, RestoreStore,
+    RestoredResource, Store, StoreError,
 };
 use scimd_store::{PgStore, SqliteStore};
 use serde_json::{Map, json};
@@ -283,6 +284,72 @@ async fn races(store: Arc<dyn Store>) {
     adder.await.unwrap().unwrap();
     let group = store.get("Group", "g", true).await.unwrap().unwrap();
     assert_eq!(group.members.unwrap().len(), 0);
+}
+
+/// Issue 17: the statements of a point read, a write and the computed
+/// groups stay index-driven at scale (a group of 10,000 members inside
+/// another group, statistics up to date), whatever plan the statistics
+/// would favour: no sequential scan, no sort of `resources`.
+#[tokio::test]
+async fn plans_stay_on_indexes_at_scale() {
+    let Some(url) = fresh_database("plans").await else {
+        return;
+    };
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let users: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
+    for chunk in users.chunks(1_000) {
+        let batch = chunk
+            .iter()
+            .map(|id| RestoredResource {
+                write: write("User", id, json!({"userName": id, "displayName": id})),
+                version: 1,
+                created: "2026-01-01T00:00:00Z".into(),
+            })
+            .collect();
+        store.restore(batch).await.unwrap();
+    }
+    for group in ["big", "outer"] {
+        store
+            .create(write("Group", group, json!({"displayName": group})))
+            .await
+            .unwrap();
+    }
+    let member = |value: &str| Member {
+        value: value.to_string(),
+        typ: None,
+        display: None,
+    };
+    let types = vec!["User".to_string(), "Group".to_string()];
+    let everyone = users.iter().map(|u| member(u)).collect();
+    store
+        .restore_members("Group", "big", everyone, types.clone())
+        .await
+        .unwrap();
+    store
+        .restore_members("Group", "outer", vec![member("big")], types)
+        .await
+        .unwrap();
+    let seq = store
+        .get("User", "user-5000", false)
+        .await
+        .unwrap()
+        .unwrap()
+        .position;
+    let groups = store.groups_of(&["user-5000".to_string()]).await.unwrap();
+    assert_eq!(groups[0].len(), 2, "{groups:?}");
+    for (statement, plan) in store.explain_plans("User", "user-5000", seq).await.unwrap() {
+        assert!(!plan.contains("Seq Scan"), "{statement}:\n{plan}");
+        for line in plan
+            .lines()
+            .filter(|l| l.contains("Scan") && l.contains(" on resources"))
+        {
+            assert!(line.contains("Index"), "{statement}: {line}\n{plan}");
+        }
+        assert!(
+            !plan.contains("Sort Key: r.") && !plan.contains("Sort Key: x."),
+            "{statement}:\n{plan}"
+        );
+    }
 }
 
 #[tokio::test]
