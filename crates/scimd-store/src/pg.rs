@@ -417,6 +417,19 @@ fn row_to_member(row: &Row) -> Result<(i64, Member), Fail> {
     ))
 }
 
+/// Gives each of `items` its members from `rows` of [`MEMBERS_OF`].
+fn attach_members(items: &mut [StoredResource], rows: &[Row]) -> Result<(), Fail> {
+    let mut by_group: HashMap<i64, Vec<Member>> = HashMap::new();
+    for row in rows {
+        let (group, member) = row_to_member(row)?;
+        by_group.entry(group).or_default().push(member);
+    }
+    for item in items {
+        item.members = Some(by_group.remove(&item.position).unwrap_or_default());
+    }
+    Ok(())
+}
+
 async fn load_members(c: &impl GenericClient, group_seq: i64) -> Result<Vec<Member>, Fail> {
     let rows = c.query(MEMBERS_OF, &[&vec![group_seq]]).await?;
     rows.iter()
@@ -1312,15 +1325,8 @@ impl ResourceStore for PgStore {
             let mut items = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
             if q.with_members && !items.is_empty() {
                 let seqs: Vec<i64> = items.iter().map(|s| s.position).collect();
-                let mut by_group: std::collections::HashMap<i64, Vec<Member>> =
-                    std::collections::HashMap::new();
-                for row in client.query(MEMBERS_OF, &[&seqs]).await? {
-                    let (group, member) = row_to_member(&row)?;
-                    by_group.entry(group).or_default().push(member);
-                }
-                for item in &mut items {
-                    item.members = Some(by_group.remove(&item.position).unwrap_or_default());
-                }
+                let rows = client.query(MEMBERS_OF, &[&seqs]).await?;
+                attach_members(&mut items, &rows)?;
             }
             Page {
                 total: u64::try_from(total).unwrap_or(0),
@@ -1356,13 +1362,17 @@ impl ResourceStore for PgStore {
                 Paging::Cursor { after: Some(_), .. } => None,
                 _ => total_from_page(&q.paging, rows.len()),
             };
-            let items = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
+            let mut items = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
             let wanted: Vec<i64> = items
                 .iter()
                 .filter(|s| groups_for.contains(&s.resource_type))
                 .map(|s| s.position)
                 .collect();
-            let (total, group_rows, ()) = tokio::try_join!(
+            let listed: Vec<i64> = match q.with_members {
+                true => items.iter().map(|s| s.position).collect(),
+                false => Vec::new(),
+            };
+            let (total, group_rows, member_rows, ()) = tokio::try_join!(
                 async {
                     match known {
                         Some(total) => Ok(i64::try_from(total).unwrap_or(i64::MAX)),
@@ -1378,9 +1388,18 @@ impl ResourceStore for PgStore {
                         false => c.query(&groups_stmt, &[&wanted]).await,
                     }
                 },
+                async {
+                    match listed.is_empty() {
+                        true => Ok(Vec::new()),
+                        false => c.query(MEMBERS_OF, &[&listed]).await,
+                    }
+                },
                 c.batch_execute("COMMIT"),
             )?;
             snapshot.finish();
+            if q.with_members {
+                attach_members(&mut items, &member_rows)?;
+            }
             let mut found = groups_by_member(&group_rows, &wanted)?.into_iter();
             let groups = items
                 .iter()

@@ -76,6 +76,18 @@ async fn members_nested_groups_and_computed_user_groups() {
         .await;
     assert!(g.get("members").is_none());
     assert_eq!(g["displayName"], "Inner");
+    // A list of groups shows their members (read with the page).
+    let (_, _, groups) = s.call(Method::GET, "/Groups?sortBy=displayName", None).await;
+    let listed: Vec<(&str, usize)> = groups["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let members = g["members"].as_array().map_or(0, Vec::len);
+            (g["displayName"].as_str().unwrap(), members)
+        })
+        .collect();
+    assert_eq!(listed, [("Inner", 1), ("Outer", 1)], "{groups}");
     // unknown member id
     let (st, _, e) = s
         .call(
