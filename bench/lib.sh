@@ -8,6 +8,19 @@ start_scimd() {
   URL=http://127.0.0.1:$PORT
 }
 
+# serve_scimd DATA LOG ARGS...: scimd on $PORT over the data directory DATA (log in LOG, extra serve
+# ARGS), once it answers and has written its bundled client; sets SCIMD_PID (the caller stops it).
+serve_scimd() {
+  local data=$1 log=$2; shift 2
+  ./target/release/scimd serve --listen 127.0.0.1:$PORT --data-dir "$data" --token-lifetime-secs 7200 \
+    "$@" > "$log" 2>&1 &
+  SCIMD_PID=$!
+  until curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && [ -s "$data/bootstrap-client.json" ]; do
+    kill -0 $SCIMD_PID 2>/dev/null || { echo "scimd exited, see $log" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
 # CREDS="id:secret" of the bundled client of data directory $1.
 bootstrap_creds() {
   CREDS=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["client_id"]+":"+d["client_secret"])' "$1/bootstrap-client.json")

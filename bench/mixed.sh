@@ -27,13 +27,7 @@ load() { # NAME SCENARIOS: one harness run against the running scimd
 for r in $(seq $ROUNDS); do
   echo "== round $r of $ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   DATA=$ROOT/$r
-  ./target/release/scimd serve --listen 127.0.0.1:$PORT --data-dir "$DATA" --token-lifetime-secs 7200 \
-    > $OUT/server-$r.log 2>&1 &
-  PID=$!
-  until curl -sf $URL/healthz >/dev/null && [ -s "$DATA/bootstrap-client.json" ]; do
-    kill -0 $PID 2>/dev/null || { echo "scimd exited, see $OUT/server-$r.log" >&2; exit 1; }
-    sleep 0.1
-  done
+  serve_scimd "$DATA" $OUT/server-$r.log; PID=$SCIMD_PID
   bootstrap_creds "$DATA"; TOKEN=$(token)
   echo "-- mixed-before (seed, then mixed)"; load round-$r-before mixed
   echo "-- mixed-after (seed again, group scenarios, then mixed)"; load round-$r-after "group mixed"

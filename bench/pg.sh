@@ -62,13 +62,7 @@ pgbench -i -s 10 -q pgbench > $OUT/pgbench-init.txt 2>&1
 run_scimd() {
   local name=$1 data=$ROOT/$1; shift
   sql 'DROP DATABASE IF EXISTS scimd WITH (FORCE)'; sql 'CREATE DATABASE scimd'; sql CHECKPOINT
-  ./target/release/scimd serve --listen 127.0.0.1:$PORT --data-dir "$data" --token-lifetime-secs 7200 \
-    --database-url "$SCIMD_DB_URL" > $OUT/server-$name.log 2>&1 &
-  SCIMD_PID=$!
-  until curl -sf $URL/healthz >/dev/null && [ -s "$data/bootstrap-client.json" ]; do
-    kill -0 $SCIMD_PID 2>/dev/null || { echo "scimd exited, see $OUT/server-$name.log" >&2; exit 1; }
-    sleep 0.1
-  done
+  serve_scimd "$data" $OUT/server-$name.log --database-url "$SCIMD_DB_URL"
   bootstrap_creds "$data"; TOKEN=$(token)
   sql 'SELECT pg_stat_statements_reset()' 2>/dev/null || true
   env "$@" SERVER_PID=$SCIMD_PID SEED_CONC=32 ../shared/peer-bench/scim-load.sh $URL/scim/v2 "$TOKEN" | tee $OUT/$name.txt
