@@ -1311,46 +1311,10 @@ impl ResourceStore for PgStore {
         })
     }
 
+    /// The page of [`ResourceStore::query_with_groups`] (one snapshot for the
+    /// page, its total and its members).
     async fn query(&self, q: Query) -> Result<Page, StoreError> {
-        let (count, page): (Sql, Sql) = page_queries(Dialect::Postgres, &q);
-        with_client!(self, |client| {
-            let (count_params, page_params) = (bind(&count.params), bind(&page.params));
-            let (count_stmt, page_stmt) = tokio::try_join!(
-                list_statement(&client, &count.text),
-                list_statement(&client, &page.text),
-            )?;
-            let (count, page) = (&count_stmt, &page_stmt);
-            let (total, rows) = if matches!(q.paging, Paging::Cursor { after: Some(_), .. }) {
-                // The page cannot tell the total: both statements go out
-                // together (pipelined on one connection).
-                let (total, rows) = tokio::try_join!(
-                    client.query_one(count, &count_params),
-                    client.query(page, &page_params),
-                )?;
-                (total.try_get::<_, i64>(0)?, rows)
-            } else {
-                // The page first: a lookup (`userName eq`) shows its total
-                // and needs no count.
-                let rows = client.query(page, &page_params).await?;
-                match total_from_page(&q.paging, rows.len()) {
-                    Some(total) => (i64::try_from(total).unwrap_or(i64::MAX), rows),
-                    None => {
-                        let total = client.query_one(count, &count_params).await?;
-                        (total.try_get::<_, i64>(0)?, rows)
-                    }
-                }
-            };
-            let mut items = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
-            if q.with_members && !items.is_empty() {
-                let seqs: Vec<i64> = items.iter().map(|s| s.position).collect();
-                let rows = client.query(MEMBERS_OF, &[&seqs]).await?;
-                attach_members(&mut items, &rows)?;
-            }
-            Page {
-                total: u64::try_from(total).unwrap_or(0),
-                items,
-            }
-        })
+        Ok(self.query_with_groups(q, &[]).await?.0)
     }
 
     /// Two round trips at most, in one snapshot (a read-only REPEATABLE
