@@ -17,6 +17,7 @@ pub mod index;
 pub mod patch;
 pub mod projection;
 pub mod query;
+pub mod rendering;
 pub mod resource;
 pub mod schema;
 pub mod secret;

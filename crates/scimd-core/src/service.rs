@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::query::{Cond, Paging, Query};
+use crate::rendering::{RenderCache, Rendered};
 use crate::resource::{
     Missing, ResourceInput, carry_over, check_required, hash_write_only, needs_hashing,
     parse_input, render,
@@ -24,6 +25,17 @@ use crate::value::format_timestamp;
 /// How many times a write without `If-Match` is retried when a concurrent
 /// write moved the version underneath it.
 const MAX_WRITE_ATTEMPTS: usize = 16;
+
+/// A resource's document after `projection`, as the JSON a response carries.
+pub fn serialised(resource: Resource, projection: &Projection) -> Rendered {
+    let tag = resource.tag();
+    let doc = projection.apply(&resource.resource_type, resource.doc);
+    let body = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
+    Rendered {
+        tag,
+        body: body.into(),
+    }
+}
 
 /// Settings the service needs.
 #[derive(Debug, Clone)]
@@ -41,6 +53,8 @@ pub struct ServiceConfig {
     pub bulk_max_operations: usize,
     /// Largest Bulk request body, in bytes.
     pub bulk_max_payload: usize,
+    /// Whole-document renderings kept for reuse ([`RenderCache`]); 0: none.
+    pub render_cache: usize,
 }
 
 /// A version precondition from `If-Match`.
@@ -108,6 +122,7 @@ pub struct ResourceService {
     registry: Arc<Registry>,
     config: ServiceConfig,
     cursor_key: tokio::sync::OnceCell<Vec<u8>>,
+    renderings: RenderCache,
     /// What a group member may be ([`Registry::member_types`]), fixed with the registry.
     member_types: Vec<String>,
 }
@@ -117,6 +132,7 @@ impl ResourceService {
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, config: ServiceConfig) -> Self {
         ResourceService {
             member_types: registry.member_types(),
+            renderings: RenderCache::new(config.render_cache),
             store,
             registry,
             config,
@@ -210,11 +226,12 @@ impl ResourceService {
         projection: &Projection,
     ) -> ScimResult<Resource> {
         if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
-            let (stored, groups) = self
+            let (row, groups) = self
                 .store
                 .get_with_groups(rt.name(), id)
                 .await?
                 .ok_or_else(|| not_found(rt, id))?;
+            let stored = row.parse()?;
             let doc = render(rt, &stored, &self.config.base_url, Some(&groups));
             return Ok(Resource {
                 resource_type: rt.clone(),
@@ -229,6 +246,36 @@ impl ResourceService {
             .await?
             .ok_or_else(|| not_found(rt, id))?;
         self.finish(rt, stored, projection).await
+    }
+
+    /// GET without a projection: the whole document, serialised. A resource
+    /// whose computed groups show and that has no members (whose rendering
+    /// therefore depends only on its own row and groups) is served from the
+    /// [`RenderCache`] when the row and groups just read are those its kept
+    /// rendering was made from.
+    pub async fn get_rendered(&self, rt: &Arc<ResourceTypeDef>, id: &str) -> ScimResult<Rendered> {
+        let all = Projection::all();
+        if !(rt.has_computed_groups() && !rt.has_members() && all.shows_core(rt, "groups")) {
+            return Ok(serialised(self.get(rt, id, &all).await?, &all));
+        }
+        let (row, groups) = self
+            .store
+            .get_with_groups(rt.name(), id)
+            .await?
+            .ok_or_else(|| not_found(rt, id))?;
+        if let Some(kept) = self.renderings.get(&row, &groups) {
+            return Ok(kept);
+        }
+        let stored = row.parse()?;
+        let doc = render(rt, &stored, &self.config.base_url, Some(&groups));
+        let resource = Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        };
+        let rendered = serialised(resource, &all);
+        self.renderings.put(row, groups, &rendered);
+        Ok(rendered)
     }
 
     /// PUT: replaces a resource (RFC 7644 section 3.5.1).

@@ -112,6 +112,47 @@ pub enum MemberChange {
     RemoveAll,
 }
 
+/// A resource's row as its store holds it, its document still unparsed
+/// text: what a point read returns, so that a rendering made from an equal
+/// row can be served again without parsing (see `rendering`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    pub position: i64,
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub created: String,
+    pub modified: String,
+    /// The document as JSON text.
+    pub text: String,
+}
+
+impl StoredRow {
+    /// Parses the document; a stored document that is not a JSON object is
+    /// a backend error (the store is damaged, the request is not at fault).
+    pub fn parse(&self) -> Result<StoredResource, StoreError> {
+        let data = match serde_json::from_str(&self.text) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Err(StoreError::Backend(format!(
+                    "resource {} has a corrupt document",
+                    self.id
+                )));
+            }
+        };
+        Ok(StoredResource {
+            position: self.position,
+            resource_type: self.resource_type.clone(),
+            id: self.id.clone(),
+            version: self.version,
+            created: self.created.clone(),
+            modified: self.modified.clone(),
+            data,
+            members: None,
+        })
+    }
+}
+
 /// A resource as stored.
 #[derive(Debug, Clone)]
 pub struct StoredResource {
@@ -239,13 +280,13 @@ pub trait ResourceStore: Send + Sync {
         with_members: bool,
     ) -> Result<Option<StoredResource>, StoreError>;
 
-    /// One resource and the groups it belongs to, read together from one
-    /// snapshot (the common `GET /Users/{id}`).
+    /// One resource's row, unparsed, and the groups it belongs to, read
+    /// together from one snapshot (the common `GET /Users/{id}`).
     async fn get_with_groups(
         &self,
         resource_type: &str,
         id: &str,
-    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError>;
+    ) -> Result<Option<(StoredRow, Vec<GroupMembership>)>, StoreError>;
 
     /// Replaces a resource's document (compare-and-swap on `expected_version`
     /// when given) and bumps its version; `with_groups` also returns the

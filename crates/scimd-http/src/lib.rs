@@ -29,15 +29,32 @@ pub use error::ApiError;
 /// The SCIM media type.
 pub const SCIM_JSON: &str = "application/scim+json";
 
-/// Shared state of every handler.
+/// Shared state of every handler; cloned per request and per layer, so one
+/// reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub service: Arc<ResourceService>,
     pub auth: Arc<Auth>,
     /// Public base URL (scheme://host:port) of this server.
     pub public_base: String,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// One SCIM route as declared: what OpenAPI describes and what the

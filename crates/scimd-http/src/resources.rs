@@ -3,14 +3,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scimd_core::ScimError;
 use scimd_core::projection::Projection;
+use scimd_core::rendering::Rendered;
 use scimd_core::resource::etag;
 use scimd_core::schema::ResourceTypeDef;
-use scimd_core::service::{ListRequest, Precondition, Resource, ResourcePage, SEARCH_REQUEST};
+use scimd_core::service::{
+    ListRequest, Precondition, Resource, ResourcePage, SEARCH_REQUEST, serialised,
+};
 use scimd_core::value::check_message_schema;
 use serde_json::{Value, json};
 
@@ -37,9 +41,23 @@ fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str>
 
 /// A SCIM JSON response.
 pub fn scim_json(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
+    scim_body(status, body.to_string().into())
+}
+
+/// A SCIM JSON response from serialised JSON.
+fn scim_body(status: StatusCode, body: Bytes) -> Response {
+    let mut r = (status, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    r
+}
+
+/// A document with its entity tag as `ETag`.
+fn tagged(status: StatusCode, rendered: Rendered) -> Response {
+    let mut r = scim_body(status, rendered.body);
+    if let Ok(v) = HeaderValue::from_str(&rendered.tag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
     r
 }
 
@@ -50,12 +68,7 @@ pub fn single(status: StatusCode, resource: Resource, projection: &Projection) -
         .and_then(|m| m.get("location"))
         .and_then(Value::as_str)
         .map(str::to_string);
-    let tag = resource.tag();
-    let doc = projection.apply(&resource.resource_type, resource.doc);
-    let mut r = scim_json(status, &Value::Object(doc));
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        r.headers_mut().insert(header::ETAG, v);
-    }
+    let mut r = tagged(status, serialised(resource, projection));
     if status == StatusCode::CREATED
         && let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok())
     {
@@ -106,16 +119,19 @@ pub(crate) async fn read_resource(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let p = projection(rt, params)?;
-    let resource = state.service.get(rt, id, &p).await?;
-    let tag = resource.tag();
-    if Tags::of(headers, &header::IF_NONE_MATCH).is_some_and(|tags| tags.names_tag(&tag)) {
+    let rendered = if p == Projection::all() {
+        state.service.get_rendered(rt, id).await?
+    } else {
+        serialised(state.service.get(rt, id, &p).await?, &p)
+    };
+    if Tags::of(headers, &header::IF_NONE_MATCH).is_some_and(|tags| tags.names_tag(&rendered.tag)) {
         let mut r = status_only(StatusCode::NOT_MODIFIED);
-        if let Ok(v) = HeaderValue::from_str(&tag) {
+        if let Ok(v) = HeaderValue::from_str(&rendered.tag) {
             r.headers_mut().insert(header::ETAG, v);
         }
         return Ok(r);
     }
-    Ok(single(StatusCode::OK, resource, &p))
+    Ok(tagged(StatusCode::OK, rendered))
 }
 
 pub async fn replace(

@@ -22,7 +22,7 @@ use scimd_core::query::{Cond, Paging, Query};
 use scimd_core::store::{
     GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified, ModifyError,
     Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore, RestoredResource, Store,
-    StoreError, StoredResource,
+    StoreError, StoredResource, StoredRow,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -391,27 +391,20 @@ fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-fn to_stored(row: &Row) -> Result<StoredResource, Fail> {
-    let id: String = row.try_get(1)?;
-    let data: String = row.try_get(6)?;
-    let data = match serde_json::from_str(&data) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => {
-            return Err(Fail::Store(StoreError::Backend(format!(
-                "resource {id} has a corrupt document"
-            ))));
-        }
-    };
-    Ok(StoredResource {
+fn to_row(row: &Row) -> Result<StoredRow, Fail> {
+    Ok(StoredRow {
         position: row.try_get(0)?,
+        id: row.try_get(1)?,
         resource_type: row.try_get(2)?,
-        id,
         version: row.try_get(3)?,
         created: row.try_get(4)?,
         modified: row.try_get(5)?,
-        data,
-        members: None,
+        text: row.try_get(6)?,
     })
+}
+
+fn to_stored(row: &Row) -> Result<StoredResource, Fail> {
+    Ok(to_row(row)?.parse()?)
 }
 
 /// Members of several groups at once: `(group_seq, member)` in member order.
@@ -1205,7 +1198,7 @@ impl ResourceStore for PgStore {
         &self,
         rtype: &str,
         id: &str,
-    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
+    ) -> Result<Option<(StoredRow, Vec<GroupMembership>)>, StoreError> {
         with_client!(self, |client| {
             let get = client.prepare_cached(GET_ONE).await?;
             // One round trip for both.
@@ -1215,7 +1208,7 @@ impl ResourceStore for PgStore {
             )?;
             match row {
                 None => None,
-                Some(row) => Some((to_stored(&row)?, groups)),
+                Some(row) => Some((to_row(&row)?, groups)),
             }
         })
     }

@@ -13,7 +13,7 @@ use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
     GroupMembership, IndexEntry, Member, MemberChange, MembershipStore, Modification, Modified,
     ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore,
-    RestoredResource, Store, StoreError, StoredResource, UniqueValue,
+    RestoredResource, Store, StoreError, StoredResource, StoredRow, UniqueValue,
 };
 
 use crate::rules::{member_type_ok, missed, unique_scope};
@@ -448,28 +448,23 @@ fn row_to_resource(
     ))
 }
 
-fn to_stored(
-    row: (i64, String, String, i64, String, String, String),
-) -> Result<StoredResource, StoreError> {
-    let (position, id, resource_type, version, created, modified, data) = row;
-    let data = match serde_json::from_str(&data) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => {
-            return Err(StoreError::Backend(format!(
-                "resource {id} has a corrupt document"
-            )));
-        }
-    };
-    Ok(StoredResource {
+fn to_row(row: (i64, String, String, i64, String, String, String)) -> StoredRow {
+    let (position, id, resource_type, version, created, modified, text) = row;
+    StoredRow {
         position,
         resource_type,
         id,
         version,
         created,
         modified,
-        data,
-        members: None,
-    })
+        text,
+    }
+}
+
+fn to_stored(
+    row: (i64, String, String, i64, String, String, String),
+) -> Result<StoredResource, StoreError> {
+    to_row(row).parse()
 }
 
 fn load_members(conn: &Connection, group_seq: i64) -> Result<Vec<Member>, StoreError> {
@@ -892,11 +887,11 @@ impl ResourceStore for SqliteStore {
         &self,
         rtype: &str,
         id: &str,
-    ) -> Result<Option<(StoredResource, Vec<GroupMembership>)>, StoreError> {
+    ) -> Result<Option<(StoredRow, Vec<GroupMembership>)>, StoreError> {
         self.read_inline(|conn| {
             // One snapshot: one WAL read lock instead of one per statement.
             let snapshot = Snapshot::begin(conn)?;
-            let Some(stored) = get_one(conn, rtype, id)? else {
+            let Some(stored) = get_row(conn, rtype, id)? else {
                 return Ok(None);
             };
             let groups = groups_of_seq(conn, stored.position)?;
@@ -1257,13 +1252,18 @@ fn parse_record(data: &str) -> Result<serde_json::Value, StoreError> {
 }
 
 fn get_one(conn: &Connection, rtype: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
-    let row = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM resources r WHERE r.id = ? AND r.rtype = ?"
-        ))
+    get_row(conn, rtype, id)?.map(|row| row.parse()).transpose()
+}
+
+/// A point read: `COLUMNS` written out, so that no string is formatted per read.
+const GET_ROW: &str = "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data \
+     FROM resources r WHERE r.id = ? AND r.rtype = ?";
+
+fn get_row(conn: &Connection, rtype: &str, id: &str) -> Result<Option<StoredRow>, StoreError> {
+    conn.prepare_cached(GET_ROW)
         .and_then(|mut s| s.query_row([id, rtype], row_to_resource).optional())
-        .map_err(backend)?;
-    row.map(to_stored).transpose()
+        .map(|row| row.map(to_row))
+        .map_err(backend)
 }
 
 fn groups_of(conn: &Connection, member_id: &str) -> Result<Vec<GroupMembership>, StoreError> {

@@ -52,6 +52,9 @@ pub struct Config {
     pub bulk_max_operations: usize,
     /// Largest Bulk request body, in bytes.
     pub bulk_max_payload: usize,
+    /// Whole-document renderings kept for reuse by `GET` (0 turns it off);
+    /// each costs about twice the document's size.
+    pub render_cache: usize,
 }
 
 /// OAuth settings of the server.
@@ -147,6 +150,7 @@ impl Default for Config {
             schemas_dir: None,
             bulk_max_operations: 1000,
             bulk_max_payload: 4 * 1024 * 1024,
+            render_cache: 10_000,
         }
     }
 }
@@ -423,20 +427,34 @@ pub async fn serve(
             cursor_timeout: config.cursor_timeout_secs,
             bulk_max_operations: config.bulk_max_operations,
             bulk_max_payload: config.bulk_max_payload,
+            render_cache: config.render_cache,
         },
     );
-    let state = AppState {
+    let state = AppState::new(scimd_http::Shared {
         service: Arc::new(service),
         auth,
         public_base: base.clone(),
         max_body: config.max_body,
-    };
+    });
     let router = app(state)
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // `str` fields: recorded without the formatting machinery.
+                let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
+                tracing::info_span!(
+                    "request",
+                    method = req.method().as_str(),
+                    uri,
+                    request_id = id
+                )
+            }),
+        )
         .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()));
     tracing::info!(%local, %database, "scimd listening");
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();

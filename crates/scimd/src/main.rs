@@ -183,6 +183,7 @@ struct Settings {
     schemas_dir: Option<PathBuf>,
     bulk_max_operations: usize,
     bulk_max_payload: usize,
+    render_cache: usize,
 }
 
 impl Default for Settings {
@@ -206,6 +207,7 @@ impl Default for Settings {
             schemas_dir: None,
             bulk_max_operations: d.bulk_max_operations,
             bulk_max_payload: d.bulk_max_payload,
+            render_cache: d.render_cache,
         }
     }
 }
@@ -237,6 +239,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
             "schemas_dir",
             "bulk_max_operations",
             "bulk_max_payload",
+            "render_cache",
         ]))
         .merge(Env::prefixed("SCIMD_AUTH_").map(|k| format!("auth.{k}").into()))
         .extract()
@@ -270,6 +273,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
         schemas_dir: args.schemas_dir.clone().or(s.schemas_dir),
         bulk_max_operations: s.bulk_max_operations,
         bulk_max_payload: s.bulk_max_payload,
+        render_cache: s.render_cache,
         auth: AuthOptions {
             token_lifetime_secs: args
                 .token_lifetime_secs

@@ -28,6 +28,8 @@ mod oauth;
 mod paging;
 #[path = "../it/patch.rs"]
 mod patch;
+#[path = "../it/renderings.rs"]
+mod renderings;
 #[path = "../it/robustness.rs"]
 mod robustness;
 #[path = "../it/tls.rs"]
