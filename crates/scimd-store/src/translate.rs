@@ -11,6 +11,8 @@ use scimd_core::query::{Cond, Paging, Query, SortKey};
 use scimd_core::value::Comparable;
 use scimd_filter::CompareOp;
 
+use crate::nesting::member_of;
+
 /// The SQL spelling a store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -176,20 +178,7 @@ fn scoped_condition(sql: &mut Sql, cond: &Cond, scope: Scope) {
         Cond::MemberOf(None) => sql
             .text
             .push_str("r.seq IN (SELECT m.member_seq FROM members m)"),
-        Cond::MemberOf(Some(id)) => {
-            // The computed `groups` holds indirect groups too: the members
-            // of the group and, recursively, of the groups among them.
-            sql.text.push_str(
-                "r.seq IN (WITH RECURSIVE inside(seq) AS (\
-                 SELECT m.member_seq FROM members m WHERE m.group_seq = \
-                 (SELECT x.seq FROM resources x WHERE x.id = ",
-            );
-            sql.param(Param::Text(id.clone()));
-            sql.text.push_str(
-                ") UNION SELECT m.member_seq FROM members m JOIN inside i ON m.group_seq = i.seq) \
-                 SELECT seq FROM inside)",
-            );
-        }
+        Cond::MemberOf(Some(id)) => member_of(sql, id),
         Cond::Element { parent, cond } => {
             sql.text
                 .push_str("r.seq IN (SELECT p.seq FROM attr_values p WHERE p.key = ");

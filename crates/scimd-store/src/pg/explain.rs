@@ -1,0 +1,70 @@
+//! For tests (feature `testing`): the plans a connection holds for the
+//! statements whose plan shape matters.
+
+use scimd_core::store::StoreError;
+
+use super::PgStore;
+use super::reads::GET_ONE;
+use super::retry::with_client;
+use super::writes::UPDATE_RESOURCE;
+use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ};
+
+impl PgStore {
+    /// For tests: runs `ANALYZE`, then shows the plans a pooled connection
+    /// holds (its generic plans, with the session settings scimd gives
+    /// every connection) for a point read of the resource `id` (of type
+    /// `rtype`, at position `seq`), its computed groups by id and by
+    /// position, and a replace of it: `(statement, EXPLAIN text)`.
+    pub async fn explain_plans(
+        &self,
+        rtype: &str,
+        id: &str,
+        seq: i64,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+        let (id, rtype) = (quote(id), quote(rtype));
+        let statements: [(&'static str, String, String); 4] = [
+            ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
+            (
+                "groups by id",
+                GROUPS_BY_ID.to_string(),
+                format!("ARRAY[{id}]"),
+            ),
+            (
+                "groups by position",
+                GROUPS_BY_SEQ.to_string(),
+                format!("ARRAY[{seq}]::int8[]"),
+            ),
+            (
+                "replace",
+                UPDATE_RESOURCE.to_string(),
+                format!(
+                    "'{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{}}}', '{{username}}', '{{v}}', 'now', '{{}}', {id}, {rtype}, NULL",
+                    rtype.trim_matches('\'')
+                ),
+            ),
+        ];
+        let mut plans = Vec::new();
+        with_client!(self, |client| {
+            client.batch_execute("ANALYZE").await?;
+            for (name, sql, args) in &statements {
+                client
+                    .batch_execute(&format!("PREPARE explained AS {sql}"))
+                    .await?;
+                let mut text = String::new();
+                for message in client
+                    .simple_query(&format!("EXPLAIN EXECUTE explained({args})"))
+                    .await?
+                {
+                    if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                        text.push_str(row.get(0).unwrap_or_default());
+                        text.push('\n');
+                    }
+                }
+                client.batch_execute("DEALLOCATE explained").await?;
+                plans.push((*name, text));
+            }
+        })?;
+        Ok(plans)
+    }
+}

@@ -1,0 +1,217 @@
+//! PostgreSQL store: the SQLite table design and the same SQL translation
+//! ([`crate::translate`], PostgreSQL dialect), over a connection pool.
+//!
+//! Written for PostgreSQL and for engines that speak its protocol and most
+//! of its SQL (CockroachDB, YugabyteDB): no advisory locks, no
+//! LISTEN/NOTIFY, no stored procedures. Correctness under concurrency rests
+//! on row locks and constraints only: uniqueness is a primary key
+//! (`unique_values`), conditional writes are `UPDATE … WHERE version = $n`,
+//! and a membership change starts by bumping the group's version, which
+//! locks the group row and so serialises changes to one group across every
+//! scimd that shares the database. Transactions that the engine aborts as a
+//! serialization failure or a deadlock (SQLSTATE 40001, 40P01; routine on
+//! serializable engines) are re-run from the start, a bounded number of times.
+//!
+//! - [`connect`]: the pool, TLS, the planner settings of every connection,
+//!   connections' lifetime ([`connect::PLAN_LIFETIME`]);
+//! - [`retry`]: [`retry::Fail`], which failures are re-run, and the
+//!   `in_transaction!` / `with_client!` macros every statement runs in;
+//! - [`writes`]: creates, replaces, PATCHes, deletes, each one statement with
+//!   the resource's side tables;
+//! - [`members`]: membership changes, queued and applied per group;
+//! - [`reads`]: point reads, list pages in one snapshot (`ReadSnapshot`),
+//!   members, computed groups ([`crate::nesting`] has the recursive statement);
+//! - [`restore`]: `scimd import`'s pipelined inserts;
+//! - [`records`]: operational records;
+//! - [`migrations`]: the schema, versioned in `scimd_migrations`.
+//!
+//! The store traits are implemented here, each method handing over to the
+//! module that does the work.
+
+mod connect;
+#[cfg(feature = "testing")]
+mod explain;
+mod members;
+mod migrations;
+mod reads;
+mod records;
+mod restore;
+mod retry;
+mod writes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use scimd_core::query::{Cond, Query};
+use scimd_core::store::{
+    GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified, ModifyError,
+    Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore, RestoredResource, Store,
+    StoreError, StoredResource, StoredRow,
+};
+use tokio_postgres::types::ToSql;
+
+use crate::translate::Param;
+use members::{GroupKey, PendingChange};
+use retry::with_client;
+
+/// A store on PostgreSQL (or a compatible engine) that several scimd
+/// processes may share.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// Membership changes waiting, per group (see [`PgStore::change_members`]).
+    member_queues: Arc<Mutex<HashMap<GroupKey, Vec<PendingChange>>>>,
+}
+
+fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Text(t) => t as &(dyn ToSql + Sync),
+            Param::Real(r) => r as &(dyn ToSql + Sync),
+            Param::Int(i) => i as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        with_client!(self, |client| {
+            client.simple_query("SELECT 1").await?;
+        })
+    }
+}
+
+#[async_trait]
+impl ResourceStore for PgStore {
+    async fn create(&self, w: ResourceWrite) -> Result<StoredResource, StoreError> {
+        self.create_resource(w).await
+    }
+
+    async fn get(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_members: bool,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        self.get_resource(rtype, id, with_members).await
+    }
+
+    async fn get_with_groups(
+        &self,
+        rtype: &str,
+        id: &str,
+    ) -> Result<Option<(StoredRow, Vec<GroupMembership>)>, StoreError> {
+        self.get_resource_with_groups(rtype, id).await
+    }
+
+    async fn replace(
+        &self,
+        w: ResourceWrite,
+        expected: Option<i64>,
+        with_groups: bool,
+    ) -> Result<Modified, StoreError> {
+        self.replace_resource(w, expected, with_groups).await
+    }
+
+    async fn modify(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_groups: bool,
+        change: Modification,
+    ) -> Result<Option<Modified>, ModifyError> {
+        self.modify_resource(rtype, id, with_groups, change).await
+    }
+
+    async fn delete(
+        &self,
+        rtype: &str,
+        id: &str,
+        expected: Option<i64>,
+        dependents: Vec<(String, Cond)>,
+    ) -> Result<(), StoreError> {
+        self.delete_resource(rtype, id, expected, dependents).await
+    }
+
+    /// The page of [`ResourceStore::query_with_groups`] (one snapshot for the
+    /// page, its total and its members).
+    async fn query(&self, q: Query) -> Result<Page, StoreError> {
+        Ok(self.query_with_groups(q, &[]).await?.0)
+    }
+
+    async fn query_with_groups(
+        &self,
+        q: Query,
+        groups_for: &[String],
+    ) -> Result<(Page, Vec<Option<Vec<GroupMembership>>>), StoreError> {
+        self.query_resources_with_groups(q, groups_for).await
+    }
+}
+
+#[async_trait]
+impl MembershipStore for PgStore {
+    async fn change_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        changes: Vec<MemberChange>,
+        member_types: Vec<String>,
+        expected: Option<i64>,
+        now: String,
+    ) -> Result<i64, StoreError> {
+        self.change_group_members(rtype, id, changes, member_types, expected, now)
+            .await
+    }
+
+    async fn groups_of(
+        &self,
+        member_ids: &[String],
+    ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
+        self.groups_of_members(member_ids).await
+    }
+}
+
+#[async_trait]
+impl RestoreStore for PgStore {
+    async fn restore(&self, batch: Vec<RestoredResource>) -> Result<(), StoreError> {
+        self.restore_resources(batch).await
+    }
+
+    async fn restore_members(
+        &self,
+        rtype: &str,
+        id: &str,
+        members: Vec<Member>,
+        member_types: Vec<String>,
+    ) -> Result<(), StoreError> {
+        self.restore_group_members(rtype, id, members, member_types)
+            .await
+    }
+}
+
+#[async_trait]
+impl RecordStore for PgStore {
+    async fn record_get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        self.get_record(kind, id).await
+    }
+
+    async fn record_list(&self, kind: &str) -> Result<Vec<Record>, StoreError> {
+        self.list_records(kind).await
+    }
+
+    async fn record_insert(&self, kind: &str, record: Record) -> Result<bool, StoreError> {
+        self.insert_record(kind, record).await
+    }
+
+    async fn record_put(&self, kind: &str, record: Record) -> Result<(), StoreError> {
+        self.put_record(kind, record).await
+    }
+
+    async fn record_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        self.delete_record(kind, id).await
+    }
+}

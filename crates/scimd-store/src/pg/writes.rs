@@ -1,0 +1,366 @@
+//! Writes of resources: each one statement that writes the resource's row
+//! with its index rows and unique values (data-modifying CTEs over
+//! `unnest(...)` arrays), inside a transaction that the store re-runs on a
+//! serialization failure or a deadlock.
+
+use std::sync::LazyLock;
+
+use scimd_core::query::Cond;
+use scimd_core::store::{
+    GroupMembership, Member, Modification, Modified, ModifyError, ResourceWrite, StoreError,
+    StoredResource,
+};
+use tokio_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::members::write_members;
+use super::reads::{GET_ONE, groups_of_id, load_members, to_stored};
+use super::retry::{Fail, in_transaction};
+use super::{PgStore, bind};
+use crate::rules::{missed, unique_scope};
+use crate::translate::{Dialect, Sql, delete_matching};
+
+impl PgStore {
+    pub(super) async fn create_resource(
+        &self,
+        w: ResourceWrite,
+    ) -> Result<StoredResource, StoreError> {
+        let data = serde_json::Value::Object(w.data.clone()).to_string();
+        let (seq, members) = in_transaction!(self, |tx| {
+            let seq = insert_resource(&tx, &w, 1, &w.now, &data).await?;
+            let members = match &w.members {
+                Some(_) => Some(load_members(&*tx, seq).await?),
+                None => None,
+            };
+            (seq, members)
+        })?;
+        Ok(StoredResource::created(w, seq, members))
+    }
+
+    pub(super) async fn replace_resource(
+        &self,
+        w: ResourceWrite,
+        expected: Option<i64>,
+        with_groups: bool,
+    ) -> Result<Modified, StoreError> {
+        let ((seq, version, created, members), groups) = in_transaction!(self, |tx| {
+            replace_with_groups_in(&tx, &w, expected, with_groups).await?
+        })?;
+        Ok((
+            StoredResource::replaced(w, seq, version, created, members),
+            groups,
+        ))
+    }
+
+    /// The resource's row is locked (`FOR UPDATE`) from the read to the
+    /// commit: concurrent modifications of one resource, through this
+    /// process or another, queue on the lock instead of retrying. Four
+    /// round trips: BEGIN, the locking read, the write (with the groups
+    /// read after it), COMMIT.
+    pub(super) async fn modify_resource(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_groups: bool,
+        mut change: Modification,
+    ) -> Result<Option<Modified>, ModifyError> {
+        enum Step {
+            Written(Box<(ResourceWrite, Replaced, Option<Vec<GroupMembership>>)>),
+            Refused(scimd_core::error::ScimError),
+            Declined,
+        }
+        let step = in_transaction!(self, |tx| {
+            let get = tx.prepare_cached(&format!("{GET_ONE} FOR UPDATE")).await?;
+            let Some(row) = tx.query_opt(&get, &[&id, &rtype]).await? else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let old = to_stored(&row)?;
+            match change(&old) {
+                Ok(Some(w)) => {
+                    let (replaced, groups) =
+                        replace_with_groups_in(&tx, &w, None, with_groups).await?;
+                    Step::Written(Box::new((w, replaced, groups)))
+                }
+                Ok(None) => Step::Declined,
+                Err(e) => Step::Refused(e),
+            }
+        })?;
+        let (w, (seq, version, created, members), groups) = match step {
+            Step::Written(written) => *written,
+            Step::Refused(e) => return Err(ModifyError::Refused(e)),
+            Step::Declined => return Ok(None),
+        };
+        let stored = StoredResource::replaced(w, seq, version, created, members);
+        Ok(Some((stored, groups)))
+    }
+
+    /// The resource's side tables go with it in the same statement (they
+    /// have no foreign key to cascade), then its dependents with theirs.
+    pub(super) async fn delete_resource(
+        &self,
+        rtype: &str,
+        id: &str,
+        expected: Option<i64>,
+        dependents: Vec<(String, Cond)>,
+    ) -> Result<(), StoreError> {
+        let sweeps: Vec<Sql> = dependents
+            .iter()
+            .map(|(dependent, cond)| delete_matching(Dialect::Postgres, dependent, cond))
+            .collect();
+        in_transaction!(self, |tx| {
+            let delete = tx
+                .prepare_cached(&with_side_tables(
+                    "DELETE FROM resources WHERE id = $1 AND rtype = $2 AND ($3::int8 IS NULL OR version = $3)",
+                ))
+                .await?;
+            if tx
+                .query_one(&delete, &[&id, &rtype, &expected])
+                .await?
+                .try_get::<_, i64>(0)?
+                == 0
+            {
+                return Err(explain_miss(&*tx, rtype, id).await);
+            }
+            for sweep in &sweeps {
+                tx.query_one(with_side_tables(&sweep.text).as_str(), &bind(&sweep.params))
+                    .await?;
+            }
+        })
+    }
+}
+
+/// The side tables of the resource `r` (a CTE of the statement: its `seq`)
+/// brought to the index rows `$1`-`$5` and the unique values `$6`-`$8`, in
+/// the same statement as the resource's row: rows that did not change stay,
+/// the others are deleted or inserted (every CTE sees the tables as they
+/// were before the statement). A PATCH of one attribute writes the index
+/// row it changes, not the ~32 of a user.
+const SIDE_TABLES: &str = "
+  e(k, el, p, s, n) AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[])),
+  u(sc, k, v) AS (SELECT * FROM unnest($6::text[], $7::text[], $8::text[])),
+  de AS (DELETE FROM attr_values a USING r WHERE a.seq = r.seq AND NOT EXISTS (
+           SELECT 1 FROM e WHERE e.k = a.key AND e.el = a.elem AND e.p = a.prim
+              AND e.s IS NOT DISTINCT FROM a.s AND e.n IS NOT DISTINCT FROM a.n)),
+  ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
+           SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r, e WHERE NOT EXISTS (
+             SELECT 1 FROM attr_values a WHERE a.seq = r.seq AND a.key = e.k AND a.elem = e.el
+                AND a.prim = e.p AND a.s IS NOT DISTINCT FROM e.s AND a.n IS NOT DISTINCT FROM e.n)),
+  du AS (DELETE FROM unique_values x USING r WHERE x.seq = r.seq AND NOT EXISTS (
+           SELECT 1 FROM u WHERE u.sc = x.scope AND u.k = x.key AND u.v = x.value)),
+  iu AS (INSERT INTO unique_values (scope, key, value, seq)
+           SELECT u.sc, u.k, u.v, r.seq FROM r, u WHERE NOT EXISTS (
+             SELECT 1 FROM unique_values x WHERE x.seq = r.seq AND x.scope = u.sc AND x.key = u.k
+                AND x.value = u.v))";
+
+/// A new resource and its side tables: version `$11`, created `$12`,
+/// modified `$13`, document `$14`.
+/// A new resource has no side rows to compare with: its index rows and
+/// unique values are inserted as they are.
+const INSERT_RESOURCE: &str = "
+  WITH r AS (INSERT INTO resources (id, rtype, version, created, modified, data)
+             VALUES ($9, $10, $11, $12, $13, $14) RETURNING seq),
+       ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
+              SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r,
+                unnest($1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[]) AS e(k, el, p, s, n)),
+       iu AS (INSERT INTO unique_values (scope, key, value, seq)
+              SELECT u.sc, u.k, u.v, r.seq FROM r, unnest($6::text[], $7::text[], $8::text[]) AS u(sc, k, v))
+  SELECT seq FROM r";
+
+/// A resource's new document and side tables, if its version is `$13`
+/// (any when NULL).
+pub(super) static UPDATE_RESOURCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH r AS (UPDATE resources SET version = version + 1, modified = $9, data = $10
+                     WHERE id = $11 AND rtype = $12 AND ($13::int8 IS NULL OR version = $13)
+                     RETURNING seq, version, created),
+         {SIDE_TABLES}
+         SELECT seq, version, created FROM r"
+    )
+});
+
+/// The index entries and unique values of a write as the arrays that
+/// [`SIDE_TABLES`] and [`INSERT_RESOURCE`] unnest.
+struct SideRows<'w> {
+    keys: Vec<&'w str>,
+    elems: Vec<i64>,
+    prims: Vec<bool>,
+    texts: Vec<Option<&'w str>>,
+    numbers: Vec<Option<f64>>,
+    scopes: Vec<&'w str>,
+    unique_keys: Vec<&'w str>,
+    unique_values: Vec<&'w str>,
+}
+
+impl<'w> SideRows<'w> {
+    fn of(w: &'w ResourceWrite) -> Self {
+        SideRows {
+            keys: w.index.iter().map(|e| e.key.as_str()).collect(),
+            elems: w.index.iter().map(|e| i64::from(e.elem)).collect(),
+            prims: w.index.iter().map(|e| e.primary).collect(),
+            texts: w.index.iter().map(|e| e.text.as_deref()).collect(),
+            numbers: w.index.iter().map(|e| e.number).collect(),
+            scopes: w
+                .unique
+                .iter()
+                .map(|u| unique_scope(&w.resource_type, u))
+                .collect(),
+            unique_keys: w.unique.iter().map(|u| u.key.as_str()).collect(),
+            unique_values: w.unique.iter().map(|u| u.value.as_str()).collect(),
+        }
+    }
+
+    /// `$1`-`$8` of [`SIDE_TABLES`] and [`INSERT_RESOURCE`].
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.keys,
+            &self.elems,
+            &self.prims,
+            &self.texts,
+            &self.numbers,
+            &self.scopes,
+            &self.unique_keys,
+            &self.unique_values,
+        ]
+    }
+}
+
+/// A failed write statement: a unique value already taken names its
+/// attribute (from the key the server reports, in the first column order of
+/// `unique_values`' primary key: scope, key, value).
+fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
+    let Some(db) = e.as_db_error() else {
+        return Fail::Db(e);
+    };
+    if *db.code() != SqlState::UNIQUE_VIOLATION || db.constraint() != Some("unique_values_pkey") {
+        return Fail::Db(e);
+    }
+    let reported = db
+        .detail()
+        .and_then(|d| d.split_once(")=("))
+        .and_then(|(_, values)| values.split(", ").nth(1));
+    let attr = w
+        .unique
+        .iter()
+        .find(|u| Some(u.key.as_str()) == reported)
+        .or(w.unique.first())
+        .map(|u| u.key.clone())
+        .unwrap_or_default();
+    Fail::Store(StoreError::Uniqueness { attr })
+}
+
+/// Inserts `w` as a new resource with its side tables; returns its `seq`.
+pub(super) async fn insert_resource(
+    tx: &deadpool_postgres::Transaction<'_>,
+    w: &ResourceWrite,
+    version: i64,
+    created: &str,
+    data: &str,
+) -> Result<i64, Fail> {
+    let insert = tx.prepare_cached(INSERT_RESOURCE).await?;
+    let sides = SideRows::of(w);
+    let mut params = sides.params();
+    params.extend_from_slice(&[
+        &w.id as &(dyn ToSql + Sync),
+        &w.resource_type,
+        &version,
+        &created,
+        &w.now,
+        &data,
+    ]);
+    let row = tx
+        .query_one(&insert, &params)
+        .await
+        .map_err(|e| write_failure(e, w))?;
+    let seq = row.try_get(0)?;
+    write_members(tx, seq, w).await?;
+    Ok(seq)
+}
+
+/// What a replace returns: seq, new version, created, and the members when
+/// the write set them.
+type Replaced = (i64, i64, String, Option<Vec<Member>>);
+
+/// Replaces a resource's document and side tables inside `tx`
+/// (compare-and-swap on `expected` when given): one statement, plus the
+/// memberships when the write sets them.
+async fn replace_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    w: &ResourceWrite,
+    expected: Option<i64>,
+) -> Result<Replaced, Fail> {
+    let data = serde_json::Value::Object(w.data.clone()).to_string();
+    let update = tx.prepare_cached(&UPDATE_RESOURCE).await?;
+    let sides = SideRows::of(w);
+    let mut params = sides.params();
+    params.extend_from_slice(&[
+        &w.now as &(dyn ToSql + Sync),
+        &data,
+        &w.id,
+        &w.resource_type,
+        &expected,
+    ]);
+    let Some(row) = tx
+        .query_opt(&update, &params)
+        .await
+        .map_err(|e| write_failure(e, w))?
+    else {
+        return Err(explain_miss(&**tx, &w.resource_type, &w.id).await);
+    };
+    let seq: i64 = row.try_get(0)?;
+    let version: i64 = row.try_get(1)?;
+    let created: String = row.try_get(2)?;
+    write_members(tx, seq, w).await?;
+    let members = match &w.members {
+        Some(_) => Some(load_members(&**tx, seq).await?),
+        None => None,
+    };
+    Ok((seq, version, created, members))
+}
+
+/// [`replace_in`], and the resource's groups afterwards when `with_groups`,
+/// sent together (one round trip for both).
+async fn replace_with_groups_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    w: &ResourceWrite,
+    expected: Option<i64>,
+    with_groups: bool,
+) -> Result<(Replaced, Option<Vec<GroupMembership>>), Fail> {
+    if !with_groups {
+        return Ok((replace_in(tx, w, expected).await?, None));
+    }
+    // Polled in this order: the write is sent first, so the read sees it.
+    let (replaced, groups) =
+        tokio::try_join!(replace_in(tx, w, expected), groups_of_id(tx, &w.id))?;
+    Ok((replaced, Some(groups)))
+}
+
+/// After a conditional statement touched no row: not found, or a version
+/// mismatch.
+pub(super) async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) -> Fail {
+    match c
+        .query_opt(
+            "SELECT version FROM resources WHERE id = $1 AND rtype = $2",
+            &[&id, &rtype],
+        )
+        .await
+    {
+        Ok(Some(row)) => match row.try_get(0) {
+            Ok(current) => Fail::Store(missed(Some(current))),
+            Err(e) => Fail::Db(e),
+        },
+        Ok(None) => Fail::Store(missed(None)),
+        Err(e) => Fail::Db(e),
+    }
+}
+
+/// `delete`, a statement that deletes resources, with their side tables
+/// (in the same statement); answers how many resources it deleted.
+fn with_side_tables(delete: &str) -> String {
+    format!(
+        "WITH d AS ({delete} RETURNING seq),
+              da AS (DELETE FROM attr_values a USING d WHERE a.seq = d.seq),
+              du AS (DELETE FROM unique_values u USING d WHERE u.seq = d.seq)
+         SELECT count(*) FROM d"
+    )
+}
