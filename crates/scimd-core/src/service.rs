@@ -199,13 +199,40 @@ impl ResourceService {
 
     /// POST: creates a resource.
     pub async fn create(&self, rt: &Arc<ResourceTypeDef>, body: Value) -> ScimResult<Resource> {
+        self.create_with_id(rt, &uuid::Uuid::now_v7().to_string(), body)
+            .await
+    }
+
+    /// POST with the id chosen by the server's caller, not the client
+    /// (`POST /Me`: the token's subject). An id already taken is 409
+    /// `uniqueness`.
+    pub async fn create_as(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        body: Value,
+    ) -> ScimResult<Resource> {
+        if self.store.get(rt.name(), id, false).await?.is_some() {
+            return Err(ScimError::Uniqueness(format!(
+                "a {} with id '{id}' exists already",
+                rt.name()
+            )));
+        }
+        self.create_with_id(rt, id, body).await
+    }
+
+    async fn create_with_id(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        body: Value,
+    ) -> ScimResult<Resource> {
         let mut input = parse_input(rt, body)?;
         check_required(rt, &input)?;
         self.check_owner(rt, &input.data).await?;
         input = hash_secrets(rt, input).await?;
-        let id = uuid::Uuid::now_v7().to_string();
         let now = now();
-        let write = self.prepare(rt, &id, input.data, input.members, &now);
+        let write = self.prepare(rt, id, input.data, input.members, &now);
         let stored = self.store.create(write).await?;
         // A resource that did not exist a moment ago belongs to no group:
         // no need to ask the store.

@@ -197,6 +197,15 @@ pub fn coerce_single(attr: &Attribute, value: Value, where_: &str) -> ScimResult
         },
         (AttrType::DateTime, _) => Err(wrong("an xsd:dateTime string")),
         (AttrType::Complex, Value::Object(map)) => coerce_complex(attr, map, where_),
+        // Entra ID: the manager as its bare id; "" removes it.
+        (AttrType::Complex, Value::String(s)) if attr.takes_bare_value() => match s.is_empty() {
+            true => Ok(None),
+            false => coerce_complex(
+                attr,
+                Map::from_iter([("value".into(), Value::String(s))]),
+                where_,
+            ),
+        },
         (AttrType::Complex, _) => Err(wrong("an object")),
     }
 }
@@ -227,7 +236,10 @@ fn coerce_complex(
             out.insert(sub.name.clone(), v);
         }
     }
-    if out.is_empty() {
+    // An empty identifying value (`{"value": ""}`, Entra ID) removes it.
+    let unidentified =
+        attr.takes_bare_value() && out.get("value").and_then(Value::as_str) == Some("");
+    if out.is_empty() || unidentified {
         return Ok(None);
     }
     Ok(Some(Value::Object(out)))

@@ -108,6 +108,7 @@ fn scim_table() -> Vec<(Method, &'static str, Need, MethodRouter<AppState>)> {
         (Method::POST, "/.search", SearchAll, post(r::search_root)),
         (Method::POST, "/Bulk", Bulk, post(bulk::bulk)),
         (Method::GET, "/Me", MeRead, get(me::get)),
+        (Method::POST, "/Me", MeWrite, post(me::create)),
         (Method::PUT, "/Me", MeWrite, put(me::replace)),
         (Method::PATCH, "/Me", MeWrite, patch(me::patch)),
         (Method::DELETE, "/Me", MeWrite, delete(me::delete)),

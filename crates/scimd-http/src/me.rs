@@ -8,24 +8,23 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use scimd_auth::Grant;
 use scimd_core::ScimError;
 use scimd_core::schema::ResourceTypeDef;
 
 use crate::extract::ScimJson;
-use crate::resources::{delete_resource, patch_resource, read_resource, replace_resource};
+use crate::resources::{
+    delete_resource, patch_resource, projection, read_resource, replace_resource, single,
+};
 use crate::{ApiError, AppState};
 
 type Subject = Extension<Option<Arc<Grant>>>;
 
-/// The User resource type and the id of the token's user.
-async fn me(
-    state: &AppState,
-    grant: &Option<Arc<Grant>>,
-) -> Result<(Arc<ResourceTypeDef>, String), ApiError> {
-    let users = state
+/// The User resource type.
+fn users(state: &AppState) -> Result<Arc<ResourceTypeDef>, ApiError> {
+    state
         .service
         .registry()
         .by_name("User")
@@ -34,15 +33,27 @@ async fn me(
             ApiError(ScimError::NotImplemented(
                 "/Me needs the User resource type".into(),
             ))
-        })?;
-    let Some(grant) = grant else {
-        return Err(ApiError(ScimError::NotImplemented(
+        })
+}
+
+/// The request's grant; none (protection mode BYPASS) has no subject.
+fn grant_of(grant: &Option<Arc<Grant>>) -> Result<&Grant, ApiError> {
+    grant.as_deref().ok_or_else(|| {
+        ApiError(ScimError::NotImplemented(
             "/Me needs a bearer token whose subject is a User; this request carries none \
              (protection mode BYPASS)"
                 .into(),
-        )));
-    };
-    let subject = &grant.subject;
+        ))
+    })
+}
+
+/// The User resource type and the id of the token's user.
+async fn me(
+    state: &AppState,
+    grant: &Option<Arc<Grant>>,
+) -> Result<(Arc<ResourceTypeDef>, String), ApiError> {
+    let users = users(state)?;
+    let subject = &grant_of(grant)?.subject;
     match state.service.load(&users, subject, false).await {
         Ok(_) => Ok((users, subject.clone())),
         Err(ScimError::NotFound(_)) => Err(ApiError(ScimError::NotImplemented(format!(
@@ -52,6 +63,48 @@ async fn me(
         )))),
         Err(e) => Err(ApiError(e)),
     }
+}
+
+/// `POST /Me` (RFC 7644 section 3.11): creates the User whose id is the
+/// token's subject, so that the same token's `/Me` then reads it. A subject
+/// that is the token's own client (the client_credentials grant names a
+/// client, not a person) or that cannot be a resource id cannot become a
+/// User: 501. A subject that is a User already: 409 `uniqueness`.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(grant): Subject,
+    Query(params): Query<HashMap<String, String>>,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ApiError> {
+    let users = users(&state)?;
+    let grant = grant_of(&grant)?;
+    let subject = grant.subject.as_str();
+    if subject == grant.client_id {
+        return Err(ApiError(ScimError::NotImplemented(format!(
+            "POST /Me creates the User that the token's subject names, and this token's \
+             subject is its client '{subject}' (the client_credentials grant), not a person; \
+             use POST /Users"
+        ))));
+    }
+    if !usable_id(subject) {
+        return Err(ApiError(ScimError::NotImplemented(
+            "POST /Me: the token's subject cannot be a resource id (empty, too long, or with \
+             '/', '?', '#', whitespace or control characters)"
+                .into(),
+        )));
+    }
+    let p = projection(&users, &params)?;
+    let created = state.service.create_as(&users, subject, body).await?;
+    Ok(single(StatusCode::CREATED, created, &p))
+}
+
+/// An id that a resource can have and a URL path segment can carry.
+fn usable_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && !id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%'))
 }
 
 pub async fn get(

@@ -86,6 +86,23 @@ impl Attribute {
             .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 
+    /// A single-valued complex attribute identified by its `value` alone: it
+    /// has a `value` sub-attribute, and every other sub-attribute a client
+    /// may write is a reference (`$ref`, which the value determines). Such an
+    /// attribute also takes the bare value (`"manager": "<id>"`, as Entra ID
+    /// sends it), and an empty value removes it. Decided from the schema,
+    /// never from the attribute's name.
+    pub fn takes_bare_value(&self) -> bool {
+        self.typ == AttrType::Complex
+            && !self.multi_valued
+            && self.sub("value").is_some()
+            && self.sub_attributes.iter().all(|s| {
+                s.name.eq_ignore_ascii_case("value")
+                    || s.typ == AttrType::Reference
+                    || s.mutability == Mutability::ReadOnly
+            })
+    }
+
     /// True for attributes whose string values compare case-sensitively.
     pub fn compares_exactly(&self) -> bool {
         self.case_exact || matches!(self.typ, AttrType::Binary)

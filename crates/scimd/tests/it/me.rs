@@ -138,3 +138,97 @@ async fn me_needs_the_users_scopes() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     s.stop().await;
 }
+
+/// An authorization server of the test's own that introspects every token
+/// as a user's: subject `subject`, client `portal`, the Users scopes.
+async fn user_token_issuer(subject: &str) -> String {
+    let answer = json!({
+        "active": true,
+        "sub": subject,
+        "client_id": "portal",
+        "scope": format!("{PREFIX}users.read {PREFIX}users.write"),
+        "exp": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600,
+    });
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move || {
+            let answer = answer.clone();
+            async move { axum::Json(answer) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let root = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    root
+}
+
+async fn with_user_issuer(dir: &std::path::Path, subject: &str) -> Server {
+    let issuer = user_token_issuer(subject).await;
+    Server::start_with(dir, |c| {
+        c.auth.external = Some(scimd::ExternalOptions {
+            issuer: issuer.clone(),
+            audience: None,
+            jwks_url: None,
+            introspection_url: Some(format!("{issuer}/introspect")),
+            client_id: Some("scimd".into()),
+            client_secret: Some("secret".into()),
+        });
+    })
+    .await
+}
+
+/// POST /Me (RFC 7644 section 3.11) creates the User that a user token's
+/// subject names; after that the token's /Me is that User.
+#[tokio::test]
+async fn post_me_creates_the_tokens_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let subject = "8d3c3a4e-5b7f-4e0b-9a51-0f2b9c1d7e11";
+    let s = with_user_issuer(dir.path(), subject).await;
+    let c = client_with_token("opaque-user-token");
+    let me = format!("{}/Me", s.base);
+    let (st, v) = send(&c, Method::GET, me.clone(), None).await;
+    assert_scim_error(st, &v, 501, None);
+
+    let (st, v) = send(&c, Method::POST, me.clone(), Some(json!({"userName": "newcomer"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["id"], subject);
+    assert_eq!(v["userName"], "newcomer");
+    assert_eq!(v["meta"]["location"], format!("{}/Users/{subject}", s.base));
+    let (st, v) = send(&c, Method::GET, me.clone(), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["userName"], "newcomer");
+    let (_, _, read) = s.call(Method::GET, &format!("/Users/{subject}"), None).await;
+    assert_eq!(read["userName"], "newcomer");
+
+    // Twice: the subject is a User already.
+    let (st, v) = send(&c, Method::POST, me.clone(), Some(json!({"userName": "again"}))).await;
+    assert_scim_error(st, &v, 409, Some("uniqueness"));
+    // Bad input is refused as on POST /Users, and creates nothing.
+    let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{subject}"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = send(&c, Method::POST, me.clone(), Some(json!({"displayName": "no userName"}))).await;
+    assert_scim_error(st, &v, 400, Some("invalidValue"));
+    let (st, _, _) = s.call(Method::GET, &format!("/Users/{subject}"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+/// A client_credentials token names its client: POST /Me is 501, and
+/// creates nothing.
+#[tokio::test]
+async fn post_me_with_a_client_token_is_501() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (st, _, v) = s
+        .call(Method::POST, "/Me", Some(json!({"userName": "robot"})))
+        .await;
+    assert_scim_error(st, &v, 501, None);
+    assert!(v["detail"].as_str().unwrap().contains("client"), "{v}");
+    let (_, _, list) = s.call(Method::GET, "/Users", None).await;
+    assert_eq!(list["totalResults"], 0, "{list}");
+    s.stop().await;
+}

@@ -36,3 +36,5 @@ mod robustness;
 mod tls;
 #[path = "../it/users.rs"]
 mod users;
+#[path = "../it/validators.rs"]
+mod validators;

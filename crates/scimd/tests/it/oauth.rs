@@ -245,8 +245,8 @@ async fn every_route_and_scope_cell() {
     }
     // 7 protected routes per resource type (Users, Groups, FidoDevices,
     // Fido2Devices), root search (GET at the base URI and POST /.search),
-    // Bulk, and GET/PUT/PATCH/DELETE /Me.
-    assert_eq!(checked, 35, "protected operations checked");
+    // Bulk, and GET/POST/PUT/PATCH/DELETE /Me.
+    assert_eq!(checked, 36, "protected operations checked");
     s.stop().await;
 }
 
