@@ -85,6 +85,31 @@ async fn races(store: Arc<dyn Store>) {
     }
     assert_eq!(created, 1);
 
+    // One id (chosen by the caller, as POST /Me does), twenty writers: one
+    // wins, the others hear Uniqueness of `id`, never a backend error.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create(write(
+                    "User",
+                    "chosen",
+                    json!({"userName": format!("chosen-{i}")}),
+                ))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Uniqueness { attr }) => assert_eq!(attr, "id"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+
     // 32 member adds to one group: none lost, one version bump each.
     store
         .create(write("Group", "g", json!({"displayName": "G"})))

@@ -232,6 +232,10 @@ fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
     let Some(db) = e.as_db_error() else {
         return Fail::Db(e);
     };
+    if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("resources_id_key") {
+        // An id chosen by the caller (`POST /Me`) that exists.
+        return Fail::Store(StoreError::Uniqueness { attr: "id".into() });
+    }
     if *db.code() != SqlState::UNIQUE_VIOLATION || db.constraint() != Some("unique_values_pkey") {
         return Fail::Db(e);
     }

@@ -9,7 +9,7 @@ use scimd_core::store::{IndexEntry, Member, ResourceWrite, StoreError, UniqueVal
 use super::backend;
 use crate::rules::{member_type_ok, unique_scope};
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
 

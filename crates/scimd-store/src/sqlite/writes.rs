@@ -9,7 +9,9 @@ use scimd_core::store::{
 };
 
 use super::reads::{get_one, groups_of_seq, load_members};
-use super::side_tables::{add_members, rewrite_side_tables, write_side_tables};
+use super::side_tables::{
+    add_members, is_unique_violation, rewrite_side_tables, write_side_tables,
+};
 use super::{SqliteStore, backend};
 use crate::rules::missed;
 use crate::translate::{Dialect, delete_matching};
@@ -31,7 +33,11 @@ impl SqliteStore {
                     "INSERT INTO resources (id, rtype, version, created, modified, data) VALUES (?, ?, 1, ?, ?, ?)",
                 )
                 .and_then(|mut s| s.execute(params![w.id, w.resource_type, w.now, w.now, data]))
-                .map_err(backend)?;
+                .map_err(|e| match is_unique_violation(&e) {
+                    // An id chosen by the caller (`POST /Me`) that exists.
+                    true => StoreError::Uniqueness { attr: "id".into() },
+                    false => backend(e),
+                })?;
                 let seq = conn.last_insert_rowid();
                 write_side_tables(conn, seq, w)?;
                 let members = match &w.members {
