@@ -12,6 +12,7 @@ use tokio_postgres::NoTls;
 
 use super::PgStore;
 use super::retry::{Fail, cannot_reach, chain};
+use super::statistics::{self, PlansValidSince};
 
 /// How long a connection serves before it is replaced. Each connection
 /// plans a statement once (generic plans, see [`planner_options`]) from the
@@ -79,11 +80,19 @@ impl PgStore {
             })
             .build()
             .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
+        let alive = Arc::new(());
         let store = PgStore {
             pool,
+            plans_valid_since: PlansValidSince::new(),
+            _alive: alive.clone(),
             member_queues: Arc::new(Mutex::new(HashMap::new())),
         };
         store.migrate().await?;
+        statistics::watch(
+            store.pool.clone(),
+            store.plans_valid_since.clone(),
+            Arc::downgrade(&alive),
+        );
         Ok(store)
     }
 
@@ -95,7 +104,8 @@ impl PgStore {
             let client = self.pool.get().await.map_err(|e| {
                 Fail::Store(cannot_reach(format!("database connection: {}", chain(&e))))
             })?;
-            if deadpool_postgres::Object::metrics(&client).age() < PLAN_LIFETIME {
+            let metrics = deadpool_postgres::Object::metrics(&client);
+            if metrics.age() < PLAN_LIFETIME && self.plans_valid_since.admits(metrics.created) {
                 return Ok(client);
             }
             drop(deadpool_postgres::Object::take(client));

@@ -67,4 +67,40 @@ impl PgStore {
         })?;
         Ok(plans)
     }
+
+    /// For tests: the first column of each index on a plain column, by
+    /// index name: an index scan whose condition does not name it reads the
+    /// whole index.
+    pub async fn index_leading_columns(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut columns = std::collections::HashMap::new();
+        with_client!(self, |client| {
+            let rows = client
+                .query(
+                    "SELECT c.relname::text, a.attname::text FROM pg_index i
+                       JOIN pg_class c ON c.oid = i.indexrelid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                      WHERE n.nspname = current_schema()",
+                    &[],
+                )
+                .await?;
+            for row in rows {
+                columns.insert(row.get(0), row.get(1));
+            }
+        })?;
+        Ok(columns)
+    }
+
+    /// For tests: the server process of the connection the pool hands out
+    /// next (a connection whose plans are outdated is replaced first).
+    pub async fn backend_pid(&self) -> Result<i32, StoreError> {
+        with_client!(self, |client| {
+            client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await?
+                .get(0)
+        })
+    }
 }

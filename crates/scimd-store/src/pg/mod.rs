@@ -14,6 +14,8 @@
 //!
 //! - [`connect`]: the pool, TLS, the planner settings of every connection,
 //!   connections' lifetime ([`connect::PLAN_LIFETIME`]);
+//! - [`statistics`]: tables analysed as they grow, and connections whose
+//!   plans predate the statistics replaced;
 //! - [`retry`]: [`retry::Fail`], which failures are re-run, and the
 //!   `in_transaction!` / `with_client!` macros every statement runs in;
 //! - [`writes`]: creates, replaces, PATCHes, deletes, each one statement with
@@ -37,6 +39,7 @@ mod reads;
 mod records;
 mod restore;
 mod retry;
+mod statistics;
 mod writes;
 
 use std::collections::HashMap;
@@ -61,6 +64,10 @@ use retry::with_client;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Connections opened before hold outdated plans ([`statistics`]).
+    plans_valid_since: statistics::PlansValidSince,
+    /// Dropped with the store: ends the statistics task.
+    _alive: Arc<()>,
     /// Membership changes waiting, per group (see [`PgStore::change_members`]).
     member_queues: Arc<Mutex<HashMap<GroupKey, Vec<PendingChange>>>>,
 }
