@@ -177,6 +177,8 @@ pub fn parse_members(value: Option<Value>) -> ScimResult<Vec<Member>> {
         return Ok(Vec::new());
     };
     let mut out: Vec<Member> = Vec::with_capacity(items.len());
+    // Seen ids: a group may be given 10,000 members at once.
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for item in items {
         let Value::Object(map) = item else {
             return Err(ScimError::InvalidValue(
@@ -188,7 +190,7 @@ pub fn parse_members(value: Option<Value>) -> ScimResult<Vec<Member>> {
                 "each member needs a 'value' with the member's id".into(),
             ));
         };
-        if out.iter().any(|m| &m.value == id) {
+        if !seen.insert(id.clone()) {
             continue;
         }
         let typ = match map.get("type") {

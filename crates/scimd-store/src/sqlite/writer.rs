@@ -37,7 +37,7 @@ where
     F: FnMut(&Connection) -> Result<T, StoreError> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        // Writes run the core's code (a PATCH is computed inside its write):
+        // Writes run the core's code (a PATCH that raced another is computed inside its write):
         // a panic there must fail that write, not end the writer thread and
         // with it every later write.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.write)(conn)))

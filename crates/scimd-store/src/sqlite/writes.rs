@@ -88,6 +88,41 @@ impl SqliteStore {
             Refused(scimd_core::error::ScimError),
             Declined,
         }
+        // First on the caller's thread: the writer is the one thread every
+        // write shares, so the change (parse, patch, validate, index) runs
+        // outside it and the writer only compares the version and writes.
+        let old = self
+            .read_here(|conn| get_one(conn, rtype, id))?
+            .ok_or(StoreError::NotFound)?;
+        // The core's code: a panic fails this write alone, as in the writer.
+        let changed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(&old)))
+            .map_err(|_| StoreError::Backend("the write panicked".into()))?;
+        let w = match changed {
+            Ok(Some(w)) => w,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(ModifyError::Refused(e)),
+        };
+        let data = document_text(&w)?;
+        let version = old.version;
+        let optimistic = self
+            .write_with(w, move |conn, w| {
+                let row = current_row(conn, &w.resource_type, &w.id, Some(version))?;
+                let replaced = replace_in(conn, w, &data, row)?;
+                let groups = match with_groups {
+                    true => Some(groups_of_seq(conn, replaced.seq)?),
+                    false => None,
+                };
+                Ok((replaced, groups))
+            })
+            .await;
+        match optimistic {
+            Ok((w, (replaced, groups))) => return Ok(Some((replaced.into_stored(w), groups))),
+            // Another write came between the read and this one (two changes
+            // of one resource at once): the change runs again below, where
+            // nothing can come between.
+            Err(StoreError::VersionMismatch { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         let (rtype, id) = (rtype.to_string(), id.to_string());
         // In the writer: it reads the resource from its own cache (a
         // reader's is emptied by every commit), and no write comes between
@@ -178,7 +213,8 @@ impl SqliteStore {
                         }
                     }
                     MemberChange::RemoveAll => {
-                        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq]).map_err(backend)?;
+                        conn.execute("DELETE FROM members WHERE group_seq = ?", [seq])
+                            .map_err(backend)?;
                     }
                 }
             }
