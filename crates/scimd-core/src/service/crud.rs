@@ -1,0 +1,281 @@
+//! Create (POST, `POST /Me`), read (GET), replace (PUT) and delete, and the
+//! write steps PATCH shares with them: secrets hashed, the write prepared,
+//! a replacement written by compare-and-swap and rendered.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{
+    MAX_WRITE_ATTEMPTS, Precondition, Resource, ResourceService, check_precondition, not_found,
+    now, serialised,
+};
+use crate::error::{ScimError, ScimResult};
+use crate::projection::Projection;
+use crate::rendering::Rendered;
+use crate::resource::{
+    Missing, ResourceInput, carry_over, check_required, hash_write_only, needs_hashing,
+    parse_input, render,
+};
+use crate::schema::ResourceTypeDef;
+use crate::store::{Member, ResourceWrite, StoreError, StoredResource};
+
+impl ResourceService {
+    /// POST: creates a resource.
+    pub async fn create(&self, rt: &Arc<ResourceTypeDef>, body: Value) -> ScimResult<Resource> {
+        self.create_with_id(rt, &uuid::Uuid::now_v7().to_string(), body)
+            .await
+    }
+
+    /// POST with the id chosen by the server's caller, not the client
+    /// (`POST /Me`: the token's subject). An id already taken is 409
+    /// `uniqueness`.
+    pub async fn create_as(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        body: Value,
+    ) -> ScimResult<Resource> {
+        if self.store.get(rt.name(), id, false).await?.is_some() {
+            return Err(ScimError::Uniqueness(format!(
+                "a {} with id '{id}' exists already",
+                rt.name()
+            )));
+        }
+        self.create_with_id(rt, id, body).await
+    }
+
+    async fn create_with_id(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        body: Value,
+    ) -> ScimResult<Resource> {
+        let mut input = parse_input(rt, body)?;
+        check_required(rt, &input)?;
+        self.check_owner(rt, &input.data).await?;
+        input = hash_secrets(rt, input).await?;
+        let now = now();
+        let write = self.prepare(rt, id, input.data, input.members, &now);
+        let stored = self.store.create(write).await?;
+        // A resource that did not exist a moment ago belongs to no group:
+        // no need to ask the store.
+        let groups = rt.has_computed_groups().then(Vec::new);
+        let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
+        Ok(Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        })
+    }
+
+    /// GET: one resource, loading members and groups only if they will show.
+    pub async fn get(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        projection: &Projection,
+    ) -> ScimResult<Resource> {
+        if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
+            let (row, groups) = self
+                .store
+                .get_with_groups(rt.name(), id)
+                .await?
+                .ok_or_else(|| not_found(rt, id))?;
+            let stored = row.parse()?;
+            let doc = render(rt, &stored, &self.config.base_url, Some(&groups));
+            return Ok(Resource {
+                resource_type: rt.clone(),
+                version: stored.version,
+                doc,
+            });
+        }
+        let with_members = rt.has_members() && projection.shows_core(rt, "members");
+        let stored = self
+            .store
+            .get(rt.name(), id, with_members)
+            .await?
+            .ok_or_else(|| not_found(rt, id))?;
+        self.finish(rt, stored, projection).await
+    }
+
+    /// GET without a projection: the whole document, serialised. A resource
+    /// whose computed groups show and that has no members (whose rendering
+    /// therefore depends only on its own row and groups) is served from the
+    /// [`RenderCache`](crate::rendering::RenderCache) when the row and
+    /// groups just read are those its kept rendering was made from.
+    pub async fn get_rendered(&self, rt: &Arc<ResourceTypeDef>, id: &str) -> ScimResult<Rendered> {
+        let all = Projection::all();
+        if !(rt.has_computed_groups() && !rt.has_members() && all.shows_core(rt, "groups")) {
+            return Ok(serialised(self.get(rt, id, &all).await?, &all));
+        }
+        let (row, groups) = self
+            .store
+            .get_with_groups(rt.name(), id)
+            .await?
+            .ok_or_else(|| not_found(rt, id))?;
+        if let Some(kept) = self.renderings.get(&row, &groups) {
+            return Ok(kept);
+        }
+        let stored = row.parse()?;
+        let doc = render(rt, &stored, &self.config.base_url, Some(&groups));
+        let resource = Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        };
+        let rendered = serialised(resource, &all);
+        self.renderings.put(row, groups, &rendered);
+        Ok(rendered)
+    }
+
+    /// PUT: replaces a resource (RFC 7644 section 3.5.1).
+    pub async fn replace(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        body: Value,
+        precondition: Precondition,
+    ) -> ScimResult<Resource> {
+        let input = parse_input(rt, body)?;
+        check_required(rt, &input)?;
+        let input = hash_secrets(rt, input).await?;
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let old = self
+                .store
+                .get(rt.name(), id, false)
+                .await?
+                .ok_or_else(|| not_found(rt, id))?;
+            check_precondition(precondition, old.version)?;
+            let mut data = input.data.clone();
+            carry_over(rt, &old.data, &mut data, Missing::Kept)?;
+            self.check_owner(rt, &data).await?;
+            let members = rt
+                .has_members()
+                .then(|| input.members.clone().unwrap_or_default());
+            let now = now();
+            let write = self.prepare(rt, id, data, members, &now);
+            match self
+                .replace_stored(rt, write, old.version, &Projection::all())
+                .await
+            {
+                Ok(resource) => return Ok(resource),
+                Err(StoreError::VersionMismatch { .. }) if precondition == Precondition::None => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ScimError::Unavailable(
+            "the resource is being changed concurrently; retry".into(),
+        ))
+    }
+
+    /// DELETE: removes a resource and its memberships.
+    pub async fn delete(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        precondition: Precondition,
+    ) -> ScimResult<()> {
+        let expected = match precondition {
+            Precondition::None => None,
+            Precondition::Version(v) => Some(v),
+            Precondition::Unmatchable => Some(-1),
+        };
+        let dependents = self.owned_by(rt, id)?;
+        match self.store.delete(rt.name(), id, expected, dependents).await {
+            Err(StoreError::NotFound) => Err(not_found(rt, id)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Reads the stored form of a resource (for PATCH).
+    pub async fn load(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        with_members: bool,
+    ) -> ScimResult<StoredResource> {
+        self.store
+            .get(rt.name(), id, with_members)
+            .await?
+            .ok_or_else(|| not_found(rt, id))
+    }
+
+    /// Writes a replacement (compare-and-swap on `expected`) and renders the
+    /// result, with the computed `groups` read in the same store call when
+    /// they will show.
+    pub(super) async fn replace_stored(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        write: ResourceWrite,
+        expected: i64,
+        projection: &Projection,
+    ) -> Result<Resource, StoreError> {
+        let with_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");
+        let (stored, groups) = self
+            .store
+            .replace(write, Some(expected), with_groups)
+            .await?;
+        let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
+        Ok(Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        })
+    }
+
+    /// Renders a stored resource, computing `groups` when it will show.
+    pub async fn finish(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        stored: StoredResource,
+        projection: &Projection,
+    ) -> ScimResult<Resource> {
+        let groups = if rt.has_computed_groups() && projection.shows_core(rt, "groups") {
+            let ids = [stored.id.clone()];
+            Some(self.store.groups_of(&ids).await?.pop().unwrap_or_default())
+        } else {
+            None
+        };
+        let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
+        Ok(Resource {
+            resource_type: rt.clone(),
+            version: stored.version,
+            doc,
+        })
+    }
+
+    pub(super) fn prepare(
+        &self,
+        rt: &ResourceTypeDef,
+        id: &str,
+        data: Map<String, Value>,
+        members: Option<Vec<Member>>,
+        modified: &str,
+    ) -> ResourceWrite {
+        ResourceWrite {
+            members,
+            member_types: self.member_types.clone(),
+            ..ResourceWrite::derived(rt, id, data, modified)
+        }
+    }
+}
+
+/// Argon2 is deliberately slow; it runs off the async workers.
+pub(super) async fn hash_secrets(
+    rt: &Arc<ResourceTypeDef>,
+    mut input: ResourceInput,
+) -> ScimResult<ResourceInput> {
+    if !needs_hashing(rt, &input.data) {
+        return Ok(input);
+    }
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || {
+        hash_write_only(&rt, &mut input.data)?;
+        Ok(input)
+    })
+    .await
+    .map_err(|e| ScimError::Internal(format!("hashing task failed: {e}")))?
+}
