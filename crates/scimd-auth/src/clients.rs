@@ -29,6 +29,9 @@ pub struct Client {
     pub secret_hash: String,
     pub scopes: BTreeSet<String>,
     pub created: String,
+    /// Requests per second at most (none: not limited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
 
 /// A client without its secret hash, for listings.
@@ -38,6 +41,8 @@ pub struct ClientInfo {
     pub name: String,
     pub scopes: BTreeSet<String>,
     pub created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
 
 /// A client's credentials, shown once when created or rotated.
@@ -85,6 +90,7 @@ impl Clients {
             secret_hash: hash(&secret).await?,
             scopes: scopes.clone(),
             created: crate::now_text(),
+            rate: None,
         };
         let inserted = self.store.record_insert(KIND, to_record(&client)?).await?;
         if !inserted {
@@ -115,6 +121,7 @@ impl Clients {
                 name: c.name,
                 scopes: c.scopes,
                 created: c.created,
+                rate: c.rate,
             });
         }
         Ok(out)
@@ -133,6 +140,34 @@ impl Clients {
             client_id: client.client_id,
             client_secret: secret,
             scopes: client.scopes,
+        })
+    }
+
+    /// Sets a client's request rate (requests per second; `None`: no limit).
+    pub async fn set_rate(
+        &self,
+        client_id: &str,
+        rate: Option<f64>,
+    ) -> Result<ClientInfo, AuthError> {
+        if let Some(r) = rate
+            && !(r.is_finite() && r > 0.0 && r <= 1_000_000.0)
+        {
+            return Err(AuthError::Invalid(format!(
+                "rate {r}: give requests per second, more than 0 and at most 1000000"
+            )));
+        }
+        let mut client = self
+            .get(client_id)
+            .await?
+            .ok_or_else(|| AuthError::NoSuchClient(client_id.to_string()))?;
+        client.rate = rate;
+        self.store.record_put(KIND, to_record(&client)?).await?;
+        Ok(ClientInfo {
+            client_id: client.client_id,
+            name: client.name,
+            scopes: client.scopes,
+            created: client.created,
+            rate: client.rate,
         })
     }
 

@@ -15,6 +15,7 @@ mod external;
 mod keys;
 mod limiter;
 pub mod protection;
+pub mod rate;
 pub mod scope;
 mod token;
 
@@ -123,12 +124,15 @@ pub struct Auth {
     config: AuthConfig,
     store: Arc<dyn RecordStore>,
     scopes: Scopes,
-    /// Every SCIM scope this server knows.
+    /// Every SCIM scope: what the bundled client has, and a new client by default.
+    scim_scopes: BTreeSet<String>,
+    /// The SCIM scopes and the operational ones (`metrics.read`).
     known_scopes: BTreeSet<String>,
     ring: Arc<KeyRing>,
     tokens: Tokens,
     clients: Clients,
     limiter: limiter::FailureLimiter,
+    rates: rate::RateLimits,
     protection: Arc<Protection>,
     external: Option<external::External>,
 }
@@ -150,8 +154,21 @@ impl Auth {
             &auth.protection,
             auth.config.refresh_every,
         );
-        let weak = Arc::downgrade(&auth.ring);
+        auth.refresh_rates().await?;
+        let rates_of = Arc::downgrade(&auth);
         let every = auth.config.refresh_every;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(auth) = rates_of.upgrade() else {
+                    return;
+                };
+                if let Err(e) = auth.refresh_rates().await {
+                    tracing::debug!(error = %e, "client rates not re-read");
+                }
+            }
+        });
+        let weak = Arc::downgrade(&auth.ring);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -167,7 +184,9 @@ impl Auth {
     /// The auth layer without background refresh, for command-line tools.
     pub fn open(store: Arc<dyn RecordStore>, config: AuthConfig, endpoints: &[String]) -> Auth {
         let scopes = Scopes::new(config.scope_prefix.clone());
-        let known_scopes = scopes.all(endpoints.iter().map(String::as_str));
+        let scim_scopes = scopes.all(endpoints.iter().map(String::as_str));
+        let mut known_scopes = scim_scopes.clone();
+        known_scopes.extend(scopes.operational());
         let overlap = config.token_lifetime + Duration::from_secs(60);
         // Two refreshes of every other replica, and two seconds for the
         // clocks and the whole seconds keys are dated in.
@@ -189,10 +208,12 @@ impl Auth {
             external: config.external.clone().map(external::External::new),
             clients: Clients::new(store.clone()),
             limiter: limiter::FailureLimiter::new(config.max_failures, config.failure_window),
+            rates: rate::RateLimits::default(),
             protection: Arc::new(Protection::new(config.bypass_allowed)),
             ring,
             tokens,
             scopes,
+            scim_scopes,
             known_scopes,
             store,
             config,
@@ -205,6 +226,29 @@ impl Auth {
 
     pub fn scopes(&self) -> &Scopes {
         &self.scopes
+    }
+
+    /// Re-reads the clients' request rates from the store.
+    pub async fn refresh_rates(&self) -> Result<(), AuthError> {
+        let rates = self
+            .clients
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|c| c.rate.map(|r| (c.client_id, r)))
+            .collect();
+        self.rates.set_rates(rates);
+        Ok(())
+    }
+
+    /// Counts a request of `client_id` against its rate; when over it, how
+    /// long to wait.
+    pub fn admit(&self, client_id: &str) -> Result<(), Duration> {
+        self.rates.admit(client_id)
+    }
+
+    pub fn scim_scopes(&self) -> &BTreeSet<String> {
+        &self.scim_scopes
     }
 
     pub fn known_scopes(&self) -> &BTreeSet<String> {
@@ -371,7 +415,14 @@ impl Auth {
             (Some(c), None) | (None, Some(c)) => c,
             (None, None) => return Err(GrantError::InvalidClient),
         };
-        let keys = [format!("client:{client_id}"), format!("addr:{address}")];
+        // Per address, and per client from that address; never per client
+        // alone: a client id is not a secret, and failures of anyone who
+        // knows it must not lock out the client itself (its identity
+        // provider, from its own address).
+        let keys = [
+            format!("addr:{address}"),
+            format!("client:{client_id}@{address}"),
+        ];
         if let Some(retry_after) = keys.iter().filter_map(|k| self.limiter.blocked(k)).max() {
             return Err(GrantError::SlowDown { retry_after });
         }
@@ -421,7 +472,7 @@ impl Auth {
             .create(
                 BOOTSTRAP_CLIENT,
                 Some(BOOTSTRAP_CLIENT),
-                self.known_scopes.clone(),
+                self.scim_scopes.clone(),
             )
             .await
         {

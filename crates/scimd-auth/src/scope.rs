@@ -26,6 +26,9 @@ pub enum Need {
     MeRead,
     /// `PUT`, `PATCH`, `DELETE /Me`: `users.write`.
     MeWrite,
+    /// `GET /metrics`: `metrics.read` (an operational scope, not granted to
+    /// the bundled client).
+    MetricsRead,
 }
 
 /// The family of scopes guarding an endpoint: the Janssen names for the
@@ -86,8 +89,21 @@ impl Scopes {
             Need::MeRead => Some(self.read(&family("Users"))),
             Need::MeWrite => Some(self.write(&family("Users"))),
             Need::SearchAll => Some(self.search_all()),
+            Need::MetricsRead => Some(self.metrics_read()),
             Need::Discovery | Need::AnyToken => None,
         }
+    }
+
+    /// The scope of `GET /metrics`.
+    pub fn metrics_read(&self) -> String {
+        format!("{}metrics.read", self.prefix)
+    }
+
+    /// The scopes of operations on the server rather than on SCIM data
+    /// (a client is given them only when asked: `scimd client create
+    /// prometheus --scopes metrics.read`).
+    pub fn operational(&self) -> BTreeSet<String> {
+        BTreeSet::from([self.metrics_read()])
     }
 
     /// Every SCIM scope for the given resource endpoints, plus bulk and the

@@ -61,11 +61,31 @@ pub async fn guard(
         .await
     {
         Ok(grant) => {
+            if let Some(g) = &grant
+                && let Err(wait) = state.auth.admit(&g.client_id)
+            {
+                return too_many(&g.client_id, wait);
+            }
             request.extensions_mut().insert(grant);
             next.run(request).await
         }
         Err(denied) => refusal(&denied),
     }
+}
+
+/// A client over its request rate: 429 with `Retry-After` (whole seconds,
+/// at least 1) and a SCIM error; Entra ID and Okta back off on it.
+fn too_many(client_id: &str, wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    metrics::counter!("scimd_rate_limited_total").increment(1);
+    let mut response = ApiError(ScimError::TooManyRequests(format!(
+        "client '{client_id}' is over its request rate; retry in {seconds} s"
+    )))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// The RFC 6750 answer to a refused request, with a SCIM error body.
@@ -177,11 +197,15 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     };
     match state.auth.grant(c.form, c.basic, &c.address).await {
         Ok(answer) => {
+            crate::telemetry::token_outcome("issued");
             let mut response = Json(answer).into_response();
             no_store(response.headers_mut());
             response
         }
-        Err(e) => grant_error(&e),
+        Err(e) => {
+            crate::telemetry::token_outcome(e.code());
+            grant_error(&e)
+        }
     }
 }
 

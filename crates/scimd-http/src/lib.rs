@@ -14,6 +14,7 @@ mod extract;
 mod me;
 pub mod openapi;
 mod resources;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub public_base: String,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
+    /// The Prometheus exposition behind `GET /metrics` (none: 404).
+    pub metrics: Option<telemetry::Render>,
 }
 
 impl AppState {
@@ -68,7 +71,13 @@ pub struct Declared {
 
 /// Every SCIM route with the scope it needs: the one place a route is
 /// declared, so the router, OpenAPI and the tests cannot disagree.
-fn scim_table() -> Vec<(Method, &'static str, Need, MethodRouter<AppState>)> {
+fn scim_table() -> Vec<(
+    Method,
+    &'static str,
+    Need,
+    &'static str,
+    MethodRouter<AppState>,
+)> {
     use Need::*;
     use axum::routing::{delete, patch, post, put};
     use discovery as d;
@@ -78,47 +87,100 @@ fn scim_table() -> Vec<(Method, &'static str, Need, MethodRouter<AppState>)> {
             Method::GET,
             "/ServiceProviderConfig",
             Discovery,
+            "discovery",
             read_only(get(d::service_provider_config)),
         ),
         (
             Method::GET,
             "/ResourceTypes",
             Discovery,
+            "discovery",
             read_only(get(d::resource_types)),
         ),
         (
             Method::GET,
             "/ResourceTypes/{id}",
             Discovery,
+            "discovery",
             read_only(get(d::resource_type)),
         ),
         (
             Method::GET,
             "/Schemas",
             Discovery,
+            "discovery",
             read_only(get(d::schemas)),
         ),
         (
             Method::GET,
             "/Schemas/{id}",
             Discovery,
+            "discovery",
             read_only(get(d::schema)),
         ),
-        (Method::GET, "/", SearchAll, get(r::list_root)),
-        (Method::POST, "/.search", SearchAll, post(r::search_root)),
-        (Method::POST, "/Bulk", Bulk, post(bulk::bulk)),
-        (Method::GET, "/Me", MeRead, get(me::get)),
-        (Method::POST, "/Me", MeWrite, post(me::create)),
-        (Method::PUT, "/Me", MeWrite, put(me::replace)),
-        (Method::PATCH, "/Me", MeWrite, patch(me::patch)),
-        (Method::DELETE, "/Me", MeWrite, delete(me::delete)),
-        (Method::GET, "/{endpoint}", Read, get(r::list)),
-        (Method::POST, "/{endpoint}", Write, post(r::create)),
-        (Method::POST, "/{endpoint}/.search", Read, post(r::search)),
-        (Method::GET, "/{endpoint}/{id}", Read, get(r::get_one)),
-        (Method::PUT, "/{endpoint}/{id}", Write, put(r::replace)),
-        (Method::PATCH, "/{endpoint}/{id}", Write, patch(r::patch)),
-        (Method::DELETE, "/{endpoint}/{id}", Write, delete(r::delete)),
+        (Method::GET, "/", SearchAll, "search", get(r::list_root)),
+        (
+            Method::POST,
+            "/.search",
+            SearchAll,
+            "search",
+            post(r::search_root),
+        ),
+        (Method::POST, "/Bulk", Bulk, "bulk", post(bulk::bulk)),
+        (Method::GET, "/Me", MeRead, "me_get", get(me::get)),
+        (Method::POST, "/Me", MeWrite, "me_create", post(me::create)),
+        (Method::PUT, "/Me", MeWrite, "me_replace", put(me::replace)),
+        (Method::PATCH, "/Me", MeWrite, "me_patch", patch(me::patch)),
+        (
+            Method::DELETE,
+            "/Me",
+            MeWrite,
+            "me_delete",
+            delete(me::delete),
+        ),
+        (Method::GET, "/{endpoint}", Read, "list", get(r::list)),
+        (
+            Method::POST,
+            "/{endpoint}",
+            Write,
+            "create",
+            post(r::create),
+        ),
+        (
+            Method::POST,
+            "/{endpoint}/.search",
+            Read,
+            "search",
+            post(r::search),
+        ),
+        (
+            Method::GET,
+            "/{endpoint}/{id}",
+            Read,
+            "get",
+            get(r::get_one),
+        ),
+        (
+            Method::PUT,
+            "/{endpoint}/{id}",
+            Write,
+            "replace",
+            put(r::replace),
+        ),
+        (
+            Method::PATCH,
+            "/{endpoint}/{id}",
+            Write,
+            "patch",
+            patch(r::patch),
+        ),
+        (
+            Method::DELETE,
+            "/{endpoint}/{id}",
+            Write,
+            "delete",
+            delete(r::delete),
+        ),
     ]
 }
 
@@ -135,14 +197,19 @@ fn read_only(handler: MethodRouter<AppState>) -> MethodRouter<AppState> {
 pub fn declared_routes() -> Vec<Declared> {
     scim_table()
         .into_iter()
-        .map(|(method, path, need, _)| Declared { path, method, need })
+        .map(|(method, path, need, _, _)| Declared { path, method, need })
         .collect()
 }
 
 fn scim_router(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
-    for (_, path, need, handler) in scim_table() {
-        let guarded = handler.route_layer(from_fn_with_state((state.clone(), need), auth::guard));
+    for (_, path, need, operation, handler) in scim_table() {
+        let guarded = handler
+            .route_layer(from_fn_with_state((state.clone(), need), auth::guard))
+            .route_layer(from_fn_with_state(
+                (state.clone(), operation),
+                telemetry::track_operation,
+            ));
         router = router.route(path, guarded);
     }
     router
@@ -174,7 +241,15 @@ pub fn app(state: AppState) -> Router {
             get(auth::metadata),
         )
         .route("/openapi.json", get(openapi::serve))
+        .route(
+            "/metrics",
+            get(telemetry::serve).route_layer(from_fn_with_state(
+                (state.clone(), Need::MetricsRead),
+                auth::guard,
+            )),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(discovery::ready))
+        .route_layer(axum::middleware::from_fn(telemetry::track_request))
         .with_state(state)
 }

@@ -146,6 +146,7 @@ fn describe(need: Need) -> &'static str {
         Need::MeWrite => {
             "Create, replace, modify and delete resources of one type (/Me changes the token's user)"
         }
+        Need::MetricsRead => "Read the Prometheus metrics",
         Need::Discovery | Need::AnyToken => "Any valid token",
     }
 }

@@ -25,8 +25,10 @@ async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core:
 }
 
 fn scope_set(scopes: &[String], auth: &Auth) -> anyhow::Result<BTreeSet<String>> {
+    // By default every SCIM scope; operational ones (`metrics.read`) only
+    // when named.
     if scopes.is_empty() {
-        return Ok(auth.known_scopes().clone());
+        return Ok(auth.scim_scopes().clone());
     }
     let set: BTreeSet<String> = scopes
         .iter()
@@ -62,6 +64,7 @@ pub async fn client_create(
     name: &str,
     client_id: Option<&str>,
     scopes: &[String],
+    rate: Option<f64>,
 ) -> anyhow::Result<Value> {
     if name.trim().is_empty() {
         anyhow::bail!("a client needs a name");
@@ -75,7 +78,30 @@ pub async fn client_create(
     let (auth, _) = open_auth(config).await?;
     let scopes = scope_set(scopes, &auth)?;
     let credentials = auth.clients().create(name, client_id, scopes).await?;
-    Ok(serde_json::to_value(credentials)?)
+    let mut out = serde_json::to_value(&credentials)?;
+    if let Some(rate) = rate.filter(|r| *r != 0.0) {
+        auth.clients()
+            .set_rate(&credentials.client_id, Some(rate))
+            .await?;
+        out["rate"] = json!(rate);
+    }
+    Ok(out)
+}
+
+/// `scimd client update ID --rate N` (0: no limit).
+pub async fn client_update(
+    config: &Config,
+    client_id: &str,
+    rate: Option<f64>,
+) -> anyhow::Result<Value> {
+    let (auth, _) = open_auth(config).await?;
+    let Some(rate) = rate else {
+        anyhow::bail!("nothing to update: give --rate");
+    };
+    let rate = (rate != 0.0).then_some(rate);
+    Ok(serde_json::to_value(
+        auth.clients().set_rate(client_id, rate).await?,
+    )?)
 }
 
 /// `scimd client list`

@@ -2,6 +2,10 @@
 //! HTTP, and the server lifecycle. The only crate that knows every layer.
 
 pub mod admin;
+mod config;
+pub mod health;
+pub mod server;
+pub mod telemetry;
 pub mod tls;
 
 pub mod transfer;
@@ -13,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use scimd_auth::{Auth, AuthConfig, ExternalCheck, ExternalIssuer};
+use scimd_auth::{Auth, AuthConfig};
 use scimd_core::schema::Registry;
 use scimd_core::service::{ResourceService, ServiceConfig};
 use scimd_core::store::Store;
@@ -25,135 +29,7 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-/// Effective server settings.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub database_url: Option<String>,
-    /// Public base URL (scheme://host:port), without `/scim/v2`.
-    pub base_url: Option<String>,
-    pub max_body: usize,
-    pub default_count: u64,
-    pub max_count: u64,
-    /// Lifetime of a paging cursor.
-    pub cursor_timeout_secs: u64,
-    pub auth: AuthOptions,
-    pub tls: tls::TlsSource,
-    /// Most connections to a PostgreSQL database (per scimd process).
-    pub db_pool_size: usize,
-    /// PEM certificates trusted for a PostgreSQL server's TLS certificate
-    /// (with `sslmode=require`), besides the system's roots.
-    pub database_ca_file: Option<PathBuf>,
-    /// A directory of operator schema and resource type documents (`*.json`)
-    /// loaded on top of the built-in ones.
-    pub schemas_dir: Option<PathBuf>,
-    /// Most operations in one Bulk request.
-    pub bulk_max_operations: usize,
-    /// Largest Bulk request body, in bytes.
-    pub bulk_max_payload: usize,
-    /// Whole-document renderings kept for reuse by `GET` (0 turns it off);
-    /// each costs about twice the document's size.
-    pub render_cache: usize,
-}
-
-/// OAuth settings of the server.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthOptions {
-    /// `iss` of issued tokens [default: the public base URL].
-    pub issuer: Option<String>,
-    /// Prefix of every SCIM scope.
-    pub scope_prefix: String,
-    /// Lifetime of issued access tokens, in seconds.
-    pub token_lifetime_secs: u64,
-    /// A new signing key is made this often, in seconds.
-    pub key_rotation_secs: u64,
-    /// Discovery endpoints answer without a token.
-    pub public_discovery: bool,
-    /// Let BYPASS apply although the server listens beyond loopback.
-    pub allow_bypass: bool,
-    /// How often protection mode and keys are re-read from the store (ms).
-    pub refresh_ms: u64,
-    /// An external authorization server whose tokens are accepted too.
-    pub external: Option<ExternalOptions>,
-}
-
-/// A trusted external authorization server (`[auth.external]`): give
-/// `jwks_url`, or `introspection_url` with `client_id` and `client_secret`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExternalOptions {
-    pub issuer: String,
-    pub audience: Option<String>,
-    pub jwks_url: Option<String>,
-    pub introspection_url: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-}
-
-impl ExternalOptions {
-    fn to_issuer(&self) -> anyhow::Result<ExternalIssuer> {
-        let check = match (&self.jwks_url, &self.introspection_url) {
-            (Some(url), None) => ExternalCheck::Jwks { url: url.clone() },
-            (None, Some(url)) => ExternalCheck::Introspection {
-                url: url.clone(),
-                client_id: self
-                    .client_id
-                    .clone()
-                    .context("auth.external.client_id is needed for introspection")?,
-                client_secret: self
-                    .client_secret
-                    .clone()
-                    .context("auth.external.client_secret is needed for introspection")?,
-            },
-            _ => anyhow::bail!("auth.external needs exactly one of jwks_url and introspection_url"),
-        };
-        Ok(ExternalIssuer {
-            issuer: self.issuer.clone(),
-            audience: self.audience.clone(),
-            check,
-        })
-    }
-}
-
-impl Default for AuthOptions {
-    fn default() -> Self {
-        AuthOptions {
-            issuer: None,
-            scope_prefix: scimd_auth::scope::DEFAULT_PREFIX.into(),
-            token_lifetime_secs: 300,
-            key_rotation_secs: 24 * 3600,
-            public_discovery: true,
-            allow_bypass: false,
-            refresh_ms: 2000,
-            external: None,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("./scimd-data"),
-            database_url: None,
-            base_url: None,
-            max_body: 1024 * 1024,
-            default_count: 100,
-            max_count: 1000,
-            cursor_timeout_secs: 3600,
-            auth: AuthOptions::default(),
-            tls: tls::TlsSource::Off,
-            db_pool_size: 16,
-            database_ca_file: None,
-            schemas_dir: None,
-            bulk_max_operations: 1000,
-            bulk_max_payload: 4 * 1024 * 1024,
-            render_cache: 10_000,
-        }
-    }
-}
+pub use config::{AuthOptions, Config, DatabaseUrl, ExternalOptions, Secret, load as load_config};
 
 /// Where the data lives, from `database_url` (or the data directory).
 enum Database {
@@ -163,13 +39,17 @@ enum Database {
 
 fn database(config: &Config) -> anyhow::Result<Database> {
     match &config.database_url {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Database::Postgres(url.clone()))
+        Some(url)
+            if url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://") =>
+        {
+            Ok(Database::Postgres(url.expose().to_string()))
         }
         Some(url) => {
             let path = url
+                .expose()
                 .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
+                .or_else(|| url.expose().strip_prefix("sqlite:"))
                 .with_context(|| {
                     format!("unsupported database URL '{url}': use sqlite:PATH or postgres://...")
                 })?;
@@ -393,12 +273,16 @@ pub async fn import_from(config: &Config, path: &Path, progress: bool) -> anyhow
     transfer::import(&*store, &registry, input, progress).await
 }
 
+/// Requests in flight when a stop is asked get this long to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.validate()?;
     let (store, database) = open_store(&config).await?;
     let registry = Arc::new(load_registry(&config)?);
     let local = listener.local_addr()?;
@@ -406,7 +290,7 @@ pub async fn serve(
         .base_url
         .clone()
         .unwrap_or_else(|| {
-            let scheme = if config.tls == tls::TlsSource::Off {
+            let scheme = if config.tls().unwrap_or_default() == tls::TlsSource::Off {
                 "http"
             } else {
                 "https"
@@ -430,53 +314,62 @@ pub async fn serve(
             render_cache: config.render_cache,
         },
     );
+    let metrics = telemetry::render()?;
+    if let Some(addr) = config.metrics_listen {
+        telemetry::listen(addr, metrics.clone()).await?;
+    }
     let state = AppState::new(scimd_http::Shared {
         service: Arc::new(service),
         auth,
         public_base: base.clone(),
         max_body: config.max_body,
+        metrics: Some(metrics),
     });
     let router = app(state)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                // `str` fields: recorded without the formatting machinery.
-                let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
-                tracing::info_span!(
-                    "request",
-                    method = req.method().as_str(),
-                    uri,
-                    request_id = id
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // `str` fields: recorded without the formatting machinery.
+                    let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
+                    tracing::info_span!(
+                        "request",
+                        method = req.method().as_str(),
+                        uri,
+                        request_id = id
+                    )
+                })
+                // Server errors are logged where they arise, once (an internal
+                // error with its detail; an unreachable store once per outage),
+                // not again per response.
+                .on_failure(()),
         )
-        .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()));
+        .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()))
+        // A body that stalls is cut off (the extractor then answers 400).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            config.limits().body_timeout,
+        ));
     tracing::info!(%local, %database, "scimd listening");
-    let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
-    match tls::rustls_config(&config.tls)? {
-        None => {
-            axum::serve(listener, make_service)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
-        Some(rustls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(None);
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, rustls)?
-                .handle(handle)
-                .serve(make_service)
-                .await?;
-        }
-    }
+    // Readiness for systemd (`Type=notify`), and the stop when it begins.
+    let shutdown = async move {
+        shutdown.await;
+        health::notify("STOPPING=1");
+    };
+    health::notify("READY=1");
+    server::serve(
+        listener,
+        tls::rustls_config(&config.tls()?)?,
+        router,
+        config.limits(),
+        shutdown,
+        SHUTDOWN_GRACE,
+    )
+    .await?;
     Ok(())
 }
 

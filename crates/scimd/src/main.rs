@@ -3,16 +3,14 @@
 //! Settings are layered: built-in defaults, then `scimd.toml` (or `--config`),
 //! then `SCIMD_*` environment variables, then command-line flags.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
-use scimd::tls::TlsSource;
-use scimd::{AuthOptions, Config, admin, export_to, import_from, serve, shutdown_signal};
-use serde::{Deserialize, Serialize};
+use figment::providers::Serialized;
+use scimd::{Config, admin, export_to, import_from, serve, shutdown_signal};
 
 /// A request allocates and frees many small values (JSON trees, SQL text,
 /// rows): glibc's allocator showed up at ~8% of a lookup's profile, with
@@ -23,7 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(
     name = "scimd",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SCIMD_GIT_COMMIT"), ")"),
     about = "A SCIM 2.0 identity provisioning server"
 )]
 struct Cli {
@@ -62,6 +60,25 @@ enum Command {
         #[command(subcommand)]
         action: ProtectionAction,
     },
+    /// Exit 0 when the server answers ready (its store answers), 1 otherwise:
+    /// a container health check without curl.
+    Healthcheck {
+        /// The URL to ask [default: /readyz on the configured listen address].
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// The effective configuration (defaults, file, SCIMD_* variables, flags).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), generated from this command line.
+    Man,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -85,6 +102,16 @@ enum ClientAction {
         /// Client id [default: random].
         #[arg(long)]
         client_id: Option<String>,
+        /// Requests per second at most, answered 429 beyond [default: no limit].
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Change a client: its request rate (0: no limit).
+    Update {
+        client_id: String,
+        /// Requests per second at most; 0 removes the limit.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// List clients (never their secrets).
     List,
@@ -92,6 +119,12 @@ enum ClientAction {
     RotateSecret { client_id: String },
     /// Remove a client.
     Delete { client_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Print it as JSON, secrets masked.
+    Show,
 }
 
 #[derive(Subcommand, Debug)]
@@ -152,136 +185,63 @@ struct ServeArgs {
     /// Directory of extra schema and resource type documents (*.json) [env SCIMD_SCHEMAS_DIR].
     #[arg(long, global = true)]
     schemas_dir: Option<PathBuf>,
+    /// Also serve /metrics on this address, without authentication [env SCIMD_METRICS_LISTEN].
+    #[arg(long, global = true)]
+    metrics_listen: Option<SocketAddr>,
 }
 
-/// The settings that `scimd.toml` and `SCIMD_*` may set.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    listen: SocketAddr,
-    data_dir: PathBuf,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    base_url: Option<String>,
-    max_body: usize,
-    default_count: u64,
-    max_count: u64,
-    db_pool_size: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_ca_file: Option<PathBuf>,
-    cursor_timeout_secs: u64,
-    #[serde(default)]
-    auth: AuthOptions,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tls_cert: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tls_key: Option<PathBuf>,
-    #[serde(default)]
-    tls_self_signed: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    schemas_dir: Option<PathBuf>,
-    bulk_max_operations: usize,
-    bulk_max_payload: usize,
-    render_cache: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        let d = Config::default();
-        Settings {
-            listen: d.listen,
-            data_dir: d.data_dir,
-            database_url: None,
-            base_url: None,
-            max_body: d.max_body,
-            default_count: d.default_count,
-            max_count: d.max_count,
-            db_pool_size: d.db_pool_size,
-            database_ca_file: None,
-            cursor_timeout_secs: d.cursor_timeout_secs,
-            auth: d.auth,
-            tls_cert: None,
-            tls_key: None,
-            tls_self_signed: false,
-            schemas_dir: None,
-            bulk_max_operations: d.bulk_max_operations,
-            bulk_max_payload: d.bulk_max_payload,
-            render_cache: d.render_cache,
-        }
-    }
-}
-
+/// The configuration: defaults, then the file, then `SCIMD_*`, then the
+/// flags given (`scimd::config` has the layering). Unknown `SCIMD_*`
+/// variables are reported (a typo there would otherwise be silently lost).
 fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
     let file = args
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from("scimd.toml"));
-    if args.config.is_some() && !file.exists() {
-        anyhow::bail!("configuration file {} does not exist", file.display());
+    let (config, unknown) = scimd::load_config(&file, args.config.is_some(), flags(args))?;
+    for name in unknown {
+        tracing::warn!(variable = %name, "unknown SCIMD_* environment variable, ignored");
     }
-    let s: Settings = Figment::from(Serialized::defaults(Settings::default()))
-        .merge(Toml::file(&file))
-        .merge(Env::prefixed("SCIMD_").only(&[
-            "listen",
-            "data_dir",
-            "database_url",
-            "base_url",
-            "max_body",
-            "default_count",
-            "max_count",
-            "cursor_timeout_secs",
-            "db_pool_size",
-            "database_ca_file",
-            "tls_cert",
-            "tls_key",
-            "tls_self_signed",
-            "schemas_dir",
-            "bulk_max_operations",
-            "bulk_max_payload",
-            "render_cache",
-        ]))
-        .merge(Env::prefixed("SCIMD_AUTH_").map(|k| format!("auth.{k}").into()))
-        .extract()
-        .with_context(|| {
-            format!(
-                "reading settings ({} and SCIMD_* variables)",
-                file.display()
-            )
-        })?;
-    let tls = match (
-        args.tls_cert.clone().or(s.tls_cert),
-        args.tls_key.clone().or(s.tls_key),
-    ) {
-        (Some(cert), Some(key)) => TlsSource::Files { cert, key },
-        (None, None) if args.tls_self_signed || s.tls_self_signed => TlsSource::SelfSigned,
-        (None, None) => TlsSource::Off,
-        _ => anyhow::bail!("HTTPS needs both tls_cert and tls_key"),
+    Ok(config)
+}
+
+/// The flags given on the command line, as configuration keys.
+fn flags(args: &ServeArgs) -> Serialized<serde_json::Value> {
+    let mut given = serde_json::Map::new();
+    let mut put = |key: &str, value: Option<serde_json::Value>| {
+        if let Some(value) = value {
+            given.insert(key.to_string(), value);
+        }
     };
-    Ok(Config {
-        tls,
-        listen: args.listen.unwrap_or(s.listen),
-        data_dir: args.data_dir.clone().unwrap_or(s.data_dir),
-        database_url: args.database_url.clone().or(s.database_url),
-        base_url: args.base_url.clone().or(s.base_url),
-        max_body: args.max_body.unwrap_or(s.max_body),
-        default_count: s.default_count,
-        max_count: args.max_count.unwrap_or(s.max_count),
-        cursor_timeout_secs: s.cursor_timeout_secs,
-        db_pool_size: args.db_pool_size.unwrap_or(s.db_pool_size),
-        database_ca_file: args.database_ca_file.clone().or(s.database_ca_file),
-        schemas_dir: args.schemas_dir.clone().or(s.schemas_dir),
-        bulk_max_operations: s.bulk_max_operations,
-        bulk_max_payload: s.bulk_max_payload,
-        render_cache: s.render_cache,
-        auth: AuthOptions {
-            token_lifetime_secs: args
-                .token_lifetime_secs
-                .unwrap_or(s.auth.token_lifetime_secs),
-            allow_bypass: args.allow_bypass || s.auth.allow_bypass,
-            ..s.auth
-        },
-    })
+    put("listen", args.listen.map(json));
+    put("data_dir", args.data_dir.as_ref().map(json));
+    put("database_url", args.database_url.as_ref().map(json));
+    put("db_pool_size", args.db_pool_size.map(json));
+    put("database_ca_file", args.database_ca_file.as_ref().map(json));
+    put("base_url", args.base_url.as_ref().map(json));
+    put("max_body", args.max_body.map(json));
+    put("max_count", args.max_count.map(json));
+    put("tls_cert", args.tls_cert.as_ref().map(json));
+    put("tls_key", args.tls_key.as_ref().map(json));
+    put("tls_self_signed", args.tls_self_signed.then(|| json(true)));
+    put("schemas_dir", args.schemas_dir.as_ref().map(json));
+    put("metrics_listen", args.metrics_listen.map(json));
+    let mut auth = serde_json::Map::new();
+    if let Some(secs) = args.token_lifetime_secs {
+        auth.insert("token_lifetime_secs".into(), json(secs));
+    }
+    if args.allow_bypass {
+        auth.insert("allow_bypass".into(), json(true));
+    }
+    if !auth.is_empty() {
+        given.insert("auth".into(), serde_json::Value::Object(auth));
+    }
+    Serialized::globals(serde_json::Value::Object(given))
+}
+
+/// A flag's value as JSON.
+fn json<T: serde::Serialize>(value: T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
 #[tokio::main]
@@ -304,7 +264,15 @@ async fn main() -> anyhow::Result<()> {
         Some("json") => true,
         Some(other) => anyhow::bail!("log format is text or json, not '{other}'"),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: a file or a pipe gets plain text.
+    let terminal = if logs_to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(terminal);
     match (json, logs_to_stderr) {
         (true, true) => builder.json().with_writer(std::io::stderr).init(),
         (true, false) => builder.json().init(),
@@ -331,7 +299,14 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     scopes,
                     client_id,
-                } => admin::client_create(&config, &name, client_id.as_deref(), &scopes).await?,
+                    rate,
+                } => {
+                    admin::client_create(&config, &name, client_id.as_deref(), &scopes, rate)
+                        .await?
+                }
+                ClientAction::Update { client_id, rate } => {
+                    admin::client_update(&config, &client_id, rate).await?
+                }
                 ClientAction::List => admin::client_list(&config).await?,
                 ClientAction::RotateSecret { client_id } => {
                     admin::client_rotate(&config, &client_id).await?
@@ -348,6 +323,32 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Openapi) => {
             return print_json(&admin::openapi(&settings(&args)?)?);
+        }
+        Some(Command::Healthcheck { url, timeout }) => {
+            let url = match url {
+                Some(url) => url,
+                None => scimd::health::readyz_url(&settings(&args)?),
+            };
+            let ready = scimd::health::check(&url, std::time::Duration::from_secs(timeout)).await;
+            if let Err(why) = &ready {
+                eprintln!("not ready: {why}");
+            }
+            std::process::exit(if ready.is_ok() { 0 } else { 1 });
+        }
+        Some(Command::Config {
+            action: ConfigAction::Show,
+        }) => {
+            return print_json(&serde_json::to_value(settings(&args)?)?);
+        }
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "scimd", &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(Command::Man) => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            return Ok(());
         }
         Some(Command::Protection { action }) => {
             let config = settings(&args)?;

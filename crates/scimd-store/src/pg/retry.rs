@@ -49,6 +49,23 @@ impl Fail {
         }
     }
 
+    /// A re-run, counted by its cause: `scimd_store_retries_total{sqlstate}`
+    /// (40001, 40P01, or `member_gone` for a member deleted under the write).
+    pub(super) fn count_retry(&self) {
+        let sqlstate = match self {
+            Fail::Db(e) => code(e).map_or("unknown", |c| {
+                if *c == SqlState::T_R_DEADLOCK_DETECTED {
+                    "40P01"
+                } else {
+                    "40001"
+                }
+            }),
+            Fail::Retry => "member_gone",
+            Fail::Store(_) => "unknown",
+        };
+        metrics::counter!("scimd_store_retries_total", "sqlstate" => sqlstate).increment(1);
+    }
+
     pub(super) fn into_store(self) -> StoreError {
         if self.retryable() {
             return StoreError::Conflict;
@@ -80,10 +97,93 @@ fn unreachable(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// The store is out of reach: logged here with its cause, answered 503.
+/// The store is out of reach: answered 503, and logged as an outage
+/// ([`Outage`]), not once per refused request.
 pub(super) fn cannot_reach(detail: String) -> StoreError {
-    tracing::warn!(%detail, "PostgreSQL cannot be reached");
+    OUTAGE.refused(&detail);
     StoreError::Unavailable(detail)
+}
+
+/// The end of a statement run by the macros below: a success means the
+/// database answers (ending an outage); a failure becomes a [`StoreError`].
+pub(super) fn settled<T>(result: Result<T, Fail>) -> Result<T, StoreError> {
+    if result.is_ok() {
+        OUTAGE.reached();
+    }
+    result.map_err(Fail::into_store)
+}
+
+/// How long an outage goes between two log lines about it.
+const OUTAGE_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// While PostgreSQL cannot be reached, every request is refused with 503;
+/// the log gets one line when the outage starts, one a minute while it
+/// lasts (with the number of refused requests), and one when it ends.
+struct Outage {
+    down: std::sync::atomic::AtomicBool,
+    state: std::sync::Mutex<Option<Down>>,
+}
+
+struct Down {
+    since: std::time::Instant,
+    reported: std::time::Instant,
+    refused: u64,
+}
+
+static OUTAGE: Outage = Outage {
+    down: std::sync::atomic::AtomicBool::new(false),
+    state: std::sync::Mutex::new(None),
+};
+
+impl Outage {
+    fn refused(&self, detail: &str) {
+        use std::sync::atomic::Ordering;
+        // Counts only: a panic elsewhere while locked leaves them usable.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match state.as_mut() {
+            None => {
+                tracing::warn!(
+                    %detail,
+                    "PostgreSQL cannot be reached: requests get 503 until it is back (logged again each minute it lasts)"
+                );
+                *state = Some(Down {
+                    since: now,
+                    reported: now,
+                    refused: 1,
+                });
+                self.down.store(true, Ordering::Release);
+            }
+            Some(down) => {
+                down.refused += 1;
+                if down.reported.elapsed() >= OUTAGE_REPORT_EVERY {
+                    down.reported = now;
+                    tracing::warn!(
+                        %detail,
+                        down_for_secs = down.since.elapsed().as_secs(),
+                        refused = down.refused,
+                        "PostgreSQL still cannot be reached"
+                    );
+                }
+            }
+        }
+    }
+
+    fn reached(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.down.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(down) = state.take() {
+            tracing::info!(
+                down_for_secs = down.since.elapsed().as_secs(),
+                refused = down.refused,
+                "PostgreSQL reachable again"
+            );
+        }
+        self.down.store(false, Ordering::Release);
+    }
 }
 
 /// An error and its causes, `outer: inner: …` (a failed TLS handshake says
@@ -144,10 +244,11 @@ macro_rules! in_transaction {
             .await;
             match result {
                 Err(e) if e.retryable() && attempt < $crate::pg::retry::MAX_RETRIES => {
+                    e.count_retry();
                     attempt += 1;
                     $crate::pg::retry::backoff(attempt).await;
                 }
-                other => break other.map_err($crate::pg::retry::Fail::into_store),
+                other => break $crate::pg::retry::settled(other),
             }
         }
     }};
@@ -166,10 +267,11 @@ macro_rules! with_client {
             .await;
             match result {
                 Err(e) if e.retryable() && attempt < $crate::pg::retry::MAX_RETRIES => {
+                    e.count_retry();
                     attempt += 1;
                     $crate::pg::retry::backoff(attempt).await;
                 }
-                other => break other.map_err($crate::pg::retry::Fail::into_store),
+                other => break $crate::pg::retry::settled(other),
             }
         }
     }};

@@ -1,4 +1,5 @@
-//! Plans follow the data. Every connection plans each statement once (a
+//! Plans follow the data (and the pool's connections in use and idle are
+//! reported as `scimd_store_pool_connections` on the same tick). Every connection plans each statement once (a
 //! generic plan, [`super::connect`]) from the statistics of that moment.
 //! Statistics taken on empty or nearly empty tables give every index the
 //! same cost, and PostgreSQL then breaks the tie by taking the index created
@@ -62,6 +63,11 @@ pub(super) fn watch(pool: Pool, since: PlansValidSince, alive: Weak<()>) {
             if alive.upgrade().is_none() {
                 return;
             }
+            let status = pool.status();
+            let in_use = status.size.saturating_sub(status.available);
+            metrics::gauge!("scimd_store_pool_connections", "state" => "in_use").set(in_use as f64);
+            metrics::gauge!("scimd_store_pool_connections", "state" => "idle")
+                .set(status.available as f64);
             match grown_tables(&pool).await {
                 Ok(grown) if !grown.is_empty() => match analyze(&pool, &grown).await {
                     Ok(()) => {

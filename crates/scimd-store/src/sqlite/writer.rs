@@ -118,7 +118,10 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let commit = run_batch(&conn, &mut batch, reruns);
+        metrics::histogram!("scimd_sqlite_writer_batch_size").record(batch.len() as f64);
+        metrics::histogram!("scimd_sqlite_commit_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &commit {
             eprintln!("scimd: a write transaction failed: {e}");
         }

@@ -208,7 +208,7 @@ async fn start_error(files: &[(&str, Value)]) -> String {
     }
     let config = scimd::Config {
         data_dir: dir.path().to_path_buf(),
-        database_url: crate::harness::database_url(dir.path()).await,
+        database_url: crate::harness::database_url(dir.path()).await.map(Into::into),
         schemas_dir: Some(schemas.path().to_path_buf()),
         ..scimd::Config::default()
     };
@@ -245,7 +245,7 @@ async fn invalid_schema_files_stop_startup_naming_the_file() {
     let config = scimd::Config {
         data_dir: dir.path().to_path_buf(),
         schemas_dir: Some(schemas.path().to_path_buf()),
-        database_url: crate::harness::database_url(dir.path()).await,
+        database_url: crate::harness::database_url(dir.path()).await.map(Into::into),
         ..scimd::Config::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

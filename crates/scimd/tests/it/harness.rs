@@ -31,7 +31,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let mut config = scimd::Config {
             data_dir: data_dir.to_path_buf(),
-            database_url: database_url(data_dir).await,
+            database_url: database_url(data_dir).await.map(Into::into),
             ..scimd::Config::default()
         };
         tweak(&mut config);

@@ -5,6 +5,8 @@
 //! PostgreSQL.
 
 include!("../it/modules.rs");
+// The listener's limits do not depend on the store: SQLite only.
+mod limits;
 
 /// This binary's store: SQLite in each test's temporary directory.
 mod backend {

@@ -22,12 +22,18 @@ mod groups;
 mod harness;
 #[path = "../it/me.rs"]
 mod me;
+#[path = "../it/metrics.rs"]
+mod metrics;
 #[path = "../it/oauth.rs"]
 mod oauth;
+#[path = "../it/packaging.rs"]
+mod packaging;
 #[path = "../it/paging.rs"]
 mod paging;
 #[path = "../it/patch.rs"]
 mod patch;
+#[path = "../it/rates.rs"]
+mod rates;
 #[path = "../it/renderings.rs"]
 mod renderings;
 #[path = "../it/robustness.rs"]

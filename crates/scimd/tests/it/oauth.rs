@@ -417,6 +417,21 @@ async fn token_endpoint_errors() {
     let headers = expect(r, 429, "slow_down").await;
     let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
+    // The failures came from one address: the client itself, from another
+    // (its identity provider), still gets its token. The client id is no
+    // secret, so failures by whoever knows it must not lock the client out.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = elsewhere
+        .post(&url)
+        .basic_auth(&s.client_id, Some(&s.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     s.stop().await;
 }
 
@@ -757,7 +772,7 @@ async fn external_authorization_server() {
             jwks_url: None,
             introspection_url: Some(format!("{issuer_root}/oauth/introspect")),
             client_id: Some(id),
-            client_secret: Some(secret),
+            client_secret: Some(secret.into()),
         });
     })
     .await;

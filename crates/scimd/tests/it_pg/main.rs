@@ -10,6 +10,7 @@
 
 include!("../it/modules.rs");
 mod outage;
+mod relay;
 mod replicas;
 mod transfer;
 

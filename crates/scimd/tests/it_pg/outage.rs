@@ -2,74 +2,19 @@
 //! 500s, and service again once it is back. The database is reached
 //! through a TCP relay in this test that can cut every connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::harness::{Server, assert_scim_error};
-
-/// Relays connections to `target` while open; `cut` drops every relayed
-/// connection and refuses new ones until `restore`.
-struct Relay {
-    addr: String,
-    open: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Relay {
-    async fn start(target: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let open = Arc::new(AtomicBool::new(true));
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let (flag, list) = (open.clone(), connections.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !flag.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection close
-                }
-                let target = target.clone();
-                let relay = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                list.lock().unwrap().push(relay);
-            }
-        });
-        Relay {
-            addr,
-            open,
-            connections,
-        }
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for relay in self.connections.lock().unwrap().drain(..) {
-            relay.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
 
 #[tokio::test]
 async fn a_database_out_of_reach_is_503_until_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let url = crate::harness::database_url(dir.path()).await.unwrap();
-    // postgres://user:password@host:port/database?...
-    let authority = url.split('@').nth(1).unwrap().split('/').next().unwrap();
-    let relay = Relay::start(authority.to_string()).await;
-    let relayed = url.replace(authority, &relay.addr);
-    let s = Server::start_with(dir.path(), |c| c.database_url = Some(relayed)).await;
+    let (relay, relayed) = crate::relay::relayed(&url).await;
+    let s = Server::start_with(dir.path(), |c| c.database_url = Some(relayed.into())).await;
     let (st, _, _) = s
         .call(Method::POST, "/Users", Some(json!({"userName": "before"})))
         .await;

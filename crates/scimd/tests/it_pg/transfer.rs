@@ -159,7 +159,7 @@ async fn sqlite_to_postgres_to_sqlite_is_lossless() {
 
     let pg_dir = tempfile::tempdir().unwrap();
     let pg = scimd::Config {
-        database_url: database_url(pg_dir.path()).await,
+        database_url: database_url(pg_dir.path()).await.map(Into::into),
         ..sqlite(pg_dir.path())
     };
     assert_eq!(scimd::import_from(&pg, &a, false).await.unwrap(), 11);

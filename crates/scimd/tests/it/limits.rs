@@ -1,0 +1,126 @@
+//! The listener's limits under abuse (SQLite only: they do not depend on
+//! the store). 3,000 connections that trickle header bytes are closed by the
+//! header deadline, while ordinary requests keep being served with normal
+//! latency.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::Server;
+
+const TRICKLERS: usize = 3_000;
+
+/// One connection that sends a header line every 500 ms and never ends its
+/// header: how long until the server closed it (`None`: still open after
+/// `give_up`).
+async fn trickle(addr: String, give_up: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(&addr).await.ok()?;
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: scimd\r\n")
+        .await
+        .is_err()
+    {
+        return Some(started.elapsed());
+    }
+    let mut buf = [0u8; 512];
+    while started.elapsed() < give_up {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                // Closed (or answered and closed): either way, cut off.
+                Ok(0) | Err(_) => return Some(started.elapsed()),
+                Ok(_) => {}
+            },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if stream.write_all(b"X-Slow: a\r\n").await.is_err() {
+                    return Some(started.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn latency_p50(s: &Server, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let r = s
+            .client
+            .get(format!("{}/Users?count=1", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.bytes().await.unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[n / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_connections_are_closed_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.header_timeout_secs = 2).await;
+    let addr = s.root.trim_start_matches("http://").to_string();
+    let baseline = latency_p50(&s, 50).await;
+
+    let give_up = Duration::from_secs(20);
+    let tricklers: Vec<_> = (0..TRICKLERS)
+        .map(|_| tokio::spawn(trickle(addr.clone(), give_up)))
+        .collect();
+    // While they trickle: ordinary requests, at normal latency.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = latency_p50(&s, 100).await;
+    assert!(
+        during < baseline * 10 + Duration::from_millis(50),
+        "p50 {during:?} with {TRICKLERS} slow connections open, {baseline:?} before"
+    );
+
+    let mut closed = Vec::with_capacity(TRICKLERS);
+    for t in tricklers {
+        closed.push(t.await.unwrap());
+    }
+    let open = closed.iter().filter(|c| c.is_none()).count();
+    assert_eq!(
+        open, 0,
+        "{open} of {TRICKLERS} slow connections still open after {give_up:?}"
+    );
+    let slowest = closed.iter().flatten().max().unwrap();
+    assert!(
+        *slowest < Duration::from_secs(8),
+        "the header deadline is 2 s; the last slow connection lasted {slowest:?}"
+    );
+    // And the server still serves.
+    latency_p50(&s, 10).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn limits_out_of_range_are_refused_naming_the_key() {
+    for (key, tweak) in [
+        (
+            "header_timeout_secs",
+            (|c: &mut scimd::Config| c.header_timeout_secs = 0) as fn(&mut scimd::Config),
+        ),
+        ("max_connections", |c: &mut scimd::Config| {
+            c.max_connections = 0
+        }),
+        ("http2_max_streams", |c: &mut scimd::Config| {
+            c.http2_max_streams = 0
+        }),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = scimd::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..scimd::Config::default()
+        };
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = scimd::serve(config, listener, async {}).await.unwrap_err();
+        assert!(refused.to_string().contains(key), "{refused}");
+    }
+}

@@ -1,0 +1,110 @@
+//! `GET /metrics` (Prometheus text format): behind the `metrics.read` scope
+//! on the main listener, without authentication on `--metrics-listen`;
+//! labelled by route template and registry names, never by raw paths.
+
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Server, assert_scim_error, client_with_token, fetch_token};
+
+/// A token of a new client allowed only `metrics.read`.
+async fn scraper_token(s: &Server, data_dir: &std::path::Path) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
+    cmd.args(["client", "create", "prometheus", "--scopes", "metrics.read", "--data-dir"])
+        .arg(data_dir);
+    if let Some(url) = crate::harness::database_url(data_dir).await {
+        cmd.args(["--database-url", &url]);
+    }
+    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    fetch_token(
+        &s.anonymous,
+        &s.root,
+        created["client_id"].as_str().unwrap(),
+        created["client_secret"].as_str().unwrap(),
+        None,
+    )
+    .await
+}
+
+/// The value of the series whose line starts with `prefix` (0 if absent).
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_need_their_scope_and_move_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let url = format!("{}/metrics", s.root);
+    let r = s.anonymous.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The bundled SCIM client has every SCIM scope, not this one.
+    let r = s.client.get(&url).send().await.unwrap();
+    let st = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_scim_error(st, &body, 403, None);
+
+    let scraper = client_with_token(&scraper_token(&s, dir.path()).await);
+    let scrape = || async {
+        let r = scraper.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        r.text().await.unwrap()
+    };
+    let (_, _, user) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "metered"})))
+        .await;
+    let id = user["id"].as_str().unwrap().to_string();
+    let before = scrape().await;
+    let get = [("resource_type", "User"), ("operation", "get"), ("outcome", "success")];
+    for _ in 0..3 {
+        let (st, _, _) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, _, _) = s.call(Method::GET, "/Nonsense/x", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let after = scrape().await;
+    assert!(
+        value(&after, "scimd_scim_operations_total", &get)
+            >= value(&before, "scimd_scim_operations_total", &get) + 3.0,
+        "{after}"
+    );
+    let route = [("http_route", "/scim/v2/{endpoint}/{id}"), ("http_request_method", "GET")];
+    assert!(
+        value(&after, "http_server_request_duration_seconds_count", &route)
+            >= value(&before, "http_server_request_duration_seconds_count", &route) + 4.0,
+        "{after}"
+    );
+    assert!(value(&after, "scimd_scim_operations_total", &[("resource_type", "none")]) >= 1.0);
+    assert!(value(&after, "scimd_token_requests_total", &[("outcome", "issued")]) >= 2.0);
+    assert!(after.contains("scimd_build_info{"), "{after}");
+    // Bounded labels: no id, no client-chosen endpoint name.
+    assert!(!after.contains(&id) && !after.contains("Nonsense"), "{after}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_separate_metrics_listener_needs_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let s = Server::start_with(dir.path(), |c| c.metrics_listen = Some(addr)).await;
+    let r = s
+        .anonymous
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("scimd_build_info"));
+    s.stop().await;
+}

@@ -1,0 +1,127 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+//! An outage of PostgreSQL is logged when it starts, once a minute while it
+//! lasts, and when it ends: not once or twice per refused request (3,000
+//! lines in 13 seconds before). A test binary of its own, because it
+//! installs the process's log subscriber to read what scimd logged.
+
+// The suite's harness; this binary uses a part of it.
+#[allow(dead_code)]
+#[path = "it/harness.rs"]
+mod harness;
+#[path = "it_pg/relay.rs"]
+mod relay;
+
+/// This binary's store: PostgreSQL (as `tests/it_pg`).
+mod backend {
+    use std::path::Path;
+
+    use scimd_store::testing;
+
+    pub async fn database_url(data_dir: &Path) -> Option<String> {
+        let server = match testing::shared(Path::new(env!("CARGO_TARGET_TMPDIR"))) {
+            Ok(server) => server,
+            Err(why) => {
+                if let Err(required) = testing::unavailable(&why) {
+                    panic!("{required}");
+                }
+                std::process::exit(0);
+            }
+        };
+        let name = testing::database_name(&data_dir.display().to_string());
+        Some(server.database(&name).await.unwrap())
+    }
+}
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use harness::Server;
+
+/// What the log subscriber wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn lines_with(&self, text: &str) -> usize {
+        let log = String::from_utf8_lossy(&self.0.lock().unwrap()).to_string();
+        log.lines().filter(|l| l.contains(text)).count()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_logged_once_not_per_refused_request() {
+    let logs = Captured::default();
+    tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_env_filter("info")
+        .init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = harness::database_url(dir.path()).await.unwrap();
+    let (relay, relayed) = relay::relayed(&url).await;
+    let s = Server::start_with(dir.path(), |c| c.database_url = Some(relayed.into())).await;
+    let (st, _, _) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "before"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+
+    relay.cut();
+    for i in 0..60 {
+        let (st, _, _) = s
+            .call(
+                Method::POST,
+                "/Users",
+                Some(json!({"userName": format!("during{i}")})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+        let (st, _, _) = s.call(Method::GET, "/Users?count=1", None).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    relay.restore();
+    let started = Instant::now();
+    loop {
+        let (st, _, _) = s
+            .call(Method::POST, "/Users", Some(json!({"userName": "after"})))
+            .await;
+        if st == StatusCode::CREATED {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no recovery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.stop().await;
+    let text = logs.text();
+    assert_eq!(logs.lines_with("cannot be reached"), 1, "{text}");
+    assert_eq!(logs.lines_with("reachable again"), 1, "{text}");
+    assert!(logs.lines_with("refused=") == 1, "{text}");
+    assert_eq!(logs.lines_with("response failed"), 0, "{text}");
+    assert_eq!(logs.lines_with("ERROR"), 0, "{text}");
+}
