@@ -204,12 +204,15 @@ pub fn declared_routes() -> Vec<Declared> {
 fn scim_router(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
     for (_, path, need, operation, handler) in scim_table() {
-        let guarded = handler
-            .route_layer(from_fn_with_state((state.clone(), need), auth::guard))
-            .route_layer(from_fn_with_state(
+        let mut guarded =
+            handler.route_layer(from_fn_with_state((state.clone(), need), auth::guard));
+        // Metrics off (`metrics = false`): not even their layers run.
+        if state.metrics.is_some() {
+            guarded = guarded.route_layer(from_fn_with_state(
                 (state.clone(), operation),
                 telemetry::track_operation,
             ));
+        }
         router = router.route(path, guarded);
     }
     router
@@ -230,7 +233,7 @@ pub fn app(state: AppState) -> Router {
             auth::guard,
         ))
         .fallback(resources::method_not_allowed);
-    Router::new()
+    let router = Router::new()
         .nest("/scim/v2", scim)
         .route("/scim/v2/", base_with_slash)
         .route("/oauth/token", axum::routing::post(auth::token))
@@ -249,7 +252,10 @@ pub fn app(state: AppState) -> Router {
             )),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(discovery::ready))
-        .route_layer(axum::middleware::from_fn(telemetry::track_request))
-        .with_state(state)
+        .route("/readyz", get(discovery::ready));
+    let router = match state.metrics.is_some() {
+        true => router.route_layer(axum::middleware::from_fn(telemetry::track_request)),
+        false => router,
+    };
+    router.with_state(state)
 }

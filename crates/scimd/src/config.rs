@@ -154,6 +154,9 @@ pub struct Config {
     /// Whole-document renderings kept for reuse by `GET` (0 turns it off);
     /// each costs about twice the document's size.
     pub render_cache: usize,
+    /// Prometheus metrics recorded and served (`/metrics`); off, their
+    /// layers are not even installed.
+    pub metrics: bool,
     /// A second listener serving `/metrics` without authentication.
     pub metrics_listen: Option<SocketAddr>,
     /// A request's header (and a connection's first request, and a TLS
@@ -310,6 +313,7 @@ impl Default for Config {
             bulk_max_operations: 1000,
             bulk_max_payload: 4 * 1024 * 1024,
             render_cache: 10_000,
+            metrics: true,
             metrics_listen: None,
             header_timeout_secs: 10,
             body_timeout_secs: 30,

@@ -314,16 +314,19 @@ pub async fn serve(
             render_cache: config.render_cache,
         },
     );
-    let metrics = telemetry::render()?;
-    if let Some(addr) = config.metrics_listen {
-        telemetry::listen(addr, metrics.clone()).await?;
+    let metrics = match config.metrics {
+        true => Some(telemetry::render()?),
+        false => None,
+    };
+    if let (Some(addr), Some(render)) = (config.metrics_listen, &metrics) {
+        telemetry::listen(addr, render.clone()).await?;
     }
     let state = AppState::new(scimd_http::Shared {
         service: Arc::new(service),
         auth,
         public_base: base.clone(),
         max_body: config.max_body,
-        metrics: Some(metrics),
+        metrics,
     });
     let router = app(state)
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -108,3 +108,13 @@ async fn a_separate_metrics_listener_needs_no_token() {
     assert!(r.text().await.unwrap().contains("scimd_build_info"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_turned_off_are_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.metrics = false).await;
+    let scraper = client_with_token(&scraper_token(&s, dir.path()).await);
+    let r = scraper.get(format!("{}/metrics", s.root)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    s.stop().await;
+}
