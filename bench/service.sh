@@ -21,9 +21,10 @@ run() { # NAME ROUND: one harness run on a fresh store; metrics and rate per NAM
     SCIMD_METRICS=false serve_scimd "$data" $OUT/server-$1-$2.log
     bootstrap_creds "$data"
   else
+    serve_scimd "$data" $OUT/server-$1-$2.log
     CREDS=$(./target/release/scimd client create bench --rate 1000000 --data-dir "$data" 2>/dev/null \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["client_id"]+":"+d["client_secret"])')
-    serve_scimd "$data" $OUT/server-$1-$2.log
+    sleep 3   # the running server re-reads the rates every 2 s
   fi
   TOKEN=$(token)
   SCENARIOS="get-by-id patch" SERVER_PID=$SCIMD_PID ../shared/peer-bench/scim-load.sh $URL/scim/v2 "$TOKEN" > $OUT/$1-$2.txt

@@ -17,24 +17,51 @@ use scimd_core::store::StoreError;
 use serde_json::json;
 
 use crate::extract::{self, TooLarge};
+use crate::telemetry::Route;
 use crate::{ApiError, AppState};
 
 /// Checks the caller's token for `need` before the handler runs; the grant
 /// is left in the request extensions for handlers that check more (Bulk).
+/// With a route (metrics on), it also records the request's metrics: the
+/// guard is already the one layer every guarded request passes.
 pub async fn guard(
-    State((state, need)): State<(AppState, Need)>,
+    State((state, need, route)): State<(AppState, Need, Option<Route>)>,
     params: RawPathParams,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let endpoint = params
         .iter()
         .find(|(name, _)| *name == "endpoint")
         .map(|(_, value)| value.to_string());
+    let Some(route) = route else {
+        return checked(&state, need, endpoint.as_deref(), request, next).await;
+    };
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let response = checked(&state, need, endpoint.as_deref(), request, next).await;
+    crate::telemetry::record(
+        &state,
+        &route,
+        &method,
+        endpoint.as_deref(),
+        &response,
+        started,
+    );
+    response
+}
+
+async fn checked(
+    state: &AppState,
+    need: Need,
+    endpoint: Option<&str>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // An endpoint that serves no resource type needs only a valid token;
     // the handler then answers 404 (a 403 naming an invented scope would
     // mislead).
-    let need = match &endpoint {
+    let need = match endpoint {
         Some(e) if state.service.registry().by_endpoint(e).is_none() => Need::AnyToken,
         _ => need,
     };
@@ -55,11 +82,7 @@ pub async fn guard(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match state
-        .auth
-        .authorize(need, endpoint.as_deref(), authorization)
-        .await
-    {
+    match state.auth.authorize(need, endpoint, authorization).await {
         Ok(grant) => {
             if let Some(g) = &grant
                 && let Err(wait) = state.auth.admit(&g.client_id)

@@ -204,18 +204,52 @@ pub fn declared_routes() -> Vec<Declared> {
 fn scim_router(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
     for (_, path, need, operation, handler) in scim_table() {
-        let mut guarded =
-            handler.route_layer(from_fn_with_state((state.clone(), need), auth::guard));
-        // Metrics off (`metrics = false`): not even their layers run.
-        if state.metrics.is_some() {
-            guarded = guarded.route_layer(from_fn_with_state(
-                (state.clone(), operation),
-                telemetry::track_operation,
-            ));
-        }
-        router = router.route(path, guarded);
+        let route = metered(state, format!("/scim/v2{path}"), operation);
+        router = router.route(path, guarded(state, handler, need, route));
     }
     router
+}
+
+/// The route's name for metrics, when they are on (`metrics = false`: no
+/// metrics layer runs at all).
+fn metered(
+    state: &AppState,
+    template: String,
+    operation: &'static str,
+) -> Option<telemetry::Route> {
+    state
+        .metrics
+        .is_some()
+        .then(|| telemetry::Route::new(template, operation))
+}
+
+/// `handler` behind the bearer guard for `need` (which also records the
+/// route's metrics).
+fn guarded(
+    state: &AppState,
+    handler: MethodRouter<AppState>,
+    need: Need,
+    route: Option<telemetry::Route>,
+) -> MethodRouter<AppState> {
+    handler.route_layer(from_fn_with_state(
+        (state.clone(), need, route),
+        auth::guard,
+    ))
+}
+
+/// An unguarded `handler` with its metrics layer.
+fn measured(
+    state: &AppState,
+    handler: MethodRouter<AppState>,
+    template: &str,
+    operation: &'static str,
+) -> MethodRouter<AppState> {
+    match metered(state, template.to_string(), operation) {
+        Some(route) => {
+            handler.route_layer(from_fn_with_state((state.clone(), route), telemetry::track))
+        }
+        None => handler,
+    }
 }
 
 /// The whole application: SCIM under `/scim/v2`, OAuth at `/oauth/token`
@@ -227,35 +261,41 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(extract::refuse_unnameable_path));
     // Nesting serves `/scim/v2` itself but not with a trailing slash, the
     // form RFC 7644 writes root queries in (`GET /?filter=...`).
-    let base_with_slash = get(resources::list_root)
-        .route_layer(from_fn_with_state(
-            (state.clone(), Need::SearchAll),
-            auth::guard,
-        ))
-        .fallback(resources::method_not_allowed);
-    let router = Router::new()
+    let base_with_slash = guarded(
+        &state,
+        get(resources::list_root).fallback(resources::method_not_allowed),
+        Need::SearchAll,
+        metered(&state, "/scim/v2/".into(), "search"),
+    );
+    let metrics_route = guarded(
+        &state,
+        get(telemetry::serve),
+        Need::MetricsRead,
+        metered(&state, "/metrics".into(), "metrics"),
+    );
+    let unguarded: [(&str, &'static str, MethodRouter<AppState>); 6] = [
+        ("/oauth/token", "token", axum::routing::post(auth::token)),
+        (
+            "/oauth/introspect",
+            "introspect",
+            axum::routing::post(auth::introspect),
+        ),
+        ("/.well-known/jwks.json", "discovery", get(auth::jwks)),
+        (
+            "/.well-known/oauth-authorization-server",
+            "discovery",
+            get(auth::metadata),
+        ),
+        ("/openapi.json", "discovery", get(openapi::serve)),
+        ("/readyz", "health", get(discovery::ready)),
+    ];
+    let mut router = Router::new()
         .nest("/scim/v2", scim)
         .route("/scim/v2/", base_with_slash)
-        .route("/oauth/token", axum::routing::post(auth::token))
-        .route("/oauth/introspect", axum::routing::post(auth::introspect))
-        .route("/.well-known/jwks.json", get(auth::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(auth::metadata),
-        )
-        .route("/openapi.json", get(openapi::serve))
-        .route(
-            "/metrics",
-            get(telemetry::serve).route_layer(from_fn_with_state(
-                (state.clone(), Need::MetricsRead),
-                auth::guard,
-            )),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(discovery::ready));
-    let router = match state.metrics.is_some() {
-        true => router.route_layer(axum::middleware::from_fn(telemetry::track_request)),
-        false => router,
-    };
+        .route("/metrics", metrics_route)
+        .route("/healthz", get(|| async { "ok" }));
+    for (path, operation, handler) in unguarded {
+        router = router.route(path, measured(&state, handler, path, operation));
+    }
     router.with_state(state)
 }
