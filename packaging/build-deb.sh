@@ -11,7 +11,7 @@ target/release/scimd man | gzip -9n > $OUT/scimd.1.gz
 target/release/scimd completions bash > $OUT/completions/scimd.bash
 target/release/scimd completions zsh > $OUT/completions/_scimd
 target/release/scimd completions fish > $OUT/completions/scimd.fish
-cargo deb -p scimd --no-build
+cargo deb -p scimd --no-build --strip
 DEB=$(ls -t target/debian/scimd_*.deb | head -1)
 dpkg-deb -c "$DEB" | tee $OUT/contents.txt
 for f in ./usr/bin/scimd ./usr/share/man/man1/scimd.1.gz ./usr/share/bash-completion/completions/scimd \

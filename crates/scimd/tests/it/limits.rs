@@ -124,3 +124,60 @@ async fn limits_out_of_range_are_refused_naming_the_key() {
         assert!(refused.to_string().contains(key), "{refused}");
     }
 }
+
+/// An idle keep-alive connection is closed when no next request arrives
+/// within the header deadline.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.header_timeout_secs = 1).await;
+    let addr = s.root.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: scimd\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}
+
+/// A request body that stalls is cut off at the body deadline, with an
+/// answer, and the server goes on.
+#[tokio::test]
+async fn a_stalled_body_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.body_timeout_secs = 1).await;
+    let addr = s.root.trim_start_matches("http://").to_string();
+    let token =
+        crate::harness::fetch_token(&s.anonymous, &s.root, &s.client_id, &s.client_secret, None)
+            .await;
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: scimd\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 100\r\n\r\n{{\"userName\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer and no close within 10 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+    latency_p50(&s, 5).await;
+    s.stop().await;
+}
