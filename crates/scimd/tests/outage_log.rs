@@ -13,25 +13,8 @@ mod harness;
 mod relay;
 
 /// This binary's store: PostgreSQL (as `tests/it_pg`).
-mod backend {
-    use std::path::Path;
-
-    use scimd_store::testing;
-
-    pub async fn database_url(data_dir: &Path) -> Option<String> {
-        let server = match testing::shared(Path::new(env!("CARGO_TARGET_TMPDIR"))) {
-            Ok(server) => server,
-            Err(why) => {
-                if let Err(required) = testing::unavailable(&why) {
-                    panic!("{required}");
-                }
-                std::process::exit(0);
-            }
-        };
-        let name = testing::database_name(&data_dir.display().to_string());
-        Some(server.database(&name).await.unwrap())
-    }
-}
+#[path = "it_pg/backend.rs"]
+mod backend;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -209,3 +209,37 @@ pub fn assert_scim_error(status: StatusCode, body: &Value, want: u16, scim_type:
         "body: {body}"
     );
 }
+
+/// Runs the `scimd` command with `args` on the store of `data_dir` (its
+/// PostgreSQL database too, in the PostgreSQL binary); its JSON output.
+pub async fn scimd_cli(data_dir: &Path, args: &[&str]) -> Value {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
+    cmd.args(args).arg("--data-dir").arg(data_dir);
+    if let Some(url) = database_url(data_dir).await {
+        cmd.args(["--database-url", &url]);
+    }
+    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A client made by `scimd client create NAME ARGS...` on the server's
+/// store, and a token of it.
+pub async fn cli_client(s: &Server, data_dir: &Path, name: &str, args: &[&str]) -> (Value, String) {
+    let mut all = vec!["client", "create", name];
+    all.extend_from_slice(args);
+    let created = scimd_cli(data_dir, &all).await;
+    let token = fetch_token(
+        &s.anonymous,
+        &s.root,
+        created["client_id"].as_str().unwrap(),
+        created["client_secret"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    (created, token)
+}

@@ -1,7 +1,6 @@
 //! `/Me` (RFC 7644 section 3.11): the User named by the token's subject, or
 //! a 501 that says why not.
 
-use std::process::Command;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -13,25 +12,9 @@ const PREFIX: &str = "https://jans.io/scim/";
 /// A client registered under `id` (with the `scimd client` command, on the
 /// server's store): its tokens' subject is `id`.
 async fn client_named(s: &Server, data_dir: &std::path::Path, id: &str, scopes: &[&str]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
-    cmd.args(["client", "create", "me", "--client-id", id, "--scopes"])
-        .args(scopes)
-        .arg("--data-dir")
-        .arg(data_dir);
-    if let Some(url) = crate::harness::database_url(data_dir).await {
-        cmd.args(["--database-url", &url]);
-    }
-    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    fetch_token(
-        &s.anonymous,
-        &s.root,
-        id,
-        created["client_secret"].as_str().unwrap(),
-        None,
-    )
-    .await
+    let mut args = vec!["--client-id", id, "--scopes"];
+    args.extend_from_slice(scopes);
+    crate::harness::cli_client(s, data_dir, "me", &args).await.1
 }
 
 async fn send(c: &reqwest::Client, method: Method, url: String, body: Option<Value>) -> (StatusCode, Value) {

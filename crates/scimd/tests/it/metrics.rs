@@ -2,32 +2,16 @@
 //! on the main listener, without authentication on `--metrics-listen`;
 //! labelled by route template and registry names, never by raw paths.
 
-use std::process::Command;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Server, assert_scim_error, client_with_token, fetch_token};
+use crate::harness::{Server, assert_scim_error, client_with_token};
 
 /// A token of a new client allowed only `metrics.read`.
 async fn scraper_token(s: &Server, data_dir: &std::path::Path) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
-    cmd.args(["client", "create", "prometheus", "--scopes", "metrics.read", "--data-dir"])
-        .arg(data_dir);
-    if let Some(url) = crate::harness::database_url(data_dir).await {
-        cmd.args(["--database-url", &url]);
-    }
-    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    fetch_token(
-        &s.anonymous,
-        &s.root,
-        created["client_id"].as_str().unwrap(),
-        created["client_secret"].as_str().unwrap(),
-        None,
-    )
-    .await
+    let args = ["--scopes", "metrics.read"];
+    crate::harness::cli_client(s, data_dir, "prometheus", &args).await.1
 }
 
 /// The value of the series whose line starts with `prefix` (0 if absent).

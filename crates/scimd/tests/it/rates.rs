@@ -2,23 +2,10 @@
 //! over its rate gets 429 with `Retry-After` and a SCIM error; other clients
 //! are not affected; the limit can be lifted.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{Server, assert_scim_error, client_with_token, fetch_token};
-
-async fn cli(data_dir: &std::path::Path, args: &[&str]) -> Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
-    cmd.args(args).arg("--data-dir").arg(data_dir);
-    if let Some(url) = crate::harness::database_url(data_dir).await {
-        cmd.args(["--database-url", &url]);
-    }
-    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use crate::harness::{Server, assert_scim_error, cli_client, client_with_token, scimd_cli};
 
 /// Statuses of `n` back-to-back reads by `client`.
 async fn burst(s: &Server, client: &reqwest::Client, n: usize) -> Vec<(StatusCode, Option<String>, Value)> {
@@ -39,21 +26,10 @@ async fn burst(s: &Server, client: &reqwest::Client, n: usize) -> Vec<(StatusCod
 async fn a_client_over_its_rate_gets_429_and_others_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with(dir.path(), |c| c.auth.refresh_ms = 100).await;
-    let created = cli(
-        dir.path(),
-        &["client", "create", "slow", "--scopes", "users.read", "--rate", "2"],
-    )
-    .await;
+    let args = ["--scopes", "users.read", "--rate", "2"];
+    let (created, token) = cli_client(&s, dir.path(), "slow", &args).await;
     assert_eq!(created["rate"], 2.0);
     let id = created["client_id"].as_str().unwrap().to_string();
-    let token = fetch_token(
-        &s.anonymous,
-        &s.root,
-        &id,
-        created["client_secret"].as_str().unwrap(),
-        None,
-    )
-    .await;
     let slow = client_with_token(&token);
     // The running server re-reads the rates (here every 100 ms).
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -75,9 +51,28 @@ async fn a_client_over_its_rate_gets_429_and_others_do_not() {
     assert!(others.iter().all(|(st, _, _)| *st == StatusCode::OK), "{others:?}");
 
     // Lifted: back to normal once the server has re-read it.
-    cli(dir.path(), &["client", "update", &id, "--rate", "0"]).await;
+    scimd_cli(dir.path(), &["client", "update", &id, "--rate", "0"]).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let lifted = burst(&s, &slow, 20).await;
     assert!(lifted.iter().all(|(st, _, _)| *st == StatusCode::OK), "{lifted:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_out_of_range_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    for rate in ["-1", "NaN", "2000000"] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
+        let flag = format!("--rate={rate}");
+        cmd.args(["client", "update", &s.client_id, &flag, "--data-dir"])
+            .arg(dir.path());
+        if let Some(url) = crate::harness::database_url(dir.path()).await {
+            cmd.args(["--database-url", &url]);
+        }
+        let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+        assert!(!out.status.success(), "--rate {rate} accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("rate"), "{rate}");
+    }
     s.stop().await;
 }
