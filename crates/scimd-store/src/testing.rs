@@ -22,6 +22,17 @@ pub struct TestPostgres {
     /// The certificate authority of the server's TLS certificate, when this
     /// process started the server (it then accepts TLS).
     ca_file: Option<PathBuf>,
+    /// How to control the server, when this process started it.
+    control: Option<Control>,
+}
+
+/// A server this process started: its binaries and data directory.
+#[derive(Debug)]
+struct Control {
+    bin: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    root: bool,
 }
 
 static SHARED: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
@@ -37,11 +48,42 @@ pub fn shared(tmp: &Path) -> Result<&'static TestPostgres, String> {
                 ca_file: std::env::var_os("SCIMD_TEST_DATABASE_CA")
                     .filter(|ca| !ca.is_empty())
                     .map(PathBuf::from),
+                control: None,
             }),
-            _ => launch(tmp),
+            _ => launch(tmp, ""),
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// A server of this test process's own, started here whatever
+/// `SCIMD_TEST_DATABASE_URL` says, so that a test may stop and restart it
+/// (fault tests). `options` are added to the server's command line. One per
+/// process: a test binary of its own.
+pub fn private(tmp: &Path, options: &str) -> Result<TestPostgres, String> {
+    launch(tmp, options)
+}
+
+impl TestPostgres {
+    /// Restarts a server this process started: `mode` is pg_ctl's shutdown
+    /// mode (`fast`: clients are disconnected and the server shuts down
+    /// cleanly; `immediate`: it stops at once and recovers from the WAL).
+    pub fn restart(&self, mode: &str) -> Result<(), String> {
+        let control = self
+            .control
+            .as_ref()
+            .ok_or("this server was not started by this process")?;
+        let mut restart = pg_command(control.root, &control.bin.join("pg_ctl"));
+        // With its log file: else the server writes to pg_ctl's output,
+        // which then never ends.
+        restart
+            .arg("-D")
+            .arg(&control.data)
+            .arg("-l")
+            .arg(&control.log)
+            .args(["-m", mode, "-w", "-t", "60", "restart"]);
+        run(restart, "pg_ctl restart")
+    }
 }
 
 /// Reports that PostgreSQL tests cannot run: `Err` (the test should fail)
@@ -229,7 +271,7 @@ fn remove_stale(tmp: &Path, bin: &Path, root: bool) {
     }
 }
 
-fn launch(tmp: &Path) -> Result<TestPostgres, String> {
+fn launch(tmp: &Path, options: &str) -> Result<TestPostgres, String> {
     let bin = bindir()?;
     let root = is_root();
     let _ = std::fs::create_dir_all(tmp);
@@ -279,7 +321,7 @@ fn launch(tmp: &Path) -> Result<TestPostgres, String> {
                 // A throwaway cluster: no fsync (scimd's durability is the
                 // server's commit, which these tests do not crash).
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 \
-                 -c fsync=off -c synchronous_commit=on -c full_page_writes=off -c ssl=on",
+                 -c fsync=off -c synchronous_commit=on -c full_page_writes=off -c ssl=on {options}",
                 socket_dir.display()
             ))
             .arg("start");
@@ -288,6 +330,12 @@ fn launch(tmp: &Path) -> Result<TestPostgres, String> {
                 return Ok(TestPostgres {
                     admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
                     ca_file: Some(ca_file),
+                    control: Some(Control {
+                        bin,
+                        data,
+                        log: base.join("postgres.log"),
+                        root,
+                    }),
                 });
             }
             Err(e) => last = e,
