@@ -60,6 +60,9 @@ pub enum ScimError {
     NotImplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The store has no space left for a write (HTTP 507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Never shown to clients in detail: the HTTP layer logs it and answers a
     /// generic message.
     #[error("{0}")]
@@ -108,6 +111,7 @@ impl ScimError {
             TooManyRequests(_) => (429, None),
             NotImplemented(_) => (501, None),
             Unavailable(_) => (503, None),
+            InsufficientStorage(_) => (507, None),
             Internal(_) => (500, None),
         }
     }

@@ -33,6 +33,10 @@ pub enum StoreError {
     /// server shutting down); a retry may succeed. The text is for logs.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The store's disk is full: nothing was written; writes succeed again
+    /// once space is freed. The text is for logs.
+    #[error("storage full: {0}")]
+    Full(String),
     /// The backend failed; the text is for logs, not clients.
     #[error("storage failure: {0}")]
     Backend(String),

@@ -24,6 +24,10 @@ pub fn error_body(error: &ScimError) -> serde_json::Value {
             tracing::error!(%detail, "internal error");
             "internal server error; see the server log".to_string()
         }
+        ScimError::InsufficientStorage(detail) => {
+            tracing::warn!(%detail, "write refused: no space left");
+            "the store's disk is full: nothing was written; retry once space is freed".to_string()
+        }
         other => other.detail(),
     };
     let mut body = json!({

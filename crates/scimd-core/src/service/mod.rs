@@ -204,6 +204,10 @@ impl From<StoreError> for ScimError {
             StoreError::Unavailable(_) => {
                 ScimError::Unavailable("the store cannot be reached for now; retry".into())
             }
+            // The cause is logged where the answer is written.
+            StoreError::Full(detail) => ScimError::InsufficientStorage(format!(
+                "the store's disk is full: nothing was written; retry once space is freed ({detail})"
+            )),
             StoreError::Backend(detail) => ScimError::Internal(detail),
         }
     }

@@ -73,6 +73,7 @@ impl Fail {
         match self {
             Fail::Store(e) => e,
             Fail::Db(e) if unreachable(&e) => cannot_reach(describe(&e)),
+            Fail::Db(e) if is_code(&e, &SqlState::DISK_FULL) => StoreError::Full(describe(&e)),
             Fail::Db(e) => StoreError::Backend(describe(&e)),
             Fail::Retry => StoreError::Conflict,
         }

@@ -63,8 +63,15 @@ impl rusqlite::ToSql for Param {
     }
 }
 
+/// A SQLite failure as a store error: a full disk is `Full` (nothing was
+/// written, a retry after space is freed succeeds), the rest `Backend`.
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            StoreError::Full(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {

@@ -128,6 +128,7 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
         for job in batch {
             job.answer(match &commit {
                 Ok(()) => Ok(()),
+                Err(StoreError::Full(e)) => Err(StoreError::Full(e.clone())),
                 Err(e) => Err(StoreError::Backend(e.to_string())),
             });
         }

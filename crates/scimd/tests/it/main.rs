@@ -7,6 +7,8 @@
 include!("../it/modules.rs");
 // The listener's limits do not depend on the store: SQLite only.
 mod limits;
+// A full disk under the embedded store: SQLite only.
+mod disk_full;
 
 /// This binary's store: SQLite in each test's temporary directory.
 mod backend {
