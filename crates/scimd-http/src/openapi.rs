@@ -58,15 +58,31 @@ pub fn document(
                 (None, _) => json!([{ "oauth2": [] }]),
             };
             let rt = endpoint.as_deref().and_then(|e| registry.by_endpoint(e));
+            let mut responses = Map::new();
+            responses.insert(
+                success_status(&route.method, &path).into(),
+                json!({ "description": "Success" }),
+            );
+            responses.insert(
+                "401".into(),
+                json!({ "description": "No valid bearer token (RFC 6750)" }),
+            );
+            responses.insert(
+                "403".into(),
+                json!({ "description": "The token lacks the required scope" }),
+            );
+            if path.contains('{') {
+                responses.insert("404".into(), json!({ "description": "No such resource" }));
+            }
             let mut operation = json!({
                 "summary": summary(&route.method, route.path, rt.map(|r| r.name())),
                 "security": security,
-                "responses": {
-                    "200": { "description": "Success" },
-                    "401": { "description": "No valid bearer token (RFC 6750)" },
-                    "403": { "description": "The token lacks the required scope" },
-                },
+                "responses": responses,
             });
+            let parameters = path_parameters(&path);
+            if let (false, Some(op)) = (parameters.is_empty(), operation.as_object_mut()) {
+                op.insert("parameters".into(), Value::Array(parameters));
+            }
             if let (Some(rt), Some(op)) = (rt, operation.as_object_mut()) {
                 op.insert("x-scim-resource-type".into(), json!(rt.name()));
                 if matches!(route.method.as_str(), "POST" | "PUT") && !path.ends_with(".search") {
@@ -134,6 +150,31 @@ pub fn document(
             },
         },
     })
+}
+
+/// The status of a successful answer: 201 for a create, 204 for a delete,
+/// 200 otherwise (RFC 7644 sections 3.3, 3.6).
+fn success_status(method: &axum::http::Method, path: &str) -> &'static str {
+    match method.as_str() {
+        "POST" if !path.ends_with(".search") && !path.ends_with("/Bulk") => "201",
+        "DELETE" => "204",
+        _ => "200",
+    }
+}
+
+/// Every `{name}` of a path as a required path parameter.
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "schema": { "type": "string" },
+            })
+        })
+        .collect()
 }
 
 fn describe(need: Need) -> &'static str {

@@ -45,3 +45,45 @@ async fn discovery_is_complete_and_read_only() {
     assert_eq!(resp.status(), StatusCode::OK);
     s.stop().await;
 }
+
+/// The OpenAPI document declares every path parameter, and the status of
+/// each operation's success as the server answers it.
+#[tokio::test]
+async fn openapi_declares_path_parameters_and_success_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = crate::harness::Server::start(dir.path()).await;
+    let doc: serde_json::Value = s
+        .anonymous
+        .get(format!("{}/openapi.json", s.root))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        let wanted: Vec<&str> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, op) in item.as_object().unwrap() {
+            let declared: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| ps.iter().map(|p| p["name"].as_str().unwrap()).collect())
+                .unwrap_or_default();
+            assert_eq!(declared, wanted, "{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            let success = match method.as_str() {
+                "post" if path == "/scim/v2/Users" => "201",
+                "delete" => "204",
+                _ => "200",
+            };
+            if method != "post" || path == "/scim/v2/Users" {
+                assert!(responses.contains_key(success), "{method} {path}: {responses:?}");
+            }
+        }
+    }
+    assert!(paths["/scim/v2/Users/{id}"]["get"]["parameters"][0]["name"] == "id");
+    s.stop().await;
+}
