@@ -213,18 +213,24 @@ pub fn assert_scim_error(status: StatusCode, body: &Value, want: u16, scim_type:
 /// Runs the `scimd` command with `args` on the store of `data_dir` (its
 /// PostgreSQL database too, in the PostgreSQL binary); its JSON output.
 pub async fn scimd_cli(data_dir: &Path, args: &[&str]) -> Value {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
-    cmd.args(args).arg("--data-dir").arg(data_dir);
-    if let Some(url) = database_url(data_dir).await {
-        cmd.args(["--database-url", &url]);
-    }
-    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+    let out = scimd_command(data_dir, args).await.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The `scimd` command with `args` on the store of `data_dir`, to run.
+pub async fn scimd_command(data_dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
+    cmd.args(args).arg("--data-dir").arg(data_dir);
+    if let Some(url) = database_url(data_dir).await {
+        cmd.args(["--database-url", &url]);
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
 }
 
 /// A client made by `scimd client create NAME ARGS...` on the server's

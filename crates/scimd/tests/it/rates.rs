@@ -5,7 +5,9 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{Server, assert_scim_error, cli_client, client_with_token, scimd_cli};
+use crate::harness::{
+    Server, assert_scim_error, cli_client, client_with_token, scimd_cli, scimd_command,
+};
 
 /// Statuses of `n` back-to-back reads by `client`.
 async fn burst(s: &Server, client: &reqwest::Client, n: usize) -> Vec<(StatusCode, Option<String>, Value)> {
@@ -63,14 +65,9 @@ async fn a_rate_out_of_range_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path()).await;
     for rate in ["-1", "NaN", "2000000"] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
         let flag = format!("--rate={rate}");
-        cmd.args(["client", "update", &s.client_id, &flag, "--data-dir"])
-            .arg(dir.path());
-        if let Some(url) = crate::harness::database_url(dir.path()).await {
-            cmd.args(["--database-url", &url]);
-        }
-        let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+        let args = ["client", "update", s.client_id.as_str(), flag.as_str()];
+        let out = scimd_command(dir.path(), &args).await.output().unwrap();
         assert!(!out.status.success(), "--rate {rate} accepted");
         assert!(String::from_utf8_lossy(&out.stderr).contains("rate"), "{rate}");
     }
