@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use rand::rngs::OsRng;
+use scimd_core::changelog::{Change, Op};
 use scimd_core::store::{Record, RecordStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -92,7 +93,15 @@ impl Clients {
             created: crate::now_text(),
             rate: None,
         };
-        let inserted = self.store.record_insert(KIND, to_record(&client)?).await?;
+        let change = Change::operational(Op::ClientCreate, KIND, &client_id).with_paths(vec![
+            "name".into(),
+            "scopes".into(),
+            "secret".into(),
+        ]);
+        let inserted = self
+            .store
+            .record_insert(KIND, to_record(&client)?, change)
+            .await?;
         if !inserted {
             return Err(AuthError::Invalid(format!(
                 "a client with id '{client_id}' already exists"
@@ -135,7 +144,12 @@ impl Clients {
             .ok_or_else(|| AuthError::NoSuchClient(client_id.to_string()))?;
         let secret = new_secret();
         client.secret_hash = hash(&secret).await?;
-        self.store.record_put(KIND, to_record(&client)?).await?;
+        // The path, never the secret.
+        let change = Change::operational(Op::ClientRotate, KIND, client_id)
+            .with_paths(vec!["secret".into()]);
+        self.store
+            .record_put(KIND, to_record(&client)?, change)
+            .await?;
         Ok(Credentials {
             client_id: client.client_id,
             client_secret: secret,
@@ -161,7 +175,11 @@ impl Clients {
             .await?
             .ok_or_else(|| AuthError::NoSuchClient(client_id.to_string()))?;
         client.rate = rate;
-        self.store.record_put(KIND, to_record(&client)?).await?;
+        let change =
+            Change::operational(Op::ClientUpdate, KIND, client_id).with_paths(vec!["rate".into()]);
+        self.store
+            .record_put(KIND, to_record(&client)?, change)
+            .await?;
         Ok(ClientInfo {
             client_id: client.client_id,
             name: client.name,
@@ -172,7 +190,8 @@ impl Clients {
     }
 
     pub async fn delete(&self, client_id: &str) -> Result<bool, AuthError> {
-        Ok(self.store.record_delete(KIND, client_id).await?)
+        let change = Change::operational(Op::ClientDelete, KIND, client_id);
+        Ok(self.store.record_delete(KIND, client_id, change).await?)
     }
 
     /// The client when `secret` is its secret; `None` otherwise (unknown

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use rand::rngs::OsRng;
+use scimd_core::changelog::{Change, Op};
 use scimd_core::store::{Record, RecordStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -100,6 +101,7 @@ impl KeyRing {
                         data: serde_json::to_value(&key)
                             .map_err(|e| AuthError::Keys(e.to_string()))?,
                     },
+                    Change::operational(Op::KeyCreate, KIND, &key.kid),
                 )
                 .await?;
             keys.push(key);
@@ -111,7 +113,8 @@ impl KeyRing {
             self.rotation.as_secs() + self.publish_delay.as_secs() + self.overlap.as_secs();
         for key in &keys {
             if key.created < newest && key.created + keep_for < now {
-                self.store.record_delete(KIND, &key.kid).await?;
+                let change = Change::operational(Op::KeyDelete, KIND, &key.kid);
+                self.store.record_delete(KIND, &key.kid, change).await?;
             }
         }
         self.reload().await

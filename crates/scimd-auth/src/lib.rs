@@ -488,6 +488,11 @@ impl Auth {
                     id: "bootstrapped".into(),
                     data: json!({ "at": now_text() }),
                 },
+                scimd_core::changelog::Change::operational(
+                    scimd_core::changelog::Op::Setting,
+                    "setting",
+                    "bootstrapped",
+                ),
             )
             .await?;
         if let Some(credentials) = &created {

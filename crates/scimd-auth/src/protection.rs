@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use scimd_core::changelog::{Change, Op};
 use scimd_core::store::{Record, RecordStore};
 use serde_json::json;
 
@@ -57,6 +58,7 @@ pub async fn write(store: &dyn RecordStore, mode: Mode) -> Result<(), AuthError>
                 id: ID.into(),
                 data: json!({ "mode": mode.as_str(), "changed": crate::now_text() }),
             },
+            Change::operational(Op::Protection, KIND, ID).with_paths(vec!["mode".into()]),
         )
         .await?;
     Ok(())

@@ -29,6 +29,9 @@ pub enum Need {
     /// `GET /metrics`: `metrics.read` (an operational scope, not granted to
     /// the bundled client).
     MetricsRead,
+    /// `GET /admin/v1/audit`: `audit.read` (operational, not granted to the
+    /// bundled client: the trail names every client and address).
+    AuditRead,
 }
 
 /// The family of scopes guarding an endpoint: the Janssen names for the
@@ -90,6 +93,7 @@ impl Scopes {
             Need::MeWrite => Some(self.write(&family("Users"))),
             Need::SearchAll => Some(self.search_all()),
             Need::MetricsRead => Some(self.metrics_read()),
+            Need::AuditRead => Some(self.audit_read()),
             Need::Discovery | Need::AnyToken => None,
         }
     }
@@ -99,11 +103,16 @@ impl Scopes {
         format!("{}metrics.read", self.prefix)
     }
 
+    /// The scope of the audit trail, `GET /admin/v1/audit`.
+    pub fn audit_read(&self) -> String {
+        format!("{}audit.read", self.prefix)
+    }
+
     /// The scopes of operations on the server rather than on SCIM data
     /// (a client is given them only when asked: `scimd client create
     /// prometheus --scopes metrics.read`).
     pub fn operational(&self) -> BTreeSet<String> {
-        BTreeSet::from([self.metrics_read()])
+        BTreeSet::from([self.metrics_read(), self.audit_read()])
     }
 
     /// Every SCIM scope for the given resource endpoints, plus bulk and the

@@ -11,6 +11,7 @@
 //!   from one table.
 
 pub mod bulk;
+pub mod changelog;
 pub mod cursor;
 pub mod error;
 pub mod index;

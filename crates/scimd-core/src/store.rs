@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::changelog::{AuditQuery, Change, Entry, Op, Retention};
 use crate::index::{index_entries, unique_values};
 use crate::query::Query;
 use crate::schema::ResourceTypeDef;
@@ -88,13 +89,23 @@ pub struct ResourceWrite {
     pub member_types: Vec<String>,
     /// RFC 3339 timestamp of the write.
     pub now: String,
+    /// What the change log records of it, in the same transaction (the
+    /// store adds the position and the versions).
+    pub change: Change,
 }
 
 impl ResourceWrite {
     /// A write of `data` as resource `id` of `rt` at time `now`, with the
     /// index entries and unique values derived from `data`; memberships left
-    /// as they are (`members: None`, no member types).
-    pub fn derived(rt: &ResourceTypeDef, id: &str, data: Map<String, Value>, now: &str) -> Self {
+    /// as they are (`members: None`, no member types); logged as `op` by the
+    /// current actor, with no paths yet.
+    pub fn derived(
+        rt: &ResourceTypeDef,
+        op: Op,
+        id: &str,
+        data: Map<String, Value>,
+        now: &str,
+    ) -> Self {
         ResourceWrite {
             resource_type: rt.name().to_string(),
             id: id.to_string(),
@@ -103,6 +114,7 @@ impl ResourceWrite {
             data,
             members: None,
             member_types: Vec::new(),
+            change: Change::new(op, rt.name(), id, now),
             now: now.to_string(),
         }
     }
@@ -265,7 +277,9 @@ pub enum ModifyError {
 /// their groups is never one query per user). Every method is atomic; writes
 /// are durable when they return `Ok`.
 #[async_trait]
-pub trait Store: ResourceStore + MembershipStore + RecordStore + RestoreStore + 'static {
+pub trait Store:
+    ResourceStore + MembershipStore + RecordStore + RestoreStore + ChangeLogStore + 'static
+{
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -319,13 +333,15 @@ pub trait ResourceStore: Send + Sync {
     /// Deletes a resource, every membership that names it and, in the same
     /// transaction, every resource of type `t` that matches `c`, for each
     /// `(t, c)` of `dependents` (the resources it owns, such as a user's FIDO
-    /// devices).
+    /// devices). Logs `change`, and a delete of each dependent
+    /// ([`Change::owned_by`]).
     async fn delete(
         &self,
         resource_type: &str,
         id: &str,
         expected_version: Option<i64>,
         dependents: Vec<(String, crate::query::Cond)>,
+        change: Change,
     ) -> Result<(), StoreError>;
 
     /// Runs a resolved query: filter, sort and page in the database.
@@ -346,7 +362,7 @@ pub trait ResourceStore: Send + Sync {
 #[async_trait]
 pub trait MembershipStore: Send + Sync {
     /// Changes memberships of a group without reading or rewriting the others
-    /// and bumps its version; returns the new version.
+    /// and bumps its version; returns the new version. Logs `change`.
     async fn change_members(
         &self,
         resource_type: &str,
@@ -354,7 +370,7 @@ pub trait MembershipStore: Send + Sync {
         changes: Vec<MemberChange>,
         member_types: Vec<String>,
         expected_version: Option<i64>,
-        now: String,
+        change: Change,
     ) -> Result<i64, StoreError>;
 
     /// The groups each of `member_ids` belongs to, direct and inherited, in
@@ -374,15 +390,44 @@ pub trait RecordStore: Send + Sync {
     /// Every record of `kind`, ordered by id.
     async fn record_list(&self, kind: &str) -> Result<Vec<Record>, StoreError>;
 
-    /// Inserts a record; `false` (and no change) when one with that id exists,
-    /// so that several servers starting at once create only one.
-    async fn record_insert(&self, kind: &str, record: Record) -> Result<bool, StoreError>;
+    /// Inserts a record; `false` (and no change, nothing logged) when one
+    /// with that id exists, so that several servers starting at once create
+    /// only one. Logs `change` otherwise.
+    async fn record_insert(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<bool, StoreError>;
 
-    /// Inserts or overwrites a record.
-    async fn record_put(&self, kind: &str, record: Record) -> Result<(), StoreError>;
+    /// Inserts or overwrites a record; logs `change`.
+    async fn record_put(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<(), StoreError>;
 
-    /// Deletes a record; `false` when there was none.
-    async fn record_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError>;
+    /// Deletes a record; `false` when there was none (nothing logged).
+    /// Logs `change` otherwise.
+    async fn record_delete(&self, kind: &str, id: &str, change: Change)
+    -> Result<bool, StoreError>;
+}
+
+/// The change log (see [`crate::changelog`]): read by the audit trail and
+/// the event streams, pruned by retention. Every write method of the other
+/// traits appends to it in its own transaction.
+#[async_trait]
+pub trait ChangeLogStore: Send + Sync {
+    /// The entries `query` asks for, by position, oldest first. Only
+    /// positioned entries: on PostgreSQL a committed entry gets its
+    /// position a moment after its commit, so that positions are commit
+    /// order and a reader after position N never skips one.
+    async fn changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError>;
+
+    /// Removes what `retention` no longer keeps, oldest first, in slices
+    /// that do not hold up writes; returns how many entries went.
+    async fn prune_changes(&self, retention: Retention) -> Result<u64, StoreError>;
 }
 
 /// Writes of `scimd import`, which keep what another store had.

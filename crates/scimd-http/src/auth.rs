@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use scimd_auth::{AuthError, Denied, GrantError, Need, TokenRequest};
 use scimd_core::ScimError;
+use scimd_core::changelog::Actor;
 use scimd_core::store::StoreError;
 use serde_json::json;
 
@@ -89,10 +90,33 @@ async fn checked(
             {
                 return too_many(&g.client_id, wait);
             }
+            let actor = actor(&request, grant.as_deref());
             request.extensions_mut().insert(grant);
-            next.run(request).await
+            // Every change the request makes is logged as this actor's.
+            actor.scope(next.run(request)).await
         }
         Err(denied) => refusal(&denied),
+    }
+}
+
+/// Who a request acts for, as the change log records it: the token's
+/// client and (when it differs) subject, the request id, the address.
+fn actor(request: &Request, grant: Option<&scimd_auth::Grant>) -> Actor {
+    Actor {
+        via: "http".into(),
+        client_id: grant.map(|g| g.client_id.clone()),
+        subject: grant
+            .filter(|g| g.subject != g.client_id)
+            .map(|g| g.subject.clone()),
+        request_id: request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        address: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string()),
     }
 }
 

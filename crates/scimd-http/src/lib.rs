@@ -6,6 +6,7 @@
 //! - Every error leaves through [`error::ApiError`], the one place that
 //!   renders SCIM error bodies.
 
+mod audit;
 mod auth;
 mod bulk;
 mod discovery;
@@ -273,6 +274,12 @@ pub fn app(state: AppState) -> Router {
         Need::MetricsRead,
         metered(&state, "/metrics".into(), "metrics"),
     );
+    let audit_route = guarded(
+        &state,
+        get(audit::list),
+        Need::AuditRead,
+        metered(&state, "/admin/v1/audit".into(), "audit"),
+    );
     let unguarded: [(&str, &'static str, MethodRouter<AppState>); 6] = [
         ("/oauth/token", "token", axum::routing::post(auth::token)),
         (
@@ -293,6 +300,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/scim/v2", scim)
         .route("/scim/v2/", base_with_slash)
         .route("/metrics", metrics_route)
+        .route("/admin/v1/audit", audit_route)
         .route("/healthz", get(|| async { "ok" }));
     for (path, operation, handler) in unguarded {
         router = router.route(path, measured(&state, handler, path, operation));

@@ -188,6 +188,7 @@ fn describe(need: Need) -> &'static str {
             "Create, replace, modify and delete resources of one type (/Me changes the token's user)"
         }
         Need::MetricsRead => "Read the Prometheus metrics",
+        Need::AuditRead => "Read the audit trail of every change",
         Need::Discovery | Need::AnyToken => "Any valid token",
     }
 }

@@ -9,6 +9,7 @@
 //!   `synchronous=FULL` on SQLite (group commit batches concurrent writes
 //!   into one fsync), with the server's commit on PostgreSQL.
 
+mod audit;
 mod nesting;
 mod pg;
 mod rules;

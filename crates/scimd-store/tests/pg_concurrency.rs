@@ -56,7 +56,13 @@ fn write(rtype: &str, id: &str, data: serde_json::Value) -> ResourceWrite {
     ResourceWrite {
         members: (rtype == "Group").then(Vec::new),
         member_types: vec!["User".into(), "Group".into()],
-        ..ResourceWrite::derived(rt, id, data, "2026-01-01T00:00:00Z")
+        ..ResourceWrite::derived(
+            rt,
+            scimd_core::changelog::Op::Create,
+            id,
+            data,
+            "2026-01-01T00:00:00Z",
+        )
     }
 }
 
@@ -140,7 +146,7 @@ async fn races(store: Arc<dyn Store>) {
                     }])],
                     vec!["User".into(), "Group".into()],
                     None,
-                    "2026-01-02T00:00:00Z".into(),
+                    test_change("2026-01-02T00:00:00Z"),
                 )
                 .await
         }));
@@ -194,7 +200,7 @@ async fn races(store: Arc<dyn Store>) {
                     }])],
                     vec!["User".into(), "Group".into()],
                     expected,
-                    "2026-01-03T00:00:00Z".into(),
+                    test_change("2026-01-03T00:00:00Z"),
                 )
                 .await;
             (i, result)
@@ -231,7 +237,7 @@ async fn races(store: Arc<dyn Store>) {
                     vec![MemberChange::Remove(vec![format!("v{}", i % 12)])],
                     vec!["User".into(), "Group".into()],
                     expected,
-                    "2026-01-04T00:00:00Z".into(),
+                    test_change("2026-01-04T00:00:00Z"),
                 )
                 .await;
             (i, result)
@@ -288,7 +294,11 @@ async fn races(store: Arc<dyn Store>) {
     // A member deleted while others are added: the group keeps the rest.
     let deleter = {
         let store = store.clone();
-        tokio::spawn(async move { store.delete("User", "u1", None, Vec::new()).await })
+        tokio::spawn(async move {
+            store
+                .delete("User", "u1", None, Vec::new(), test_change("u1"))
+                .await
+        })
     };
     let adder = {
         let store = store.clone();
@@ -300,7 +310,7 @@ async fn races(store: Arc<dyn Store>) {
                     vec![MemberChange::RemoveAll],
                     vec!["User".into()],
                     None,
-                    "2026-01-03T00:00:00Z".into(),
+                    test_change("2026-01-03T00:00:00Z"),
                 )
                 .await
         })
@@ -528,17 +538,48 @@ async fn records(store: &dyn Store) {
         id: id.into(),
         data: json!({"v": v}),
     };
-    assert!(store.record_insert("client", rec("b", 1)).await.unwrap());
-    assert!(!store.record_insert("client", rec("b", 2)).await.unwrap());
-    assert!(store.record_insert("client", rec("B", 1)).await.unwrap());
-    assert!(store.record_insert("client", rec("a", 1)).await.unwrap());
-    assert!(store.record_insert("setting", rec("a", 9)).await.unwrap());
+    assert!(
+        store
+            .record_insert("client", rec("b", 1), test_change("record"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_insert("client", rec("b", 2), test_change("record"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_insert("client", rec("B", 1), test_change("record"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_insert("client", rec("a", 1), test_change("record"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_insert("setting", rec("a", 9), test_change("record"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.record_get("client", "b").await.unwrap(),
         Some(rec("b", 1))
     );
-    store.record_put("client", rec("b", 3)).await.unwrap();
-    store.record_put("client", rec("c", 4)).await.unwrap();
+    store
+        .record_put("client", rec("b", 3), test_change("record"))
+        .await
+        .unwrap();
+    store
+        .record_put("client", rec("c", 4), test_change("record"))
+        .await
+        .unwrap();
     let ids: Vec<String> = store
         .record_list("client")
         .await
@@ -551,8 +592,18 @@ async fn records(store: &dyn Store) {
         store.record_get("client", "b").await.unwrap(),
         Some(rec("b", 3))
     );
-    assert!(store.record_delete("client", "b").await.unwrap());
-    assert!(!store.record_delete("client", "b").await.unwrap());
+    assert!(
+        store
+            .record_delete("client", "b", test_change("b"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_delete("client", "b", test_change("b"))
+            .await
+            .unwrap()
+    );
     assert_eq!(store.record_get("client", "b").await.unwrap(), None);
     assert_eq!(store.record_list("setting").await.unwrap(), [rec("a", 9)]);
 }
@@ -629,4 +680,14 @@ async fn tls_when_the_url_asks_for_it() {
         .unwrap()
         .get(0);
     assert_eq!(plain, 1, "a URL without sslmode=require stays plain");
+}
+
+/// A change to log with a test's write (its fields do not matter here).
+fn test_change(id: &str) -> scimd_core::changelog::Change {
+    scimd_core::changelog::Change::new(
+        scimd_core::changelog::Op::Patch,
+        "Group",
+        id,
+        "2026-01-02T00:00:00Z",
+    )
 }

@@ -261,7 +261,13 @@ fn write(
     id: &str,
     data: Map<String, Value>,
 ) -> ResourceWrite {
-    ResourceWrite::derived(rt, id, data, "2026-01-01T00:00:00Z")
+    ResourceWrite::derived(
+        rt,
+        scimd_core::changelog::Op::Create,
+        id,
+        data,
+        "2026-01-01T00:00:00Z",
+    )
 }
 
 /// Values far longer than an index entry may be (PostgreSQL's B-tree holds
@@ -353,7 +359,7 @@ async fn generated_filters_agree(store: &dyn ResourceStore) {
             modified: &now,
             version: 1,
         };
-        let write = ResourceWrite::derived(&rt, &id, data, &now);
+        let write = ResourceWrite::derived(&rt, scimd_core::changelog::Op::Create, &id, data, &now);
         let mut filterable = meta_entries(&rt, &facts);
         filterable.extend(write.index.iter().cloned());
         store.create(write).await.unwrap();
@@ -368,7 +374,7 @@ async fn generated_filters_agree(store: &dyn ResourceStore) {
         let data = user(&mut rng, 1000 + i);
         let id = docs[i].0.clone();
         let now = format!("2026-01-01T00:01:{:02}.{:03}Z", i / 10, (i % 4) * 250);
-        let write = ResourceWrite::derived(&rt, &id, data, &now);
+        let write = ResourceWrite::derived(&rt, scimd_core::changelog::Op::Create, &id, data, &now);
         let index = write.index.clone();
         let (stored, _) = store.replace(write, Some(1), false).await.unwrap();
         let facts = MetaFacts {

@@ -23,7 +23,13 @@ fn write(rt: &ResourceTypeDef, id: &str, user_name: &str, family: &str) -> Resou
     .as_object()
     .unwrap()
     .clone();
-    ResourceWrite::derived(rt, id, data, "2026-01-01T00:00:00Z")
+    ResourceWrite::derived(
+        rt,
+        scimd_core::changelog::Op::Create,
+        id,
+        data,
+        "2026-01-01T00:00:00Z",
+    )
 }
 
 /// Ids of the users matching `filter` (all users if empty).
@@ -238,6 +244,7 @@ async fn concurrent_modifications_of_one_resource_all_apply() {
             data["name"]["familyName"] = Value::String((n + 1).to_string());
             Ok(Some(ResourceWrite::derived(
                 &rt,
+                scimd_core::changelog::Op::Create,
                 &old.id,
                 data,
                 "2026-01-02T00:00:00Z",

@@ -22,6 +22,7 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX resources_created; DROP INDEX resources_modified; PRAGMA user_version = 2;
+             DROP TABLE change_log;
              DROP TABLE attr_values;
              CREATE TABLE attr_values (
                seq INTEGER NOT NULL REFERENCES resources(seq) ON DELETE CASCADE,
@@ -151,7 +152,13 @@ async fn version_2_databases_lose_their_meta_index_rows() {
     let data = data.as_object().unwrap().clone();
     store
         .replace(
-            ResourceWrite::derived(rt, "id-77", data, "2026-01-02T00:00:00Z"),
+            ResourceWrite::derived(
+                rt,
+                scimd_core::changelog::Op::Create,
+                "id-77",
+                data,
+                "2026-01-02T00:00:00Z",
+            ),
             Some(1),
             false,
         )
@@ -160,7 +167,7 @@ async fn version_2_databases_lose_their_meta_index_rows() {
     assert_eq!(count(user_name("user77")).await, 0);
     assert_eq!(count(user_name("renamed77")).await, 1);
     store
-        .delete("User", "id-78", None, Vec::new())
+        .delete("User", "id-78", None, Vec::new(), test_change("id-78"))
         .await
         .unwrap();
     assert_eq!(count(user_name("user78")).await, 0);
@@ -173,4 +180,14 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         )
         .unwrap();
     assert_eq!(rows, 0, "a deleted resource's values go with it");
+}
+
+/// A change to log with a test's write (its fields do not matter here).
+fn test_change(id: &str) -> scimd_core::changelog::Change {
+    scimd_core::changelog::Change::new(
+        scimd_core::changelog::Op::Patch,
+        "Group",
+        id,
+        "2026-01-02T00:00:00Z",
+    )
 }

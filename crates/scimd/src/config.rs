@@ -168,12 +168,18 @@ pub struct Config {
     pub max_connections: usize,
     /// Concurrent streams of one HTTP/2 connection.
     pub http2_max_streams: u32,
+    /// Change-log entries older than this many days are pruned (0: kept
+    /// whatever their age).
+    pub change_log_retention_days: u32,
+    /// At most this many change-log entries are kept, the newest (0: no
+    /// limit).
+    pub change_log_max_entries: u64,
 }
 
 impl Config {
     /// Refuses settings out of range, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let ranges: [(&str, u64, u64, u64); 4] = [
+        let ranges: [(&str, u64, u64, u64); 5] = [
             ("header_timeout_secs", self.header_timeout_secs, 1, 3600),
             ("body_timeout_secs", self.body_timeout_secs, 1, 3600),
             ("max_connections", self.max_connections as u64, 1, 1_000_000),
@@ -182,6 +188,12 @@ impl Config {
                 u64::from(self.http2_max_streams),
                 1,
                 10_000,
+            ),
+            (
+                "change_log_retention_days",
+                u64::from(self.change_log_retention_days),
+                0,
+                36_500,
             ),
         ];
         for (key, value, low, high) in ranges {
@@ -202,6 +214,14 @@ impl Config {
             (None, None) if self.tls_self_signed => Ok(TlsSource::SelfSigned),
             (None, None) => Ok(TlsSource::Off),
             _ => anyhow::bail!("HTTPS needs both tls_cert and tls_key"),
+        }
+    }
+
+    /// How long the change log keeps its entries.
+    pub fn retention(&self) -> scimd_core::changelog::Retention {
+        scimd_core::changelog::Retention {
+            max_age_days: self.change_log_retention_days,
+            max_entries: self.change_log_max_entries,
         }
     }
 
@@ -319,6 +339,8 @@ impl Default for Config {
             body_timeout_secs: 30,
             max_connections: 4096,
             http2_max_streams: 100,
+            change_log_retention_days: 180,
+            change_log_max_entries: 0,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! HTTP, and the server lifecycle. The only crate that knows every layer.
 
 pub mod admin;
+pub mod audit;
 mod config;
 pub mod health;
 pub mod server;
@@ -301,6 +302,7 @@ pub async fn serve(
         .to_string();
     check_base_url(&base)?;
     let auth = start_auth(&config, store.clone(), &registry, &base, local).await?;
+    audit::prune_in_background(store.clone(), config.retention());
     let service = ResourceService::new(
         store,
         registry,

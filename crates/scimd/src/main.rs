@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
 use scimd::{Config, admin, export_to, import_from, serve, shutdown_signal};
+use scimd_core::changelog::Actor;
 
 /// A request allocates and frees many small values (JSON trees, SQL text,
 /// rows): glibc's allocator showed up at ~8% of a lookup's profile, with
@@ -70,6 +71,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// The change log: who changed what, when (a table on a terminal, JSON
+    /// lines otherwise). Filters combine; entries come oldest first.
+    Audit(AuditArgs),
     /// The effective configuration (defaults, file, SCIMD_* variables, flags).
     Config {
         #[command(subcommand)]
@@ -125,6 +129,37 @@ enum ClientAction {
 enum ConfigAction {
     /// Print it as JSON, secrets masked.
     Show,
+}
+
+#[derive(clap::Args, Debug)]
+struct AuditArgs {
+    /// Only changes of this resource (or client, key, setting) id.
+    #[arg(long)]
+    resource_id: Option<String>,
+    /// Only changes of this resource type (User, Group, ...) or record kind (client).
+    #[arg(long)]
+    resource_type: Option<String>,
+    /// Only changes made by this OAuth client id or token subject.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this operation: create, replace, patch, delete, client.create, ...
+    #[arg(long)]
+    op: Option<String>,
+    /// Only changes at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only changes before this RFC 3339 time.
+    #[arg(long)]
+    until: Option<String>,
+    /// At most this many entries [default: all].
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Then wait for new changes and print each as it commits (Ctrl-C ends).
+    #[arg(long)]
+    follow: bool,
+    /// JSON lines even on a terminal.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,17 +317,43 @@ async fn main() -> anyhow::Result<()> {
     let args = cli.serve;
     match cli.command {
         Some(Command::Serve) | None => {}
-        Some(Command::Export(t)) => {
+        // Every change a command makes is logged as the CLI's.
+        Some(command) => return Actor::cli().scope(run_command(command, args)).await,
+    };
+    let config = settings(&args)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    serve(config, listener, shutdown_signal()).await
+}
+
+/// A command other than `serve`.
+async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => Ok(()),
+        Command::Audit(a) => {
+            let filters = scimd_core::changelog::AuditFilters {
+                resource_id: a.resource_id,
+                resource_type: a.resource_type,
+                actor: a.actor,
+                op: a.op,
+                since: a.since,
+                until: a.until,
+            };
+            let format = scimd::audit::Format::detect(a.json);
+            scimd::audit::run(&settings(&args)?, &filters, a.limit, a.follow, format).await
+        }
+        Command::Export(t) => {
             let n = export_to(&settings(&args)?, &t.file, !t.quiet).await?;
             tracing::info!(resources = n, "export complete");
             return Ok(());
         }
-        Some(Command::Import(t)) => {
+        Command::Import(t) => {
             let n = import_from(&settings(&args)?, &t.file, !t.quiet).await?;
             tracing::info!(resources = n, "import complete");
             return Ok(());
         }
-        Some(Command::Client { action }) => {
+        Command::Client { action } => {
             let config = settings(&args)?;
             let out = match action {
                 ClientAction::Create {
@@ -317,14 +378,14 @@ async fn main() -> anyhow::Result<()> {
             };
             return print_json(&out);
         }
-        Some(Command::Token { client, scopes }) => {
+        Command::Token { client, scopes } => {
             let config = settings(&args)?;
             return print_json(&admin::token(&config, &client, &scopes).await?);
         }
-        Some(Command::Openapi) => {
+        Command::Openapi => {
             return print_json(&admin::openapi(&settings(&args)?)?);
         }
-        Some(Command::Healthcheck { url, timeout }) => {
+        Command::Healthcheck { url, timeout } => {
             let url = match url {
                 Some(url) => url,
                 None => scimd::health::readyz_url(&settings(&args)?),
@@ -335,22 +396,22 @@ async fn main() -> anyhow::Result<()> {
             }
             std::process::exit(if ready.is_ok() { 0 } else { 1 });
         }
-        Some(Command::Config {
+        Command::Config {
             action: ConfigAction::Show,
-        }) => {
+        } => {
             return print_json(&serde_json::to_value(settings(&args)?)?);
         }
-        Some(Command::Completions { shell }) => {
+        Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "scimd", &mut std::io::stdout());
             return Ok(());
         }
-        Some(Command::Man) => {
+        Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
             return Ok(());
         }
-        Some(Command::Protection { action }) => {
+        Command::Protection { action } => {
             let config = settings(&args)?;
             let out = match action {
                 ProtectionAction::Set { mode } => admin::protection_set(&config, &mode).await?,
@@ -358,12 +419,7 @@ async fn main() -> anyhow::Result<()> {
             };
             return print_json(&out);
         }
-    };
-    let config = settings(&args)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    serve(config, listener, shutdown_signal()).await
+    }
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {

@@ -25,6 +25,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use scimd_core::changelog::{Change, Op, created_paths};
 use scimd_core::query::{Paging, Query};
 use scimd_core::schema::Registry;
 use scimd_core::store::{Member, Record, ResourceWrite, RestoredResource, Store};
@@ -331,10 +332,13 @@ async fn import_lines(
                     .with_context(|| format!("line {number}: created is not an RFC 3339 time"))?;
                 let modified = canonical_time(&r.modified)
                     .with_context(|| format!("line {number}: modified is not an RFC 3339 time"))?;
-                let write = ResourceWrite {
+                let mut write = ResourceWrite {
                     member_types: member_types.clone(),
-                    ..ResourceWrite::derived(rt, &r.id, r.data, &modified)
+                    ..ResourceWrite::derived(rt, Op::Import, &r.id, r.data, &modified)
                 };
+                // Logged at the time of the import, not of the last change.
+                write.change = Change::operational(Op::Import, rt.name(), &r.id)
+                    .with_paths(created_paths(&write.data));
                 batch.push(RestoredResource {
                     write,
                     version: r.version,
@@ -366,9 +370,10 @@ async fn import_lines(
                     .record_put(
                         &r.kind,
                         Record {
-                            id: r.id,
+                            id: r.id.clone(),
                             data: r.data,
                         },
+                        Change::operational(Op::Import, &r.kind, &r.id),
                     )
                     .await?;
             }

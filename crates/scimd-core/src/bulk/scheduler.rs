@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::execute::{Done, execute, precondition};
 use super::refs::{BulkIds, RefState, refs_in, refs_in_text, strip, substitute, substitute_text};
 use super::{BulkMethod, BulkOperation, BulkOutcome, BulkRequest};
+use crate::changelog::Actor;
 use crate::error::{ScimError, ScimResult};
 use crate::schema::ResourceTypeDef;
 use crate::service::{Precondition, ResourceService};
@@ -215,7 +216,9 @@ impl<'a, A: Fn(&ResourceTypeDef) -> ScimResult<()>> Scheduler<'a, A> {
                 data,
                 precondition(slot.op.version.as_deref()),
             );
-            self.running.spawn(async move { (i, work.await) });
+            // Each operation acts for the Bulk request's actor.
+            self.running
+                .spawn(Actor::carried(async move { (i, work.await) }));
             slot.state = State::Running;
         }
     }
@@ -260,7 +263,9 @@ impl<'a, A: Fn(&ResourceTypeDef) -> ScimResult<()>> Scheduler<'a, A> {
                         Some(body),
                         Precondition::None,
                     );
-                    self.running.spawn(async move { (i, work.await) });
+                    // Each operation acts for the Bulk request's actor.
+                    self.running
+                        .spawn(Actor::carried(async move { (i, work.await) }));
                 }
                 slot.state = State::FixupRunning;
             }

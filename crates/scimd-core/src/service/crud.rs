@@ -10,6 +10,7 @@ use super::{
     MAX_WRITE_ATTEMPTS, Precondition, Resource, ResourceService, check_precondition, not_found,
     now, serialised,
 };
+use crate::changelog::{Change, Op, changed_paths, created_paths};
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::rendering::Rendered;
@@ -56,7 +57,12 @@ impl ResourceService {
         self.check_owner(rt, &input.data).await?;
         input = hash_secrets(rt, input).await?;
         let now = now();
-        let write = self.prepare(rt, id, input.data, input.members, &now);
+        let mut paths = created_paths(&input.data);
+        if input.members.as_ref().is_some_and(|m| !m.is_empty()) {
+            paths.push("members".into());
+        }
+        let mut write = self.prepare(rt, Op::Create, id, input.data, input.members, &now);
+        write.change.paths = paths;
         let stored = self.store.create(write).await?;
         // A resource that did not exist a moment ago belongs to no group:
         // no need to ask the store.
@@ -154,7 +160,13 @@ impl ResourceService {
                 .has_members()
                 .then(|| input.members.clone().unwrap_or_default());
             let now = now();
-            let write = self.prepare(rt, id, data, members, &now);
+            let mut paths = changed_paths(&old.data, &data);
+            if members.is_some() {
+                // Replaced wholesale; whether they differ is not read.
+                paths.push("members".into());
+            }
+            let mut write = self.prepare(rt, Op::Replace, id, data, members, &now);
+            write.change.paths = paths;
             match self
                 .replace_stored(rt, write, old.version, &Projection::all())
                 .await
@@ -184,7 +196,12 @@ impl ResourceService {
             Precondition::Unmatchable => Some(-1),
         };
         let dependents = self.owned_by(rt, id)?;
-        match self.store.delete(rt.name(), id, expected, dependents).await {
+        let change = Change::new(Op::Delete, rt.name(), id, &now());
+        match self
+            .store
+            .delete(rt.name(), id, expected, dependents, change)
+            .await
+        {
             Err(StoreError::NotFound) => Err(not_found(rt, id)),
             other => Ok(other?),
         }
@@ -250,6 +267,7 @@ impl ResourceService {
     pub(super) fn prepare(
         &self,
         rt: &ResourceTypeDef,
+        op: Op,
         id: &str,
         data: Map<String, Value>,
         members: Option<Vec<Member>>,
@@ -258,7 +276,7 @@ impl ResourceService {
         ResourceWrite {
             members,
             member_types: self.member_types.clone(),
-            ..ResourceWrite::derived(rt, id, data, modified)
+            ..ResourceWrite::derived(rt, op, id, data, modified)
         }
     }
 }

@@ -35,6 +35,11 @@ impl ResourceService {
                             id: "cursor_key".into(),
                             data: serde_json::json!({ "key": engine.encode(fresh) }),
                         },
+                        crate::changelog::Change::operational(
+                            crate::changelog::Op::Setting,
+                            "setting",
+                            "cursor_key",
+                        ),
                     )
                     .await?;
                 let stored = self

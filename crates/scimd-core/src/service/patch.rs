@@ -12,6 +12,7 @@ use super::crud::hash_secrets;
 use super::{
     MAX_WRITE_ATTEMPTS, Precondition, Resource, ResourceService, check_precondition, not_found, now,
 };
+use crate::changelog::{Change, Op, changed_paths, membership_detail};
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::resource::{
@@ -19,7 +20,7 @@ use crate::resource::{
 };
 use crate::schema::ResourceTypeDef;
 use crate::store::{
-    MemberChange, Modification, ModifyError, ResourceWrite, StoreError, StoredResource,
+    Member, MemberChange, Modification, ModifyError, ResourceWrite, StoreError, StoredResource,
 };
 
 impl ResourceService {
@@ -121,7 +122,12 @@ impl ResourceService {
                 .has_members()
                 .then(|| input.members.clone().unwrap_or_default());
             let now = now();
-            let write = self.prepare(rt, id, input.data, members, &now);
+            let mut paths = changed_paths(&old.data, &input.data);
+            if members_changed(old.members.as_deref(), members.as_deref()) {
+                paths.push("members".into());
+            }
+            let mut write = self.prepare(rt, Op::Patch, id, input.data, members, &now);
+            write.change.paths = paths;
             match self
                 .replace_stored(rt, write, old.version, projection)
                 .await
@@ -177,10 +183,13 @@ impl ResourceService {
             if needs_hashing(&def, &input.data) {
                 return Ok(None);
             }
-            Ok(Some(ResourceWrite {
+            let paths = changed_paths(&old.data, &input.data);
+            let mut write = ResourceWrite {
                 member_types: member_types.clone(),
-                ..ResourceWrite::derived(&def, &old.id, input.data, &now())
-            }))
+                ..ResourceWrite::derived(&def, Op::Patch, &old.id, input.data, &now())
+            };
+            write.change.paths = paths;
+            Ok(Some(write))
         });
         let with_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");
         match self.store.modify(rt.name(), id, with_groups, change).await {
@@ -250,11 +259,29 @@ impl ResourceService {
         expected_version: Option<i64>,
     ) -> ScimResult<i64> {
         let types = self.member_types.clone();
+        let change = Change::new(Op::Patch, rt.name(), id, &now())
+            .with_paths(vec!["members".into()])
+            .with_detail(membership_detail(&changes));
         Ok(self
             .store
-            .change_members(rt.name(), id, changes, types, expected_version, now())
+            .change_members(rt.name(), id, changes, types, expected_version, change)
             .await?)
     }
+}
+
+/// Whether a PATCH's members (`new`, `None`: not a type with members)
+/// differ from the stored ones, by member id.
+fn members_changed(old: Option<&[Member]>, new: Option<&[Member]>) -> bool {
+    let ids = |m: Option<&[Member]>| -> Vec<String> {
+        let mut ids: Vec<String> = m
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.value.clone())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    new.is_some() && ids(old) != ids(new)
 }
 
 /// PATCHes with more operations than this are computed outside the

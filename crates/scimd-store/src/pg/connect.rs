@@ -93,6 +93,7 @@ impl PgStore {
             store.plans_valid_since.clone(),
             Arc::downgrade(&alive),
         );
+        super::change_log::sequence(store.pool.clone(), Arc::downgrade(&alive));
         Ok(store)
     }
 

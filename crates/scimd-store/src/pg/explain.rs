@@ -39,7 +39,7 @@ impl PgStore {
                 "replace",
                 UPDATE_RESOURCE.to_string(),
                 format!(
-                    "'{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{}}}', '{{username}}', '{{v}}', 'now', '{{}}', {id}, {rtype}, NULL",
+                    "'{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{}}}', '{{username}}', '{{v}}', 'now', '{{}}', {id}, {rtype}, NULL, 'now', 'replace', NULL, NULL, '{{}}'",
                     rtype.trim_matches('\'')
                 ),
             ),

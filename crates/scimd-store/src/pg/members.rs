@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 
+use scimd_core::changelog::Change;
 use scimd_core::store::{Member, MemberChange, ResourceWrite, StoreError};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
+use super::change_log::{LogParams, log_cte};
 use super::retry::{Fail, in_transaction, is_code};
 use super::writes::explain_miss;
 use crate::rules::member_type_ok;
@@ -24,7 +26,7 @@ pub(super) struct PendingChange {
     changes: Vec<MemberChange>,
     member_types: Vec<String>,
     expected: Option<i64>,
-    now: String,
+    change: Change,
     reply: tokio::sync::oneshot::Sender<Result<i64, StoreError>>,
 }
 
@@ -36,7 +38,7 @@ impl PgStore {
         changes: Vec<MemberChange>,
         member_types: Vec<String>,
         expected: Option<i64>,
-        now: String,
+        change: Change,
     ) -> Result<i64, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let key = (rtype.to_string(), id.to_string());
@@ -50,7 +52,7 @@ impl PgStore {
                 changes,
                 member_types,
                 expected,
-                now,
+                change,
                 reply,
             });
             first
@@ -282,7 +284,7 @@ async fn pipelined_member_changes(
         .collect();
     let found = find_resources(tx, &mentioned).await?;
     let add = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH g AS (
                UPDATE resources SET version = version + 1, modified = $1
                 WHERE id = $2 AND rtype = $3 AND ($4::int8 IS NULL OR version = $4)
@@ -290,12 +292,14 @@ async fn pipelined_member_changes(
              added AS (
                INSERT INTO members (group_seq, member_seq, display)
                SELECT g.seq, u.m, u.d FROM g, unnest($5::int8[], $6::text[]) AS u(m, d)
-               ON CONFLICT DO NOTHING)
+               ON CONFLICT DO NOTHING),
+             {}
              SELECT version FROM g",
-        )
+            group_log(7)
+        ))
         .await?;
     let remove = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH g AS (
                UPDATE resources SET version = version + 1, modified = $1
                 WHERE id = $2 AND rtype = $3 AND ($4::int8 IS NULL OR version = $4)
@@ -303,9 +307,11 @@ async fn pipelined_member_changes(
              removed AS (
                DELETE FROM members m USING g
                 WHERE m.group_seq = g.seq
-                  AND m.member_seq = ANY(ARRAY(SELECT seq FROM resources WHERE id = ANY($5::text[]))))
+                  AND m.member_seq = ANY(ARRAY(SELECT seq FROM resources WHERE id = ANY($5::text[])))),
+             {}
              SELECT version FROM g",
-        )
+            group_log(6)
+        ))
         .await?;
     // Every statement's parameters first (they must outlive the queries).
     let mut adds: Vec<(Vec<i64>, Vec<Option<&str>>)> = Vec::new();
@@ -321,10 +327,11 @@ async fn pipelined_member_changes(
             _ => None,
         })
         .collect();
+    let logs: Vec<LogParams> = batch.iter().map(|p| LogParams::of(&p.change)).collect();
     let (mut next_add, mut next_remove) = (adds.iter(), removes.iter());
     let mut statements: Vec<(bool, Vec<&(dyn ToSql + Sync)>)> = Vec::with_capacity(batch.len());
-    for p in batch {
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&p.now, &id, &rtype, &p.expected];
+    for (p, log) in batch.iter().zip(&logs) {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&p.change.at, &id, &rtype, &p.expected];
         let is_add = matches!(p.changes.as_slice(), [MemberChange::Add(_)]);
         if is_add {
             let Some((seqs, displays)) = next_add.next() else {
@@ -338,6 +345,7 @@ async fn pipelined_member_changes(
             };
             params.push(ids);
         }
+        params.extend_from_slice(&log.params());
         statements.push((is_add, params));
     }
     let queries = statements
@@ -360,6 +368,12 @@ async fn pipelined_member_changes(
     Ok(Some(results))
 }
 
+/// The change-log CTE of a membership change: the group `g` (`$2`, `$3`)
+/// from its version before to after, the change's fields from `$first`.
+fn group_log(first: usize) -> String {
+    log_cte(first, "$3", "$2", "g.version - 1", "g.version", "g")
+}
+
 /// One membership change: bumps the group's version (which takes its row
 /// lock), then adds or removes the rows.
 async fn apply_member_change(
@@ -369,16 +383,20 @@ async fn apply_member_change(
     p: &PendingChange,
 ) -> Result<i64, Fail> {
     let update = tx
-        .prepare_cached(
-            "UPDATE resources SET version = version + 1, modified = $1
-             WHERE id = $2 AND rtype = $3 AND ($4::int8 IS NULL OR version = $4)
-             RETURNING seq, version",
-        )
+        .prepare_cached(&format!(
+            "WITH g AS (
+               UPDATE resources SET version = version + 1, modified = $1
+                WHERE id = $2 AND rtype = $3 AND ($4::int8 IS NULL OR version = $4)
+                RETURNING seq, version),
+             {}
+             SELECT seq, version FROM g",
+            group_log(5)
+        ))
         .await?;
-    let Some(row) = tx
-        .query_opt(&update, &[&p.now, &id, &rtype, &p.expected])
-        .await?
-    else {
+    let log = LogParams::of(&p.change);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&p.change.at, &id, &rtype, &p.expected];
+    params.extend_from_slice(&log.params());
+    let Some(row) = tx.query_opt(&update, &params).await? else {
         return Err(explain_miss(&**tx, rtype, id).await);
     };
     let seq: i64 = row.try_get(0)?;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_migrations_001.sql"),
     include_str!("pg_migrations_002_meta_columns.sql"),
     include_str!("pg_migrations_003_side_tables_unchecked.sql"),
+    include_str!("pg_migrations_004_change_log.sql"),
 ];
 
 impl PgStore {

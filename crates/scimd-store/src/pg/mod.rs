@@ -25,11 +25,14 @@
 //!   members, computed groups ([`crate::nesting`] has the recursive statement);
 //! - [`restore`]: `scimd import`'s pipelined inserts;
 //! - [`records`]: operational records;
+//! - [`change_log`]: the change log's append CTE, its reads and pruning, and
+//!   the sequencer that numbers committed entries in commit order;
 //! - [`migrations`]: the schema, versioned in `scimd_migrations`.
 //!
 //! The store traits are implemented here, each method handing over to the
 //! module that does the work.
 
+mod change_log;
 mod connect;
 #[cfg(feature = "testing")]
 mod explain;
@@ -47,11 +50,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use scimd_core::changelog::{AuditQuery, Change, Entry, Retention};
 use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
-    GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified, ModifyError,
-    Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore, RestoredResource, Store,
-    StoreError, StoredResource, StoredRow,
+    ChangeLogStore, GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified,
+    ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore,
+    RestoredResource, Store, StoreError, StoredResource, StoredRow,
 };
 use tokio_postgres::types::ToSql;
 
@@ -140,8 +144,10 @@ impl ResourceStore for PgStore {
         id: &str,
         expected: Option<i64>,
         dependents: Vec<(String, Cond)>,
+        change: Change,
     ) -> Result<(), StoreError> {
-        self.delete_resource(rtype, id, expected, dependents).await
+        self.delete_resource(rtype, id, expected, dependents, change)
+            .await
     }
 
     /// The page of [`ResourceStore::query_with_groups`] (one snapshot for the
@@ -168,9 +174,9 @@ impl MembershipStore for PgStore {
         changes: Vec<MemberChange>,
         member_types: Vec<String>,
         expected: Option<i64>,
-        now: String,
+        change: Change,
     ) -> Result<i64, StoreError> {
-        self.change_group_members(rtype, id, changes, member_types, expected, now)
+        self.change_group_members(rtype, id, changes, member_types, expected, change)
             .await
     }
 
@@ -210,15 +216,41 @@ impl RecordStore for PgStore {
         self.list_records(kind).await
     }
 
-    async fn record_insert(&self, kind: &str, record: Record) -> Result<bool, StoreError> {
-        self.insert_record(kind, record).await
+    async fn record_insert(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<bool, StoreError> {
+        self.insert_record(kind, record, change).await
     }
 
-    async fn record_put(&self, kind: &str, record: Record) -> Result<(), StoreError> {
-        self.put_record(kind, record).await
+    async fn record_put(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        self.put_record(kind, record, change).await
     }
 
-    async fn record_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        self.delete_record(kind, id).await
+    async fn record_delete(
+        &self,
+        kind: &str,
+        id: &str,
+        change: Change,
+    ) -> Result<bool, StoreError> {
+        self.delete_record(kind, id, change).await
+    }
+}
+
+#[async_trait]
+impl ChangeLogStore for PgStore {
+    async fn changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError> {
+        self.read_changes(query).await
+    }
+
+    async fn prune_changes(&self, retention: Retention) -> Result<u64, StoreError> {
+        self.prune_change_log(retention).await
     }
 }

@@ -1,9 +1,11 @@
 //! Operational records (OAuth clients, signing keys, settings): JSON
 //! documents by kind and id, in the `records` table.
 
+use scimd_core::changelog::Change;
 use scimd_core::store::{Record, StoreError};
 
 use super::PgStore;
+use super::change_log::log_record_change;
 use super::retry::{Fail, in_transaction, with_client};
 
 impl PgStore {
@@ -52,19 +54,30 @@ impl PgStore {
         &self,
         kind: &str,
         record: Record,
+        change: Change,
     ) -> Result<bool, StoreError> {
         let data = record.data.to_string();
         in_transaction!(self, |tx| {
-            tx.execute(
-                "INSERT INTO records (kind, id, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&kind, &record.id, &data],
-            )
-            .await?
-                == 1
+            let inserted = tx
+                .execute(
+                    "INSERT INTO records (kind, id, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&kind, &record.id, &data],
+                )
+                .await?
+                == 1;
+            if inserted {
+                log_record_change(&tx, &change).await?;
+            }
+            inserted
         })
     }
 
-    pub(super) async fn put_record(&self, kind: &str, record: Record) -> Result<(), StoreError> {
+    pub(super) async fn put_record(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<(), StoreError> {
         let data = record.data.to_string();
         in_transaction!(self, |tx| {
             tx.execute(
@@ -73,17 +86,28 @@ impl PgStore {
                 &[&kind, &record.id, &data],
             )
             .await?;
+            log_record_change(&tx, &change).await?;
         })
     }
 
-    pub(super) async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+    pub(super) async fn delete_record(
+        &self,
+        kind: &str,
+        id: &str,
+        change: Change,
+    ) -> Result<bool, StoreError> {
         in_transaction!(self, |tx| {
-            tx.execute(
-                "DELETE FROM records WHERE kind = $1 AND id = $2",
-                &[&kind, &id],
-            )
-            .await?
-                == 1
+            let deleted = tx
+                .execute(
+                    "DELETE FROM records WHERE kind = $1 AND id = $2",
+                    &[&kind, &id],
+                )
+                .await?
+                == 1;
+            if deleted {
+                log_record_change(&tx, &change).await?;
+            }
+            deleted
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::LazyLock;
 
+use scimd_core::changelog::Change;
 use scimd_core::query::Cond;
 use scimd_core::store::{
     GroupMembership, Member, Modification, Modified, ModifyError, ResourceWrite, StoreError,
@@ -14,6 +15,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::change_log::{LogParams, log_cte};
 use super::members::write_members;
 use super::reads::{GET_ONE, groups_of_id, load_members, to_stored};
 use super::retry::{Fail, in_transaction};
@@ -103,28 +105,34 @@ impl PgStore {
         id: &str,
         expected: Option<i64>,
         dependents: Vec<(String, Cond)>,
+        change: Change,
     ) -> Result<(), StoreError> {
         let sweeps: Vec<Sql> = dependents
             .iter()
             .map(|(dependent, cond)| delete_matching(Dialect::Postgres, dependent, cond))
             .collect();
+        let log = LogParams::of(&change);
+        // A dependent's entry names its owner ([`Change::owned_by`]); its
+        // type and id come from the deleted row.
+        let owned = change.owned_by("", "");
+        let owned_log = LogParams::of(&owned);
         in_transaction!(self, |tx| {
             let delete = tx
                 .prepare_cached(&with_side_tables(
                     "DELETE FROM resources WHERE id = $1 AND rtype = $2 AND ($3::int8 IS NULL OR version = $3)",
+                    4,
                 ))
                 .await?;
-            if tx
-                .query_one(&delete, &[&id, &rtype, &expected])
-                .await?
-                .try_get::<_, i64>(0)?
-                == 0
-            {
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &rtype, &expected];
+            params.extend_from_slice(&log.params());
+            if tx.query_one(&delete, &params).await?.try_get::<_, i64>(0)? == 0 {
                 return Err(explain_miss(&*tx, rtype, id).await);
             }
             for sweep in &sweeps {
-                tx.query_one(with_side_tables(&sweep.text).as_str(), &bind(&sweep.params))
-                    .await?;
+                let mut params = bind(&sweep.params);
+                params.extend_from_slice(&owned_log.params());
+                let sql = with_side_tables(&sweep.text, sweep.params.len() + 1);
+                tx.query_one(sql.as_str(), &params).await?;
             }
         })
     }
@@ -154,28 +162,36 @@ const SIDE_TABLES: &str = "
                 AND x.value = u.v))";
 
 /// A new resource and its side tables: version `$11`, created `$12`,
-/// modified `$13`, document `$14`.
+/// modified `$13`, document `$14`, logged with `$15`-`$19`.
 /// A new resource has no side rows to compare with: its index rows and
 /// unique values are inserted as they are.
-const INSERT_RESOURCE: &str = "
-  WITH r AS (INSERT INTO resources (id, rtype, version, created, modified, data)
-             VALUES ($9, $10, $11, $12, $13, $14) RETURNING seq),
-       ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
-              SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r,
-                unnest($1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[]) AS e(k, el, p, s, n)),
-       iu AS (INSERT INTO unique_values (scope, key, value, seq)
-              SELECT u.sc, u.k, u.v, r.seq FROM r, unnest($6::text[], $7::text[], $8::text[]) AS u(sc, k, v))
-  SELECT seq FROM r";
+static INSERT_RESOURCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH r AS (INSERT INTO resources (id, rtype, version, created, modified, data)
+                    VALUES ($9, $10, $11, $12, $13, $14) RETURNING seq),
+              ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
+                     SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r,
+                       unnest($1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[]) AS e(k, el, p, s, n)),
+              iu AS (INSERT INTO unique_values (scope, key, value, seq)
+                     SELECT u.sc, u.k, u.v, r.seq FROM r, unnest($6::text[], $7::text[], $8::text[]) AS u(sc, k, v)),
+              {}
+         SELECT seq FROM r",
+        log_cte(15, "$10", "$9", "NULL::int8", "$11", "r")
+    )
+});
 
 /// A resource's new document and side tables, if its version is `$13`
 /// (any when NULL).
+/// Logged with `$14`-`$18`.
 pub(super) static UPDATE_RESOURCE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH r AS (UPDATE resources SET version = version + 1, modified = $9, data = $10
                      WHERE id = $11 AND rtype = $12 AND ($13::int8 IS NULL OR version = $13)
                      RETURNING seq, version, created),
-         {SIDE_TABLES}
-         SELECT seq, version, created FROM r"
+         {SIDE_TABLES},
+         {}
+         SELECT seq, version, created FROM r",
+        log_cte(14, "$12", "$11", "r.version - 1", "r.version", "r")
     )
 });
 
@@ -261,8 +277,9 @@ pub(super) async fn insert_resource(
     created: &str,
     data: &str,
 ) -> Result<i64, Fail> {
-    let insert = tx.prepare_cached(INSERT_RESOURCE).await?;
+    let insert = tx.prepare_cached(&INSERT_RESOURCE).await?;
     let sides = SideRows::of(w);
+    let log = LogParams::of(&w.change);
     let mut params = sides.params();
     params.extend_from_slice(&[
         &w.id as &(dyn ToSql + Sync),
@@ -272,6 +289,7 @@ pub(super) async fn insert_resource(
         &w.now,
         &data,
     ]);
+    params.extend_from_slice(&log.params());
     let row = tx
         .query_one(&insert, &params)
         .await
@@ -296,6 +314,7 @@ async fn replace_in(
     let data = serde_json::Value::Object(w.data.clone()).to_string();
     let update = tx.prepare_cached(&UPDATE_RESOURCE).await?;
     let sides = SideRows::of(w);
+    let log = LogParams::of(&w.change);
     let mut params = sides.params();
     params.extend_from_slice(&[
         &w.now as &(dyn ToSql + Sync),
@@ -304,6 +323,7 @@ async fn replace_in(
         &w.resource_type,
         &expected,
     ]);
+    params.extend_from_slice(&log.params());
     let Some(row) = tx
         .query_opt(&update, &params)
         .await
@@ -359,12 +379,16 @@ pub(super) async fn explain_miss(c: &impl GenericClient, rtype: &str, id: &str) 
 }
 
 /// `delete`, a statement that deletes resources, with their side tables
-/// (in the same statement); answers how many resources it deleted.
-fn with_side_tables(delete: &str) -> String {
+/// (in the same statement) and a change-log entry for each, whose fields
+/// are bound from `$log` on ([`log_cte`]); answers how many resources it
+/// deleted.
+fn with_side_tables(delete: &str, log: usize) -> String {
     format!(
-        "WITH d AS ({delete} RETURNING seq),
+        "WITH d AS ({delete} RETURNING seq, rtype, id, version),
               da AS (DELETE FROM attr_values a USING d WHERE a.seq = d.seq),
-              du AS (DELETE FROM unique_values u USING d WHERE u.seq = d.seq)
-         SELECT count(*) FROM d"
+              du AS (DELETE FROM unique_values u USING d WHERE u.seq = d.seq),
+              {}
+         SELECT count(*) FROM d",
+        log_cte(log, "d.rtype", "d.id", "d.version", "NULL::int8", "d")
     )
 }

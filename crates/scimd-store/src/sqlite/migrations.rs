@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations_002_records.sql"),
     include_str!("migrations_003_meta_columns.sql"),
     include_str!("migrations_004_values_by_resource.sql"),
+    include_str!("migrations_005_change_log.sql"),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

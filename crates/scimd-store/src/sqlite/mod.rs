@@ -8,11 +8,13 @@
 //! - [`reads`]: point reads, list queries, members, computed groups;
 //! - [`restore`]: `scimd import`'s bulk inserts;
 //! - [`records`]: operational records;
+//! - [`change_log`]: the change log's reads and pruning (appended by every write);
 //! - [`migrations`]: the schema, versioned by `PRAGMA user_version`.
 //!
 //! The store traits are implemented here, each method handing over to the
 //! module that does the work.
 
+mod change_log;
 mod migrations;
 mod reads;
 mod records;
@@ -28,11 +30,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
+use scimd_core::changelog::{AuditQuery, Change, Entry, Retention};
 use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
-    GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified, ModifyError,
-    Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore, RestoredResource, Store,
-    StoreError, StoredResource, StoredRow,
+    ChangeLogStore, GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified,
+    ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore,
+    RestoredResource, Store, StoreError, StoredResource, StoredRow,
 };
 
 use crate::translate::Param;
@@ -259,8 +262,10 @@ impl ResourceStore for SqliteStore {
         id: &str,
         expected: Option<i64>,
         dependents: Vec<(String, Cond)>,
+        change: Change,
     ) -> Result<(), StoreError> {
-        self.delete_resource(rtype, id, expected, dependents).await
+        self.delete_resource(rtype, id, expected, dependents, change)
+            .await
     }
 
     async fn query(&self, q: Query) -> Result<Page, StoreError> {
@@ -293,9 +298,9 @@ impl MembershipStore for SqliteStore {
         changes: Vec<MemberChange>,
         member_types: Vec<String>,
         expected: Option<i64>,
-        now: String,
+        change: Change,
     ) -> Result<i64, StoreError> {
-        self.change_group_members(rtype, id, changes, member_types, expected, now)
+        self.change_group_members(rtype, id, changes, member_types, expected, change)
             .await
     }
 
@@ -335,15 +340,41 @@ impl RecordStore for SqliteStore {
         self.list_records(kind).await
     }
 
-    async fn record_insert(&self, kind: &str, record: Record) -> Result<bool, StoreError> {
-        self.insert_record(kind, record).await
+    async fn record_insert(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<bool, StoreError> {
+        self.insert_record(kind, record, change).await
     }
 
-    async fn record_put(&self, kind: &str, record: Record) -> Result<(), StoreError> {
-        self.put_record(kind, record).await
+    async fn record_put(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        self.put_record(kind, record, change).await
     }
 
-    async fn record_delete(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        self.delete_record(kind, id).await
+    async fn record_delete(
+        &self,
+        kind: &str,
+        id: &str,
+        change: Change,
+    ) -> Result<bool, StoreError> {
+        self.delete_record(kind, id, change).await
+    }
+}
+
+#[async_trait]
+impl ChangeLogStore for SqliteStore {
+    async fn changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError> {
+        self.read_changes(query).await
+    }
+
+    async fn prune_changes(&self, retention: Retention) -> Result<u64, StoreError> {
+        self.prune_change_log(retention).await
     }
 }

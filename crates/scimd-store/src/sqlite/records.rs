@@ -2,8 +2,10 @@
 //! documents by kind and id, in the `records` table.
 
 use rusqlite::{OptionalExtension, params};
+use scimd_core::changelog::Change;
 use scimd_core::store::{Record, StoreError};
 
+use super::change_log::log_change;
 use super::{SqliteStore, backend};
 
 impl SqliteStore {
@@ -57,6 +59,7 @@ impl SqliteStore {
         &self,
         kind: &str,
         record: Record,
+        change: Change,
     ) -> Result<bool, StoreError> {
         let kind = kind.to_string();
         self.write(move |conn| {
@@ -66,12 +69,20 @@ impl SqliteStore {
                 )
                 .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
                 .map_err(backend)?;
+            if n == 1 {
+                log_change(conn, &change, None, None)?;
+            }
             Ok(n == 1)
         })
         .await
     }
 
-    pub(super) async fn put_record(&self, kind: &str, record: Record) -> Result<(), StoreError> {
+    pub(super) async fn put_record(
+        &self,
+        kind: &str,
+        record: Record,
+        change: Change,
+    ) -> Result<(), StoreError> {
         let kind = kind.to_string();
         self.write(move |conn| {
             conn.prepare_cached(
@@ -80,18 +91,26 @@ impl SqliteStore {
             )
             .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
             .map_err(backend)?;
-            Ok(())
+            log_change(conn, &change, None, None)
         })
         .await
     }
 
-    pub(super) async fn delete_record(&self, kind: &str, id: &str) -> Result<bool, StoreError> {
+    pub(super) async fn delete_record(
+        &self,
+        kind: &str,
+        id: &str,
+        change: Change,
+    ) -> Result<bool, StoreError> {
         let (kind, id) = (kind.to_string(), id.to_string());
         self.write(move |conn| {
             let n = conn
                 .prepare_cached("DELETE FROM records WHERE kind = ? AND id = ?")
                 .and_then(|mut s| s.execute([&kind, &id]))
                 .map_err(backend)?;
+            if n == 1 {
+                log_change(conn, &change, None, None)?;
+            }
             Ok(n == 1)
         })
         .await

@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 use scimd_core::store::{Member, RestoredResource, StoreError};
 
+use super::change_log::log_change;
 use super::side_tables::{add_members, write_side_tables};
 use super::{SqliteStore, backend};
 
@@ -28,6 +29,7 @@ impl SqliteStore {
                     .execute(params![w.id, w.resource_type, r.version, r.created, w.now, data])
                     .map_err(backend)?;
                 write_side_tables(conn, conn.last_insert_rowid(), w)?;
+                log_change(conn, &w.change, None, Some(r.version))?;
             }
             Ok(())
         })

@@ -2,12 +2,14 @@
 //! thread ([`super::writer`]) in its group-committed transaction.
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use scimd_core::changelog::Change;
 use scimd_core::query::Cond;
 use scimd_core::store::{
     GroupMembership, Member, MemberChange, Modification, Modified, ModifyError, ResourceWrite,
     StoreError, StoredResource,
 };
 
+use super::change_log::log_change;
 use super::reads::{get_one, groups_of_seq, load_members};
 use super::side_tables::{
     add_members, is_unique_violation, rewrite_side_tables, write_side_tables,
@@ -40,6 +42,7 @@ impl SqliteStore {
                 })?;
                 let seq = conn.last_insert_rowid();
                 write_side_tables(conn, seq, w)?;
+                log_change(conn, &w.change, None, Some(1))?;
                 let members = match &w.members {
                     Some(_) => Some(load_members(conn, seq)?),
                     None => None,
@@ -165,18 +168,29 @@ impl SqliteStore {
         id: &str,
         expected: Option<i64>,
         dependents: Vec<(String, Cond)>,
+        change: Change,
     ) -> Result<(), StoreError> {
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
-            let CurrentRow { seq, .. } = current_row(conn, &rtype, &id, expected)?;
+            let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
             conn.prepare_cached("DELETE FROM resources WHERE seq = ?")
                 .and_then(|mut s| s.execute([seq]))
                 .map_err(backend)?;
+            log_change(conn, &change, Some(version), None)?;
             for (dependent, cond) in &dependents {
                 let sql = delete_matching(Dialect::Sqlite, dependent, cond);
-                conn.prepare_cached(&sql.text)
-                    .and_then(|mut s| s.execute(params_from_iter(sql.params.iter())))
+                let deleted: Vec<(String, String, i64)> = conn
+                    .prepare_cached(&format!("{} RETURNING rtype, id, version", sql.text))
+                    .and_then(|mut s| {
+                        s.query_map(params_from_iter(sql.params.iter()), |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })?
+                        .collect()
+                    })
                     .map_err(backend)?;
+                for (dtype, did, dversion) in deleted {
+                    log_change(conn, &change.owned_by(&dtype, &did), Some(dversion), None)?;
+                }
             }
             Ok(())
         })
@@ -190,14 +204,14 @@ impl SqliteStore {
         changes: Vec<MemberChange>,
         member_types: Vec<String>,
         expected: Option<i64>,
-        now: String,
+        change: Change,
     ) -> Result<i64, StoreError> {
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
             let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
             let version = version + 1;
             conn.prepare_cached("UPDATE resources SET version = ?, modified = ? WHERE seq = ?")
-                .and_then(|mut s| s.execute(params![version, now, seq]))
+                .and_then(|mut s| s.execute(params![version, change.at, seq]))
                 .map_err(backend)?;
             for change in &changes {
                 match change {
@@ -218,6 +232,7 @@ impl SqliteStore {
                     }
                 }
             }
+            log_change(conn, &change, Some(version - 1), Some(version))?;
             Ok(version)
         })
         .await
@@ -294,6 +309,7 @@ fn replace_in(
         .and_then(|mut s| s.execute(params![version, w.now, data, seq]))
         .map_err(backend)?;
     rewrite_side_tables(conn, seq, w)?;
+    log_change(conn, &w.change, Some(version - 1), Some(version))?;
     let members = match &w.members {
         Some(_) => Some(load_members(conn, seq)?),
         None => None,

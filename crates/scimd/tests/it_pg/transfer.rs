@@ -139,6 +139,11 @@ async fn sqlite_to_postgres_to_sqlite_is_lossless() {
                     id: "protection".into(),
                     data: json!({"mode": "open"}),
                 },
+                scimd_core::changelog::Change::operational(
+                    scimd_core::changelog::Op::Protection,
+                    "setting",
+                    "protection",
+                ),
             )
             .await
             .unwrap();

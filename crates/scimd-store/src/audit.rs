@@ -1,0 +1,50 @@
+//! What both stores share about reading and pruning the change log: the
+//! `WHERE` clause of an audit query and the retention cutoff. The SQL of
+//! appending differs (a statement of the writer's on SQLite, a CTE of the
+//! write's own statement on PostgreSQL) and lives with each store.
+
+use scimd_core::changelog::{AuditQuery, Retention};
+
+use crate::translate::{Dialect, Param, Sql};
+
+/// The `WHERE` clause of `query`'s filters (positioned entries only).
+pub(crate) fn filter(dialect: Dialect, query: &AuditQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.text.push_str("position IS NOT NULL");
+    let text = |sql: &mut Sql, clause: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            sql.text.push_str(" AND ");
+            sql.text.push_str(clause);
+            sql.param(Param::Text(v.clone()));
+        }
+    };
+    text(&mut sql, "resource_id = ", &query.resource_id);
+    text(&mut sql, "rtype = ", &query.resource_type);
+    text(&mut sql, "op = ", &query.op);
+    text(&mut sql, "at >= ", &query.since);
+    text(&mut sql, "at < ", &query.until);
+    if let Some(actor) = &query.actor {
+        sql.text.push_str(" AND (client_id = ");
+        sql.param(Param::Text(actor.clone()));
+        sql.text.push_str(" OR subject = ");
+        sql.param(Param::Text(actor.clone()));
+        sql.text.push(')');
+    }
+    if let Some(after) = query.after {
+        sql.text.push_str(" AND position > ");
+        sql.param(Param::Int(after));
+    }
+    sql
+}
+
+/// The time before which entries are too old to keep, as the log writes
+/// times (RFC 3339, UTC, so that text order is time order); `None` when
+/// age does not count.
+pub(crate) fn cutoff(retention: Retention) -> Option<String> {
+    if retention.max_age_days == 0 {
+        return None;
+    }
+    let then =
+        time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(retention.max_age_days));
+    Some(scimd_core::value::format_timestamp(then))
+}

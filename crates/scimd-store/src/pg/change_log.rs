@@ -1,0 +1,261 @@
+//! The change log on PostgreSQL: appended by each write's own statement (a
+//! data-modifying CTE, [`log_cte`]: no extra round trip), numbered in
+//! commit order by the sequencer, read by position, pruned in slices.
+//!
+//! Why a sequencer: `change_log.id` comes from a sequence, and sequence
+//! values are not commit order: a transaction may take id 7, commit after
+//! the one that took id 8, and a reader that had already read "everything
+//! after 6" would skip it for good. So readers never read by `id`. The
+//! sequencer gives committed rows a `position` in one short transaction at
+//! a time, serialised on the `change_head` row (a row lock: no advisory
+//! locks, as CockroachDB and YugabyteDB run it): each run numbers the rows
+//! committed since the last run, after every number already given. A row
+//! that commits late is numbered late, never below a position a reader has
+//! passed. Two changes of one resource keep their order: the second waits
+//! for the first's row lock, so it commits, and is numbered, after it.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use scimd_core::changelog::{AuditQuery, Change, Entry, Retention};
+use scimd_core::store::StoreError;
+use tokio_postgres::types::ToSql;
+
+use super::retry::{Fail, in_transaction, with_client};
+use super::{PgStore, bind};
+use crate::audit;
+use crate::translate::Dialect;
+
+/// How often the sequencer looks for committed, unnumbered rows (a read
+/// of an empty partial index when there are none). Readers of the log
+/// also run it before they read, so an audit query sees its own writes.
+const SEQUENCER_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Most rows numbered in one sequencer transaction.
+const SEQUENCER_SLICE: i64 = 10_000;
+
+/// Rows one prune statement removes.
+const PRUNE_SLICE: i64 = 2_000;
+
+/// A data-modifying CTE named `log` that appends one change-log row per row
+/// of `from`, with the resource type `rtype`, id `id` and versions
+/// `before`/`after` (SQL expressions over `from`), and the change's own
+/// fields bound at `$first`..`$first+4` ([`LogParams::params`]).
+pub(super) fn log_cte(
+    first: usize,
+    rtype: &str,
+    id: &str,
+    before: &str,
+    after: &str,
+    from: &str,
+) -> String {
+    let p = |i: usize| format!("${}::text", first + i);
+    format!(
+        "log AS (INSERT INTO change_log (at, op, rtype, resource_id, version_before, version_after,
+                                         client_id, subject, body)
+                 SELECT {}, {}, {rtype}, {id}, {before}, {after}, {}, {}, {} FROM {from})",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    )
+}
+
+/// A change's fields as [`log_cte`] binds them.
+pub(super) struct LogParams<'c> {
+    at: &'c str,
+    op: &'static str,
+    client_id: Option<&'c str>,
+    subject: Option<&'c str>,
+    body: String,
+}
+
+impl<'c> LogParams<'c> {
+    pub(super) fn of(change: &'c Change) -> Self {
+        LogParams {
+            at: &change.at,
+            op: change.op.as_str(),
+            client_id: change.actor.client_id.as_deref(),
+            subject: change.actor.subject.as_deref(),
+            body: change.body(),
+        }
+    }
+
+    /// `$first`..`$first+4` of [`log_cte`], in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.at,
+            &self.op,
+            &self.client_id,
+            &self.subject,
+            &self.body,
+        ]
+    }
+}
+
+/// Appends `change` of a record (no versions) inside `tx`.
+pub(super) async fn log_record_change(
+    tx: &deadpool_postgres::Transaction<'_>,
+    change: &Change,
+) -> Result<(), Fail> {
+    let log = LogParams::of(change);
+    let mut params: Vec<&(dyn ToSql + Sync)> = log.params().to_vec();
+    params.push(&change.resource_type);
+    params.push(&change.resource_id);
+    let sql = format!(
+        "WITH {} SELECT 1",
+        log_cte(
+            1,
+            "$6::text",
+            "$7::text",
+            "NULL::int8",
+            "NULL::int8",
+            "(SELECT 1) AS one"
+        )
+    );
+    tx.execute(sql.as_str(), &params).await?;
+    Ok(())
+}
+
+impl PgStore {
+    pub(super) async fn read_changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError> {
+        // What committed before this read gets its position first: an audit
+        // query sees the writes that were acknowledged before it.
+        number_committed(&self.pool)
+            .await
+            .map_err(Fail::into_store)?;
+        let filter = audit::filter(Dialect::Postgres, &query);
+        let sql = format!(
+            "SELECT position, at, op, rtype, resource_id, version_before, version_after,
+                    client_id, subject, body
+               FROM change_log WHERE {} ORDER BY position LIMIT {}",
+            filter.text, query.limit
+        );
+        with_client!(self, |client| {
+            let rows = client.query(sql.as_str(), &bind(&filter.params)).await?;
+            let mut entries = Vec::with_capacity(rows.len());
+            for r in rows {
+                entries.push(Entry::from_columns(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    (r.try_get(5)?, r.try_get(6)?),
+                    (r.try_get(7)?, r.try_get(8)?),
+                    &r.try_get::<_, String>(9)?,
+                ));
+            }
+            entries
+        })
+    }
+
+    pub(super) async fn prune_change_log(&self, retention: Retention) -> Result<u64, StoreError> {
+        let cutoff = audit::cutoff(retention);
+        let keep = i64::try_from(retention.max_entries).unwrap_or(i64::MAX);
+        let mut pruned = 0;
+        loop {
+            let n: u64 = in_transaction!(self, |tx| {
+                let mut n = 0;
+                if let Some(cutoff) = &cutoff {
+                    n += tx
+                        .execute(
+                            "DELETE FROM change_log WHERE id IN (
+                               SELECT id FROM change_log WHERE position IS NOT NULL AND at < $1
+                                ORDER BY position LIMIT $2)",
+                            &[cutoff, &PRUNE_SLICE],
+                        )
+                        .await?;
+                }
+                if keep > 0 {
+                    n += tx
+                        .execute(
+                            "DELETE FROM change_log WHERE id IN (
+                               SELECT id FROM change_log
+                                WHERE position <= (SELECT position FROM change_head) - $1
+                                ORDER BY position LIMIT $2)",
+                            &[&keep, &PRUNE_SLICE],
+                        )
+                        .await?;
+                }
+                n
+            })?;
+            pruned += n;
+            if n == 0 {
+                return Ok(pruned);
+            }
+        }
+    }
+}
+
+/// Numbers the committed rows that have no position yet, after the last
+/// position given; returns how many. Cheap when there are none (one read
+/// of an empty partial index, no lock taken).
+pub(super) async fn number_committed(pool: &Pool) -> Result<u64, Fail> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| Fail::Store(StoreError::Unavailable(format!("database connection: {e}"))))?;
+    let waiting = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM change_log WHERE position IS NULL)",
+            &[],
+        )
+        .await?
+        .try_get::<_, bool>(0)?;
+    if !waiting {
+        return Ok(0);
+    }
+    let tx = client.transaction().await?;
+    // First the lock, alone: the next statement then reads with a
+    // snapshot taken after any other sequencer's commit.
+    let head: i64 = tx
+        .query_one(
+            "SELECT position FROM change_head WHERE one = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let numbered = tx
+        .execute(
+            "UPDATE change_log c SET position = $1 + t.n
+               FROM (SELECT id, row_number() OVER (ORDER BY id) AS n
+                       FROM change_log WHERE position IS NULL ORDER BY id LIMIT $2) t
+              WHERE c.id = t.id",
+            &[&head, &SEQUENCER_SLICE],
+        )
+        .await?;
+    let moved = head + i64::try_from(numbered).unwrap_or(0);
+    tx.execute(
+        "UPDATE change_head SET position = $1 WHERE one = 1",
+        &[&moved],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(numbered)
+}
+
+/// Runs the sequencer every [`SEQUENCER_INTERVAL`] while the store lives.
+/// A failed run (the database restarting) is logged and tried again.
+pub(super) fn sequence(pool: Pool, alive: Weak<()>) {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(SEQUENCER_INTERVAL).await;
+            if alive.upgrade().is_none() {
+                return;
+            }
+            match number_committed(&pool).await {
+                Ok(_) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    let e = e.into_store();
+                    tracing::warn!(error = %e, "change log sequencer failed; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}

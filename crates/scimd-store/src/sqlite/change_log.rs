@@ -1,0 +1,119 @@
+//! The change log on SQLite: appended by every write closure in the
+//! writer's transaction ([`log_change`]), read by position, pruned in small
+//! slices through the writer queue. The single writer commits in rowid
+//! order, so a row's position is its commit order from the start.
+
+use rusqlite::{Connection, params, params_from_iter};
+use scimd_core::changelog::{AuditQuery, Change, Entry, Retention};
+use scimd_core::store::StoreError;
+
+use super::{SqliteStore, backend};
+use crate::audit;
+use crate::translate::Dialect;
+
+/// Rows one prune transaction removes: a slice the writer gets through in
+/// a few milliseconds, between other writes.
+const PRUNE_SLICE: i64 = 2_000;
+
+/// Appends `change` (the resource at `before` → `after`) to the log, inside
+/// the caller's transaction.
+pub(super) fn log_change(
+    conn: &Connection,
+    change: &Change,
+    before: Option<i64>,
+    after: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO change_log (at, op, rtype, resource_id, version_before, version_after,
+                                 client_id, subject, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            change.at,
+            change.op.as_str(),
+            change.resource_type,
+            change.resource_id,
+            before,
+            after,
+            change.actor.client_id,
+            change.actor.subject,
+            change.body(),
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub(super) async fn read_changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError> {
+        self.read(move |conn| {
+            let filter = audit::filter(Dialect::Sqlite, &query);
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT position, at, op, rtype, resource_id, version_before, version_after,
+                            client_id, subject, body
+                       FROM change_log WHERE {} ORDER BY position LIMIT {}",
+                    filter.text, query.limit
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params_from_iter(filter.params.iter()), |r| {
+                    Ok(Entry::from_columns(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        (r.get(5)?, r.get(6)?),
+                        (r.get(7)?, r.get(8)?),
+                        &r.get::<_, String>(9)?,
+                    ))
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    pub(super) async fn prune_change_log(&self, retention: Retention) -> Result<u64, StoreError> {
+        let mut pruned = 0;
+        loop {
+            // One slice per write: the writer runs other writes between them.
+            let cutoff = audit::cutoff(retention);
+            let keep = retention.max_entries;
+            let n = self
+                .write(move |conn| {
+                    let mut n = 0;
+                    if let Some(cutoff) = &cutoff {
+                        n += conn
+                            .prepare_cached(
+                                "DELETE FROM change_log WHERE position IN (
+                                   SELECT position FROM change_log WHERE at < ? ORDER BY position LIMIT ?)",
+                            )
+                            .and_then(|mut s| s.execute(params![cutoff, PRUNE_SLICE]))
+                            .map_err(backend)?;
+                    }
+                    if keep > 0 {
+                        n += conn
+                            .prepare_cached(
+                                "DELETE FROM change_log WHERE position IN (
+                                   SELECT position FROM change_log
+                                    WHERE position <= (SELECT max(position) FROM change_log) - ?
+                                    ORDER BY position LIMIT ?)",
+                            )
+                            .and_then(|mut s| {
+                                s.execute(params![i64::try_from(keep).unwrap_or(i64::MAX), PRUNE_SLICE])
+                            })
+                            .map_err(backend)?;
+                    }
+                    Ok(n as u64)
+                })
+                .await?;
+            pruned += n;
+            if n == 0 {
+                return Ok(pruned);
+            }
+        }
+    }
+}
