@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 /// Who made a change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Actor {
     /// How the change came: `http` (a request), `cli` (a `scimd` command),
     /// `server` (scimd itself: the first start, a key rotation).

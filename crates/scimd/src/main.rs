@@ -346,12 +346,12 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
         Command::Export(t) => {
             let n = export_to(&settings(&args)?, &t.file, !t.quiet).await?;
             tracing::info!(resources = n, "export complete");
-            return Ok(());
+            Ok(())
         }
         Command::Import(t) => {
             let n = import_from(&settings(&args)?, &t.file, !t.quiet).await?;
             tracing::info!(resources = n, "import complete");
-            return Ok(());
+            Ok(())
         }
         Command::Client { action } => {
             let config = settings(&args)?;
@@ -376,15 +376,13 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
                     admin::client_delete(&config, &client_id).await?
                 }
             };
-            return print_json(&out);
+            print_json(&out)
         }
         Command::Token { client, scopes } => {
             let config = settings(&args)?;
-            return print_json(&admin::token(&config, &client, &scopes).await?);
+            print_json(&admin::token(&config, &client, &scopes).await?)
         }
-        Command::Openapi => {
-            return print_json(&admin::openapi(&settings(&args)?)?);
-        }
+        Command::Openapi => print_json(&admin::openapi(&settings(&args)?)?),
         Command::Healthcheck { url, timeout } => {
             let url = match url {
                 Some(url) => url,
@@ -398,18 +396,16 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
         }
         Command::Config {
             action: ConfigAction::Show,
-        } => {
-            return print_json(&serde_json::to_value(settings(&args)?)?);
-        }
+        } => print_json(&serde_json::to_value(settings(&args)?)?),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "scimd", &mut std::io::stdout());
-            return Ok(());
+            Ok(())
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
-            return Ok(());
+            Ok(())
         }
         Command::Protection { action } => {
             let config = settings(&args)?;
@@ -417,7 +413,7 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
                 ProtectionAction::Set { mode } => admin::protection_set(&config, &mode).await?,
                 ProtectionAction::Show => admin::protection_show(&config).await?,
             };
-            return print_json(&out);
+            print_json(&out)
         }
     }
 }

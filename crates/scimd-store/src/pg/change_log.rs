@@ -133,8 +133,19 @@ impl PgStore {
                FROM change_log WHERE {} ORDER BY position LIMIT {}",
             filter.text, query.limit
         );
+        // READ COMMITTED too: numbered entries never change, and a
+        // SERIALIZABLE follower polling the log would take predicate locks
+        // that turn concurrent writers into serialization failures.
         with_client!(self, |client| {
-            let rows = client.query(sql.as_str(), &bind(&filter.params)).await?;
+            let mut client = client;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+                .read_only(true)
+                .start()
+                .await?;
+            let rows = tx.query(sql.as_str(), &bind(&filter.params)).await?;
+            tx.commit().await?;
             let mut entries = Vec::with_capacity(rows.len());
             for r in rows {
                 entries.push(Entry::from_columns(
@@ -198,7 +209,16 @@ pub(super) async fn number_committed(pool: &Pool) -> Result<u64, Fail> {
         .get()
         .await
         .map_err(|e| Fail::Store(StoreError::Unavailable(format!("database connection: {e}"))))?;
-    let waiting = client
+    // READ COMMITTED whatever the database's default: the order comes from
+    // the row lock, and a SERIALIZABLE sequencer's predicate read of every
+    // unnumbered row would make each concurrent writer a candidate for a
+    // serialization failure.
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await?;
+    let waiting = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM change_log WHERE position IS NULL)",
             &[],
@@ -206,9 +226,9 @@ pub(super) async fn number_committed(pool: &Pool) -> Result<u64, Fail> {
         .await?
         .try_get::<_, bool>(0)?;
     if !waiting {
+        tx.commit().await?;
         return Ok(0);
     }
-    let tx = client.transaction().await?;
     // First the lock, alone: the next statement then reads with a
     // snapshot taken after any other sequencer's commit.
     let head: i64 = tx

@@ -2,6 +2,8 @@
 // and `tests/it_pg` (PostgreSQL) through `include!`: a module listed here
 // runs on both stores. Paths are written from `tests/` so that they resolve
 // from either directory.
+#[path = "../it/audit.rs"]
+mod audit;
 #[path = "../it/bulk.rs"]
 mod bulk;
 #[path = "../it/conformance.rs"]
