@@ -209,6 +209,19 @@ impl KeyRing {
             .and_then(|r| r.verify.get(kid).cloned())
     }
 
+    /// `claims` as a Security Event Token (RFC 8417): a JWS signed with the
+    /// active key, `typ` `secevent+jwt`, verifiable with the JWKS.
+    pub fn sign_set(&self, claims: &Value) -> Result<String, AuthError> {
+        let key = self
+            .active()
+            .ok_or_else(|| AuthError::Keys("no signing key loaded yet".into()))?;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("secevent+jwt".into());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| AuthError::Keys(e.to_string()))
+    }
+
     /// The public keys as a JWK Set (RFC 7517).
     pub fn jwks(&self) -> Value {
         self.ring

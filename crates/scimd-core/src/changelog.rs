@@ -111,11 +111,19 @@ pub enum Op {
     Setting,
     /// A resource or record restored by `scimd import`.
     Import,
+    /// An event stream created.
+    StreamCreate,
+    /// An event stream paused.
+    StreamPause,
+    /// An event stream resumed.
+    StreamResume,
+    /// An event stream deleted.
+    StreamDelete,
 }
 
 impl Op {
     /// Every operation, for parsing and help texts.
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 17] = [
         Op::Create,
         Op::Replace,
         Op::Patch,
@@ -129,6 +137,10 @@ impl Op {
         Op::KeyDelete,
         Op::Setting,
         Op::Import,
+        Op::StreamCreate,
+        Op::StreamPause,
+        Op::StreamResume,
+        Op::StreamDelete,
     ];
 
     /// The name stored and shown.
@@ -147,6 +159,10 @@ impl Op {
             Op::KeyDelete => "key.delete",
             Op::Setting => "setting.create",
             Op::Import => "import",
+            Op::StreamCreate => "stream.create",
+            Op::StreamPause => "stream.pause",
+            Op::StreamResume => "stream.resume",
+            Op::StreamDelete => "stream.delete",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod bulk;
 pub mod changelog;
 pub mod cursor;
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod patch;
 pub mod projection;

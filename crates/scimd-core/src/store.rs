@@ -278,7 +278,13 @@ pub enum ModifyError {
 /// are durable when they return `Ok`.
 #[async_trait]
 pub trait Store:
-    ResourceStore + MembershipStore + RecordStore + RestoreStore + ChangeLogStore + 'static
+    ResourceStore
+    + MembershipStore
+    + RecordStore
+    + RestoreStore
+    + ChangeLogStore
+    + StreamStore
+    + 'static
 {
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -428,6 +434,60 @@ pub trait ChangeLogStore: Send + Sync {
     /// Removes what `retention` no longer keeps, oldest first, in slices
     /// that do not hold up writes; returns how many entries went.
     async fn prune_changes(&self, retention: Retention) -> Result<u64, StoreError>;
+
+    /// The position of the newest positioned entry (0 when there is none).
+    async fn change_head(&self) -> Result<i64, StoreError>;
+}
+
+/// How far an event stream has come through the change log.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamProgress {
+    /// Every entry the stream carries up to this position is delivered
+    /// (accepted by the push receiver, or acknowledged by a poller).
+    pub through: i64,
+    /// Positions after `through` acknowledged out of order (a poller acks
+    /// by jti, in any order).
+    pub acked: Vec<i64>,
+    /// The push delivery's state (attempts, last error, dead-letter), as
+    /// the event publisher writes it.
+    pub push: Value,
+    /// Bumped by every save: saves are compare-and-swap on it.
+    pub version: i64,
+}
+
+/// Event streams' progress (their settings are records, kind `stream`):
+/// written often, so not in the change log, and saved by compare-and-swap
+/// so that replicas serving one stream never move it backwards.
+#[async_trait]
+pub trait StreamStore: Send + Sync {
+    /// The progress of `stream`, if it was started.
+    async fn stream_progress(&self, stream: &str) -> Result<Option<StreamProgress>, StoreError>;
+
+    /// Starts `stream` at `through` (what came before is not its to
+    /// deliver); nothing changes when it was started already.
+    async fn stream_start(&self, stream: &str, through: i64) -> Result<(), StoreError>;
+
+    /// Saves `progress` if the stored version is still `progress.version`
+    /// (then one more); `false` and no change otherwise.
+    async fn stream_save(
+        &self,
+        stream: &str,
+        progress: &StreamProgress,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets `stream`'s progress (the stream was deleted).
+    async fn stream_forget(&self, stream: &str) -> Result<(), StoreError>;
+
+    /// Takes or keeps the push delivery of `stream` for `owner` until
+    /// `until_ms` (Unix milliseconds) when no other owner holds it past
+    /// `now_ms`: one replica pushes each stream at a time.
+    async fn stream_lease(
+        &self,
+        stream: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Writes of `scimd import`, which keep what another store had.

@@ -38,6 +38,12 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
         "sort": {"supported": true},
         "etag": {"supported": true},
         "authenticationSchemes": authentication_schemes(&state),
+        // RFC 9967 section 4: the events scimd can emit through its streams
+        // (`scimd stream create`); no asynchronous requests.
+        "securityEvents": {
+            "asyncRequest": "none",
+            "eventUris": scimd_core::events::EVENT_URIS,
+        },
         "meta": {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{}/ServiceProviderConfig", base(&state)),

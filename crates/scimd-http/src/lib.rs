@@ -11,6 +11,7 @@ mod auth;
 mod bulk;
 mod discovery;
 mod error;
+mod events;
 mod extract;
 mod me;
 pub mod openapi;
@@ -46,6 +47,8 @@ pub struct Shared {
     pub max_body: usize,
     /// The Prometheus exposition behind `GET /metrics` (none: 404).
     pub metrics: Option<telemetry::Render>,
+    /// SCIM Events: the poll endpoints of event streams.
+    pub events: Arc<scimd_events::Events>,
 }
 
 impl AppState {
@@ -280,6 +283,12 @@ pub fn app(state: AppState) -> Router {
         Need::AuditRead,
         metered(&state, "/admin/v1/audit".into(), "audit"),
     );
+    let poll_route = guarded(
+        &state,
+        axum::routing::post(events::poll),
+        Need::AnyToken,
+        metered(&state, "/events/v1/streams/{id}".into(), "events_poll"),
+    );
     let unguarded: [(&str, &'static str, MethodRouter<AppState>); 6] = [
         ("/oauth/token", "token", axum::routing::post(auth::token)),
         (
@@ -301,6 +310,7 @@ pub fn app(state: AppState) -> Router {
         .route("/scim/v2/", base_with_slash)
         .route("/metrics", metrics_route)
         .route("/admin/v1/audit", audit_route)
+        .route("/events/v1/streams/{id}", poll_route)
         .route("/healthz", get(|| async { "ok" }));
     for (path, operation, handler) in unguarded {
         router = router.route(path, measured(&state, handler, path, operation));

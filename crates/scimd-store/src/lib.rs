@@ -14,6 +14,7 @@ mod nesting;
 mod pg;
 mod rules;
 mod sqlite;
+mod streams;
 mod translate;
 
 #[cfg(feature = "testing")]

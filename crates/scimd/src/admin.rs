@@ -24,7 +24,24 @@ async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core:
     Ok((auth, store))
 }
 
-fn scope_set(scopes: &[String], auth: &Auth) -> anyhow::Result<BTreeSet<String>> {
+/// The scopes of the event streams on the store (`<prefix>events.<id>`),
+/// which a client may be given besides the known ones.
+async fn stream_scopes(
+    auth: &Auth,
+    store: &dyn scimd_core::store::Store,
+) -> anyhow::Result<BTreeSet<String>> {
+    Ok(scimd_events::streams::list(store)
+        .await?
+        .iter()
+        .map(|s| scimd_events::streams::scope(auth.scopes().prefix(), &s.id))
+        .collect())
+}
+
+fn scope_set(
+    scopes: &[String],
+    auth: &Auth,
+    streams: &BTreeSet<String>,
+) -> anyhow::Result<BTreeSet<String>> {
     // By default every SCIM scope; operational ones (`metrics.read`) only
     // when named.
     if scopes.is_empty() {
@@ -45,9 +62,12 @@ fn scope_set(scopes: &[String], auth: &Auth) -> anyhow::Result<BTreeSet<String>>
         .collect();
     // A scope no route needs would grant nothing: a typo, refused here
     // rather than found when the client is refused.
-    if let Some(unknown) = set.iter().find(|s| !auth.known_scopes().contains(*s)) {
+    if let Some(unknown) = set
+        .iter()
+        .find(|s| !auth.known_scopes().contains(*s) && !streams.contains(*s))
+    {
         anyhow::bail!(
-            "unknown scope '{unknown}'; the scopes are: {}",
+            "unknown scope '{unknown}'; the scopes are: {} (and events.<stream id> for each event stream)",
             auth.known_scopes()
                 .iter()
                 .map(String::as_str)
@@ -75,8 +95,8 @@ pub async fn client_create(
     {
         anyhow::bail!("a client id must be non-empty, without ':' or control characters");
     }
-    let (auth, _) = open_auth(config).await?;
-    let scopes = scope_set(scopes, &auth)?;
+    let (auth, store) = open_auth(config).await?;
+    let scopes = scope_set(scopes, &auth, &stream_scopes(&auth, &*store).await?)?;
     let credentials = auth.clients().create(name, client_id, scopes).await?;
     let mut out = serde_json::to_value(&credentials)?;
     if let Some(rate) = rate.filter(|r| *r != 0.0) {
@@ -130,7 +150,7 @@ pub async fn client_delete(config: &Config, client_id: &str) -> anyhow::Result<V
 /// `scimd token --client ID --scopes ...`: a token for scripts, issued with
 /// the store's keys (whoever can open the store is trusted).
 pub async fn token(config: &Config, client_id: &str, scopes: &[String]) -> anyhow::Result<Value> {
-    let (auth, _) = open_auth(config).await?;
+    let (auth, store) = open_auth(config).await?;
     let client = auth
         .clients()
         .get(client_id)
@@ -139,7 +159,7 @@ pub async fn token(config: &Config, client_id: &str, scopes: &[String]) -> anyho
     let requested = if scopes.is_empty() {
         client.scopes.clone()
     } else {
-        scope_set(scopes, &auth)?
+        scope_set(scopes, &auth, &stream_scopes(&auth, &*store).await?)?
     };
     let granted: BTreeSet<String> = requested.intersection(&client.scopes).cloned().collect();
     if granted.is_empty() {

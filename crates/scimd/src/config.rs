@@ -174,12 +174,22 @@ pub struct Config {
     /// At most this many change-log entries are kept, the newest (0: no
     /// limit).
     pub change_log_max_entries: u64,
+    /// The longest a poll of an event stream waits for an event (RFC 8936
+    /// long polling), in seconds.
+    pub events_poll_wait_secs: u64,
+    /// A push receiver failing this long puts its stream in the
+    /// dead-letter state, in seconds.
+    pub events_push_dead_after_secs: u64,
+    /// The longest wait between two attempts of a failing push, in seconds.
+    pub events_push_max_backoff_secs: u64,
+    /// How long one push request may take, in seconds.
+    pub events_push_timeout_secs: u64,
 }
 
 impl Config {
     /// Refuses settings out of range, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let ranges: [(&str, u64, u64, u64); 5] = [
+        let ranges: [(&str, u64, u64, u64); 9] = [
             ("header_timeout_secs", self.header_timeout_secs, 1, 3600),
             ("body_timeout_secs", self.body_timeout_secs, 1, 3600),
             ("max_connections", self.max_connections as u64, 1, 1_000_000),
@@ -194,6 +204,25 @@ impl Config {
                 u64::from(self.change_log_retention_days),
                 0,
                 36_500,
+            ),
+            ("events_poll_wait_secs", self.events_poll_wait_secs, 0, 300),
+            (
+                "events_push_dead_after_secs",
+                self.events_push_dead_after_secs,
+                1,
+                30 * 24 * 3600,
+            ),
+            (
+                "events_push_max_backoff_secs",
+                self.events_push_max_backoff_secs,
+                1,
+                3600,
+            ),
+            (
+                "events_push_timeout_secs",
+                self.events_push_timeout_secs,
+                1,
+                300,
             ),
         ];
         for (key, value, low, high) in ranges {
@@ -222,6 +251,17 @@ impl Config {
         scimd_core::changelog::Retention {
             max_age_days: self.change_log_retention_days,
             max_entries: self.change_log_max_entries,
+        }
+    }
+
+    /// How event streams are delivered.
+    pub fn event_settings(&self) -> scimd_events::EventSettings {
+        use std::time::Duration;
+        scimd_events::EventSettings {
+            poll_wait: Duration::from_secs(self.events_poll_wait_secs),
+            dead_after: Duration::from_secs(self.events_push_dead_after_secs),
+            max_backoff: Duration::from_secs(self.events_push_max_backoff_secs),
+            push_timeout: Duration::from_secs(self.events_push_timeout_secs),
         }
     }
 
@@ -341,6 +381,10 @@ impl Default for Config {
             http2_max_streams: 100,
             change_log_retention_days: 180,
             change_log_max_entries: 0,
+            events_poll_wait_secs: 15,
+            events_push_dead_after_secs: 24 * 3600,
+            events_push_max_backoff_secs: 300,
+            events_push_timeout_secs: 10,
         }
     }
 }

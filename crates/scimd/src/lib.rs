@@ -6,6 +6,7 @@ pub mod audit;
 mod config;
 pub mod health;
 pub mod server;
+pub mod streams;
 pub mod telemetry;
 pub mod tls;
 
@@ -304,7 +305,7 @@ pub async fn serve(
     let auth = start_auth(&config, store.clone(), &registry, &base, local).await?;
     audit::prune_in_background(store.clone(), config.retention());
     let service = ResourceService::new(
-        store,
+        store.clone(),
         registry,
         ServiceConfig {
             base_url: format!("{}/scim/v2", base.trim_end_matches('/')),
@@ -323,12 +324,22 @@ pub async fn serve(
     if let (Some(addr), Some(render)) = (config.metrics_listen, &metrics) {
         telemetry::listen(addr, render.clone()).await?;
     }
+    let service = Arc::new(service);
+    let events = Arc::new(scimd_events::Events::new(
+        store.clone(),
+        auth.clone(),
+        service.clone(),
+        &base,
+        config.event_settings(),
+    )?);
+    events.deliver_pushes();
     let state = AppState::new(scimd_http::Shared {
-        service: Arc::new(service),
+        service,
         auth,
         public_base: base.clone(),
         max_body: config.max_body,
         metrics,
+        events,
     });
     let router = app(state)
         .layer(PropagateRequestIdLayer::x_request_id())

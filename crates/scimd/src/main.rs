@@ -71,6 +71,11 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// SCIM event streams (RFC 9967): SETs of every change, polled or pushed.
+    Stream {
+        #[command(subcommand)]
+        action: StreamAction,
+    },
     /// The change log: who changed what, when (a table on a terminal, JSON
     /// lines otherwise). Filters combine; entries come oldest first.
     Audit(AuditArgs),
@@ -129,6 +134,39 @@ enum ClientAction {
 enum ConfigAction {
     /// Print it as JSON, secrets masked.
     Show,
+}
+
+#[derive(Subcommand, Debug)]
+enum StreamAction {
+    /// Create a stream; prints it (id, poll URL and the scope a poller needs, or the push URL).
+    Create {
+        name: String,
+        /// Receivers poll it (RFC 8936) at its poll URL.
+        #[arg(long, conflicts_with = "push", required_unless_present = "push")]
+        poll: bool,
+        /// scimd posts each SET to this http(s) URL (RFC 8935).
+        #[arg(long)]
+        push: Option<String>,
+        /// Only these resource types [default: all].
+        #[arg(long, value_delimiter = ',')]
+        resource_types: Vec<String>,
+        /// Only these changes: create, put, patch, delete [default: all].
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Full events (the resource as it stands) rather than notices (the paths changed).
+        #[arg(long)]
+        full: bool,
+    },
+    /// List the streams.
+    List,
+    /// Show one stream (by id or name), with its progress and push state.
+    Show { stream: String },
+    /// Delete a stream and its progress.
+    Delete { stream: String },
+    /// Stop delivering a stream (its events keep accumulating).
+    Pause { stream: String },
+    /// Deliver a paused stream again; takes a push stream out of the dead-letter state.
+    Resume { stream: String },
 }
 
 #[derive(clap::Args, Debug)]
@@ -342,6 +380,38 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
             };
             let format = scimd::audit::Format::detect(a.json);
             scimd::audit::run(&settings(&args)?, &filters, a.limit, a.follow, format).await
+        }
+        Command::Stream { action } => {
+            let config = settings(&args)?;
+            let out = match action {
+                StreamAction::Create {
+                    name,
+                    poll: _,
+                    push,
+                    resource_types,
+                    events,
+                    full,
+                } => {
+                    let new = scimd_events::streams::NewStream {
+                        name,
+                        push_url: push,
+                        resource_types,
+                        events,
+                        full,
+                    };
+                    scimd::streams::create(&config, new).await?
+                }
+                StreamAction::List => scimd::streams::list(&config).await?,
+                StreamAction::Show { stream } => scimd::streams::show(&config, &stream).await?,
+                StreamAction::Delete { stream } => scimd::streams::delete(&config, &stream).await?,
+                StreamAction::Pause { stream } => {
+                    scimd::streams::pause(&config, &stream, true).await?
+                }
+                StreamAction::Resume { stream } => {
+                    scimd::streams::pause(&config, &stream, false).await?
+                }
+            };
+            print_json(&out)
         }
         Command::Export(t) => {
             let n = export_to(&settings(&args)?, &t.file, !t.quiet).await?;

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_migrations_002_meta_columns.sql"),
     include_str!("pg_migrations_003_side_tables_unchecked.sql"),
     include_str!("pg_migrations_004_change_log.sql"),
+    include_str!("pg_migrations_005_streams.sql"),
 ];
 
 impl PgStore {

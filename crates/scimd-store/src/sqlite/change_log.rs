@@ -117,3 +117,14 @@ impl SqliteStore {
         }
     }
 }
+
+impl SqliteStore {
+    pub(super) async fn read_change_head(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT coalesce(max(position), 0) FROM change_log")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(backend)
+        })
+        .await
+    }
+}

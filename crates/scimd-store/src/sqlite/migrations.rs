@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations_003_meta_columns.sql"),
     include_str!("migrations_004_values_by_resource.sql"),
     include_str!("migrations_005_change_log.sql"),
+    include_str!("migrations_006_streams.sql"),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -20,6 +20,7 @@ mod reads;
 mod records;
 mod restore;
 mod side_tables;
+mod streams;
 mod writer;
 mod writes;
 
@@ -35,7 +36,7 @@ use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
     ChangeLogStore, GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified,
     ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore,
-    RestoredResource, Store, StoreError, StoredResource, StoredRow,
+    RestoredResource, Store, StoreError, StoredResource, StoredRow, StreamProgress, StreamStore,
 };
 
 use crate::translate::Param;
@@ -376,5 +377,42 @@ impl ChangeLogStore for SqliteStore {
 
     async fn prune_changes(&self, retention: Retention) -> Result<u64, StoreError> {
         self.prune_change_log(retention).await
+    }
+
+    async fn change_head(&self) -> Result<i64, StoreError> {
+        self.read_change_head().await
+    }
+}
+
+#[async_trait]
+impl StreamStore for SqliteStore {
+    async fn stream_progress(&self, stream: &str) -> Result<Option<StreamProgress>, StoreError> {
+        self.read_stream_progress(stream).await
+    }
+
+    async fn stream_start(&self, stream: &str, through: i64) -> Result<(), StoreError> {
+        self.start_stream(stream, through).await
+    }
+
+    async fn stream_save(
+        &self,
+        stream: &str,
+        progress: &StreamProgress,
+    ) -> Result<bool, StoreError> {
+        self.save_stream(stream, progress).await
+    }
+
+    async fn stream_forget(&self, stream: &str) -> Result<(), StoreError> {
+        self.forget_stream(stream).await
+    }
+
+    async fn stream_lease(
+        &self,
+        stream: &str,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.lease_stream(stream, owner, now_ms, until_ms).await
     }
 }

@@ -16,6 +16,8 @@ mod durability;
 mod custom_schemas;
 #[path = "../it/errors.rs"]
 mod errors;
+#[path = "../it/events.rs"]
+mod events;
 #[path = "../it/fido.rs"]
 mod fido;
 #[path = "../it/groups.rs"]

@@ -1,0 +1,300 @@
+//! Push-based delivery (RFC 8935): each push stream is delivered by one
+//! replica at a time (a lease in the store, renewed while it works), one
+//! SET after the other in log order. A SET the receiver accepts (2xx) or
+//! refuses with an RFC 8935 error (400 with `err`) is passed; any other
+//! answer, or none, is retried with exponential backoff and jitter, and a
+//! receiver that has failed for `dead_after` puts the stream in the
+//! dead-letter state until an operator resumes it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use scimd_core::events::{Delivery, StreamSpec};
+use scimd_core::store::StreamProgress;
+use serde_json::{Value, json};
+
+use crate::{EventError, Events, streams};
+
+/// How long a push lease lasts; renewed at half of it.
+const LEASE: Duration = Duration::from_secs(10);
+
+/// SETs pushed between two saves of the progress (a crash redelivers at
+/// most this many: receivers drop duplicates by jti).
+const BATCH: usize = 100;
+
+/// How often an idle stream looks for new entries.
+const IDLE: Duration = Duration::from_millis(50);
+
+/// How often the supervisor looks for push streams without a worker.
+const SUPERVISE: Duration = Duration::from_secs(1);
+
+/// The refusals a stream keeps for `scimd stream show`.
+const KEPT_REJECTIONS: usize = 20;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether a push stream is in the dead-letter state.
+pub fn is_dead(progress: &StreamProgress) -> bool {
+    PushState::of(progress).dead_since.is_some()
+}
+
+/// Takes a stream out of the dead-letter state (`scimd stream resume`).
+pub fn revive(progress: &mut StreamProgress) {
+    let mut push = PushState::of(progress);
+    push.dead_since = None;
+    push.failing_since = None;
+    push.attempts = 0;
+    push.save(progress);
+}
+
+/// What a receiver made of one SET.
+enum Outcome {
+    Accepted,
+    /// 400 with an RFC 8935 error: recorded, not retried.
+    Refused {
+        err: String,
+        description: String,
+    },
+    /// Anything else: retried.
+    Failed(String),
+}
+
+impl Events {
+    /// Starts delivering every push stream, now and as they are created,
+    /// while the process runs.
+    pub fn deliver_pushes(self: &Arc<Self>) {
+        let events = self.clone();
+        tokio::spawn(async move {
+            let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+            loop {
+                match streams::list(&*events.store).await {
+                    Ok(all) => {
+                        for stream in all {
+                            if !matches!(stream.delivery, Delivery::Push { .. }) || stream.paused {
+                                continue;
+                            }
+                            let fresh = running
+                                .lock()
+                                .map(|mut r| r.insert(stream.id.clone()))
+                                .unwrap_or(false);
+                            if fresh {
+                                let (events, running) = (events.clone(), running.clone());
+                                tokio::spawn(async move {
+                                    if let Err(e) = events.push_stream(&stream.id).await {
+                                        tracing::warn!(stream = %stream.name, error = %e, "push delivery stopped; starting again");
+                                    }
+                                    if let Ok(mut r) = running.lock() {
+                                        r.remove(&stream.id);
+                                    }
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "listing event streams failed"),
+                }
+                tokio::time::sleep(SUPERVISE).await;
+            }
+        });
+    }
+
+    /// Delivers stream `id` while this process holds its lease and the
+    /// stream is an active push stream.
+    async fn push_stream(&self, id: &str) -> Result<(), EventError> {
+        let mut lease_until = 0;
+        loop {
+            let now = now_ms();
+            if now + (LEASE.as_millis() as i64) / 2 > lease_until {
+                let until = now + LEASE.as_millis() as i64;
+                if !self.store.stream_lease(id, &self.owner, now, until).await? {
+                    return Ok(()); // another replica delivers it
+                }
+                lease_until = until;
+            }
+            let stream = match self.stream(id).await {
+                Ok(s) => s,
+                Err(EventError::NoStream(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let Delivery::Push { url } = &stream.delivery else {
+                return Ok(());
+            };
+            if stream.paused {
+                return Ok(());
+            }
+            let progress = self.progress(&stream).await?;
+            let behind = (self.store.change_head().await? - progress.through).max(0);
+            metrics::gauge!("scimd_event_stream_behind", "stream" => stream.name.clone())
+                .set(behind as f64);
+            if is_dead(&progress) {
+                tokio::time::sleep(SUPERVISE).await;
+                continue;
+            }
+            let (entries, _) = self
+                .carried_after(&stream, progress.through, &[], BATCH)
+                .await?;
+            if entries.is_empty() {
+                tokio::time::sleep(IDLE).await;
+                continue;
+            }
+            let mut next = progress.clone();
+            let mut wait = None;
+            for entry in &entries {
+                let outcome = match self.sign(&stream, entry, url).await? {
+                    Some(set) => self.post(url, set).await,
+                    None => Outcome::Accepted,
+                };
+                match outcome {
+                    Outcome::Accepted => {
+                        next.through = entry.position;
+                        delivered(&mut next);
+                        metrics::counter!("scimd_events_delivered_total", "delivery" => "push")
+                            .increment(1);
+                    }
+                    Outcome::Refused { err, description } => {
+                        next.through = entry.position;
+                        rejected(&mut next, &stream.jti(entry.position), &err, &description);
+                        tracing::warn!(stream = %stream.name, %err, %description, "the push receiver refused a SET; not retried");
+                        metrics::counter!("scimd_events_rejected_total", "delivery" => "push")
+                            .increment(1);
+                    }
+                    Outcome::Failed(why) => {
+                        metrics::counter!("scimd_events_push_failures_total").increment(1);
+                        wait = Some(self.failed(&stream, &mut next, why));
+                        break;
+                    }
+                }
+                if now_ms() > lease_until - 1_000 {
+                    break; // renew the lease before going on
+                }
+            }
+            if !self.store.stream_save(id, &next).await? {
+                // Changed meanwhile (`scimd stream resume`, another replica
+                // after our lease lapsed): go on from what is stored.
+                continue;
+            }
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    /// One SET posted to `url`.
+    async fn post(&self, url: &str, set: String) -> Outcome {
+        let sent = self
+            .http
+            .post(url)
+            .header("content-type", "application/secevent+jwt")
+            .header("accept", "application/json")
+            .body(set)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return Outcome::Failed(format!("no answer: {e}")),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Outcome::Accepted;
+        }
+        if status.as_u16() == 400 {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if let Some(err) = body.get("err").and_then(Value::as_str) {
+                return Outcome::Refused {
+                    err: err.to_string(),
+                    description: body
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                };
+            }
+        }
+        Outcome::Failed(format!("HTTP {status}"))
+    }
+
+    /// Records a failed attempt; the stream turns dead after failing for
+    /// `dead_after`. Returns how long to wait before the next attempt.
+    fn failed(&self, stream: &StreamSpec, progress: &mut StreamProgress, why: String) -> Duration {
+        let now = now_ms();
+        let mut push = PushState::of(progress);
+        push.attempts += 1;
+        let attempts = push.attempts;
+        let since = *push.failing_since.get_or_insert(now);
+        if now - since >= self.settings.dead_after.as_millis() as i64 {
+            push.dead_since = Some(now);
+            tracing::error!(stream = %stream.name, error = %why, "push receiver failing too long: the stream is dead until `scimd stream resume`");
+        } else {
+            tracing::warn!(stream = %stream.name, error = %why, attempts, "push delivery failed; retrying");
+        }
+        push.last_error = Some(why);
+        push.save(progress);
+        backoff(attempts, self.settings.max_backoff)
+    }
+}
+
+/// Exponential from 250 ms, capped, with full jitter on its upper half.
+fn backoff(attempts: u64, cap: Duration) -> Duration {
+    let exp = Duration::from_millis(250u64.saturating_mul(1 << attempts.min(20)));
+    let ceiling = exp.min(cap);
+    let half = ceiling / 2;
+    half + half.mul_f64(rand::thread_rng().r#gen::<f64>())
+}
+
+/// A push stream's delivery state, kept in [`StreamProgress::push`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushState {
+    /// SETs the receiver accepted.
+    #[serde(default)]
+    pub delivered: u64,
+    /// Failed attempts since the last success.
+    #[serde(default)]
+    pub attempts: u64,
+    /// When the current run of failures began (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Set when the receiver failed for too long: nothing is pushed until
+    /// `scimd stream resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_since: Option<i64>,
+    /// The latest SETs the receiver refused (RFC 8935 errors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Value>,
+}
+
+impl PushState {
+    pub fn of(progress: &StreamProgress) -> PushState {
+        serde_json::from_value(progress.push.clone()).unwrap_or_default()
+    }
+
+    fn save(self, progress: &mut StreamProgress) {
+        progress.push = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
+    }
+}
+
+fn delivered(progress: &mut StreamProgress) {
+    let mut push = PushState::of(progress);
+    push.delivered += 1;
+    push.attempts = 0;
+    push.failing_since = None;
+    push.save(progress);
+}
+
+fn rejected(progress: &mut StreamProgress, jti: &str, err: &str, description: &str) {
+    let mut push = PushState::of(progress);
+    push.rejected
+        .push(json!({"jti": jti, "err": err, "description": description, "at": now_ms()}));
+    if push.rejected.len() > KEPT_REJECTIONS {
+        let extra = push.rejected.len() - KEPT_REJECTIONS;
+        push.rejected.drain(..extra);
+    }
+    push.save(progress);
+}

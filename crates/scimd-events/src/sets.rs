@@ -1,0 +1,92 @@
+//! A change-log entry as the signed SET a stream delivers.
+
+use scimd_core::changelog::{AuditQuery, Entry};
+use scimd_core::events::{SetContext, StreamSpec, set_claims};
+use scimd_core::projection::Projection;
+
+use crate::{EventError, Events};
+
+/// Entries read from the log at a time while looking for a stream's next
+/// events.
+pub(crate) const LOG_PAGE: u32 = 500;
+
+impl Events {
+    /// The signed SET of `entry` in `stream`, addressed to `audience`;
+    /// `None` when the stream does not carry it.
+    pub(crate) async fn sign(
+        &self,
+        stream: &StreamSpec,
+        entry: &Entry,
+        audience: &str,
+    ) -> Result<Option<String>, EventError> {
+        if !stream.carries(entry) {
+            return Ok(None);
+        }
+        let rt = self.registry().by_name(&entry.resource_type).cloned();
+        let endpoint = rt.as_ref().map_or("/", |rt| rt.endpoint()).to_string();
+        let data = match (&rt, stream.full && entry.op != "delete") {
+            (Some(rt), true) => self
+                .service
+                .get(rt, &entry.resource_id, &Projection::all())
+                .await
+                .ok()
+                .map(|r| r.doc),
+            _ => None,
+        };
+        let issuer = self.auth.config().issuer.clone();
+        let context = SetContext {
+            issuer: &issuer,
+            audience,
+            endpoint: &endpoint,
+            now: scimd_core::value::unix_now(),
+        };
+        let Some(claims) = set_claims(stream, entry, &context, data.as_ref()) else {
+            return Ok(None);
+        };
+        self.auth
+            .keys()
+            .sign_set(&claims)
+            .map(Some)
+            .map_err(|e| EventError::Signing(e.to_string()))
+    }
+
+    /// The next entries after `after` that `stream` carries, at most
+    /// `limit`, skipping the positions in `skip`; and whether more may
+    /// follow. Reads the log a page at a time, whatever it holds between.
+    pub(crate) async fn carried_after(
+        &self,
+        stream: &StreamSpec,
+        after: i64,
+        skip: &[i64],
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), EventError> {
+        let mut found = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self
+                .store
+                .changes(AuditQuery {
+                    after: Some(cursor),
+                    limit: LOG_PAGE,
+                    ..AuditQuery::default()
+                })
+                .await?;
+            let full = page.len() == LOG_PAGE as usize;
+            for entry in page {
+                cursor = entry.position;
+                if stream.carries(&entry) && !skip.contains(&entry.position) {
+                    if found.len() == limit {
+                        return Ok((found, true));
+                    }
+                    found.push(entry);
+                }
+            }
+            if !full {
+                return Ok((found, false));
+            }
+            if found.len() == limit {
+                return Ok((found, true));
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! SCIM Events (RFC 9967) over real HTTP (issue 18): poll streams (RFC
+//! 8936) and push streams (RFC 8935) to a receiver inside the test, SETs
+//! verified against the server's JWKS, bad input, a receiver that refuses,
+//! goes down, or stays down.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Server, cli_client, client_with_token, scimd_cli, scimd_command};
+
+pub const CREATE_NOTICE: &str = "urn:ietf:params:scim:event:prov:create:notice";
+pub const PATCH_NOTICE: &str = "urn:ietf:params:scim:event:prov:patch:notice";
+pub const DELETE: &str = "urn:ietf:params:scim:event:prov:delete";
+
+pub fn user(name: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name})
+}
+
+pub fn patch_title(title: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+           "Operations": [{"op": "replace", "path": "title", "value": title}]})
+}
+
+/// The claims of `set` after checking its signature against the server's
+/// JWKS (EdDSA, `typ` `secevent+jwt`).
+pub async fn verified(root: &str, set: &str) -> Value {
+    let header = jsonwebtoken::decode_header(set).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{root}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = header.kid.unwrap();
+    let jwk = jwks.find(&kid).expect("the SET's key is in the JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    jsonwebtoken::decode::<Value>(set, &key, &validation)
+        .unwrap()
+        .claims
+}
+
+/// A poll stream made by the CLI and a client allowed to poll it.
+async fn poll_stream(s: &Server, dir: &std::path::Path, args: &[&str]) -> (Value, Client) {
+    // The CLI announces the poll URL under the server's public base URL.
+    let mut all = vec!["stream", "create", "hr", "--poll", "--base-url", &s.root];
+    all.extend_from_slice(args);
+    let stream = scimd_cli(dir, &all).await;
+    let scope = stream["scope"].as_str().unwrap().to_string();
+    let (_, token) = cli_client(s, dir, "poller", &["--scopes", &scope]).await;
+    (stream, client_with_token(&token))
+}
+
+async fn poll(client: &Client, url: &str, body: Value) -> (StatusCode, Value) {
+    let r = client.post(url).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_poll_stream_delivers_signed_sets_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (stream, poller) = poll_stream(&s, dir.path(), &["--resource-types", "User"]).await;
+    let url = stream["pollUrl"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("{}/events/v1/streams/{}", s.root, stream["id"].as_str().unwrap()));
+    let (_, _, u) = s.call(Method::POST, "/Users", Some(user("evented"))).await;
+    let id = u["id"].as_str().unwrap().to_string();
+    let (st, _, _) = s
+        .call(Method::PATCH, &format!("/Users/{id}"), Some(patch_title("Boss")))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Not carried: another resource type.
+    s.call(
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g"})),
+    )
+    .await;
+    let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{id}"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    let (st, first) = poll(&poller, &url, json!({"returnImmediately": true})).await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    let sets = first["sets"].as_object().unwrap();
+    assert_eq!(sets.len(), 3, "{first}");
+    assert_eq!(first["moreAvailable"], false);
+    let mut claims = Vec::new();
+    for (jti, set) in sets {
+        let c = verified(&s.root, set.as_str().unwrap()).await;
+        assert_eq!(c["jti"], jti.as_str());
+        claims.push(c);
+    }
+    claims.sort_by_key(|c| c["txn"].as_str().unwrap().parse::<i64>().unwrap());
+    let kinds: Vec<&str> = claims
+        .iter()
+        .map(|c| c["events"].as_object().unwrap().keys().next().unwrap().as_str())
+        .collect();
+    assert_eq!(kinds, [CREATE_NOTICE, PATCH_NOTICE, DELETE]);
+    for c in &claims {
+        assert_eq!(c["sub_id"], json!({"format": "scim", "uri": format!("/Users/{id}"), "id": id}));
+        assert_eq!(c["aud"], url.as_str());
+        assert!(c["iss"].as_str().unwrap().starts_with("http"), "{c}");
+        assert!(c.get("sub").is_none(), "RFC 9967: no sub claim");
+    }
+    assert_eq!(claims[1]["events"][PATCH_NOTICE], json!({"attributes": ["title"], "version": "W/\"2\""}));
+
+    // Not acknowledged: delivered again, with the same jtis.
+    let (_, again) = poll(&poller, &url, json!({"returnImmediately": true})).await;
+    assert_eq!(
+        again["sets"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        sets.keys().collect::<Vec<_>>()
+    );
+    // maxEvents bounds the answer.
+    let (_, one) = poll(&poller, &url, json!({"returnImmediately": true, "maxEvents": 1})).await;
+    assert_eq!(one["sets"].as_object().unwrap().len(), 1);
+    assert_eq!(one["moreAvailable"], true);
+    // Acknowledged out of order: the last two first, then the first.
+    let jtis: Vec<String> = claims.iter().map(|c| c["jti"].as_str().unwrap().to_string()).collect();
+    let (_, rest) = poll(
+        &poller,
+        &url,
+        json!({"ack": [jtis[1], jtis[2]], "returnImmediately": true}),
+    )
+    .await;
+    assert_eq!(rest["sets"].as_object().unwrap().keys().collect::<Vec<_>>(), [&jtis[0]]);
+    let (_, none) = poll(&poller, &url, json!({"ack": [jtis[0]], "returnImmediately": true})).await;
+    assert_eq!(none["sets"], json!({}));
+    // Acknowledging again is harmless.
+    let (st, _) = poll(&poller, &url, json!({"ack": [jtis[0]], "returnImmediately": true})).await;
+    assert_eq!(st, StatusCode::OK);
+
+    // A long poll waits for the next change and returns with it.
+    let waiting = {
+        let (poller, url) = (poller.clone(), url.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = poll(&poller, &url, json!({"maxEvents": 10})).await;
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.call(Method::POST, "/Users", Some(user("late"))).await;
+    let ((st, late), waited) = waiting.await.unwrap();
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(late["sets"].as_object().unwrap().len(), 1, "{late}");
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(10), "{waited:?}");
+
+    // The stream's own scope: the bundled SCIM client lacks it.
+    let (st, _) = poll(&s.client, &url, json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = poll(&s.anonymous, &url, json!({})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // RFC 9967 section 4: the ServiceProviderConfig lists the events.
+    let (_, _, spc) = s.call(Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(spc["securityEvents"]["asyncRequest"], "none");
+    assert!(
+        spc["securityEvents"]["eventUris"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(PATCH_NOTICE))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_poll_requests_and_bad_streams_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (stream, poller) = poll_stream(&s, dir.path(), &[]).await;
+    let url = stream["pollUrl"].as_str().unwrap().to_string();
+    let other = format!("{}/events/v1/streams/no-such-stream", s.root);
+    let (st, body) = poll(&poller, &other, json!({})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(body["err"], "invalid_request");
+    for bad in [
+        json!({"ack": "x"}),
+        json!({"ack": [1]}),
+        json!({"ack": ["someone-else.3"]}),
+        json!({"ack": [format!("{}.x", stream["id"].as_str().unwrap())]}),
+        json!({"maxEvents": -1}),
+        json!({"maxEvents": 100000}),
+        json!({"maxEvents": "ten"}),
+        json!({"returnImmediately": "yes"}),
+        json!({"setErrs": []}),
+        json!({"setErrs": {"x": {"description": "no err"}}}),
+        json!([]),
+    ] {
+        let (st, body) = poll(&poller, &url, bad.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["err"], "invalid_request", "{bad}");
+        assert!(body["description"].as_str().unwrap().len() > 5, "{bad}: {body}");
+    }
+    let r = poller.post(&url).body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // The CLI refuses what cannot work, saying why.
+    for (args, says) in [
+        (vec!["stream", "create", "p", "--push", "ftp://127.0.0.1/x"], "http or https"),
+        (
+            vec!["stream", "create", "p", "--push", "http://no-such-host.invalid/x"],
+            "does not resolve",
+        ),
+        (vec!["stream", "create", "p", "--push", "not a url"], "push URL"),
+        (vec!["stream", "create", "p", "--poll", "--resource-types", "Robot"], "unknown resource type"),
+        (vec!["stream", "create", "p", "--poll", "--events", "explode"], "unknown event"),
+        (vec!["stream", "create", "bad name!", "--poll"], "stream name"),
+        (vec!["stream", "create", "hr", "--poll"], "exists already"),
+        (vec!["stream", "show", "nope"], "no event stream"),
+    ] {
+        let out = scimd_command(dir.path(), &args).await.output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    s.stop().await;
+}
+
+/// A SET receiver on a loopback port: keeps every SET it is sent, and
+/// answers with the status it is told to (202 by default).
+pub struct Receiver {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<String>>>,
+    /// The status to answer; 400 answers an RFC 8935 error body.
+    pub answer: Arc<AtomicU16>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let got: Arc<Mutex<Vec<String>>> = Arc::default();
+        let answer = Arc::new(AtomicU16::new(202));
+        let (g, a) = (got.clone(), answer.clone());
+        let app = axum::Router::new().route(
+            "/events",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let (g, a) = (g.clone(), a.clone());
+                async move {
+                    assert_eq!(
+                        headers.get("content-type").unwrap(),
+                        "application/secevent+jwt"
+                    );
+                    let status = a.load(Ordering::SeqCst);
+                    let code = axum::http::StatusCode::from_u16(status).unwrap();
+                    if status == 202 {
+                        g.lock().unwrap().push(body);
+                        return (code, String::new());
+                    }
+                    if status == 400 {
+                        g.lock().unwrap().push(body);
+                        return (
+                            code,
+                            json!({"err": "invalid_key", "description": "not today"}).to_string(),
+                        );
+                    }
+                    (code, String::new())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver {
+            url,
+            got,
+            answer,
+            _task: task,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+
+    /// Waits until `n` SETs arrived (or fails after `within`).
+    pub async fn wait_for(&self, n: usize, within: Duration) {
+        let started = Instant::now();
+        while self.count() < n {
+            assert!(
+                started.elapsed() < within,
+                "{} of {n} SETs after {within:?}",
+                self.count()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The resource and txn of each SET, in arrival order, each verified.
+pub async fn arrivals(root: &str, sets: &[String]) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    for set in sets {
+        let c = verified(root, set).await;
+        out.push((
+            c["sub_id"]["id"].as_str().unwrap().to_string(),
+            c["txn"].as_str().unwrap().parse().unwrap(),
+            c["events"].as_object().unwrap().keys().next().unwrap().clone(),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_push_stream_delivers_every_change_in_order_and_records_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.events_push_max_backoff_secs = 1).await;
+    let receiver = Receiver::start().await;
+    let stream = scimd_cli(
+        dir.path(),
+        &["stream", "create", "mirror", "--push", &receiver.url],
+    )
+    .await;
+    assert_eq!(stream["pushUrl"], receiver.url.as_str());
+    assert_eq!(stream["state"], "active");
+
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let (_, _, u) = s.call(Method::POST, "/Users", Some(user(&format!("p{n}")))).await;
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    receiver.wait_for(20, Duration::from_secs(20)).await;
+    // The receiver goes down: nothing is lost, and the backlog arrives in
+    // order once it is back.
+    receiver.answer.store(503, Ordering::SeqCst);
+    for id in &ids {
+        s.call(Method::PATCH, &format!("/Users/{id}"), Some(patch_title("t"))).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = scimd_cli(dir.path(), &["stream", "show", "mirror"]).await;
+    assert!(shown["push"]["attempts"].as_u64().unwrap() >= 1, "{shown}");
+    assert!(shown["push"]["lastError"].as_str().unwrap().contains("503"), "{shown}");
+    assert_eq!(receiver.count(), 20);
+    receiver.answer.store(202, Ordering::SeqCst);
+    receiver.wait_for(40, Duration::from_secs(20)).await;
+    // One refusal (RFC 8935 error) is recorded and not retried.
+    receiver.answer.store(400, Ordering::SeqCst);
+    s.call(Method::DELETE, &format!("/Users/{}", ids[0]), None).await;
+    receiver.wait_for(41, Duration::from_secs(20)).await;
+    receiver.answer.store(202, Ordering::SeqCst);
+    s.call(Method::DELETE, &format!("/Users/{}", ids[1]), None).await;
+    receiver.wait_for(42, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.count(), 42, "the refused SET was sent again");
+    let shown = scimd_cli(dir.path(), &["stream", "show", "mirror"]).await;
+    assert_eq!(shown["push"]["rejected"][0]["err"], "invalid_key", "{shown}");
+    assert_eq!(shown["push"]["delivered"], 41, "{shown}");
+
+    let sets = receiver.got.lock().unwrap().clone();
+    let got = arrivals(&s.root, &sets).await;
+    let txns: Vec<i64> = got.iter().map(|(_, t, _)| *t).collect();
+    assert!(txns.windows(2).all(|w| w[0] < w[1]), "out of log order: {txns:?}");
+    assert_eq!(got[20].0, ids[0]);
+    assert_eq!(got[20].2, PATCH_NOTICE);
+    assert_eq!(got[40].2, DELETE);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_down_too_long_makes_a_dead_stream_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| {
+        c.events_push_max_backoff_secs = 1;
+        c.events_push_dead_after_secs = 2;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.answer.store(500, Ordering::SeqCst);
+    scimd_cli(dir.path(), &["stream", "create", "dl", "--push", &receiver.url]).await;
+    s.call(Method::POST, "/Users", Some(user("dead-letter"))).await;
+    let started = Instant::now();
+    loop {
+        let shown = scimd_cli(dir.path(), &["stream", "show", "dl"]).await;
+        if shown["state"] == "dead" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{shown}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    receiver.answer.store(202, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.count(), 0, "a dead stream pushed");
+    let resumed = scimd_cli(dir.path(), &["stream", "resume", "dl"]).await;
+    assert_eq!(resumed["state"], "active", "{resumed}");
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    s.stop().await;
+}
