@@ -95,6 +95,9 @@ impl Events {
         base: &str,
         settings: EventSettings,
     ) -> Result<Events, EventError> {
+        // reqwest's rustls needs a process-wide provider; ring is the one
+        // scimd uses everywhere. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(settings.push_timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -7,7 +7,7 @@ use crate::harness::{
 };
 
 /// Starts the real `scimd` binary and waits until it answers.
-fn spawn(dir: &std::path::Path, url: Option<&str>, port: u16) -> std::process::Child {
+pub fn spawn(dir: &std::path::Path, url: Option<&str>, port: u16) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
     cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir);
@@ -23,7 +23,7 @@ fn spawn(dir: &std::path::Path, url: Option<&str>, port: u16) -> std::process::C
 
 /// Waits until the binary on `port` answers and returns a client carrying a
 /// token of the bundled client.
-async fn ready_client(dir: &std::path::Path, port: u16) -> reqwest::Client {
+pub async fn ready_client(dir: &std::path::Path, port: u16) -> reqwest::Client {
     let root = format!("http://127.0.0.1:{port}");
     let anonymous = crate::harness::http_client();
     wait_ready(&anonymous, &root).await;
@@ -31,7 +31,7 @@ async fn ready_client(dir: &std::path::Path, port: u16) -> reqwest::Client {
     client_with_token(&fetch_token(&anonymous, &root, &id, &secret, None).await)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

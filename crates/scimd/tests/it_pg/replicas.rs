@@ -203,3 +203,12 @@ async fn patches_of_one_user_through_two_replicas_lose_none() {
         assert_eq!(u["meta"]["version"], "W/\"33\"");
     }
 }
+
+/// 1,000 concurrent writes through two replicas: one push stream, every
+/// change delivered once (not once per replica), none refused delivered.
+#[tokio::test]
+async fn events_of_two_replicas_arrive_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = replicas(dir.path()).await;
+    crate::events::every_change_arrives_once(&servers, dir.path()).await;
+}
