@@ -413,8 +413,8 @@ pub struct Retention {
     pub max_entries: u64,
 }
 
-/// The attribute paths whose values differ between `old` and `new`, in the
-/// document's order: top-level attributes by name, an extension's
+/// The attribute paths whose values differ between `old` and `new`, in key
+/// order, then those `new` no longer has: top-level attributes by name, an extension's
 /// attributes as `urn:...:name`. `id`, `meta` and the like are not paths a
 /// client changes.
 pub fn changed_paths(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<String> {
@@ -496,12 +496,13 @@ mod tests {
             json!({"userName": "b", "active": true, "password": "$argon2...",
             ext: {"department": "d"}}),
         );
+        // In the documents' key order (sorted), then the attributes removed.
         assert_eq!(
             changed_paths(&old, &new),
             vec![
-                "userName".to_string(),
-                "password".into(),
+                "password".to_string(),
                 format!("{ext}:manager"),
+                "userName".into(),
                 "title".into()
             ]
         );

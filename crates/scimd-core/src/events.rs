@@ -185,7 +185,10 @@ pub fn set_claims(
     }
     let mut events = Map::new();
     events.insert(uri(kind, full).to_string(), Value::Object(payload));
-    let toe = crate::value::parse_datetime(&entry.at).map(|t| t.unix_timestamp());
+    // A NumericDate may have a fraction (RFC 7519 section 2): the change's
+    // time to the millisecond, so receivers can measure delivery latency.
+    let toe = crate::value::parse_datetime(&entry.at)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as f64 / 1000.0);
     Some(json!({
         "iss": context.issuer,
         "iat": context.now,

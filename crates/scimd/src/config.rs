@@ -168,6 +168,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Concurrent streams of one HTTP/2 connection.
     pub http2_max_streams: u32,
+    /// Every committed write appends to the change log (the audit trail
+    /// and the event streams read it); `false` turns it off.
+    pub change_log: bool,
     /// Change-log entries older than this many days are pruned (0: kept
     /// whatever their age).
     pub change_log_retention_days: u32,
@@ -379,6 +382,7 @@ impl Default for Config {
             body_timeout_secs: 30,
             max_connections: 4096,
             http2_max_streams: 100,
+            change_log: true,
             change_log_retention_days: 180,
             change_log_max_entries: 0,
             events_poll_wait_secs: 15,

@@ -182,7 +182,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Stri
     Ok(match database(config)? {
         Database::Sqlite(path) => {
             let store = SqliteStore::open(&path)
-                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?
+                .with_change_log(config.change_log);
             (Arc::new(store), path.display().to_string())
         }
         Database::Postgres(url) => {
@@ -193,7 +194,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Stri
                 config.database_ca_file.as_deref(),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("opening {shown}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("opening {shown}: {e}"))?
+            .with_change_log(config.change_log);
             (Arc::new(store), shown)
         }
     })

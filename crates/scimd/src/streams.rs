@@ -36,6 +36,11 @@ async fn describe(
 
 /// `scimd stream create NAME --poll | --push URL [...]`
 pub async fn create(config: &Config, new: NewStream) -> anyhow::Result<Value> {
+    if !config.change_log {
+        anyhow::bail!(
+            "event streams are made from the change log, which is off (change_log = false)"
+        );
+    }
     let (store, _) = open_existing_store(config).await?;
     let registry = crate::load_registry(config)?;
     let types: Vec<String> = registry

@@ -51,32 +51,41 @@ pub(super) fn log_cte(
     from: &str,
 ) -> String {
     let p = |i: usize| format!("${}::text", first + i);
+    // A NULL op (the log turned off) appends nothing.
     format!(
         "log AS (INSERT INTO change_log (at, op, rtype, resource_id, version_before, version_after,
                                          client_id, subject, body)
-                 SELECT {}, {}, {rtype}, {id}, {before}, {after}, {}, {}, {} FROM {from})",
+                 SELECT {}, {}, {rtype}, {id}, {before}, {after}, {}, {}, {} FROM {from}
+                  WHERE {} IS NOT NULL)",
         p(0),
         p(1),
         p(2),
         p(3),
-        p(4)
+        p(4),
+        p(1)
     )
 }
+
+/// Whether this store keeps the change log (`change_log = false` turns it
+/// off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogSwitch(pub(crate) bool);
 
 /// A change's fields as [`log_cte`] binds them.
 pub(super) struct LogParams<'c> {
     at: &'c str,
-    op: &'static str,
+    /// `None` when the log is off: the CTE then appends nothing.
+    op: Option<&'static str>,
     client_id: Option<&'c str>,
     subject: Option<&'c str>,
     body: String,
 }
 
 impl<'c> LogParams<'c> {
-    pub(super) fn of(change: &'c Change) -> Self {
+    pub(super) fn of(change: &'c Change, log: LogSwitch) -> Self {
         LogParams {
             at: &change.at,
-            op: change.op.as_str(),
+            op: log.0.then(|| change.op.as_str()),
             client_id: change.actor.client_id.as_deref(),
             subject: change.actor.subject.as_deref(),
             body: change.body(),
@@ -99,8 +108,9 @@ impl<'c> LogParams<'c> {
 pub(super) async fn log_record_change(
     tx: &deadpool_postgres::Transaction<'_>,
     change: &Change,
+    switch: LogSwitch,
 ) -> Result<(), Fail> {
-    let log = LogParams::of(change);
+    let log = LogParams::of(change, switch);
     let mut params: Vec<&(dyn ToSql + Sync)> = log.params().to_vec();
     params.push(&change.resource_type);
     params.push(&change.resource_id);

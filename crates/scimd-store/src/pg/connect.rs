@@ -86,6 +86,7 @@ impl PgStore {
             plans_valid_since: PlansValidSince::new(),
             _alive: alive.clone(),
             member_queues: Arc::new(Mutex::new(HashMap::new())),
+            log: super::change_log::LogSwitch(true),
         };
         store.migrate().await?;
         statistics::watch(

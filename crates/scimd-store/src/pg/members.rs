@@ -10,7 +10,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use super::change_log::{LogParams, log_cte};
+use super::change_log::{LogParams, LogSwitch, log_cte};
 use super::retry::{Fail, in_transaction, is_code};
 use super::writes::explain_miss;
 use crate::rules::member_type_ok;
@@ -218,12 +218,14 @@ impl PgStore {
     async fn apply_member_batch(&self, (rtype, id): &GroupKey, batch: Vec<PendingChange>) {
         if batch.len() > 1 {
             let together = in_transaction!(self, |tx| {
-                if let Some(results) = pipelined_member_changes(&tx, rtype, id, &batch).await? {
+                if let Some(results) =
+                    pipelined_member_changes(&tx, rtype, id, &batch, self.log).await?
+                {
                     results
                 } else {
                     let mut results = Vec::with_capacity(batch.len());
                     for p in &batch {
-                        match apply_member_change(&tx, rtype, id, p).await {
+                        match apply_member_change(&tx, rtype, id, p, self.log).await {
                             // Decided before anything was written for it.
                             Err(Fail::Store(
                                 e @ (StoreError::NotFound | StoreError::VersionMismatch { .. }),
@@ -246,7 +248,7 @@ impl PgStore {
         }
         for p in batch {
             let result = in_transaction!(self, |tx| {
-                apply_member_change(&tx, rtype, id, &p).await?
+                apply_member_change(&tx, rtype, id, &p, self.log).await?
             });
             let _ = p.reply.send(result);
         }
@@ -265,6 +267,7 @@ async fn pipelined_member_changes(
     rtype: &str,
     id: &str,
     batch: &[PendingChange],
+    switch: LogSwitch,
 ) -> Result<Option<Vec<Result<i64, StoreError>>>, Fail> {
     let simple = batch.iter().all(|p| {
         matches!(
@@ -327,7 +330,10 @@ async fn pipelined_member_changes(
             _ => None,
         })
         .collect();
-    let logs: Vec<LogParams> = batch.iter().map(|p| LogParams::of(&p.change)).collect();
+    let logs: Vec<LogParams> = batch
+        .iter()
+        .map(|p| LogParams::of(&p.change, switch))
+        .collect();
     let (mut next_add, mut next_remove) = (adds.iter(), removes.iter());
     let mut statements: Vec<(bool, Vec<&(dyn ToSql + Sync)>)> = Vec::with_capacity(batch.len());
     for (p, log) in batch.iter().zip(&logs) {
@@ -381,6 +387,7 @@ async fn apply_member_change(
     rtype: &str,
     id: &str,
     p: &PendingChange,
+    switch: LogSwitch,
 ) -> Result<i64, Fail> {
     let update = tx
         .prepare_cached(&format!(
@@ -393,7 +400,7 @@ async fn apply_member_change(
             group_log(5)
         ))
         .await?;
-    let log = LogParams::of(&p.change);
+    let log = LogParams::of(&p.change, switch);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&p.change.at, &id, &rtype, &p.expected];
     params.extend_from_slice(&log.params());
     let Some(row) = tx.query_opt(&update, &params).await? else {

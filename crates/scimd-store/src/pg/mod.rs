@@ -75,6 +75,17 @@ pub struct PgStore {
     _alive: Arc<()>,
     /// Membership changes waiting, per group (see [`PgStore::change_members`]).
     member_queues: Arc<Mutex<HashMap<GroupKey, Vec<PendingChange>>>>,
+    /// Whether writes append to the change log.
+    log: change_log::LogSwitch,
+}
+
+impl PgStore {
+    /// With `on = false`, writes no longer append to the change log (the
+    /// audit trail and event streams then see nothing new).
+    pub fn with_change_log(mut self, on: bool) -> PgStore {
+        self.log = change_log::LogSwitch(on);
+        self
+    }
 }
 
 fn bind(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {

@@ -66,7 +66,7 @@ impl PgStore {
                 .await?
                 == 1;
             if inserted {
-                log_record_change(&tx, &change).await?;
+                log_record_change(&tx, &change, self.log).await?;
             }
             inserted
         })
@@ -86,7 +86,7 @@ impl PgStore {
                 &[&kind, &record.id, &data],
             )
             .await?;
-            log_record_change(&tx, &change).await?;
+            log_record_change(&tx, &change, self.log).await?;
         })
     }
 
@@ -105,7 +105,7 @@ impl PgStore {
                 .await?
                 == 1;
             if deleted {
-                log_record_change(&tx, &change).await?;
+                log_record_change(&tx, &change, self.log).await?;
             }
             deleted
         })

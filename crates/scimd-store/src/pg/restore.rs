@@ -24,10 +24,9 @@ impl PgStore {
             // answers are awaited (one connection sends them in this order,
             // so insertion order is kept). One round trip per statement made
             // a million-user import take 40 minutes.
-            let inserts = batch
-                .iter()
-                .zip(&docs)
-                .map(|(r, data)| insert_resource(&tx, &r.write, r.version, &r.created, data));
+            let inserts = batch.iter().zip(&docs).map(|(r, data)| {
+                insert_resource(&tx, &r.write, r.version, &r.created, data, self.log)
+            });
             futures_util::future::try_join_all(inserts).await?;
         })
     }

@@ -15,7 +15,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::change_log::{LogParams, log_cte};
+use super::change_log::{LogParams, LogSwitch, log_cte};
 use super::members::write_members;
 use super::reads::{GET_ONE, groups_of_id, load_members, to_stored};
 use super::retry::{Fail, in_transaction};
@@ -30,7 +30,7 @@ impl PgStore {
     ) -> Result<StoredResource, StoreError> {
         let data = serde_json::Value::Object(w.data.clone()).to_string();
         let (seq, members) = in_transaction!(self, |tx| {
-            let seq = insert_resource(&tx, &w, 1, &w.now, &data).await?;
+            let seq = insert_resource(&tx, &w, 1, &w.now, &data, self.log).await?;
             let members = match &w.members {
                 Some(_) => Some(load_members(&*tx, seq).await?),
                 None => None,
@@ -47,7 +47,7 @@ impl PgStore {
         with_groups: bool,
     ) -> Result<Modified, StoreError> {
         let ((seq, version, created, members), groups) = in_transaction!(self, |tx| {
-            replace_with_groups_in(&tx, &w, expected, with_groups).await?
+            replace_with_groups_in(&tx, &w, expected, with_groups, self.log).await?
         })?;
         Ok((
             StoredResource::replaced(w, seq, version, created, members),
@@ -81,7 +81,7 @@ impl PgStore {
             match change(&old) {
                 Ok(Some(w)) => {
                     let (replaced, groups) =
-                        replace_with_groups_in(&tx, &w, None, with_groups).await?;
+                        replace_with_groups_in(&tx, &w, None, with_groups, self.log).await?;
                     Step::Written(Box::new((w, replaced, groups)))
                 }
                 Ok(None) => Step::Declined,
@@ -111,11 +111,11 @@ impl PgStore {
             .iter()
             .map(|(dependent, cond)| delete_matching(Dialect::Postgres, dependent, cond))
             .collect();
-        let log = LogParams::of(&change);
+        let log = LogParams::of(&change, self.log);
         // A dependent's entry names its owner ([`Change::owned_by`]); its
         // type and id come from the deleted row.
         let owned = change.owned_by("", "");
-        let owned_log = LogParams::of(&owned);
+        let owned_log = LogParams::of(&owned, self.log);
         in_transaction!(self, |tx| {
             let delete = tx
                 .prepare_cached(&with_side_tables(
@@ -276,10 +276,11 @@ pub(super) async fn insert_resource(
     version: i64,
     created: &str,
     data: &str,
+    switch: LogSwitch,
 ) -> Result<i64, Fail> {
     let insert = tx.prepare_cached(&INSERT_RESOURCE).await?;
     let sides = SideRows::of(w);
-    let log = LogParams::of(&w.change);
+    let log = LogParams::of(&w.change, switch);
     let mut params = sides.params();
     params.extend_from_slice(&[
         &w.id as &(dyn ToSql + Sync),
@@ -310,11 +311,12 @@ async fn replace_in(
     tx: &deadpool_postgres::Transaction<'_>,
     w: &ResourceWrite,
     expected: Option<i64>,
+    switch: LogSwitch,
 ) -> Result<Replaced, Fail> {
     let data = serde_json::Value::Object(w.data.clone()).to_string();
     let update = tx.prepare_cached(&UPDATE_RESOURCE).await?;
     let sides = SideRows::of(w);
-    let log = LogParams::of(&w.change);
+    let log = LogParams::of(&w.change, switch);
     let mut params = sides.params();
     params.extend_from_slice(&[
         &w.now as &(dyn ToSql + Sync),
@@ -349,13 +351,14 @@ async fn replace_with_groups_in(
     w: &ResourceWrite,
     expected: Option<i64>,
     with_groups: bool,
+    switch: LogSwitch,
 ) -> Result<(Replaced, Option<Vec<GroupMembership>>), Fail> {
     if !with_groups {
-        return Ok((replace_in(tx, w, expected).await?, None));
+        return Ok((replace_in(tx, w, expected, switch).await?, None));
     }
     // Polled in this order: the write is sent first, so the read sees it.
     let (replaced, groups) =
-        tokio::try_join!(replace_in(tx, w, expected), groups_of_id(tx, &w.id))?;
+        tokio::try_join!(replace_in(tx, w, expected, switch), groups_of_id(tx, &w.id))?;
     Ok((replaced, Some(groups)))
 }
 

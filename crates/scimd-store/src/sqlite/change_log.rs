@@ -15,14 +15,23 @@ use crate::translate::Dialect;
 /// a few milliseconds, between other writes.
 const PRUNE_SLICE: i64 = 2_000;
 
+/// Whether this store keeps the change log (`change_log = false` turns it
+/// off); copied into each write closure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogSwitch(pub(crate) bool);
+
 /// Appends `change` (the resource at `before` → `after`) to the log, inside
-/// the caller's transaction.
+/// the caller's transaction; nothing when the log is off.
 pub(super) fn log_change(
+    log: LogSwitch,
     conn: &Connection,
     change: &Change,
     before: Option<i64>,
     after: Option<i64>,
 ) -> Result<(), StoreError> {
+    if !log.0 {
+        return Ok(());
+    }
     conn.prepare_cached(
         "INSERT INTO change_log (at, op, rtype, resource_id, version_before, version_after,
                                  client_id, subject, body)

@@ -55,6 +55,8 @@ pub struct SqliteStore {
     /// Batches that had a failing write and ran again (`writer::run_batch`).
     reruns: Arc<AtomicU64>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Whether writes append to the change log.
+    log: change_log::LogSwitch,
 }
 
 impl rusqlite::ToSql for Param {
@@ -136,7 +138,15 @@ impl SqliteStore {
             writer: Mutex::new(tx),
             reruns,
             readers: Arc::new(Mutex::new(Vec::new())),
+            log: change_log::LogSwitch(true),
         })
+    }
+
+    /// With `on = false`, writes no longer append to the change log (the
+    /// audit trail and event streams then see nothing new).
+    pub fn with_change_log(mut self, on: bool) -> SqliteStore {
+        self.log = change_log::LogSwitch(on);
+        self
     }
 
     /// How many write batches had a failing write and ran again with a

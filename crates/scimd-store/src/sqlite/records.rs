@@ -61,6 +61,7 @@ impl SqliteStore {
         record: Record,
         change: Change,
     ) -> Result<bool, StoreError> {
+        let log = self.log;
         let kind = kind.to_string();
         self.write(move |conn| {
             let n = conn
@@ -70,7 +71,7 @@ impl SqliteStore {
                 .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
                 .map_err(backend)?;
             if n == 1 {
-                log_change(conn, &change, None, None)?;
+                log_change(log, conn, &change, None, None)?;
             }
             Ok(n == 1)
         })
@@ -83,6 +84,7 @@ impl SqliteStore {
         record: Record,
         change: Change,
     ) -> Result<(), StoreError> {
+        let log = self.log;
         let kind = kind.to_string();
         self.write(move |conn| {
             conn.prepare_cached(
@@ -91,7 +93,7 @@ impl SqliteStore {
             )
             .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
             .map_err(backend)?;
-            log_change(conn, &change, None, None)
+            log_change(log, conn, &change, None, None)
         })
         .await
     }
@@ -102,6 +104,7 @@ impl SqliteStore {
         id: &str,
         change: Change,
     ) -> Result<bool, StoreError> {
+        let log = self.log;
         let (kind, id) = (kind.to_string(), id.to_string());
         self.write(move |conn| {
             let n = conn
@@ -109,7 +112,7 @@ impl SqliteStore {
                 .and_then(|mut s| s.execute([&kind, &id]))
                 .map_err(backend)?;
             if n == 1 {
-                log_change(conn, &change, None, None)?;
+                log_change(log, conn, &change, None, None)?;
             }
             Ok(n == 1)
         })

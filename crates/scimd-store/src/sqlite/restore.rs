@@ -13,6 +13,7 @@ impl SqliteStore {
         &self,
         mut batch: Vec<RestoredResource>,
     ) -> Result<(), StoreError> {
+        let log = self.log;
         for r in &mut batch {
             r.write.members = None;
         }
@@ -29,7 +30,7 @@ impl SqliteStore {
                     .execute(params![w.id, w.resource_type, r.version, r.created, w.now, data])
                     .map_err(backend)?;
                 write_side_tables(conn, conn.last_insert_rowid(), w)?;
-                log_change(conn, &w.change, None, Some(r.version))?;
+                log_change(log, conn, &w.change, None, Some(r.version))?;
             }
             Ok(())
         })

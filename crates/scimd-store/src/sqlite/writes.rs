@@ -9,7 +9,7 @@ use scimd_core::store::{
     StoreError, StoredResource,
 };
 
-use super::change_log::log_change;
+use super::change_log::{LogSwitch, log_change};
 use super::reads::{get_one, groups_of_seq, load_members};
 use super::side_tables::{
     add_members, is_unique_violation, rewrite_side_tables, write_side_tables,
@@ -27,6 +27,7 @@ impl SqliteStore {
         &self,
         w: ResourceWrite,
     ) -> Result<StoredResource, StoreError> {
+        let log = self.log;
         // Serialised here, on the caller's thread: the writer is the bottleneck.
         let data = document_text(&w)?;
         let (w, (seq, members)) = self
@@ -42,7 +43,7 @@ impl SqliteStore {
                 })?;
                 let seq = conn.last_insert_rowid();
                 write_side_tables(conn, seq, w)?;
-                log_change(conn, &w.change, None, Some(1))?;
+                log_change(log, conn, &w.change, None, Some(1))?;
                 let members = match &w.members {
                     Some(_) => Some(load_members(conn, seq)?),
                     None => None,
@@ -59,6 +60,7 @@ impl SqliteStore {
         expected: Option<i64>,
         with_groups: bool,
     ) -> Result<Modified, StoreError> {
+        let log = self.log;
         let data = document_text(&w)?;
         // Groups are read by the writer, whose cache holds the pages: a
         // reader's cache is dropped whenever the database changed since its
@@ -66,7 +68,7 @@ impl SqliteStore {
         let (w, (replaced, groups)) = self
             .write_with(w, move |conn, w| {
                 let row = current_row(conn, &w.resource_type, &w.id, expected)?;
-                let replaced = replace_in(conn, w, &data, row)?;
+                let replaced = replace_in(log, conn, w, &data, row)?;
                 let groups = match with_groups {
                     true => Some(groups_of_seq(conn, replaced.seq)?),
                     false => None,
@@ -84,6 +86,7 @@ impl SqliteStore {
         with_groups: bool,
         mut change: Modification,
     ) -> Result<Option<Modified>, ModifyError> {
+        let log = self.log;
         /// What one run of the write came to. A refusal or a decline wrote
         /// nothing, so it is not a failed write to roll back.
         enum Step {
@@ -110,7 +113,7 @@ impl SqliteStore {
         let optimistic = self
             .write_with(w, move |conn, w| {
                 let row = current_row(conn, &w.resource_type, &w.id, Some(version))?;
-                let replaced = replace_in(conn, w, &data, row)?;
+                let replaced = replace_in(log, conn, w, &data, row)?;
                 let groups = match with_groups {
                     true => Some(groups_of_seq(conn, replaced.seq)?),
                     false => None,
@@ -144,7 +147,7 @@ impl SqliteStore {
                     version: old.version,
                     created: old.created,
                 };
-                let replaced = replace_in(conn, &w, &data, row)?;
+                let replaced = replace_in(log, conn, &w, &data, row)?;
                 let groups = match with_groups {
                     true => Some(groups_of_seq(conn, replaced.seq)?),
                     false => None,
@@ -170,13 +173,14 @@ impl SqliteStore {
         dependents: Vec<(String, Cond)>,
         change: Change,
     ) -> Result<(), StoreError> {
+        let log = self.log;
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
             let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
             conn.prepare_cached("DELETE FROM resources WHERE seq = ?")
                 .and_then(|mut s| s.execute([seq]))
                 .map_err(backend)?;
-            log_change(conn, &change, Some(version), None)?;
+            log_change(log, conn, &change, Some(version), None)?;
             for (dependent, cond) in &dependents {
                 let sql = delete_matching(Dialect::Sqlite, dependent, cond);
                 let deleted: Vec<(String, String, i64)> = conn
@@ -189,7 +193,13 @@ impl SqliteStore {
                     })
                     .map_err(backend)?;
                 for (dtype, did, dversion) in deleted {
-                    log_change(conn, &change.owned_by(&dtype, &did), Some(dversion), None)?;
+                    log_change(
+                        log,
+                        conn,
+                        &change.owned_by(&dtype, &did),
+                        Some(dversion),
+                        None,
+                    )?;
                 }
             }
             Ok(())
@@ -206,6 +216,7 @@ impl SqliteStore {
         expected: Option<i64>,
         change: Change,
     ) -> Result<i64, StoreError> {
+        let log = self.log;
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
             let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
@@ -232,7 +243,7 @@ impl SqliteStore {
                     }
                 }
             }
-            log_change(conn, &change, Some(version - 1), Some(version))?;
+            log_change(log, conn, &change, Some(version - 1), Some(version))?;
             Ok(version)
         })
         .await
@@ -294,6 +305,7 @@ fn current_row(
 
 /// Replaces the document of `row` with `w` and brings its side tables along.
 fn replace_in(
+    log: LogSwitch,
     conn: &Connection,
     w: &ResourceWrite,
     data: &str,
@@ -309,7 +321,7 @@ fn replace_in(
         .and_then(|mut s| s.execute(params![version, w.now, data, seq]))
         .map_err(backend)?;
     rewrite_side_tables(conn, seq, w)?;
-    log_change(conn, &w.change, Some(version - 1), Some(version))?;
+    log_change(log, conn, &w.change, Some(version - 1), Some(version))?;
     let members = match &w.members {
         Some(_) => Some(load_members(conn, seq)?),
         None => None,

@@ -407,3 +407,22 @@ async fn retention_keeps_the_newest_entries() {
     assert_eq!(kept[..], ids[8 - kept.len()..], "not the newest");
     s.stop().await;
 }
+
+/// `change_log = false`: writes go on and log nothing.
+#[tokio::test]
+async fn the_change_log_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| c.change_log = false).await;
+    let auditor = auditor(&s, dir.path()).await;
+    let (st, _, u) = s.call(Method::POST, "/Users", Some(user("unlogged"))).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = u["id"].as_str().unwrap();
+    let (st, _, _) = s
+        .call(Method::PATCH, &format!("/Users/{id}"), Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "x"}]})))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(audit(&s, &auditor, "resourceType=User").await, Vec::<Value>::new());
+    s.stop().await;
+}

@@ -113,6 +113,26 @@ async fn a_poll_stream_delivers_signed_sets_until_acknowledged() {
         assert!(c.get("sub").is_none(), "RFC 9967: no sub claim");
     }
     assert_eq!(claims[1]["events"][PATCH_NOTICE], json!({"attributes": ["title"], "version": "W/\"2\""}));
+    // The README's way: examples/verify-set.sh (curl and openssl) accepts
+    // the SET and refuses it altered.
+    let set = sets.values().next().unwrap().as_str().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/verify-set.sh");
+    // Async: the script asks this test's server for its JWKS.
+    let out = tokio::process::Command::new(script)
+        .args([set, &s.root])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["jti"], sets.keys().next().unwrap().as_str());
+    let altered = format!("{}AAAA", &set[..set.len() - 4]);
+    let out = tokio::process::Command::new(script)
+        .args([&altered, &s.root])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "an altered SET verified");
 
     // Not acknowledged: delivered again, with the same jtis.
     let (_, again) = poll(&poller, &url, json!({"returnImmediately": true})).await;
