@@ -239,6 +239,9 @@ pub(super) async fn number_committed(pool: &Pool) -> Result<u64, Fail> {
         tx.commit().await?;
         return Ok(0);
     }
+    // A sequencer that holds the lock and stalls (its process paused) must
+    // not stall every other one: give up after a second and try later.
+    tx.batch_execute("SET LOCAL lock_timeout = '1s'").await?;
     // First the lock, alone: the next statement then reads with a
     // snapshot taken after any other sequencer's commit.
     let head: i64 = tx

@@ -295,6 +295,7 @@ async fn operational_changes_and_the_cli_trail() {
     let out = scimd_command(dir.path(), &["client", "rotate-secret", &rotated])
         .await
         .output()
+        .await
         .unwrap();
     assert!(out.status.success());
     let rotation = audit(&s, &auditor, "op=client.rotate").await;
@@ -308,6 +309,7 @@ async fn operational_changes_and_the_cli_trail() {
     let out = scimd_command(dir.path(), &["audit", "--resource-id", &id])
         .await
         .output()
+        .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<Value> = String::from_utf8(out.stdout)
@@ -320,6 +322,7 @@ async fn operational_changes_and_the_cli_trail() {
     let out = scimd_command(dir.path(), &["audit", "--op", "nope"])
         .await
         .output()
+        .await
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown op 'nope'"));
@@ -329,27 +332,19 @@ async fn operational_changes_and_the_cli_trail() {
 /// `scimd audit --follow` prints changes as they commit.
 #[tokio::test]
 async fn the_cli_follows_new_changes() {
-    use std::io::{BufRead, BufReader};
+    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path()).await;
-    let mut follow = scimd_command(
+    let mut child = scimd_command(
         dir.path(),
         &["audit", "--follow", "--resource-type", "User"],
     )
-    .await;
-    let mut child = follow
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    .await
+    .stdout(std::process::Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut ids = Vec::new();
     for n in 0..3 {
         let (_, _, u) = s
@@ -359,14 +354,15 @@ async fn the_cli_follows_new_changes() {
     }
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .expect("a followed change within 20 s");
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a followed change within 30 s")
+            .unwrap()
+            .expect("scimd audit --follow ended");
         let e: Value = serde_json::from_str(&line).unwrap();
         seen.push(e["resourceId"].as_str().unwrap().to_string());
     }
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill().await.unwrap();
     assert_eq!(seen, ids);
     s.stop().await;
 }

@@ -236,7 +236,7 @@ async fn bad_poll_requests_and_bad_streams_get_clear_errors() {
         (vec!["stream", "create", "hr", "--poll"], "exists already"),
         (vec!["stream", "show", "nope"], "no event stream"),
     ] {
-        let out = scimd_command(dir.path(), &args).await.output().unwrap();
+        let out = scimd_command(dir.path(), &args).await.output().await.unwrap();
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");

@@ -213,7 +213,7 @@ pub fn assert_scim_error(status: StatusCode, body: &Value, want: u16, scim_type:
 /// Runs the `scimd` command with `args` on the store of `data_dir` (its
 /// PostgreSQL database too, in the PostgreSQL binary); its JSON output.
 pub async fn scimd_cli(data_dir: &Path, args: &[&str]) -> Value {
-    let out = scimd_command(data_dir, args).await.output().unwrap();
+    let out = scimd_command(data_dir, args).await.output().await.unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -223,8 +223,11 @@ pub async fn scimd_cli(data_dir: &Path, args: &[&str]) -> Value {
 }
 
 /// The `scimd` command with `args` on the store of `data_dir`, to run.
-pub async fn scimd_command(data_dir: &Path, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
+/// Asynchronous: a test's server runs on the test's runtime, and a command
+/// waited for by blocking that runtime could wait on the server (a row the
+/// server's PostgreSQL connection holds locked) forever.
+pub async fn scimd_command(data_dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimd"));
     cmd.args(args).arg("--data-dir").arg(data_dir);
     if let Some(url) = database_url(data_dir).await {
         cmd.args(["--database-url", &url]);

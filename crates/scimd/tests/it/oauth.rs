@@ -15,18 +15,7 @@ const PREFIX: &str = "https://jans.io/scim/";
 
 /// Runs the scimd binary on the store of the servers over `data_dir`.
 async fn scim_bin(args: &[&str], data_dir: &std::path::Path) -> Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
-    cmd.args(args).arg("--data-dir").arg(data_dir);
-    if let Some(url) = crate::harness::database_url(data_dir).await {
-        cmd.args(["--database-url", &url]);
-    }
-    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
-    assert!(
-        out.status.success(),
-        "scimd {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    crate::harness::scimd_cli(data_dir, args).await
 }
 
 /// Sends a request with `token` (or none); status, headers, JSON body.
@@ -872,12 +861,11 @@ async fn client_commands_check_their_input_and_introspection_sees_deletions() {
         vec!["client", "create", " "],
         vec!["client", "create", "colon", "--client-id", "a:b"],
     ] {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimd"));
-        cmd.args(&args).arg("--data-dir").arg(dir.path());
-        if let Some(url) = crate::harness::database_url(dir.path()).await {
-            cmd.args(["--database-url", &url]);
-        }
-        let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+        let out = crate::harness::scimd_command(dir.path(), &args)
+            .await
+            .output()
+            .await
+            .unwrap();
         assert!(!out.status.success(), "{args:?} was accepted");
     }
     let created = scim_bin(

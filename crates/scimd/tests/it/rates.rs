@@ -67,7 +67,7 @@ async fn a_rate_out_of_range_is_refused_naming_it() {
     for rate in ["-1", "NaN", "2000000"] {
         let flag = format!("--rate={rate}");
         let args = ["client", "update", s.client_id.as_str(), flag.as_str()];
-        let out = scimd_command(dir.path(), &args).await.output().unwrap();
+        let out = scimd_command(dir.path(), &args).await.output().await.unwrap();
         assert!(!out.status.success(), "--rate {rate} accepted");
         assert!(String::from_utf8_lossy(&out.stderr).contains("rate"), "{rate}");
     }
