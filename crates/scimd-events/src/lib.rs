@@ -125,6 +125,15 @@ impl Events {
             .ok_or_else(|| EventError::NoStream(id.to_string()))
     }
 
+    /// Whether any event stream exists (the ServiceProviderConfig then
+    /// advertises `securityEvents`). A store that cannot answer counts as
+    /// none.
+    pub async fn configured(&self) -> bool {
+        streams::list(&*self.store)
+            .await
+            .is_ok_and(|all| !all.is_empty())
+    }
+
     /// The scope a poller of `stream` needs.
     pub fn scope(&self, stream: &StreamSpec) -> String {
         streams::scope(self.auth.scopes().prefix(), &stream.id)

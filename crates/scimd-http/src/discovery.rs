@@ -38,17 +38,21 @@ pub async fn service_provider_config(State(state): State<AppState>) -> Response 
         "sort": {"supported": true},
         "etag": {"supported": true},
         "authenticationSchemes": authentication_schemes(&state),
-        // RFC 9967 section 4: the events scimd can emit through its streams
-        // (`scimd stream create`); no asynchronous requests.
-        "securityEvents": {
-            "asyncRequest": "none",
-            "eventUris": scimd_core::events::EVENT_URIS,
-        },
         "meta": {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{}/ServiceProviderConfig", base(&state)),
         },
     });
+    let mut body = body;
+    // RFC 9967 section 4: the events scimd emits through its streams; "when
+    // absent indicates the SCIM Service Provider does not support or is not
+    // currently configured for Security Events": shown once a stream exists.
+    if state.events.configured().await {
+        body["securityEvents"] = json!({
+            "asyncRequest": "none",
+            "eventUris": scimd_core::events::EVENT_URIS,
+        });
+    }
     scim_json(StatusCode::OK, &body)
 }
 
