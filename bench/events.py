@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def claims(set_token):
@@ -50,32 +49,47 @@ class Stats:
 
 
 def receive(port):
+    """A push receiver that costs the machine little: HTTP/1.1 keep-alive parsed by
+    hand on asyncio (the standard library's http.server took a core at a few
+    thousand SETs a second, from the two that scimd runs on)."""
+    import asyncio
     stats = Stats()
+    accepted = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Receiver(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.buffer = transport, b""
 
-        def log_message(self, *args):
-            pass
+        def data_received(self, data):
+            self.buffer += data
+            while True:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = self.buffer[:end].decode("latin-1")
+                length = 0
+                for line in head.split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if len(self.buffer) < end + 4 + length:
+                    return
+                body = self.buffer[end + 4:end + 4 + length]
+                self.buffer = self.buffer[end + 4 + length:]
+                request = head.split(" ", 2)
+                if request[0] == "POST":
+                    stats.add(body.decode(), time.time())
+                    self.transport.write(accepted)
+                else:
+                    if request[1] == "/reset":
+                        stats.reset()
+                    out = json.dumps(stats.summary()).encode()
+                    self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                         b"content-length: %d\r\n\r\n%s" % (len(out), out))
 
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
-            stats.add(body, time.time())
-            self.send_response(202)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def do_GET(self):
-            if self.path == "/reset":
-                stats.reset()
-            body = json.dumps(stats.summary()).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    ThreadingHTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(Receiver, "127.0.0.1", int(port)))
+    loop.run_until_complete(server.serve_forever())
 
 
 def connection(url):

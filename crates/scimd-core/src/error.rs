@@ -69,6 +69,22 @@ pub enum ScimError {
     Internal(String),
 }
 
+/// Every `scimType` scimd sends (the second column of [`ScimError`]'s
+/// table; a unit test checks that they agree).
+pub const SCIM_TYPES: [&str; 11] = [
+    "invalidSyntax",
+    "invalidValue",
+    "invalidFilter",
+    "invalidPath",
+    "noTarget",
+    "mutability",
+    "uniqueness",
+    "tooMany",
+    "invalidCursor",
+    "expiredCursor",
+    "invalidVers",
+];
+
 impl ScimError {
     /// The HTTP status code (RFC 7644 section 3.12).
     pub fn status(&self) -> u16 {
@@ -119,3 +135,45 @@ impl ScimError {
 
 /// Result alias of the core.
 pub type ScimResult<T> = Result<T, ScimError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scim_types_lists_every_scim_type_of_the_table() {
+        let all: Vec<fn(String) -> ScimError> = vec![
+            ScimError::BadRequest,
+            ScimError::InvalidSyntax,
+            ScimError::InvalidValue,
+            ScimError::InvalidFilter,
+            ScimError::InvalidPath,
+            ScimError::NoTarget,
+            ScimError::Mutability,
+            ScimError::Uniqueness,
+            ScimError::TooMany,
+            ScimError::InvalidCursor,
+            ScimError::ExpiredCursor,
+            ScimError::InvalidVersion,
+            ScimError::NotFound,
+            ScimError::PreconditionFailed,
+            ScimError::Conflict,
+            ScimError::MethodNotAllowed,
+            ScimError::PayloadTooLarge,
+            ScimError::UnsupportedMediaType,
+            ScimError::Unauthorized,
+            ScimError::Forbidden,
+            ScimError::TooManyRequests,
+            ScimError::NotImplemented,
+            ScimError::Unavailable,
+            ScimError::InsufficientStorage,
+            ScimError::Internal,
+        ];
+        let sent: std::collections::BTreeSet<&str> = all
+            .iter()
+            .filter_map(|e| e(String::new()).scim_type())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = SCIM_TYPES.into_iter().collect();
+        assert_eq!(sent, listed);
+    }
+}

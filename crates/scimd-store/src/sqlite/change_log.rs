@@ -21,11 +21,14 @@ const PRUNE_SLICE: i64 = 2_000;
 pub(crate) struct LogSwitch(pub(crate) bool);
 
 /// Appends `change` (the resource at `before` → `after`) to the log, inside
-/// the caller's transaction; nothing when the log is off.
+/// the caller's transaction; nothing when the log is off. `body` is
+/// [`Change::body`], made by the caller before the write reaches the
+/// writer thread, which every write shares.
 pub(super) fn log_change(
     log: LogSwitch,
     conn: &Connection,
     change: &Change,
+    body: &str,
     before: Option<i64>,
     after: Option<i64>,
 ) -> Result<(), StoreError> {
@@ -47,7 +50,7 @@ pub(super) fn log_change(
             after,
             change.actor.client_id,
             change.actor.subject,
-            change.body(),
+            body,
         ])
     })
     .map_err(backend)?;

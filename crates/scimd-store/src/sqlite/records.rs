@@ -62,6 +62,7 @@ impl SqliteStore {
         change: Change,
     ) -> Result<bool, StoreError> {
         let log = self.log;
+        let body = change.body();
         let kind = kind.to_string();
         self.write(move |conn| {
             let n = conn
@@ -71,7 +72,7 @@ impl SqliteStore {
                 .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
                 .map_err(backend)?;
             if n == 1 {
-                log_change(log, conn, &change, None, None)?;
+                log_change(log, conn, &change, &body, None, None)?;
             }
             Ok(n == 1)
         })
@@ -85,6 +86,7 @@ impl SqliteStore {
         change: Change,
     ) -> Result<(), StoreError> {
         let log = self.log;
+        let body = change.body();
         let kind = kind.to_string();
         self.write(move |conn| {
             conn.prepare_cached(
@@ -93,7 +95,7 @@ impl SqliteStore {
             )
             .and_then(|mut s| s.execute(params![kind, record.id, record.data.to_string()]))
             .map_err(backend)?;
-            log_change(log, conn, &change, None, None)
+            log_change(log, conn, &change, &body, None, None)
         })
         .await
     }
@@ -105,6 +107,7 @@ impl SqliteStore {
         change: Change,
     ) -> Result<bool, StoreError> {
         let log = self.log;
+        let body = change.body();
         let (kind, id) = (kind.to_string(), id.to_string());
         self.write(move |conn| {
             let n = conn
@@ -112,7 +115,7 @@ impl SqliteStore {
                 .and_then(|mut s| s.execute([&kind, &id]))
                 .map_err(backend)?;
             if n == 1 {
-                log_change(log, conn, &change, None, None)?;
+                log_change(log, conn, &change, &body, None, None)?;
             }
             Ok(n == 1)
         })

@@ -30,7 +30,7 @@ impl SqliteStore {
                     .execute(params![w.id, w.resource_type, r.version, r.created, w.now, data])
                     .map_err(backend)?;
                 write_side_tables(conn, conn.last_insert_rowid(), w)?;
-                log_change(log, conn, &w.change, None, Some(r.version))?;
+                log_change(log, conn, &w.change, &w.change.body(), None, Some(r.version))?;
             }
             Ok(())
         })

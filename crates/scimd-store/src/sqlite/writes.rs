@@ -28,6 +28,7 @@ impl SqliteStore {
         w: ResourceWrite,
     ) -> Result<StoredResource, StoreError> {
         let log = self.log;
+        let body = w.change.body();
         // Serialised here, on the caller's thread: the writer is the bottleneck.
         let data = document_text(&w)?;
         let (w, (seq, members)) = self
@@ -43,7 +44,7 @@ impl SqliteStore {
                 })?;
                 let seq = conn.last_insert_rowid();
                 write_side_tables(conn, seq, w)?;
-                log_change(log, conn, &w.change, None, Some(1))?;
+                log_change(log, conn, &w.change, &body, None, Some(1))?;
                 let members = match &w.members {
                     Some(_) => Some(load_members(conn, seq)?),
                     None => None,
@@ -61,6 +62,7 @@ impl SqliteStore {
         with_groups: bool,
     ) -> Result<Modified, StoreError> {
         let log = self.log;
+        let body = w.change.body();
         let data = document_text(&w)?;
         // Groups are read by the writer, whose cache holds the pages: a
         // reader's cache is dropped whenever the database changed since its
@@ -68,7 +70,7 @@ impl SqliteStore {
         let (w, (replaced, groups)) = self
             .write_with(w, move |conn, w| {
                 let row = current_row(conn, &w.resource_type, &w.id, expected)?;
-                let replaced = replace_in(log, conn, w, &data, row)?;
+                let replaced = replace_in(log, conn, w, &body, &data, row)?;
                 let groups = match with_groups {
                     true => Some(groups_of_seq(conn, replaced.seq)?),
                     false => None,
@@ -109,11 +111,12 @@ impl SqliteStore {
             Err(e) => return Err(ModifyError::Refused(e)),
         };
         let data = document_text(&w)?;
+        let body = w.change.body();
         let version = old.version;
         let optimistic = self
             .write_with(w, move |conn, w| {
                 let row = current_row(conn, &w.resource_type, &w.id, Some(version))?;
-                let replaced = replace_in(log, conn, w, &data, row)?;
+                let replaced = replace_in(log, conn, w, &body, &data, row)?;
                 let groups = match with_groups {
                     true => Some(groups_of_seq(conn, replaced.seq)?),
                     false => None,
@@ -147,7 +150,7 @@ impl SqliteStore {
                     version: old.version,
                     created: old.created,
                 };
-                let replaced = replace_in(log, conn, &w, &data, row)?;
+                let replaced = replace_in(log, conn, &w, &w.change.body(), &data, row)?;
                 let groups = match with_groups {
                     true => Some(groups_of_seq(conn, replaced.seq)?),
                     false => None,
@@ -174,13 +177,14 @@ impl SqliteStore {
         change: Change,
     ) -> Result<(), StoreError> {
         let log = self.log;
+        let body = change.body();
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
             let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
             conn.prepare_cached("DELETE FROM resources WHERE seq = ?")
                 .and_then(|mut s| s.execute([seq]))
                 .map_err(backend)?;
-            log_change(log, conn, &change, Some(version), None)?;
+            log_change(log, conn, &change, &body, Some(version), None)?;
             for (dependent, cond) in &dependents {
                 let sql = delete_matching(Dialect::Sqlite, dependent, cond);
                 let deleted: Vec<(String, String, i64)> = conn
@@ -193,13 +197,8 @@ impl SqliteStore {
                     })
                     .map_err(backend)?;
                 for (dtype, did, dversion) in deleted {
-                    log_change(
-                        log,
-                        conn,
-                        &change.owned_by(&dtype, &did),
-                        Some(dversion),
-                        None,
-                    )?;
+                    let owned = change.owned_by(&dtype, &did);
+                    log_change(log, conn, &owned, &owned.body(), Some(dversion), None)?;
                 }
             }
             Ok(())
@@ -217,6 +216,7 @@ impl SqliteStore {
         change: Change,
     ) -> Result<i64, StoreError> {
         let log = self.log;
+        let body = change.body();
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
             let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
@@ -243,7 +243,7 @@ impl SqliteStore {
                     }
                 }
             }
-            log_change(log, conn, &change, Some(version - 1), Some(version))?;
+            log_change(log, conn, &change, &body, Some(version - 1), Some(version))?;
             Ok(version)
         })
         .await
@@ -308,6 +308,7 @@ fn replace_in(
     log: LogSwitch,
     conn: &Connection,
     w: &ResourceWrite,
+    body: &str,
     data: &str,
     row: CurrentRow,
 ) -> Result<Replaced, StoreError> {
@@ -321,7 +322,7 @@ fn replace_in(
         .and_then(|mut s| s.execute(params![version, w.now, data, seq]))
         .map_err(backend)?;
     rewrite_side_tables(conn, seq, w)?;
-    log_change(log, conn, &w.change, Some(version - 1), Some(version))?;
+    log_change(log, conn, &w.change, body, Some(version - 1), Some(version))?;
     let members = match &w.members {
         Some(_) => Some(load_members(conn, seq)?),
         None => None,
