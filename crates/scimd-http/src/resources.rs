@@ -452,13 +452,14 @@ fn search_request(body: &Value) -> Result<(ListRequest, Option<String>, Option<S
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Array(items)) if name.to_ascii_lowercase().contains("attributes") => {
-                Ok(Some(
-                    items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ))
+                // Attribute paths, each a string (found by schemathesis:
+                // `[null, null]` was read as no attribute at all).
+                let paths: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                paths.map(|p| Some(p.join(","))).ok_or_else(|| {
+                    ApiError(ScimError::InvalidValue(format!(
+                        "'{name}' must hold attribute paths as strings"
+                    )))
+                })
             }
             Some(_) => Err(ApiError(ScimError::InvalidValue(format!(
                 "'{name}' has the wrong type"

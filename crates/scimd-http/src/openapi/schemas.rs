@@ -120,7 +120,10 @@ fn attribute(attr: &Attribute, side: Side) -> Value {
     }
     let shaped = if attr.multi_valued {
         match side {
-            Side::Request => json!({ "anyOf": [{ "type": "array", "items": one }, one] }),
+            // A null element is no element.
+            Side::Request => json!({ "anyOf": [
+                { "type": "array", "items": nullable(one.clone()) }, one,
+            ]}),
             Side::Response => json!({ "type": "array", "items": one }),
         }
     } else {
@@ -164,16 +167,17 @@ fn messages(resources: Vec<Value>) -> Vec<(&'static str, Value)> {
             "SearchRequest",
             json!({
                 "type": "object",
+                // `null` is "not given", as everywhere in SCIM.
                 "properties": {
-                    "schemas": strings,
-                    "attributes": { "anyOf": [strings, { "type": "string" }] },
-                    "excludedAttributes": { "anyOf": [strings, { "type": "string" }] },
-                    "filter": { "type": "string" },
-                    "sortBy": { "type": "string" },
-                    "sortOrder": { "type": "string", "enum": ["ascending", "descending"] },
-                    "startIndex": { "type": "integer" },
-                    "count": { "type": "integer" },
-                    "cursor": { "type": "string" },
+                    "schemas": nullable(strings.clone()),
+                    "attributes": nullable(json!({ "anyOf": [strings, { "type": "string" }] })),
+                    "excludedAttributes": nullable(json!({ "anyOf": [strings, { "type": "string" }] })),
+                    "filter": nullable(json!({ "type": "string" })),
+                    "sortBy": nullable(json!({ "type": "string" })),
+                    "sortOrder": nullable(json!({ "type": "string", "enum": ["ascending", "descending"] })),
+                    "startIndex": nullable(json!({ "type": "integer" })),
+                    "count": nullable(json!({ "type": "integer" })),
+                    "cursor": nullable(json!({ "type": "string" })),
                 },
             }),
         ),
@@ -183,7 +187,7 @@ fn messages(resources: Vec<Value>) -> Vec<(&'static str, Value)> {
                 "type": "object",
                 "required": ["Operations"],
                 "properties": {
-                    "schemas": strings,
+                    "schemas": nullable(strings.clone()),
                     "Operations": { "type": "array", "minItems": 1, "items": {
                         "type": "object",
                         "required": ["op"],
@@ -202,18 +206,14 @@ fn messages(resources: Vec<Value>) -> Vec<(&'static str, Value)> {
                 "type": "object",
                 "required": ["Operations"],
                 "properties": {
-                    "schemas": strings,
-                    "failOnErrors": { "type": "integer" },
+                    "schemas": nullable(strings.clone()),
+                    "failOnErrors": nullable(json!({ "type": "integer" })),
+                    // Each operation is checked on its own and fails on its
+                    // own (RFC 7644 section 3.7.3): the request is accepted
+                    // whatever its operations hold, and the BulkResponse
+                    // gives each one's status.
                     "Operations": { "type": "array", "items": {
-                        "type": "object",
-                        "required": ["method", "path"],
-                        "properties": {
-                            "method": { "type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE"] },
-                            "path": { "type": "string" },
-                            "bulkId": { "type": "string" },
-                            "version": { "type": "string" },
-                            "data": {},
-                        },
+                        "description": "An operation: method (POST, PUT, PATCH, DELETE), path, bulkId, version, data",
                     }},
                 },
             }),
