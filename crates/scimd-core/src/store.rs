@@ -432,8 +432,9 @@ pub trait ChangeLogStore: Send + Sync {
     async fn changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError>;
 
     /// Removes what `retention` no longer keeps, oldest first, in slices
-    /// that do not hold up writes; returns how many entries went.
-    async fn prune_changes(&self, retention: Retention) -> Result<u64, StoreError>;
+    /// that do not hold up writes, but nothing after position `floor` (what
+    /// an event stream has not delivered yet); returns how many went.
+    async fn prune_changes(&self, retention: Retention, floor: i64) -> Result<u64, StoreError>;
 
     /// The position of the newest positioned entry (0 when there is none).
     async fn change_head(&self) -> Result<i64, StoreError>;

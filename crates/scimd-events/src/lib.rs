@@ -72,6 +72,9 @@ pub enum EventError {
     /// Signing failed (no key loaded yet).
     #[error("signing: {0}")]
     Signing(String),
+    /// Concurrent requests kept changing the stream: try again.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// The event publisher of one server: poll answers and push deliveries.
@@ -136,7 +139,12 @@ impl Events {
 
     /// The scope a poller of `stream` needs.
     pub fn scope(&self, stream: &StreamSpec) -> String {
-        streams::scope(self.auth.scopes().prefix(), &stream.id)
+        self.scope_of(&stream.id)
+    }
+
+    /// The scope a poller of the stream with id `id` needs.
+    pub fn scope_of(&self, id: &str) -> String {
+        streams::scope(self.auth.scopes().prefix(), id)
     }
 
     /// The stream's progress, started at the log's head when it has none

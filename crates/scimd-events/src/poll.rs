@@ -124,15 +124,19 @@ impl Events {
                 stream.name
             )));
         }
+        let head = self.store.change_head().await?;
         let mut settled = Vec::new();
         for jti in request
             .ack
             .iter()
             .chain(request.set_errs.iter().map(|(jti, _, _)| jti))
         {
-            let position = stream.position_of(jti).ok_or_else(|| {
-                EventError::Invalid(format!("'{jti}' is not the jti of a SET of this stream"))
-            })?;
+            let position = stream
+                .position_of(jti)
+                .filter(|p| *p <= head)
+                .ok_or_else(|| {
+                    EventError::Invalid(format!("'{jti}' is not the jti of a SET of this stream"))
+                })?;
             settled.push(position);
         }
         for (jti, err, description) in &request.set_errs {
@@ -151,13 +155,15 @@ impl Events {
             let (entries, more) = if stream.paused {
                 (Vec::new(), false)
             } else {
-                self.carried_after(
-                    &stream,
-                    progress.through,
-                    &progress.acked,
-                    usize::try_from(request.max_events).unwrap_or(usize::MAX),
-                )
-                .await?
+                let found = self
+                    .carried_after(
+                        &stream,
+                        progress.through,
+                        &progress.acked,
+                        usize::try_from(request.max_events).unwrap_or(usize::MAX),
+                    )
+                    .await?;
+                (found.entries, found.more)
             };
             if !entries.is_empty() || Instant::now() >= deadline {
                 let mut sets = Map::new();
@@ -198,34 +204,33 @@ impl Events {
             }
             // Another poll of the same stream saved first: again, from it.
         }
-        Err(EventError::Invalid(
-            "the stream is being polled concurrently; retry".into(),
+        Err(EventError::Busy(
+            "the stream is being polled concurrently; poll again".into(),
         ))
     }
 
     /// Moves `through` past every entry the stream carries that is
-    /// acknowledged, up to the first that is not (entries it does not
-    /// carry are passed over).
+    /// acknowledged, up to the first that is not; past the entries it does
+    /// not carry too, so they are not read again.
     async fn advance(
         &self,
         stream: &StreamSpec,
         progress: &mut StreamProgress,
     ) -> Result<(), EventError> {
-        if progress.acked.is_empty() {
-            return Ok(());
-        }
         progress.acked.sort_unstable();
         'pages: loop {
-            let (next, more) = self
+            let found = self
                 .carried_after(stream, progress.through, &[], progress.acked.len() + 1)
                 .await?;
-            for e in &next {
+            for e in &found.entries {
                 if progress.acked.binary_search(&e.position).is_err() {
                     break 'pages;
                 }
                 progress.through = e.position;
             }
-            if next.is_empty() || !more {
+            // Every carried entry up to `scanned` was acknowledged.
+            progress.through = progress.through.max(found.scanned);
+            if found.entries.is_empty() || !found.more {
                 break;
             }
         }

@@ -17,8 +17,23 @@ use serde_json::{Value, json};
 
 use crate::{EventError, Events, streams};
 
-/// How long a push lease lasts; renewed at half of it.
-const LEASE: Duration = Duration::from_secs(10);
+/// How long a push lease lasts; renewed at half of it. One push request
+/// may take at most `events_push_timeout_secs` (10 s at most): the lease
+/// outlasts it.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// The push lease this process holds on a stream, as far as it knows.
+#[derive(Debug, Default)]
+struct Lease {
+    /// Unix ms.
+    until: i64,
+}
+
+impl Lease {
+    fn half_gone(&self) -> bool {
+        now_ms() + (LEASE.as_millis() as i64) / 2 > self.until
+    }
+}
 
 /// SETs pushed between two saves of the progress (a crash redelivers at
 /// most this many: receivers drop duplicates by jti).
@@ -106,16 +121,9 @@ impl Events {
     /// Delivers stream `id` while this process holds its lease and the
     /// stream is an active push stream.
     async fn push_stream(&self, id: &str) -> Result<(), EventError> {
-        let mut lease_until = 0;
+        let mut lease = Lease::default();
+        let mut last_skip = std::time::Instant::now();
         loop {
-            let now = now_ms();
-            if now + (LEASE.as_millis() as i64) / 2 > lease_until {
-                let until = now + LEASE.as_millis() as i64;
-                if !self.store.stream_lease(id, &self.owner, now, until).await? {
-                    return Ok(()); // another replica delivers it
-                }
-                lease_until = until;
-            }
             let stream = match self.stream(id).await {
                 Ok(s) => s,
                 Err(EventError::NoStream(_)) => return Ok(()),
@@ -127,7 +135,12 @@ impl Events {
             if stream.paused {
                 return Ok(());
             }
+            // Started before the lease is asked for: the lease is a column
+            // of the progress row.
             let progress = self.progress(&stream).await?;
+            if !self.hold(id, &mut lease).await? {
+                return Ok(()); // another replica delivers it
+            }
             let behind = (self.store.change_head().await? - progress.through).max(0);
             metrics::gauge!("scimd_event_stream_behind", "stream" => stream.name.clone())
                 .set(behind as f64);
@@ -135,16 +148,25 @@ impl Events {
                 tokio::time::sleep(SUPERVISE).await;
                 continue;
             }
-            let (entries, _) = self
+            let found = self
                 .carried_after(&stream, progress.through, &[], BATCH)
                 .await?;
-            if entries.is_empty() {
+            if found.entries.is_empty() {
+                // Nothing to send: pass the entries it does not carry, now
+                // and then, so they are not read again and again.
+                if found.scanned > progress.through && last_skip.elapsed() >= SUPERVISE {
+                    let mut next = progress.clone();
+                    next.through = found.scanned;
+                    self.store.stream_save(id, &next).await?;
+                    last_skip = std::time::Instant::now();
+                }
                 tokio::time::sleep(IDLE).await;
                 continue;
             }
             let mut next = progress.clone();
             let mut wait = None;
-            for entry in &entries {
+            let mut all = true;
+            for entry in &found.entries {
                 let outcome = match self.sign(&stream, entry, url).await? {
                     Some(set) => self.post(url, set).await,
                     None => Outcome::Accepted,
@@ -166,21 +188,57 @@ impl Events {
                     Outcome::Failed(why) => {
                         metrics::counter!("scimd_events_push_failures_total").increment(1);
                         wait = Some(self.failed(&stream, &mut next, why));
+                        all = false;
                         break;
                     }
                 }
-                if now_ms() > lease_until - 1_000 {
+                if lease.half_gone() {
+                    all = false;
                     break; // renew the lease before going on
                 }
             }
-            if !self.store.stream_save(id, &next).await? {
-                // Changed meanwhile (`scimd stream resume`, another replica
-                // after our lease lapsed): go on from what is stored.
-                continue;
+            if all && !found.more {
+                next.through = next.through.max(found.scanned);
             }
+            // Saved or not (changed meanwhile: `scimd stream resume`, or
+            // another replica after a lapse), the backoff applies.
+            self.store.stream_save(id, &next).await?;
             if let Some(wait) = wait {
-                tokio::time::sleep(wait).await;
+                self.wait_holding(id, &mut lease, wait).await?;
             }
+        }
+    }
+
+    /// Takes or renews the lease when half of it is gone; `false` when
+    /// another replica holds it.
+    async fn hold(&self, id: &str, lease: &mut Lease) -> Result<bool, EventError> {
+        if !lease.half_gone() {
+            return Ok(true);
+        }
+        let now = now_ms();
+        let until = now + LEASE.as_millis() as i64;
+        if !self.store.stream_lease(id, &self.owner, now, until).await? {
+            return Ok(false);
+        }
+        lease.until = until;
+        Ok(true)
+    }
+
+    /// Sleeps `wait` (a backoff) without letting the lease lapse meanwhile,
+    /// so that no other replica takes the stream and retries at once.
+    async fn wait_holding(
+        &self,
+        id: &str,
+        lease: &mut Lease,
+        wait: Duration,
+    ) -> Result<(), EventError> {
+        let end = std::time::Instant::now() + wait;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || !self.hold(id, lease).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(left.min(LEASE / 4)).await;
         }
     }
 

@@ -51,17 +51,18 @@ impl Events {
     }
 
     /// The next entries after `after` that `stream` carries, at most
-    /// `limit`, skipping the positions in `skip`; and whether more may
-    /// follow. Reads the log a page at a time, whatever it holds between.
+    /// `limit`, skipping the positions in `skip`. Reads the log a page at a
+    /// time, whatever it holds between.
     pub(crate) async fn carried_after(
         &self,
         stream: &StreamSpec,
         after: i64,
         skip: &[i64],
         limit: usize,
-    ) -> Result<(Vec<Entry>, bool), EventError> {
+    ) -> Result<Carried, EventError> {
         let mut found = Vec::new();
         let mut cursor = after;
+        let mut scanned = after;
         loop {
             let page = self
                 .store
@@ -76,17 +77,43 @@ impl Events {
                 cursor = entry.position;
                 if stream.carries(&entry) && !skip.contains(&entry.position) {
                     if found.len() == limit {
-                        return Ok((found, true));
+                        return Ok(Carried {
+                            entries: found,
+                            more: true,
+                            scanned,
+                        });
                     }
                     found.push(entry);
                 }
+                scanned = cursor;
             }
             if !full {
-                return Ok((found, false));
+                return Ok(Carried {
+                    entries: found,
+                    more: false,
+                    scanned,
+                });
             }
             if found.len() == limit {
-                return Ok((found, true));
+                return Ok(Carried {
+                    entries: found,
+                    more: true,
+                    scanned,
+                });
             }
         }
     }
+}
+
+/// What [`Events::carried_after`] found.
+pub(crate) struct Carried {
+    /// The entries the stream carries, in log order.
+    pub entries: Vec<Entry>,
+    /// More may follow.
+    pub more: bool,
+    /// Every carried entry up to this position is in `entries` (or was
+    /// skipped): a stream that delivered them all may move its progress
+    /// here, past the entries it does not carry, instead of reading them
+    /// again next time.
+    pub scanned: i64,
 }

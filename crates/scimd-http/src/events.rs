@@ -28,14 +28,17 @@ pub async fn poll(
         .get::<Option<Arc<Grant>>>()
         .cloned()
         .flatten();
-    let stream = match state.events.stream(&id).await {
-        Ok(s) => s,
-        Err(e) => return failure(&e),
-    };
-    let scope = state.events.scope(&stream);
+    // The scope first, from the id in the path: a token without it learns
+    // nothing of which streams exist.
+    let scope = state.events.scope_of(&id);
     if grant.as_ref().is_some_and(|g| !g.allows(&scope)) {
         return crate::auth::refusal(&Denied::Insufficient(scope));
     }
+    let stream = match state.events.stream(&id).await {
+        Ok(s) if s.id == id => s,
+        Ok(_) => return failure(&EventError::NoStream(id)),
+        Err(e) => return failure(&e),
+    };
     let (parts, body) = request.into_parts();
     let Ok(bytes) = crate::extract::bytes_within(&parts.headers, body, POLL_LIMIT).await else {
         return error(
@@ -61,7 +64,8 @@ fn failure(e: &EventError) -> Response {
     match e {
         EventError::NoStream(_) => error(StatusCode::NOT_FOUND, "invalid_request", &e.to_string()),
         EventError::Invalid(why) => error(StatusCode::BAD_REQUEST, "invalid_request", why),
-        EventError::Store(scimd_core::store::StoreError::Unavailable(_))
+        EventError::Busy(_)
+        | EventError::Store(scimd_core::store::StoreError::Unavailable(_))
         | EventError::Store(scimd_core::store::StoreError::Conflict) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",

@@ -26,7 +26,15 @@ pub fn prune_in_background(store: Arc<dyn Store>, retention: Retention) {
     }
     tokio::spawn(async move {
         loop {
-            match store.prune_changes(retention).await {
+            let floor = match undelivered_floor(&*store).await {
+                Ok(floor) => floor,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change log pruning: event streams unreadable; tried again later");
+                    tokio::time::sleep(PRUNE_EVERY).await;
+                    continue;
+                }
+            };
+            match store.prune_changes(retention, floor).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(entries = n, "change log pruned"),
                 Err(e) => {
@@ -36,6 +44,19 @@ pub fn prune_in_background(store: Arc<dyn Store>, retention: Retention) {
             tokio::time::sleep(PRUNE_EVERY).await;
         }
     });
+}
+
+/// The last position every event stream has passed: pruning keeps what a
+/// stream has not delivered yet, whatever its age (a paused or dead stream
+/// holds the log back until it is resumed or deleted).
+async fn undelivered_floor(store: &dyn Store) -> Result<i64, scimd_core::store::StoreError> {
+    let mut floor = i64::MAX;
+    for stream in scimd_events::streams::list(store).await? {
+        if let Some(progress) = store.stream_progress(&stream.id).await? {
+            floor = floor.min(progress.through);
+        }
+    }
+    Ok(floor)
 }
 
 /// How `scimd audit` prints.

@@ -185,7 +185,7 @@ pub struct Config {
     pub events_push_dead_after_secs: u64,
     /// The longest wait between two attempts of a failing push, in seconds.
     pub events_push_max_backoff_secs: u64,
-    /// How long one push request may take, in seconds.
+    /// How long one push request may take, in seconds (at most 10).
     pub events_push_timeout_secs: u64,
 }
 

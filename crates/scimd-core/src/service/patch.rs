@@ -173,6 +173,9 @@ impl ResourceService {
     ) -> ScimResult<Option<Resource>> {
         let (def, ops) = (rt.clone(), ops.to_vec());
         let member_types = self.member_types.clone();
+        // Taken here: the closure may run on the store's own thread (SQLite's
+        // writer), where no request's actor is set.
+        let actor = crate::changelog::Actor::current();
         let change: Modification = Box::new(move |old: &StoredResource| {
             check_precondition(precondition, old.version)?;
             let target = crate::patch::Target {
@@ -189,6 +192,7 @@ impl ResourceService {
                 ..ResourceWrite::derived(&def, Op::Patch, &old.id, input.data, &now())
             };
             write.change.paths = paths;
+            write.change.actor = actor.clone();
             Ok(Some(write))
         });
         let with_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");

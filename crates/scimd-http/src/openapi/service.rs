@@ -193,6 +193,7 @@ pub(super) fn add_paths(paths: &mut Map<String, Value>, scopes: &Scopes) {
                 "401": scim_error("Unauthorized"),
                 "403": scim_error("Forbidden"),
                 "429": scim_error("TooManyRequests"),
+                "500": scim_error("InternalError"),
                 "503": scim_error("Unavailable"),
             },
         }}),
@@ -230,7 +231,8 @@ pub(super) fn add_paths(paths: &mut Map<String, Value>, scopes: &Scopes) {
                 "404": set_error("No such stream"),
                 "413": set_error("The poll request is too large"),
                 "429": scim_error("TooManyRequests"),
-                "503": set_error("The store cannot answer for now"),
+                "500": set_error("The poll failed (logged)"),
+                "503": set_error("The store cannot answer for now, or concurrent polls: poll again"),
             },
         }}),
     );

@@ -88,7 +88,11 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn prune_change_log(&self, retention: Retention) -> Result<u64, StoreError> {
+    pub(super) async fn prune_change_log(
+        &self,
+        retention: Retention,
+        floor: i64,
+    ) -> Result<u64, StoreError> {
         let mut pruned = 0;
         loop {
             // One slice per write: the writer runs other writes between them.
@@ -101,9 +105,10 @@ impl SqliteStore {
                         n += conn
                             .prepare_cached(
                                 "DELETE FROM change_log WHERE position IN (
-                                   SELECT position FROM change_log WHERE at < ? ORDER BY position LIMIT ?)",
+                                   SELECT position FROM change_log WHERE at < ? AND position <= ?
+                                    ORDER BY position LIMIT ?)",
                             )
-                            .and_then(|mut s| s.execute(params![cutoff, PRUNE_SLICE]))
+                            .and_then(|mut s| s.execute(params![cutoff, floor, PRUNE_SLICE]))
                             .map_err(backend)?;
                     }
                     if keep > 0 {
@@ -112,10 +117,15 @@ impl SqliteStore {
                                 "DELETE FROM change_log WHERE position IN (
                                    SELECT position FROM change_log
                                     WHERE position <= (SELECT max(position) FROM change_log) - ?
+                                      AND position <= ?
                                     ORDER BY position LIMIT ?)",
                             )
                             .and_then(|mut s| {
-                                s.execute(params![i64::try_from(keep).unwrap_or(i64::MAX), PRUNE_SLICE])
+                                s.execute(params![
+                                    i64::try_from(keep).unwrap_or(i64::MAX),
+                                    floor,
+                                    PRUNE_SLICE
+                                ])
                             })
                             .map_err(backend)?;
                     }
@@ -133,9 +143,13 @@ impl SqliteStore {
 impl SqliteStore {
     pub(super) async fn read_change_head(&self) -> Result<i64, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT coalesce(max(position), 0) FROM change_log")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(backend)
+            // The AUTOINCREMENT counter: what was given last, even when
+            // pruning by age has removed every entry.
+            conn.prepare_cached(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'change_log'), 0)",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(backend)
         })
         .await
     }

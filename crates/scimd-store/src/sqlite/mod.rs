@@ -385,8 +385,8 @@ impl ChangeLogStore for SqliteStore {
         self.read_changes(query).await
     }
 
-    async fn prune_changes(&self, retention: Retention) -> Result<u64, StoreError> {
-        self.prune_change_log(retention).await
+    async fn prune_changes(&self, retention: Retention, floor: i64) -> Result<u64, StoreError> {
+        self.prune_change_log(retention, floor).await
     }
 
     async fn change_head(&self) -> Result<i64, StoreError> {

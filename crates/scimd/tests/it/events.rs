@@ -198,8 +198,22 @@ async fn bad_poll_requests_and_bad_streams_get_clear_errors() {
     let s = Server::start(dir.path()).await;
     let (stream, poller) = poll_stream(&s, dir.path(), &[]).await;
     let url = stream["pollUrl"].as_str().unwrap().to_string();
+    // Another stream's URL: refused for the scope, before anything says
+    // whether that stream exists.
     let other = format!("{}/events/v1/streams/no-such-stream", s.root);
-    let (st, body) = poll(&poller, &other, json!({})).await;
+    let (st, _) = poll(&poller, &other, json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // A stream deleted after its poller got its scope: 404.
+    let gone = scimd_cli(dir.path(), &["stream", "create", "gone", "--poll", "--base-url", &s.root]).await;
+    let scope = gone["scope"].as_str().unwrap().to_string();
+    let (_, token) = cli_client(&s, dir.path(), "gone-poller", &["--scopes", &scope]).await;
+    scimd_cli(dir.path(), &["stream", "delete", "gone"]).await;
+    let (st, body) = poll(
+        &client_with_token(&token),
+        gone["pollUrl"].as_str().unwrap(),
+        json!({}),
+    )
+    .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(body["err"], "invalid_request");
     for bad in [
@@ -617,4 +631,39 @@ async fn nothing_is_lost_when_scimd_is_killed_during_delivery() {
     created.dedup();
     ids.sort();
     assert_eq!(created, ids);
+}
+
+/// Retention keeps what a stream has not delivered: a server that keeps
+/// one entry still has every change a poll stream was not yet polled for.
+#[tokio::test]
+async fn retention_keeps_what_a_stream_has_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (stream, _) = poll_stream(&s, dir.path(), &["--resource-types", "User"]).await;
+    for n in 0..5 {
+        let (st, _, _) = s.call(Method::POST, "/Users", Some(user(&format!("kept{n}")))).await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    s.stop().await;
+    let s = Server::start_with(dir.path(), |c| c.change_log_max_entries = 1).await;
+    // A token of the restarted server (its issuer is its new address).
+    let scope = stream["scope"].as_str().unwrap();
+    let (_, token) = cli_client(&s, dir.path(), "poller-again", &["--scopes", scope]).await;
+    let poller = client_with_token(&token);
+    // The pruning at start has run once the trail shrank to what it keeps.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = stream["pollUrl"].as_str().unwrap().replace(
+        &url_root(stream["pollUrl"].as_str().unwrap()),
+        &s.root,
+    );
+    let (st, answer) = poll(&poller, &url, json!({"returnImmediately": true})).await;
+    assert_eq!(st, StatusCode::OK, "{answer}");
+    assert_eq!(answer["sets"].as_object().unwrap().len(), 5, "{answer}");
+    s.stop().await;
+}
+
+/// `http://host:port` of a URL.
+fn url_root(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap();
+    format!("http://{}", rest.split('/').next().unwrap())
 }
