@@ -9,6 +9,8 @@ include!("../it/modules.rs");
 mod limits;
 // A full disk under the embedded store: SQLite only.
 mod disk_full;
+// A push receiver down for a minute: the delivery path is the stores' alike.
+mod events_outage;
 
 /// This binary's store: SQLite in each test's temporary directory.
 mod backend {
