@@ -333,18 +333,11 @@ impl Entry {
     }
 }
 
-/// Which entries an audit query asks for; every filter optional.
+/// Which entries an audit query asks for: the filters, checked (a known
+/// op; times in the log's form), and the page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
-    pub resource_id: Option<String>,
-    pub resource_type: Option<String>,
-    /// A client id or a token subject.
-    pub actor: Option<String>,
-    pub op: Option<String>,
-    /// RFC 3339; entries at or after it.
-    pub since: Option<String>,
-    /// RFC 3339; entries before it.
-    pub until: Option<String>,
+    pub filters: AuditFilters,
     /// Only entries after this position (cursor paging, `--follow`).
     pub after: Option<i64>,
     /// At most this many entries, oldest first.
@@ -358,9 +351,12 @@ pub struct AuditQuery {
 pub struct AuditFilters {
     pub resource_id: Option<String>,
     pub resource_type: Option<String>,
+    /// A client id or a token subject.
     pub actor: Option<String>,
     pub op: Option<String>,
+    /// RFC 3339; entries at or after it.
     pub since: Option<String>,
+    /// RFC 3339; entries before it.
     pub until: Option<String>,
 }
 
@@ -392,12 +388,11 @@ impl AuditFilters {
                 .transpose()
         };
         Ok(AuditQuery {
-            resource_id: self.resource_id.clone(),
-            resource_type: self.resource_type.clone(),
-            actor: self.actor.clone(),
-            op: self.op.clone(),
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
+            filters: AuditFilters {
+                since: time("since", &self.since)?,
+                until: time("until", &self.until)?,
+                ..self.clone()
+            },
             after,
             limit: limit.clamp(1, MAX_AUDIT_PAGE),
         })

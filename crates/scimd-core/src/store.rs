@@ -118,6 +118,12 @@ impl ResourceWrite {
             now: now.to_string(),
         }
     }
+
+    /// The write, logged with the attribute paths it changes.
+    pub fn with_paths(mut self, paths: Vec<String>) -> Self {
+        self.change.paths = paths;
+        self
+    }
 }
 
 /// A membership change that does not rewrite the group document.

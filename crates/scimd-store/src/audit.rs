@@ -10,6 +10,7 @@ use crate::translate::{Dialect, Param, Sql};
 /// The `WHERE` clause of `query`'s filters (positioned entries only).
 pub(crate) fn filter(dialect: Dialect, query: &AuditQuery) -> Sql {
     let mut sql = Sql::new(dialect);
+    let filters = &query.filters;
     sql.text.push_str("position IS NOT NULL");
     let text = |sql: &mut Sql, clause: &str, value: &Option<String>| {
         if let Some(v) = value {
@@ -18,12 +19,12 @@ pub(crate) fn filter(dialect: Dialect, query: &AuditQuery) -> Sql {
             sql.param(Param::Text(v.clone()));
         }
     };
-    text(&mut sql, "resource_id = ", &query.resource_id);
-    text(&mut sql, "rtype = ", &query.resource_type);
-    text(&mut sql, "op = ", &query.op);
-    text(&mut sql, "at >= ", &query.since);
-    text(&mut sql, "at < ", &query.until);
-    if let Some(actor) = &query.actor {
+    text(&mut sql, "resource_id = ", &filters.resource_id);
+    text(&mut sql, "rtype = ", &filters.resource_type);
+    text(&mut sql, "op = ", &filters.op);
+    text(&mut sql, "at >= ", &filters.since);
+    text(&mut sql, "at < ", &filters.until);
+    if let Some(actor) = &filters.actor {
         sql.text.push_str(" AND (client_id = ");
         sql.param(Param::Text(actor.clone()));
         sql.text.push_str(" OR subject = ");

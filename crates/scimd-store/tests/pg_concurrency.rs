@@ -713,10 +713,12 @@ async fn change_log_followed_without_a_skip(replicas: [Arc<dyn Store>; 2], write
                 let finished = done.load(std::sync::atomic::Ordering::SeqCst);
                 let page = store
                     .changes(AuditQuery {
-                        resource_type: Some("User".into()),
+                        filters: scimd_core::changelog::AuditFilters {
+                            resource_type: Some("User".into()),
+                            ..Default::default()
+                        },
                         after,
                         limit: 1000,
-                        ..AuditQuery::default()
                     })
                     .await
                     .unwrap();

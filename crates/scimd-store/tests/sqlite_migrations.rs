@@ -167,7 +167,18 @@ async fn version_2_databases_lose_their_meta_index_rows() {
     assert_eq!(count(user_name("user77")).await, 0);
     assert_eq!(count(user_name("renamed77")).await, 1);
     store
-        .delete("User", "id-78", None, Vec::new(), test_change("id-78"))
+        .delete(
+            "User",
+            "id-78",
+            None,
+            Vec::new(),
+            scimd_core::changelog::Change::new(
+                scimd_core::changelog::Op::Delete,
+                "User",
+                "id-78",
+                "2026-01-02T00:00:00Z",
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(count(user_name("user78")).await, 0);
@@ -180,14 +191,4 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         )
         .unwrap();
     assert_eq!(rows, 0, "a deleted resource's values go with it");
-}
-
-/// A change to log with a test's write (its fields do not matter here).
-fn test_change(id: &str) -> scimd_core::changelog::Change {
-    scimd_core::changelog::Change::new(
-        scimd_core::changelog::Op::Patch,
-        "Group",
-        id,
-        "2026-01-02T00:00:00Z",
-    )
 }

@@ -61,8 +61,9 @@ impl ResourceService {
         if input.members.as_ref().is_some_and(|m| !m.is_empty()) {
             paths.push("members".into());
         }
-        let mut write = self.prepare(rt, Op::Create, id, input.data, input.members, &now);
-        write.change.paths = paths;
+        let write = self
+            .prepare(rt, Op::Create, id, input.data, input.members, &now)
+            .with_paths(paths);
         let stored = self.store.create(write).await?;
         // A resource that did not exist a moment ago belongs to no group:
         // no need to ask the store.
@@ -165,8 +166,9 @@ impl ResourceService {
                 // Replaced wholesale; whether they differ is not read.
                 paths.push("members".into());
             }
-            let mut write = self.prepare(rt, Op::Replace, id, data, members, &now);
-            write.change.paths = paths;
+            let write = self
+                .prepare(rt, Op::Replace, id, data, members, &now)
+                .with_paths(paths);
             match self
                 .replace_stored(rt, write, old.version, &Projection::all())
                 .await

@@ -126,8 +126,9 @@ impl ResourceService {
             if members_changed(old.members.as_deref(), members.as_deref()) {
                 paths.push("members".into());
             }
-            let mut write = self.prepare(rt, Op::Patch, id, input.data, members, &now);
-            write.change.paths = paths;
+            let write = self
+                .prepare(rt, Op::Patch, id, input.data, members, &now)
+                .with_paths(paths);
             match self
                 .replace_stored(rt, write, old.version, projection)
                 .await
@@ -190,8 +191,8 @@ impl ResourceService {
             let mut write = ResourceWrite {
                 member_types: member_types.clone(),
                 ..ResourceWrite::derived(&def, Op::Patch, &old.id, input.data, &now())
-            };
-            write.change.paths = paths;
+            }
+            .with_paths(paths);
             write.change.actor = actor.clone();
             Ok(Some(write))
         });

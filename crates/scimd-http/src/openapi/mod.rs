@@ -79,8 +79,10 @@ pub fn document(
             }
         }
     }
-    for scope in scopes.operational() {
-        all_scopes.insert(scope.clone(), json!(operational_description(&scope)));
+    for need in [Need::MetricsRead, Need::AuditRead] {
+        if let Some(scope) = scopes.required(need, None) {
+            all_scopes.insert(scope, json!(describe(need)));
+        }
     }
     service::add_paths(&mut paths, scopes);
     json!({
@@ -115,14 +117,6 @@ pub fn document(
             },
         },
     })
-}
-
-fn operational_description(scope: &str) -> &'static str {
-    if scope.ends_with("metrics.read") {
-        "Read the Prometheus metrics"
-    } else {
-        "Read the audit trail of every change"
-    }
 }
 
 fn describe(need: Need) -> &'static str {

@@ -81,16 +81,4 @@ impl PgStore {
                 == 1
         })
     }
-
-    pub(super) async fn read_change_head(&self) -> Result<i64, StoreError> {
-        if let Err(e) = super::change_log::number_committed(&self.pool).await {
-            tracing::debug!(error = %e.into_store(), "numbering before reading the head failed");
-        }
-        with_client!(self, |client| {
-            client
-                .query_one("SELECT position FROM change_head WHERE one = 1", &[])
-                .await?
-                .try_get::<_, i64>(0)?
-        })
-    }
 }

@@ -49,6 +49,17 @@ pub async fn verified(root: &str, set: &str) -> Value {
         .claims
 }
 
+/// `examples/verify-set.sh SET ROOT`, run asynchronously: it asks this
+/// test's server for its JWKS.
+async fn verify_script(set: &str, root: &str) -> std::process::Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/verify-set.sh");
+    tokio::process::Command::new(script)
+        .args([set, root])
+        .output()
+        .await
+        .unwrap()
+}
+
 /// A poll stream made by the CLI and a client allowed to poll it.
 async fn poll_stream(s: &Server, dir: &std::path::Path, args: &[&str]) -> (Value, Client) {
     // The CLI announces the poll URL under the server's public base URL.
@@ -116,22 +127,12 @@ async fn a_poll_stream_delivers_signed_sets_until_acknowledged() {
     // The README's way: examples/verify-set.sh (curl and openssl) accepts
     // the SET and refuses it altered.
     let set = sets.values().next().unwrap().as_str().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/verify-set.sh");
-    // Async: the script asks this test's server for its JWKS.
-    let out = tokio::process::Command::new(script)
-        .args([set, &s.root])
-        .output()
-        .await
-        .unwrap();
+    let out = verify_script(set, &s.root).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["jti"], sets.keys().next().unwrap().as_str());
     let altered = format!("{}AAAA", &set[..set.len() - 4]);
-    let out = tokio::process::Command::new(script)
-        .args([&altered, &s.root])
-        .output()
-        .await
-        .unwrap();
+    let out = verify_script(&altered, &s.root).await;
     assert!(!out.status.success(), "an altered SET verified");
 
     // Not acknowledged: delivered again, with the same jtis.
