@@ -81,12 +81,13 @@ fn backend(e: rusqlite::Error) -> StoreError {
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match test_vfs() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        None => Connection::open_with_flags(path, flags),
+    }
     .map_err(backend)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(backend)?;
@@ -105,10 +106,29 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// In builds for tests only (the `testing` feature), the fault tests' VFS
+/// when `TESTING_SQLITE_VFS=volatile`: unsynced writes stay in memory and
+/// die with the process (`scimd_testvfs`).
+#[cfg(feature = "testing")]
+fn test_vfs() -> Option<&'static str> {
+    (std::env::var("TESTING_SQLITE_VFS").as_deref() == Ok("volatile")).then(scimd_testvfs::register)
+}
+
+#[cfg(not(feature = "testing"))]
+fn test_vfs() -> Option<&'static str> {
+    None
+}
+
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let mut conn = open(path)?;
+        if let Some(vfs) = test_vfs() {
+            tracing::warn!(
+                vfs,
+                "SQLite through a test-only VFS: unsynced writes die with the process"
+            );
+        }
         migrate(&mut conn)?;
         // A batch that runs again gives each write a savepoint (`run_batch`);
         // SQLite keeps the savepoint's undo pages in a sub-journal, by default

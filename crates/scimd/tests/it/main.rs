@@ -9,6 +9,8 @@ include!("../it/modules.rs");
 mod limits;
 // A full disk under the embedded store: SQLite only.
 mod disk_full;
+// A crash that loses what SQLite had not synced: the embedded store only.
+mod power_loss;
 // A push receiver down for a minute: the delivery path is the stores' alike.
 mod events_outage;
 
