@@ -47,6 +47,12 @@ pub enum ScimError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A request target longer than the listener parses (HTTP 414).
+    #[error("{0}")]
+    UriTooLong(String),
+    /// A request header larger than the listener reads (HTTP 431).
+    #[error("{0}")]
+    HeaderTooLarge(String),
     /// No valid credentials (RFC 7644 section 3.12, RFC 6750 section 3).
     #[error("{0}")]
     Unauthorized(String),
@@ -122,6 +128,8 @@ impl ScimError {
             MethodNotAllowed(_) => (405, None),
             PayloadTooLarge(_) => (413, None),
             UnsupportedMediaType(_) => (415, None),
+            UriTooLong(_) => (414, None),
+            HeaderTooLarge(_) => (431, None),
             Unauthorized(_) => (401, None),
             Forbidden(_) => (403, None),
             TooManyRequests(_) => (429, None),

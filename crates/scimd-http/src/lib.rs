@@ -27,7 +27,7 @@ use axum::routing::{MethodRouter, get};
 use scimd_auth::{Auth, Need};
 use scimd_core::service::ResourceService;
 
-pub use error::ApiError;
+pub use error::{ApiError, error_body};
 
 /// The SCIM media type.
 pub const SCIM_JSON: &str = "application/scim+json";

@@ -189,3 +189,69 @@ async fn a_stalled_body_is_cut_off() {
     latency_p50(&s, 5).await;
     s.stop().await;
 }
+
+/// Sends `request` on a fresh connection and reads the answer until the
+/// server closes the connection.
+async fn raw_answer(addr: &str, request: &[u8]) -> (String, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The server may answer (and close) before it has read all of it.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (head.to_string(), body)
+}
+
+/// What hyper refuses before any handler (a request target over its 65,534
+/// bytes, a header over its buffer, a request that is not HTTP) still gets
+/// a SCIM error body, and the server goes on.
+#[tokio::test]
+async fn requests_the_listener_refuses_get_scim_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let addr = s.root.trim_start_matches("http://").to_string();
+    let long_target = format!(
+        "GET /scim/v2/Users?filter=userName%20eq%20%22{}%22 HTTP/1.1\r\nHost: scimd\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let large_header = format!(
+        "GET /scim/v2/Users HTTP/1.1\r\nHost: scimd\r\nX-Large: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
+    let cases = [
+        (long_target, "414", "HTTP/1.1 414"),
+        (large_header, "431", "HTTP/1.1 431"),
+        (
+            "G@T / HTTP/1.1\r\nHost: scimd\r\n\r\n".to_string(),
+            "400",
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (request, status, line) in cases {
+        let (head, body) = raw_answer(&addr, request.as_bytes()).await;
+        assert!(head.starts_with(line), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/scim+json"),
+            "{head}"
+        );
+        assert_eq!(body["status"], status, "{body}");
+        assert_eq!(
+            body["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:Error"
+        );
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    // The same server answers as usual.
+    let r = s
+        .client
+        .get(format!("{}/Users?count=1", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}

@@ -4,7 +4,10 @@
 //! request's header (a client trickling header bytes is cut off), one for
 //! the TLS handshake, a cap on open connections (one over it is closed at
 //! once), HTTP/2 stream limits, and a deadline for reading a request body
-//! (a layer of the router, `body_timeout`).
+//! (a layer of the router, `body_timeout`). hyper's own answers to requests
+//! it cannot parse (400, 414, 431) get a SCIM error body ([`rejections`]).
+
+mod rejections;
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +18,7 @@ use std::time::Duration;
 use axum_server::accept::Accept;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use hyper_util::rt::TokioTimer;
+use rejections::Rejecting;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The connection limits (settings `header_timeout_secs`,
@@ -56,7 +60,7 @@ pub async fn serve(
     match tls {
         None => {
             let mut server = axum_server::from_tcp(listener)?
-                .acceptor(capped)
+                .acceptor(Rejecting(capped))
                 .first_request_timeout(limits.header_timeout)
                 .handle(handle);
             configure(server.http_builder(), limits);
@@ -67,7 +71,7 @@ pub async fn serve(
                 .handshake_timeout(limits.header_timeout)
                 .acceptor(capped);
             let mut server = axum_server::from_tcp(listener)?
-                .acceptor(acceptor)
+                .acceptor(Rejecting(acceptor))
                 .first_request_timeout(limits.header_timeout)
                 .handle(handle);
             configure(server.http_builder(), limits);
