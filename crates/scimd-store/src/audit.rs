@@ -19,7 +19,27 @@ pub(crate) fn filter(dialect: Dialect, query: &AuditQuery) -> Sql {
             sql.param(Param::Text(v.clone()));
         }
     };
-    text(&mut sql, "resource_id = ", &filters.resource_id);
+    if let Some(id) = &filters.resource_id {
+        match dialect {
+            Dialect::Postgres => text(&mut sql, "resource_id = ", &filters.resource_id),
+            // SQLite indexes the log by resource in bulk: the index, and
+            // the entries it does not have yet (`sqlite/change_log.rs`).
+            Dialect::Sqlite => {
+                sql.text.push_str(
+                    " AND position IN (SELECT position FROM change_log_by_resource
+                                        WHERE resource_id = ",
+                );
+                sql.param(Param::Text(id.clone()));
+                sql.text.push_str(
+                    " UNION ALL SELECT position FROM change_log
+                       WHERE position > (SELECT through FROM change_log_indexed)
+                         AND resource_id = ",
+                );
+                sql.param(Param::Text(id.clone()));
+                sql.text.push(')');
+            }
+        }
+    }
     text(&mut sql, "rtype = ", &filters.resource_type);
     text(&mut sql, "op = ", &filters.op);
     text(&mut sql, "at >= ", &filters.since);

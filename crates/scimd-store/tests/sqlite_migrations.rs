@@ -23,6 +23,7 @@ async fn version_2_databases_lose_their_meta_index_rows() {
         conn.execute_batch(
             "DROP INDEX resources_created; DROP INDEX resources_modified; PRAGMA user_version = 2;
              DROP TABLE change_log; DROP TABLE streams;
+             DROP TABLE change_log_by_resource; DROP TABLE change_log_indexed;
              DROP TABLE attr_values;
              CREATE TABLE attr_values (
                seq INTEGER NOT NULL REFERENCES resources(seq) ON DELETE CASCADE,

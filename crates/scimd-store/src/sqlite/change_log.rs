@@ -1,7 +1,11 @@
 //! The change log on SQLite: appended by every write closure in the
 //! writer's transaction ([`log_change`]), read by position, pruned in small
 //! slices through the writer queue. The single writer commits in rowid
-//! order, so a row's position is its commit order from the start.
+//! order, so a row's position is its commit order from the start. The
+//! index by resource is written by the writer in bulk ([`Indexer`]), not
+//! with each entry.
+
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params, params_from_iter};
 use scimd_core::changelog::{AuditQuery, Change, Entry, Retention};
@@ -57,6 +61,71 @@ pub(super) fn log_change(
     Ok(())
 }
 
+/// How often the writer indexes new entries by resource: a second's worth
+/// of entries in one sorted insert dirties each index page once, where an
+/// index entry per write dirtied one random page per commit.
+const INDEX_EVERY: Duration = Duration::from_secs(1);
+
+/// The writer's bookkeeping of the bulk index by resource
+/// (`change_log_by_resource`, complete up to `change_log_indexed.through`).
+pub(super) struct Indexer {
+    last: Instant,
+    /// Whether a batch committed since the last run (entries may wait).
+    pending: bool,
+}
+
+impl Default for Indexer {
+    fn default() -> Self {
+        Indexer {
+            last: Instant::now(),
+            pending: true,
+        }
+    }
+}
+
+impl Indexer {
+    /// A batch committed.
+    pub(super) fn wrote(&mut self) {
+        self.pending = true;
+    }
+
+    pub(super) fn due(&self) -> bool {
+        self.pending && self.last.elapsed() >= INDEX_EVERY
+    }
+
+    /// How long the idle writer may wait for a write before indexing.
+    pub(super) fn wait(&self) -> Duration {
+        if self.pending {
+            INDEX_EVERY.saturating_sub(self.last.elapsed())
+        } else {
+            Duration::from_secs(3600)
+        }
+    }
+
+    /// Indexes the entries past `through`, in one transaction; a failure
+    /// leaves them for the next run (reads scan them meanwhile).
+    pub(super) fn run(&mut self, conn: &Connection) {
+        self.last = Instant::now();
+        let indexed = conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT INTO change_log_by_resource (resource_id, position)
+               SELECT resource_id, position FROM change_log
+                WHERE position > (SELECT through FROM change_log_indexed)
+                ORDER BY resource_id, position;
+             UPDATE change_log_indexed
+                SET through = max(through, (SELECT coalesce(max(position), 0) FROM change_log));
+             COMMIT;",
+        );
+        match indexed {
+            Ok(()) => self.pending = false,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                tracing::warn!(error = %e, "indexing the change log by resource failed; retrying");
+            }
+        }
+    }
+}
+
 impl SqliteStore {
     pub(super) async fn read_changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError> {
         self.read(move |conn| {
@@ -97,37 +166,22 @@ impl SqliteStore {
         loop {
             // One slice per write: the writer runs other writes between them.
             let cutoff = audit::cutoff(retention);
-            let keep = retention.max_entries;
+            let keep = i64::try_from(retention.max_entries).unwrap_or(i64::MAX);
             let n = self
                 .write(move |conn| {
                     let mut n = 0;
                     if let Some(cutoff) = &cutoff {
-                        n += conn
-                            .prepare_cached(
-                                "DELETE FROM change_log WHERE position IN (
-                                   SELECT position FROM change_log WHERE at < ? AND position <= ?
-                                    ORDER BY position LIMIT ?)",
-                            )
-                            .and_then(|mut s| s.execute(params![cutoff, floor, PRUNE_SLICE]))
-                            .map_err(backend)?;
+                        let slice =
+                            "SELECT position FROM change_log WHERE at < ?1 AND position <= ?2
+                                      ORDER BY position LIMIT ?3";
+                        n += prune_slice(conn, slice, params![cutoff, floor, PRUNE_SLICE])?;
                     }
                     if keep > 0 {
-                        n += conn
-                            .prepare_cached(
-                                "DELETE FROM change_log WHERE position IN (
-                                   SELECT position FROM change_log
-                                    WHERE position <= (SELECT max(position) FROM change_log) - ?
-                                      AND position <= ?
-                                    ORDER BY position LIMIT ?)",
-                            )
-                            .and_then(|mut s| {
-                                s.execute(params![
-                                    i64::try_from(keep).unwrap_or(i64::MAX),
-                                    floor,
-                                    PRUNE_SLICE
-                                ])
-                            })
-                            .map_err(backend)?;
+                        let slice = "SELECT position FROM change_log
+                                      WHERE position <= (SELECT max(position) FROM change_log) - ?1
+                                        AND position <= ?2
+                                      ORDER BY position LIMIT ?3";
+                        n += prune_slice(conn, slice, params![keep, floor, PRUNE_SLICE])?;
                     }
                     Ok(n as u64)
                 })
@@ -138,6 +192,26 @@ impl SqliteStore {
             }
         }
     }
+}
+
+/// Removes the entries at the positions `slice` selects, and their rows of
+/// the index by resource; the number of entries removed.
+fn prune_slice(
+    conn: &Connection,
+    slice: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(&format!(
+        "DELETE FROM change_log_by_resource WHERE (resource_id, position) IN (
+           SELECT resource_id, position FROM change_log WHERE position IN ({slice}))"
+    ))
+    .and_then(|mut s| s.execute(params))
+    .map_err(backend)?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM change_log WHERE position IN ({slice})"
+    ))
+    .and_then(|mut s| s.execute(params))
+    .map_err(backend)
 }
 
 impl SqliteStore {

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations_004_values_by_resource.sql"),
     include_str!("migrations_005_change_log.sql"),
     include_str!("migrations_006_streams.sql"),
+    include_str!("migrations_007_change_log_by_resource.sql"),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

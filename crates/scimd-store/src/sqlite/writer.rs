@@ -9,6 +9,7 @@ use std::sync::{Arc, mpsc};
 use rusqlite::Connection;
 use scimd_core::store::{ResourceWrite, StoreError};
 
+use super::change_log::Indexer;
 use super::{SqliteStore, backend};
 
 /// Most writes committed in one transaction.
@@ -110,7 +111,16 @@ impl SqliteStore {
 }
 
 pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, reruns: &AtomicU64) {
-    while let Ok(first) = rx.recv() {
+    let mut indexer = Indexer::default();
+    loop {
+        let first = match rx.recv_timeout(indexer.wait()) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                indexer.run(&conn);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -131,6 +141,10 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
                 Err(StoreError::Full(e)) => Err(StoreError::Full(e.clone())),
                 Err(e) => Err(StoreError::Backend(e.to_string())),
             });
+        }
+        indexer.wrote();
+        if indexer.due() {
+            indexer.run(&conn);
         }
     }
 }
