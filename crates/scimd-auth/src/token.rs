@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AuthError, TokenError};
@@ -104,11 +104,7 @@ impl Tokens {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("at+jwt".into());
-        jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| AuthError::Keys(e.to_string()))
+        key.sign_jws("at+jwt", &claims)
     }
 
     /// Checks signature, algorithm, issuer, audience and expiry.

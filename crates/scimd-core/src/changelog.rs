@@ -344,6 +344,17 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+impl AuditQuery {
+    /// Every entry after `after`, at most `limit`: a follower's query.
+    pub fn following(after: i64, limit: u32) -> AuditQuery {
+        AuditQuery {
+            after: Some(after),
+            limit,
+            ..AuditQuery::default()
+        }
+    }
+}
+
 /// An audit query's filters as a person or a tool writes them (the CLI's
 /// flags, the HTTP query parameters), checked by [`AuditFilters::query`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -437,6 +437,13 @@ pub trait ChangeLogStore: Send + Sync {
     /// order and a reader after position N never skips one.
     async fn changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError>;
 
+    /// The entries after position `after`, at most `limit`, oldest first,
+    /// as far as they are positioned now: a follower's read (an event
+    /// stream's), which does not ask for the entries committed a moment
+    /// ago to be positioned first, as [`changes`](Self::changes) does on
+    /// PostgreSQL (its sequencer positions them within 50 ms anyway).
+    async fn follow(&self, after: i64, limit: u32) -> Result<Vec<Entry>, StoreError>;
+
     /// Removes what `retention` no longer keeps, oldest first, in slices
     /// that do not hold up writes, but nothing after position `floor` (what
     /// an event stream has not delivered yet); returns how many went.

@@ -123,6 +123,7 @@ impl Events {
     async fn push_stream(&self, id: &str) -> Result<(), EventError> {
         let mut lease = Lease::default();
         let mut last_skip = std::time::Instant::now();
+        let mut last_gauge: Option<std::time::Instant> = None;
         loop {
             let stream = match self.stream(id).await {
                 Ok(s) => s,
@@ -141,9 +142,13 @@ impl Events {
             if !self.hold(id, &mut lease).await? {
                 return Ok(()); // another replica delivers it
             }
-            let behind = (self.store.change_head().await? - progress.through).max(0);
-            metrics::gauge!("scimd_event_stream_behind", "stream" => stream.name.clone())
-                .set(behind as f64);
+            // Once a second: the head costs a numbering run on PostgreSQL.
+            if last_gauge.is_none_or(|t| t.elapsed() >= SUPERVISE) {
+                let behind = (self.store.change_head().await? - progress.through).max(0);
+                metrics::gauge!("scimd_event_stream_behind", "stream" => stream.name.clone())
+                    .set(behind as f64);
+                last_gauge = Some(std::time::Instant::now());
+            }
             if is_dead(&progress) {
                 tokio::time::sleep(SUPERVISE).await;
                 continue;

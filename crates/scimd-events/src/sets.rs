@@ -1,6 +1,6 @@
 //! A change-log entry as the signed SET a stream delivers.
 
-use scimd_core::changelog::{AuditQuery, Entry};
+use scimd_core::changelog::Entry;
 use scimd_core::events::{SetContext, StreamSpec, set_claims};
 use scimd_core::projection::Projection;
 
@@ -64,14 +64,7 @@ impl Events {
         let mut cursor = after;
         let mut scanned = after;
         loop {
-            let page = self
-                .store
-                .changes(AuditQuery {
-                    after: Some(cursor),
-                    limit: LOG_PAGE,
-                    ..AuditQuery::default()
-                })
-                .await?;
+            let page = self.store.follow(cursor, LOG_PAGE).await?;
             let full = page.len() == LOG_PAGE as usize;
             for entry in page {
                 cursor = entry.position;

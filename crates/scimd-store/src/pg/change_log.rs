@@ -130,12 +130,18 @@ pub(super) async fn log_record_change(
 }
 
 impl PgStore {
-    pub(super) async fn read_changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError> {
-        // What committed before this read gets its position first: an audit
-        // query sees the writes that were acknowledged before it. Should
-        // that fail (a lock wait over a second, the database in trouble),
-        // the read is still right, only a moment behind.
-        if let Err(e) = number_committed(&self.pool).await {
+    /// The entries `query` asks for; with `sequence_first`, what committed
+    /// before this read gets its position first, so that an audit query
+    /// sees the writes acknowledged before it (a follower's read does not
+    /// ask: that was a numbering transaction per read of a push worker).
+    pub(super) async fn read_changes(
+        &self,
+        query: AuditQuery,
+        sequence_first: bool,
+    ) -> Result<Vec<Entry>, StoreError> {
+        // Should numbering fail (a lock wait over a second, the database in
+        // trouble), the read is still right, only a moment behind.
+        if sequence_first && let Err(e) = number_committed(&self.pool).await {
             tracing::debug!(error = %e.into_store(), "numbering before an audit read failed");
         }
         let filter = audit::filter(Dialect::Postgres, &query);
@@ -201,8 +207,8 @@ impl PgStore {
                 if let Some(cutoff) = &cutoff {
                     n += tx
                         .execute(
-                            "DELETE FROM change_log WHERE id IN (
-                               SELECT id FROM change_log WHERE position <= $3 AND at < $1
+                            "DELETE FROM change_log WHERE position IS NOT NULL AND position IN (
+                               SELECT position FROM change_log WHERE position <= $3 AND at < $1
                                 ORDER BY position LIMIT $2)",
                             &[cutoff, &PRUNE_SLICE, &floor],
                         )
@@ -211,8 +217,8 @@ impl PgStore {
                 if keep > 0 {
                     n += tx
                         .execute(
-                            "DELETE FROM change_log WHERE id IN (
-                               SELECT id FROM change_log
+                            "DELETE FROM change_log WHERE position IS NOT NULL AND position IN (
+                               SELECT position FROM change_log
                                 WHERE position <= (SELECT position FROM change_head) - $1
                                   AND position <= $3
                                 ORDER BY position LIMIT $2)",
@@ -278,7 +284,7 @@ pub(super) async fn number_committed(pool: &Pool) -> Result<u64, Fail> {
             "UPDATE change_log c SET position = $1 + t.n
                FROM (SELECT id, row_number() OVER (ORDER BY id) AS n
                        FROM change_log WHERE position IS NULL ORDER BY id LIMIT $2) t
-              WHERE c.id = t.id",
+              WHERE c.id = t.id AND c.position IS NULL",
             &[&head, &SEQUENCER_SLICE],
         )
         .await?;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_migrations_003_side_tables_unchecked.sql"),
     include_str!("pg_migrations_004_change_log.sql"),
     include_str!("pg_migrations_005_streams.sql"),
+    include_str!("pg_migrations_006_change_log_partial_indexes.sql"),
 ];
 
 impl PgStore {

@@ -259,7 +259,12 @@ impl RecordStore for PgStore {
 #[async_trait]
 impl ChangeLogStore for PgStore {
     async fn changes(&self, query: AuditQuery) -> Result<Vec<Entry>, StoreError> {
-        self.read_changes(query).await
+        self.read_changes(query, true).await
+    }
+
+    async fn follow(&self, after: i64, limit: u32) -> Result<Vec<Entry>, StoreError> {
+        self.read_changes(AuditQuery::following(after, limit), false)
+            .await
     }
 
     async fn prune_changes(&self, retention: Retention, floor: i64) -> Result<u64, StoreError> {

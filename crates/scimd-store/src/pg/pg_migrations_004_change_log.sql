@@ -1,7 +1,7 @@
 -- The change log (issue 18): one row per committed change, written in the
 -- change's transaction. `id` comes from a sequence, whose values are not
 -- commit order (a transaction may commit after one that took a larger id);
--- `position` is: the sequencer (`pg/sequencer.rs`) numbers committed rows
+-- `position` is: the sequencer (`number_committed` in `pg/change_log.rs`) numbers committed rows
 -- in one transaction at a time, serialised on the `change_head` row, so a
 -- reader of "every entry after position N" never skips one that commits
 -- late. Values never enter the log, only attribute paths (in `body`).

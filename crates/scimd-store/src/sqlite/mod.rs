@@ -405,6 +405,11 @@ impl ChangeLogStore for SqliteStore {
         self.read_changes(query).await
     }
 
+    async fn follow(&self, after: i64, limit: u32) -> Result<Vec<Entry>, StoreError> {
+        // Positioned at commit: what follows is all there is.
+        self.read_changes(AuditQuery::following(after, limit)).await
+    }
+
     async fn prune_changes(&self, retention: Retention, floor: i64) -> Result<u64, StoreError> {
         self.prune_change_log(retention, floor).await
     }
