@@ -70,6 +70,7 @@ start() {
     SCIMD_CHANGE_LOG=false serve_scimd "$data" $OUT/server-$tag.log $args
   else
     serve_scimd "$data" $OUT/server-$tag.log $args
+    curl -s http://127.0.0.1:$RPORT/reset >/dev/null   # what it keeps until asked for stats
     ./target/release/scimd stream create bench --push $RECEIVER --data-dir "$data" $args >/dev/null
   fi
   SCIMD_PID=$SCIMD_PID DATA=$data ARGS=$args

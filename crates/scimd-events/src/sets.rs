@@ -22,9 +22,9 @@ impl Events {
         if !stream.carries(entry) {
             return Ok(None);
         }
-        let rt = self.registry().by_name(&entry.resource_type).cloned();
+        let rt = self.registry().by_name(&entry.resource_type);
         let endpoint = rt.as_ref().map_or("/", |rt| rt.endpoint()).to_string();
-        let data = match (&rt, stream.full && entry.op != "delete") {
+        let data = match (rt, stream.full && entry.op != "delete") {
             (Some(rt), true) => self
                 .service
                 .get(rt, &entry.resource_id, &Projection::all())
