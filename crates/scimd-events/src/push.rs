@@ -171,10 +171,14 @@ impl Events {
             let mut next = progress.clone();
             let mut wait = None;
             let mut all = true;
+            // Parsed once for the batch, not by each request (its IDNA
+            // processing showed in the delivery profile).
+            let target = reqwest::Url::parse(url);
             for entry in &found.entries {
-                let outcome = match self.sign(&stream, entry, url).await? {
-                    Some(set) => self.post(url, set).await,
-                    None => Outcome::Accepted,
+                let outcome = match (self.sign(&stream, entry, url).await?, &target) {
+                    (Some(set), Ok(target)) => self.post(target, set).await,
+                    (Some(_), Err(e)) => Outcome::Failed(format!("the push URL: {e}")),
+                    (None, _) => Outcome::Accepted,
                 };
                 match outcome {
                     Outcome::Accepted => {
@@ -248,10 +252,10 @@ impl Events {
     }
 
     /// One SET posted to `url`.
-    async fn post(&self, url: &str, set: String) -> Outcome {
+    async fn post(&self, url: &reqwest::Url, set: String) -> Outcome {
         let sent = self
             .http
-            .post(url)
+            .post(url.clone())
             .header("content-type", "application/secevent+jwt")
             .header("accept", "application/json")
             .body(set)
