@@ -4,6 +4,7 @@
   events.py receive PORT                  a push receiver on 127.0.0.1:PORT (POST /events -> 202);
                                           GET /stats answers {count, distinct, p50_ms, p99_ms, max_ms}
                                           of (arrival - toe) over the SETs received since GET /reset
+                                          (decoded then), GET /count {count} alone
   events.py pace URL TOKEN RATE SECONDS   POST /Users at RATE a second for SECONDS (8 threads,
                                           keep-alive); prints the rate reached
   events.py bulk URL TOKEN COUNT          creates COUNT users by Bulk requests of 1,000 operations
@@ -86,7 +87,10 @@ def receive(port):
                 else:
                     if request[1] == "/reset":
                         stats.reset()
-                    out = json.dumps(stats.summary()).encode()
+                    if request[1] == "/count":
+                        out = json.dumps({"count": len(stats.received)}).encode()
+                    else:
+                        out = json.dumps(stats.summary()).encode()
                     self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                                          b"content-length: %d\r\n\r\n%s" % (len(out), out))
 

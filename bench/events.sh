@@ -16,8 +16,8 @@
 # cargo build --release; PostgreSQL's binaries for the pg store)
 # Knobs: ROUNDS=3, STORES="sqlite pg", PHASES="1 2 3", RATE=1000, LATENCY_SECS=20, BACKLOG=1000000,
 # PORT=18097, RPORT=18098; SETTLE=6 (scim-load.sh's pause between scenarios, off and on alike: a push
-# stream delivers about 5,500 SETs/s here, slower than PATCH writes, and without the pause the short
-# group-add-members scenario ran while the PATCH backlog drained and was charged for it); N, DURATION,
+# stream falls behind PATCH writes on the same two cores, and without the pause the short
+# group-add-members scenario ran while that backlog drained and was charged for it); N, DURATION,
 # ... go to scim-load.sh as they are; QUICK=1: N=2000 DURATION=3
 # ROUNDS=1 BACKLOG=20000 LATENCY_SECS=5 (a smoke test).
 set -euo pipefail

@@ -43,7 +43,7 @@ pub struct ActiveKey {
     pub kid: String,
     /// Parsed once: parsing the PKCS#8 key (as `jsonwebtoken::encode` does
     /// on every call) derives the public key, a second scalar
-    /// multiplication per signature; it was half of what a pushed SET cost.
+    /// multiplication that doubled the cost of each signature.
     signing: ed25519_dalek::SigningKey,
 }
 

@@ -23,7 +23,7 @@ impl Events {
             return Ok(None);
         }
         let rt = self.registry().by_name(&entry.resource_type);
-        let endpoint = rt.as_ref().map_or("/", |rt| rt.endpoint()).to_string();
+        let endpoint = rt.map_or("/", |rt| rt.endpoint()).to_string();
         let data = match (rt, stream.full && entry.op != "delete") {
             (Some(rt), true) => self
                 .service

@@ -117,6 +117,23 @@ impl Real {
         }
     }
 
+    /// A read of a file without an overlay: the default VFS's own answer,
+    /// short reads included.
+    fn read_through(&self, buf: &mut [u8], offset: u64) -> c_int {
+        let Some(read) = self.methods().xRead else {
+            return ffi::SQLITE_IOERR_READ;
+        };
+        // SAFETY: buf is valid for its length.
+        unsafe {
+            read(
+                self.0,
+                buf.as_mut_ptr().cast(),
+                buf.len() as c_int,
+                offset as i64,
+            )
+        }
+    }
+
     fn write(&self, buf: &[u8], offset: u64) -> c_int {
         let Some(write) = self.methods().xWrite else {
             return ffi::SQLITE_IOERR_WRITE;
@@ -464,25 +481,6 @@ unsafe extern "C" fn x_file_size(
                 }
                 Err(rc) => rc,
             },
-        }
-    }
-}
-
-impl Real {
-    /// A read of a file without an overlay: the default VFS's own answer,
-    /// short reads included.
-    fn read_through(&self, buf: &mut [u8], offset: u64) -> c_int {
-        let Some(read) = self.methods().xRead else {
-            return ffi::SQLITE_IOERR_READ;
-        };
-        // SAFETY: buf is valid for its length.
-        unsafe {
-            read(
-                self.0,
-                buf.as_mut_ptr().cast(),
-                buf.len() as c_int,
-                offset as i64,
-            )
         }
     }
 }
