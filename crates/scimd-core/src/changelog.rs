@@ -234,6 +234,20 @@ impl Change {
         }
     }
 
+    /// The change of a group that the resource this change deletes was a
+    /// member of: its `members` lost it (the same actor and time).
+    pub fn member_left(&self, group_type: &str, group_id: &str) -> Change {
+        Change {
+            op: Op::Patch,
+            resource_type: group_type.to_string(),
+            resource_id: group_id.to_string(),
+            at: self.at.clone(),
+            actor: self.actor.clone(),
+            paths: vec!["members".into()],
+            detail: Some(serde_json::json!({ "removed": [self.resource_id] })),
+        }
+    }
+
     pub fn with_paths(mut self, paths: Vec<String>) -> Change {
         self.paths = paths;
         self

@@ -116,7 +116,26 @@ impl PgStore {
         // type and id come from the deleted row.
         let owned = change.owned_by("", "");
         let owned_log = LogParams::of(&owned, self.log);
+        // Each group the resource is a member of (its member rows go with it
+        // by cascade) gets a new version, so that no ETag of the old member
+        // list stays valid, and its entry; type and id from the group's row.
+        let left = change.member_left("", "");
+        let left_log = LogParams::of(&left, self.log);
         in_transaction!(self, |tx| {
+            let leave = tx
+                .prepare_cached(&format!(
+                    "WITH g AS (UPDATE resources r SET version = r.version + 1, modified = $3
+                                  FROM members m JOIN resources x ON x.seq = m.member_seq
+                                 WHERE x.id = $1 AND x.rtype = $2 AND r.seq = m.group_seq
+                                RETURNING r.rtype, r.id, r.version),
+                          {}
+                     SELECT count(*) FROM g",
+                    log_cte(4, "g.rtype", "g.id", "g.version - 1", "g.version", "g")
+                ))
+                .await?;
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &rtype, &change.at];
+            params.extend_from_slice(&left_log.params());
+            tx.query_one(&leave, &params).await?;
             let delete = tx
                 .prepare_cached(&with_side_tables(
                     "DELETE FROM resources WHERE id = $1 AND rtype = $2 AND ($3::int8 IS NULL OR version = $3)",

@@ -181,6 +181,7 @@ impl SqliteStore {
         let (rtype, id) = (rtype.to_string(), id.to_string());
         self.write(move |conn| {
             let CurrentRow { seq, version, .. } = current_row(conn, &rtype, &id, expected)?;
+            leave_groups(log, conn, seq, &change)?;
             conn.prepare_cached("DELETE FROM resources WHERE seq = ?")
                 .and_then(|mut s| s.execute([seq]))
                 .map_err(backend)?;
@@ -248,6 +249,42 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Before the resource `seq` is deleted (its member rows go with it): each
+/// group it is a member of gets a new version, so that no ETag of the old
+/// member list stays valid, and its entry in the log.
+fn leave_groups(
+    log: LogSwitch,
+    conn: &Connection,
+    seq: i64,
+    change: &Change,
+) -> Result<(), StoreError> {
+    let groups: Vec<(i64, String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT g.seq, g.rtype, g.id, g.version FROM members m
+               JOIN resources g ON g.seq = m.group_seq WHERE m.member_seq = ?",
+        )
+        .and_then(|mut s| {
+            s.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })
+        .map_err(backend)?;
+    for (group, gtype, gid, version) in groups {
+        conn.prepare_cached("UPDATE resources SET version = ?, modified = ? WHERE seq = ?")
+            .and_then(|mut s| s.execute(params![version + 1, change.at, group]))
+            .map_err(backend)?;
+        let left = change.member_left(&gtype, &gid);
+        log_change(
+            log,
+            conn,
+            &left,
+            &left.body(),
+            Some(version),
+            Some(version + 1),
+        )?;
+    }
+    Ok(())
 }
 
 /// What a replace learnt in the database.

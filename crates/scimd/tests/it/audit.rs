@@ -244,6 +244,55 @@ async fn membership_changes_and_owned_deletes_name_what_they_touched() {
     s.stop().await;
 }
 
+/// A member's delete removes it from every group it was in: each group's
+/// version moves (no stale ETag, no kept rendering listing the member) and
+/// each group's change is logged, as the member's delete.
+#[tokio::test]
+async fn a_members_delete_changes_its_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let auditor = auditor(&s, dir.path()).await;
+    let (_, _, u) = s.call(Method::POST, "/Users", Some(user("leaver"))).await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    let mut groups = Vec::new();
+    for name in ["Left one", "Left two"] {
+        let (st, _, g) = s
+            .call(
+                Method::POST,
+                "/Groups",
+                Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                            "displayName": name, "members": [{"value": uid}]})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{g}");
+        groups.push(g);
+    }
+    // Read once, so that a kept rendering would list the member.
+    for g in &groups {
+        let (st, _, read) = s
+            .call(Method::GET, &format!("/Groups/{}", g["id"].as_str().unwrap()), None)
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(read["members"][0]["value"], uid.as_str());
+    }
+    let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{uid}"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    for g in &groups {
+        let gid = g["id"].as_str().unwrap();
+        let (st, _, read) = s.call(Method::GET, &format!("/Groups/{gid}"), None).await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(read.get("members").is_none_or(|m| m == &json!([])), "{read}");
+        assert_ne!(read["meta"]["version"], g["meta"]["version"], "{read}");
+        let trail = audit(&s, &auditor, &format!("resourceId={gid}")).await;
+        assert_eq!(ops(&trail), ["create", "patch"], "{trail:?}");
+        assert_eq!(trail[1]["paths"], json!(["members"]));
+        assert_eq!(trail[1]["detail"], json!({"removed": [uid]}));
+        assert_eq!(trail[1]["versionBefore"], 1);
+        assert_eq!(trail[1]["versionAfter"], 2);
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn the_trail_needs_its_own_scope_and_refuses_bad_filters() {
     let dir = tempfile::tempdir().unwrap();

@@ -476,7 +476,8 @@ pub fn jti_of(set: &str) -> String {
 }
 
 /// 1,000 concurrent writes through `servers` (round robin): creates,
-/// PATCHes, member adds and deletes, and as many creates refused (409).
+/// PATCHes, member adds and deletes (each also a change of the group), and
+/// as many creates refused (409).
 /// The push receiver gets one SET per committed change, none for the
 /// refused ones, never one twice (one replica pushes the stream), every
 /// signature verified, each resource's in commit order.
@@ -522,13 +523,15 @@ pub async fn every_change_arrives_once(servers: &[Arc<Server>], dir: &std::path:
             assert!(ok(st).is_success(), "{st}");
             let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{id}"), None).await;
             assert_eq!(ok(st), StatusCode::NO_CONTENT);
+            // The delete also changed the group it was a member of.
+            committed.fetch_add(1, Ordering::SeqCst);
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
     let expected = committed.load(Ordering::SeqCst);
-    assert_eq!(expected, 1 + UNITS * 4);
+    assert_eq!(expected, 1 + UNITS * 5);
     receiver
         .wait_for_distinct(expected, Duration::from_secs(120))
         .await;
@@ -554,7 +557,8 @@ pub async fn every_change_arrives_once(servers: &[Arc<Server>], dir: &std::path:
         *kinds.entry(kind).or_default() += 1;
     }
     assert_eq!(kinds[CREATE_NOTICE], 1 + UNITS);
-    assert_eq!(kinds[PATCH_NOTICE], 2 * UNITS);
+    // The user's PATCH, its addition to the group, its leaving the group.
+    assert_eq!(kinds[PATCH_NOTICE], 3 * UNITS);
     assert_eq!(kinds[DELETE], UNITS);
 }
 
