@@ -504,7 +504,7 @@ async fn a_trail_joins_indexed_and_recent_entries() {
     if let Some(db) = &db {
         // Until the writer has indexed the first two entries: it has just
         // run, so the next entry waits a second for the next run.
-        for _ in 0..100 {
+        for _ in 0..250 {
             if indexed(db) == 2 {
                 break;
             }
