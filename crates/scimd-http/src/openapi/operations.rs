@@ -269,7 +269,8 @@ fn responses(kind: Kind, rt: Option<&Arc<ResourceTypeDef>>, me: bool) -> Value {
             out.insert("204".into(), json!({ "description": "Deleted" }));
         }
     }
-    let mut errors = vec!["401", "403", "429", "503"];
+    // 414 and 431 come from the listener, for any request (`server/rejections.rs`).
+    let mut errors = vec!["401", "403", "414", "429", "431", "503"];
     match kind {
         Kind::Discovery => errors.push("400"),
         Kind::DiscoveryOne => errors.extend(["400", "404"]),
@@ -298,7 +299,7 @@ fn responses(kind: Kind, rt: Option<&Arc<ResourceTypeDef>>, me: bool) -> Value {
 }
 
 /// The SCIM error answers, by status: a SCIM Error message each.
-const ERRORS: [(&str, &str, &str); 12] = [
+const ERRORS: [(&str, &str, &str); 14] = [
     (
         "400",
         "BadRequest",
@@ -331,9 +332,19 @@ const ERRORS: [(&str, &str, &str); 12] = [
         "The body, or its operations, exceed the limits",
     ),
     (
+        "414",
+        "UriTooLong",
+        "The request target is over 65,534 bytes: send a long filter by POST .search",
+    ),
+    (
         "429",
         "TooManyRequests",
         "The client is over its request rate (Retry-After)",
+    ),
+    (
+        "431",
+        "HeaderTooLarge",
+        "The request header is larger than the server reads",
     ),
     (
         "500",
