@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The cost of the change log and of SCIM Events, on both stores, in one run (issue 18):
-#  1. write throughput, paired: each round runs scimd twice on a fresh store, "off" (change_log =
-#     false, no stream) and "on" (the change log and one push stream to a receiver on this machine,
-#     bench/events.py), in alternating order, through the peer harness as is
-#     (../shared/peer-bench/scim-load.sh, SCENARIOS="patch group": the seed's POSTs, PATCH, and
-#     group-add-members); prints on/off per scenario, medians over ROUNDS (target >= 0.90);
+#  1. write throughput, paired: each round runs scimd on fresh stores, "off" (change_log = false,
+#     no stream) and "on" (the change log and one push stream to a receiver on this machine,
+#     bench/receiver.rs), in alternating order, through the peer harness as is
+#     (../shared/peer-bench/scim-load.sh), twice per mode: SCENARIOS=patch (the seed's POSTs and
+#     PATCH) and SCENARIOS=group (its own seed, then group-add-members), each kind of write measured
+#     with the stream caught up rather than while it delivers the backlog of the scenario before
+#     (push delivery yields the CPU to writes, events_push_nice); prints on/off per scenario,
+#     medians over ROUNDS (target >= 0.90);
 #  2. delivery latency: creates paced at RATE=1000/s for LATENCY_SECS through a push stream; the
 #     receiver takes arrival time - the SET's toe (the change's time, to the millisecond); p50/p99
 #     (target p99 < 1 s);
@@ -15,9 +18,9 @@
 # Outputs in bench/out/events. Usage: bench/events.sh  (needs wrk, python3, a release build:
 # cargo build --release; PostgreSQL's binaries for the pg store)
 # Knobs: ROUNDS=3, STORES="sqlite pg", PHASES="1 2 3", RATE=1000, LATENCY_SECS=20, BACKLOG=1000000,
-# PORT=18097, RPORT=18098; SETTLE=6 (scim-load.sh's pause between scenarios, off and on alike: a push
-# stream falls behind PATCH writes on the same two cores, and without the pause the short
-# group-add-members scenario ran while that backlog drained and was charged for it); N, DURATION,
+# PORT=18097, RPORT=18098; SETTLE=6 (scim-load.sh's pause between the seed and the scenario, off and
+# on alike: the stream, which yields the CPU to the seed's writes, delivers their backlog meanwhile,
+# about 10,000 SETs); N, DURATION,
 # ... go to scim-load.sh as they are; QUICK=1: N=2000 DURATION=3
 # ROUNDS=1 BACKLOG=20000 LATENCY_SECS=5 (a smoke test).
 set -euo pipefail
@@ -31,7 +34,7 @@ BACKLOG=${BACKLOG:-1000000}; PORT=${PORT:-18097}; RPORT=${RPORT:-18098}; PHASES=
 SETTLE=${SETTLE:-6}
 OUT=bench/out/events; mkdir -p $OUT; ROOT=$(mktemp -d /tmp/scimd-bench-events.XXXXXX)
 URL=http://127.0.0.1:$PORT; SCIMD_PID=; RECEIVER_PID=; PG_BIN=; PGURL=
-. bench/lib.sh   # serve_scimd, bootstrap_creds, token
+. bench/lib.sh   # serve_scimd, bootstrap_creds, token, start_receiver
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   [ -n "$SCIMD_PID" ] && kill $SCIMD_PID 2>/dev/null
@@ -42,8 +45,7 @@ cleanup() {
 trap cleanup EXIT
 ! curl -s -o /dev/null $URL/healthz || { echo "port $PORT is in use: set PORT" >&2; exit 2; }
 
-python3 bench/events.py receive $RPORT & RECEIVER_PID=$!
-until curl -sf http://127.0.0.1:$RPORT/stats >/dev/null; do sleep 0.1; done
+start_receiver $RPORT
 RECEIVER=http://127.0.0.1:$RPORT/events
 
 if [[ " $STORES " == *" pg "* ]]; then
@@ -87,12 +89,14 @@ for store in $STORES; do
   for r in $(seq $ROUNDS); do
     order="off on"; [ $((r % 2)) = 0 ] && order="on off"
     for mode in $order; do
-      echo "-- $store round $r: $mode"
-      start $store $mode $store-$r-$mode
-      SCENARIOS="patch group" SERVER_PID=$SCIMD_PID SEED_CONC=32 SETTLE=$SETTLE \
-        ../shared/peer-bench/scim-load.sh $URL/scim/v2 "$TOKEN" > $OUT/$store-$r-$mode.txt
-      grep -E '^(seed|patch|group-add-members):' $OUT/$store-$r-$mode.txt | sed 's/^/   /'
-      stop
+      for part in patch group; do
+        echo "-- $store round $r: $mode, $part"
+        start $store $mode $store-$r-$mode-$part
+        SCENARIOS=$part SERVER_PID=$SCIMD_PID SEED_CONC=32 SETTLE=$SETTLE \
+          ../shared/peer-bench/scim-load.sh $URL/scim/v2 "$TOKEN" > $OUT/$store-$r-$mode-$part.txt
+        grep -E '^(seed|patch|group-add-members):' $OUT/$store-$r-$mode-$part.txt | sed 's/^/   /'
+        stop
+      done
     done
   done
 done
@@ -139,14 +143,22 @@ fi
 python3 - $OUT "$STORES" $ROUNDS <<'PY'
 import json, os, re, sys, statistics as st
 out, stores, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
-def rps(path):
-    return {m[1]: float(m[2]) for m in re.finditer(r"^([\w-]+): ([\d.]+) req/s", open(path).read(), re.M)}
+def rps(prefix):
+    """The scenarios' rates of one round and mode: seed and PATCH from the patch run, member
+    additions from the group run."""
+    found = {}
+    for part, names in (("patch", ("seed", "patch")), ("group", ("group-add-members",))):
+        text = open(f"{prefix}-{part}.txt").read()
+        for m in re.finditer(r"^([\w-]+): ([\d.]+) req/s", text, re.M):
+            if m[1] in names:
+                found[m[1]] = float(m[2])
+    return found
 print(f"\nmedians over {rounds} paired round(s): on/off (target >= 0.90)")
 for store in stores:
     for name in ("seed", "patch", "group-add-members"):
         ratios, on, off = [], [], []
         for r in range(1, rounds + 1):
-            a, b = rps(f"{out}/{store}-{r}-on.txt").get(name), rps(f"{out}/{store}-{r}-off.txt").get(name)
+            a, b = rps(f"{out}/{store}-{r}-on").get(name), rps(f"{out}/{store}-{r}-off").get(name)
             if a and b:
                 on.append(a); off.append(b); ratios.append(a / b)
         if ratios:

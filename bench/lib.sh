@@ -57,3 +57,12 @@ run_wrk() {
   done
   python3 bench/summary.py "$name" $(for r in $(seq $ROUNDS); do echo $OUT/$name.$r.txt; done)
 }
+
+# start_receiver PORT: the push receiver bench/receiver.rs (built here with rustc when changed) on
+# 127.0.0.1:PORT; sets RECEIVER_PID (the caller stops it) once it answers.
+start_receiver() {
+  local bin=target/bench-receiver
+  [ "$bin" -nt bench/receiver.rs ] || { mkdir -p target; rustc -O --edition 2021 -o $bin bench/receiver.rs; }
+  $bin "$1" & RECEIVER_PID=$!
+  until curl -sf http://127.0.0.1:$1/count >/dev/null; do sleep 0.1; done
+}

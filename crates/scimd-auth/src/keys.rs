@@ -56,15 +56,26 @@ impl ActiveKey {
         claims: &T,
     ) -> Result<String, AuthError> {
         use ed25519_dalek::Signer;
-        let header = json!({ "typ": typ, "alg": "EdDSA", "kid": self.kid });
-        let part = |v: Vec<u8>| URL_SAFE_NO_PAD.encode(v);
+        #[derive(Serialize)]
+        struct Header<'a> {
+            typ: &'a str,
+            alg: &'a str,
+            kid: &'a str,
+        }
+        let header = serde_json::to_vec(&Header {
+            typ,
+            alg: "EdDSA",
+            kid: &self.kid,
+        })
+        .map_err(|e| AuthError::Keys(e.to_string()))?;
         let claims = serde_json::to_vec(claims).map_err(|e| AuthError::Keys(e.to_string()))?;
-        let mut jws = part(header.to_string().into_bytes());
+        let mut jws = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 100);
+        URL_SAFE_NO_PAD.encode_string(header, &mut jws);
         jws.push('.');
-        jws.push_str(&part(claims));
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
         let signature = self.signing.sign(jws.as_bytes());
         jws.push('.');
-        jws.push_str(&part(signature.to_bytes().to_vec()));
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut jws);
         Ok(jws)
     }
 }
@@ -238,7 +249,7 @@ impl KeyRing {
 
     /// `claims` as a Security Event Token (RFC 8417): a JWS signed with the
     /// active key, `typ` `secevent+jwt`, verifiable with the JWKS.
-    pub fn sign_set(&self, claims: &Value) -> Result<String, AuthError> {
+    pub fn sign_set<T: Serialize>(&self, claims: &T) -> Result<String, AuthError> {
         let key = self
             .active()
             .ok_or_else(|| AuthError::Keys("no signing key loaded yet".into()))?;

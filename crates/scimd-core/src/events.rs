@@ -4,7 +4,7 @@
 //! each one becomes. Signing, delivery and storage are elsewhere.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::changelog::{Entry, Op};
 
@@ -150,59 +150,109 @@ pub struct SetContext<'a> {
 /// the resource as it stands, for a full event (a full event of a resource
 /// that no longer exists falls back to the notice: there is nothing to
 /// show). `None` when the stream does not carry the entry.
-pub fn set_claims(
+pub fn set_claims<'a>(
     stream: &StreamSpec,
-    entry: &Entry,
-    context: &SetContext<'_>,
-    data: Option<&Map<String, Value>>,
-) -> Option<Value> {
+    entry: &'a Entry,
+    context: &SetContext<'a>,
+    data: Option<&'a Map<String, Value>>,
+) -> Option<SetClaims<'a>> {
     if !stream.carries(entry) {
         return None;
     }
     let kind = kind(entry)?;
     let full = stream.full && data.is_some() && kind != "delete";
-    let mut payload = Map::new();
+    let mut payload = Payload::default();
     match (kind, full, data) {
         ("delete", _, _) => {}
-        (_, true, Some(doc)) => {
-            payload.insert("data".into(), Value::Object(doc.clone()));
-        }
-        _ => {
-            payload.insert("attributes".into(), json!(entry.paths));
-        }
+        (_, true, Some(doc)) => payload.data = Some(doc),
+        _ => payload.attributes = Some(&entry.paths),
     }
     if kind != "delete" {
         // The version of what `data` shows, or of the change itself.
-        let version = data
+        payload.version = data
             .and_then(|d| d.get("meta"))
             .and_then(|m| m.get("version"))
-            .cloned()
+            .and_then(Value::as_str)
             .filter(|_| full)
-            .or_else(|| entry.version_after.map(|v| json!(format!("W/\"{v}\""))));
-        if let Some(v) = version {
-            payload.insert("version".into(), v);
-        }
+            .map(str::to_string)
+            .or_else(|| entry.version_after.map(|v| format!("W/\"{v}\"")));
     }
-    let mut events = Map::new();
-    events.insert(uri(kind, full).to_string(), Value::Object(payload));
     // A NumericDate may have a fraction (RFC 7519 section 2): the change's
     // time to the millisecond, so receivers can measure delivery latency.
     let toe = crate::value::parse_datetime(&entry.at)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as f64 / 1000.0);
-    Some(json!({
-        "iss": context.issuer,
-        "iat": context.now,
-        "jti": stream.jti(entry.position),
-        "aud": context.audience,
-        "txn": entry.position.to_string(),
-        "toe": toe,
-        "sub_id": {
-            "format": "scim",
-            "uri": format!("/{}/{}", context.endpoint.trim_matches('/'), entry.resource_id),
-            "id": entry.resource_id,
+    Some(SetClaims {
+        iss: context.issuer,
+        iat: context.now,
+        jti: stream.jti(entry.position),
+        aud: context.audience,
+        txn: entry.position.to_string(),
+        toe,
+        sub_id: SubId {
+            format: "scim",
+            uri: format!(
+                "/{}/{}",
+                context.endpoint.trim_matches('/'),
+                entry.resource_id
+            ),
+            id: &entry.resource_id,
         },
-        "events": events,
-    }))
+        events: OneEvent {
+            uri: uri(kind, full),
+            payload,
+        },
+    })
+}
+
+/// The claims of a SET, serialised as they are signed (no intermediate
+/// JSON tree: a push stream makes one per change).
+#[derive(Debug, Serialize)]
+pub struct SetClaims<'a> {
+    pub iss: &'a str,
+    pub iat: u64,
+    pub jti: String,
+    pub aud: &'a str,
+    pub txn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toe: Option<f64>,
+    pub sub_id: SubId<'a>,
+    pub events: OneEvent<'a>,
+}
+
+/// `sub_id` in the SCIM format (RFC 9967 section 2.2).
+#[derive(Debug, Serialize)]
+pub struct SubId<'a> {
+    pub format: &'static str,
+    pub uri: String,
+    pub id: &'a str,
+}
+
+/// The `events` claim: one event URI and its payload.
+#[derive(Debug)]
+pub struct OneEvent<'a> {
+    pub uri: &'static str,
+    pub payload: Payload<'a>,
+}
+
+impl Serialize for OneEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.uri, &self.payload)?;
+        map.end()
+    }
+}
+
+/// An event's payload: the changed paths (notice) or the resource (full),
+/// and the version.
+#[derive(Debug, Default, Serialize)]
+pub struct Payload<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 #[cfg(test)]
@@ -210,6 +260,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::changelog::Actor;
+    use serde_json::json;
+
+    fn as_json(claims: Option<SetClaims<'_>>) -> Value {
+        serde_json::to_value(claims.unwrap()).unwrap()
+    }
 
     fn entry(op: &str, rtype: &str) -> Entry {
         Entry {
@@ -250,7 +305,8 @@ mod tests {
 
     #[test]
     fn a_patch_is_a_patch_notice_with_its_paths_and_version() {
-        let claims = set_claims(&stream(false), &entry("patch", "User"), &context(), None).unwrap();
+        let entry = entry("patch", "User");
+        let claims = as_json(set_claims(&stream(false), &entry, &context(), None));
         assert_eq!(claims["jti"], "s1.42");
         assert_eq!(claims["txn"], "42");
         assert_eq!(claims["sub_id"]["uri"], "/Users/u1");
@@ -275,16 +331,17 @@ mod tests {
             )
             .is_none()
         );
-        let claims = set_claims(&stream(true), &entry("delete", "User"), &context(), None).unwrap();
+        let delete = entry("delete", "User");
+        let claims = as_json(set_claims(&stream(true), &delete, &context(), None));
         assert_eq!(claims["events"][DELETE], json!({}));
         let doc = json!({"id": "u1", "meta": {"version": "W/\"3\""}});
-        let claims = set_claims(
+        let create = entry("create", "User");
+        let claims = as_json(set_claims(
             &stream(true),
-            &entry("create", "User"),
+            &create,
             &context(),
             doc.as_object(),
-        )
-        .unwrap();
+        ));
         assert_eq!(claims["events"][CREATE_FULL]["data"], doc);
         assert_eq!(claims["events"][CREATE_FULL]["version"], "W/\"3\"");
     }

@@ -44,6 +44,8 @@ pub struct EventSettings {
     pub max_backoff: Duration,
     /// How long one push request may take.
     pub push_timeout: Duration,
+    /// The nice increment of the threads that push (0: none).
+    pub push_nice: i32,
 }
 
 impl Default for EventSettings {
@@ -53,6 +55,7 @@ impl Default for EventSettings {
             dead_after: Duration::from_secs(24 * 3600),
             max_backoff: Duration::from_secs(300),
             push_timeout: Duration::from_secs(10),
+            push_nice: 10,
         }
     }
 }

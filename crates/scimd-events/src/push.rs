@@ -54,6 +54,21 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Sets the calling thread's nice value to the process's (its main
+/// thread's) plus `increment`, at most 19, whatever the thread that started
+/// it had. Raising it needs no privilege; where it fails, delivery runs at
+/// the process's priority and says so.
+fn lower_priority(increment: i32) {
+    if increment <= 0 {
+        return;
+    }
+    let process = rustix::process::getpriority_process(Some(rustix::process::getpid()));
+    let nice = (process.unwrap_or(0) + increment).min(19);
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::warn!(error = %e, "could not lower the priority of event delivery");
+    }
+}
+
 /// Whether a push stream is in the dead-letter state.
 pub fn is_dead(progress: &StreamProgress) -> bool {
     PushState::of(progress).dead_since.is_some()
@@ -66,6 +81,14 @@ pub fn revive(progress: &mut StreamProgress) {
     push.failing_since = None;
     push.attempts = 0;
     push.save(progress);
+}
+
+/// Push delivery, running while this is kept: dropped, every push worker
+/// stops where it is (what it had not saved as delivered is delivered
+/// again, by this process later or by another replica once the lease
+/// lapses).
+pub struct PushDelivery {
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// What a receiver made of one SET.
@@ -82,40 +105,70 @@ enum Outcome {
 
 impl Events {
     /// Starts delivering every push stream, now and as they are created,
-    /// while the process runs.
-    pub fn deliver_pushes(self: &Arc<Self>) {
+    /// while the process runs, on threads of their own whose priority is
+    /// lowered by `push_nice`: when writes keep the machine busy, signing
+    /// and posting a SET per change would take CPU from them (tens of
+    /// microseconds a SET); delivery then gets what they leave and catches
+    /// up when they ease (`scimd_event_stream_behind` shows how far
+    /// behind it is).
+    ///
+    /// Delivery lasts as long as the returned [`PushDelivery`] is kept.
+    pub fn deliver_pushes(self: &Arc<Self>) -> std::io::Result<PushDelivery> {
         let events = self.clone();
-        tokio::spawn(async move {
-            let running: Arc<Mutex<HashSet<String>>> = Arc::default();
-            loop {
-                match streams::list(&*events.store).await {
-                    Ok(all) => {
-                        for stream in all {
-                            if !matches!(stream.delivery, Delivery::Push { .. }) || stream.paused {
-                                continue;
-                            }
-                            let fresh = running
-                                .lock()
-                                .map(|mut r| r.insert(stream.id.clone()))
-                                .unwrap_or(false);
-                            if fresh {
-                                let (events, running) = (events.clone(), running.clone());
-                                tokio::spawn(async move {
-                                    if let Err(e) = events.push_stream(&stream.id).await {
-                                        tracing::warn!(stream = %stream.name, error = %e, "push delivery stopped; starting again");
-                                    }
-                                    if let Ok(mut r) = running.lock() {
-                                        r.remove(&stream.id);
-                                    }
-                                });
-                            }
+        let nice = self.settings.push_nice;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("scimd-push")
+            .on_thread_start(move || lower_priority(nice))
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("scimd-push".into())
+            .spawn(move || {
+                lower_priority(nice);
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = events.supervise_pushes() => {}
+                        _ = stopped => {}
+                    }
+                });
+                runtime.shutdown_background();
+            })?;
+        Ok(PushDelivery { _stop: stop })
+    }
+
+    /// Keeps one worker per active push stream, looking for new ones every
+    /// [`SUPERVISE`].
+    async fn supervise_pushes(self: Arc<Self>) {
+        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+        loop {
+            match streams::list(&*self.store).await {
+                Ok(all) => {
+                    for stream in all {
+                        if !matches!(stream.delivery, Delivery::Push { .. }) || stream.paused {
+                            continue;
+                        }
+                        let fresh = running
+                            .lock()
+                            .map(|mut r| r.insert(stream.id.clone()))
+                            .unwrap_or(false);
+                        if fresh {
+                            let (events, running) = (self.clone(), running.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = events.push_stream(&stream.id).await {
+                                    tracing::warn!(stream = %stream.name, error = %e, "push delivery stopped; starting again");
+                                }
+                                if let Ok(mut r) = running.lock() {
+                                    r.remove(&stream.id);
+                                }
+                            });
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "listing event streams failed"),
                 }
-                tokio::time::sleep(SUPERVISE).await;
+                Err(e) => tracing::debug!(error = %e, "listing event streams failed"),
             }
-        });
+            tokio::time::sleep(SUPERVISE).await;
+        }
     }
 
     /// Delivers stream `id` while this process holds its lease and the
@@ -171,6 +224,9 @@ impl Events {
             let mut next = progress.clone();
             let mut wait = None;
             let mut all = true;
+            // Accepted since the state was last brought up to date: counted
+            // into it once, before anything else changes it.
+            let mut accepted = 0;
             // Parsed once for the batch, not by each request (its IDNA
             // processing showed in the delivery profile).
             let target = reqwest::Url::parse(url);
@@ -180,12 +236,13 @@ impl Events {
                     (Some(_), Err(e)) => Outcome::Failed(format!("the push URL: {e}")),
                     (None, _) => Outcome::Accepted,
                 };
+                if !matches!(outcome, Outcome::Accepted) {
+                    delivered(&mut next, std::mem::take(&mut accepted));
+                }
                 match outcome {
                     Outcome::Accepted => {
                         next.through = entry.position;
-                        delivered(&mut next);
-                        metrics::counter!("scimd_events_delivered_total", "delivery" => "push")
-                            .increment(1);
+                        accepted += 1;
                     }
                     Outcome::Refused { err, description } => {
                         next.through = entry.position;
@@ -206,6 +263,7 @@ impl Events {
                     break; // renew the lease before going on
                 }
             }
+            delivered(&mut next, accepted);
             if all && !found.more {
                 next.through = next.through.max(found.scanned);
             }
@@ -347,9 +405,15 @@ impl PushState {
     }
 }
 
-fn delivered(progress: &mut StreamProgress) {
+/// `count` more SETs accepted (and counted in the metrics): the failures
+/// before them are over.
+fn delivered(progress: &mut StreamProgress, count: u64) {
+    if count == 0 {
+        return;
+    }
+    metrics::counter!("scimd_events_delivered_total", "delivery" => "push").increment(count);
     let mut push = PushState::of(progress);
-    push.delivered += 1;
+    push.delivered += count;
     push.attempts = 0;
     push.failing_since = None;
     push.save(progress);

@@ -6,8 +6,8 @@ use scimd_core::projection::Projection;
 
 use crate::{EventError, Events};
 
-/// Entries read from the log at a time while looking for a stream's next
-/// events.
+/// The most entries read from the log at a time while looking for a
+/// stream's next events.
 pub(crate) const LOG_PAGE: u32 = 500;
 
 impl Events {
@@ -23,7 +23,7 @@ impl Events {
             return Ok(None);
         }
         let rt = self.registry().by_name(&entry.resource_type);
-        let endpoint = rt.map_or("/", |rt| rt.endpoint()).to_string();
+        let endpoint = rt.map_or("/", |rt| rt.endpoint());
         let data = match (rt, stream.full && entry.op != "delete") {
             (Some(rt), true) => self
                 .service
@@ -33,11 +33,10 @@ impl Events {
                 .map(|r| r.doc),
             _ => None,
         };
-        let issuer = self.auth.config().issuer.clone();
         let context = SetContext {
-            issuer: &issuer,
+            issuer: &self.auth.config().issuer,
             audience,
-            endpoint: &endpoint,
+            endpoint,
             now: scimd_core::value::unix_now(),
         };
         let Some(claims) = set_claims(stream, entry, &context, data.as_ref()) else {
@@ -63,9 +62,15 @@ impl Events {
         let mut found = Vec::new();
         let mut cursor = after;
         let mut scanned = after;
+        // The first page is what the caller can take (and one more, to
+        // tell whether more follow): a stream that carries everything reads
+        // no entry it does not use. Pages double from there, up to
+        // LOG_PAGE, while entries the stream does not carry are passed.
+        let mut size = u32::try_from(limit.saturating_add(1)).map_or(LOG_PAGE, |n| n.min(LOG_PAGE));
         loop {
-            let page = self.store.follow(cursor, LOG_PAGE).await?;
-            let full = page.len() == LOG_PAGE as usize;
+            let page = self.store.follow(cursor, size).await?;
+            let full = page.len() == size as usize;
+            size = size.saturating_mul(2).min(LOG_PAGE);
             for entry in page {
                 cursor = entry.position;
                 if stream.carries(&entry) && !skip.contains(&entry.position) {

@@ -187,12 +187,17 @@ pub struct Config {
     pub events_push_max_backoff_secs: u64,
     /// How long one push request may take, in seconds (at most 10).
     pub events_push_timeout_secs: u64,
+    /// How much lower than requests push delivery runs, as a nice
+    /// increment of its threads (0-19; 0: the same priority): on a busy
+    /// machine delivery gets what the writes leave, and catches up when
+    /// they ease.
+    pub events_push_nice: u64,
 }
 
 impl Config {
     /// Refuses settings out of range, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let ranges: [(&str, u64, u64, u64); 9] = [
+        let ranges: [(&str, u64, u64, u64); 10] = [
             ("header_timeout_secs", self.header_timeout_secs, 1, 3600),
             ("body_timeout_secs", self.body_timeout_secs, 1, 3600),
             ("max_connections", self.max_connections as u64, 1, 1_000_000),
@@ -227,6 +232,7 @@ impl Config {
                 1,
                 300,
             ),
+            ("events_push_nice", self.events_push_nice, 0, 19),
         ];
         for (key, value, low, high) in ranges {
             if !(low..=high).contains(&value) {
@@ -265,6 +271,7 @@ impl Config {
             dead_after: Duration::from_secs(self.events_push_dead_after_secs),
             max_backoff: Duration::from_secs(self.events_push_max_backoff_secs),
             push_timeout: Duration::from_secs(self.events_push_timeout_secs),
+            push_nice: self.events_push_nice.min(19) as i32,
         }
     }
 
@@ -389,6 +396,7 @@ impl Default for Config {
             events_push_dead_after_secs: 24 * 3600,
             events_push_max_backoff_secs: 300,
             events_push_timeout_secs: 10,
+            events_push_nice: 10,
         }
     }
 }

@@ -334,7 +334,7 @@ pub async fn serve(
         &base,
         config.event_settings(),
     )?);
-    events.deliver_pushes();
+    let _pushing = events.deliver_pushes()?;
     let state = AppState::new(scimd_http::Shared {
         service,
         auth,

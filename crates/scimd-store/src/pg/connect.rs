@@ -3,16 +3,68 @@
 //! again from current statistics at least every [`PLAN_LIFETIME`]).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use scimd_core::store::StoreError;
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{NoTls, Socket};
 
 use super::PgStore;
 use super::retry::{Fail, cannot_reach, chain};
 use super::statistics::{self, PlansValidSince};
+
+/// Opens connections whose I/O is driven by the runtime the pool was made
+/// on, whoever asks for the connection: event delivery runs on threads of
+/// lower priority (`scimd_events::push`), and a connection it happened to
+/// open, driven there, would then slow every request that later borrows it.
+struct DrivenHere<T> {
+    tls: T,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<T> DrivenHere<T> {
+    fn new(tls: T, runtime: tokio::runtime::Handle) -> Self {
+        DrivenHere { tls, runtime }
+    }
+}
+
+impl<T> deadpool_postgres::Connect for DrivenHere<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+                        tokio_postgres::Error,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        let (tls, config, runtime) = (self.tls.clone(), config.clone(), self.runtime.clone());
+        Box::pin(async move {
+            let (client, connection) = config.connect(tls).await?;
+            let driver = runtime.spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "database connection ended");
+                }
+            });
+            Ok((client, driver))
+        })
+    }
+}
 
 /// How long a connection serves before it is replaced. Each connection
 /// plans a statement once (generic plans, see [`planner_options`]) from the
@@ -64,11 +116,14 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
+        let runtime = tokio::runtime::Handle::current();
         let manager = match config.get_ssl_mode() {
-            tokio_postgres::config::SslMode::Require => {
-                Manager::from_config(config, tls_connector(ca_file)?, manager_config)
-            }
-            _ => Manager::from_config(config, NoTls, manager_config),
+            tokio_postgres::config::SslMode::Require => Manager::from_connect(
+                config,
+                DrivenHere::new(tls_connector(ca_file)?, runtime),
+                manager_config,
+            ),
+            _ => Manager::from_connect(config, DrivenHere::new(NoTls, runtime), manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))

@@ -105,11 +105,15 @@ pub(super) fn cannot_reach(detail: String) -> StoreError {
     StoreError::Unavailable(detail)
 }
 
-/// The end of a statement run by the macros below: a success means the
-/// database answers (ending an outage); a failure becomes a [`StoreError`].
-pub(super) fn settled<T>(result: Result<T, Fail>) -> Result<T, StoreError> {
+/// The end of a statement run by the macros below, begun at `started`: a
+/// success means the database answers (ending an outage that began before
+/// it); a failure becomes a [`StoreError`].
+pub(super) fn settled<T>(
+    result: Result<T, Fail>,
+    started: std::time::Instant,
+) -> Result<T, StoreError> {
     if result.is_ok() {
-        OUTAGE.reached();
+        OUTAGE.reached(started);
     }
     result.map_err(Fail::into_store)
 }
@@ -170,12 +174,19 @@ impl Outage {
         }
     }
 
-    fn reached(&self) {
+    /// A statement begun at `started` succeeded. One begun before the
+    /// outage was noticed proves nothing: its answer may have arrived just
+    /// before the connection was lost and been read after (by a task that
+    /// ran late, such as event delivery at its lower priority).
+    fn reached(&self, started: std::time::Instant) {
         use std::sync::atomic::Ordering;
         if !self.down.load(Ordering::Acquire) {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.as_ref().is_some_and(|down| started <= down.since) {
+            return;
+        }
         if let Some(down) = state.take() {
             tracing::info!(
                 down_for_secs = down.since.elapsed().as_secs(),
@@ -235,6 +246,7 @@ macro_rules! in_transaction {
     ($store:expr, |$tx:ident| $body:block) => {{
         let mut attempt: u32 = 0;
         loop {
+            let started = std::time::Instant::now();
             let result: Result<_, $crate::pg::retry::Fail> = async {
                 let mut client = $store.client().await?;
                 let $tx = client.transaction().await?;
@@ -249,7 +261,7 @@ macro_rules! in_transaction {
                     attempt += 1;
                     $crate::pg::retry::backoff(attempt).await;
                 }
-                other => break $crate::pg::retry::settled(other),
+                other => break $crate::pg::retry::settled(other, started),
             }
         }
     }};
@@ -261,6 +273,7 @@ macro_rules! with_client {
     ($store:expr, |$client:ident| $body:block) => {{
         let mut attempt: u32 = 0;
         loop {
+            let started = std::time::Instant::now();
             let result: Result<_, $crate::pg::retry::Fail> = async {
                 let $client = $store.client().await?;
                 Ok($body)
@@ -272,7 +285,7 @@ macro_rules! with_client {
                     attempt += 1;
                     $crate::pg::retry::backoff(attempt).await;
                 }
-                other => break $crate::pg::retry::settled(other),
+                other => break $crate::pg::retry::settled(other, started),
             }
         }
     }};

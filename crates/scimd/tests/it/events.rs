@@ -672,3 +672,46 @@ fn url_root(url: &str) -> String {
     let rest = url.split("://").nth(1).unwrap();
     format!("http://{}", rest.split('/').next().unwrap())
 }
+
+/// Push delivery runs on threads of its own, `events_push_nice` (10 by
+/// default) below the rest of the process: on a busy machine, signing and
+/// posting a SET per change would otherwise take CPU from the writes.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn push_delivery_runs_below_the_priority_of_requests() {
+    use crate::durability::{free_port, ready_client, spawn};
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::harness::database_url(dir.path()).await;
+    let port = free_port();
+    let mut child = spawn(dir.path(), url.as_deref(), port);
+    ready_client(dir.path(), port).await;
+    let pid = child.id();
+    let threads = threads_of(pid);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let process = threads.iter().find(|t| t.0 == pid).unwrap().2;
+    let push: Vec<_> = threads.iter().filter(|t| t.1 == "scimd-push").collect();
+    assert!(!push.is_empty(), "no push threads: {threads:?}");
+    let expected = (process + 10).min(19);
+    assert!(push.iter().all(|t| t.2 == expected), "{threads:?}");
+    let workers: Vec<_> = threads.iter().filter(|t| t.1 == "tokio-rt-worker").collect();
+    assert!(!workers.is_empty(), "{threads:?}");
+    assert!(workers.iter().all(|t| t.2 == process), "{threads:?}");
+}
+
+/// `(thread id, name, nice)` of each thread of process `pid`.
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> Vec<(u32, String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let tid = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_string();
+        // Fields after the name start at the third (state); nice is the 19th.
+        let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        out.push((tid, name, nice));
+    }
+    out
+}
