@@ -3,13 +3,13 @@
 //! again from current statistics at least every [`PLAN_LIFETIME`]).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use futures_util::future::BoxFuture;
 use scimd_core::store::StoreError;
+use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{NoTls, Socket};
 
@@ -26,12 +26,6 @@ struct DrivenHere<T> {
     runtime: tokio::runtime::Handle,
 }
 
-impl<T> DrivenHere<T> {
-    fn new(tls: T, runtime: tokio::runtime::Handle) -> Self {
-        DrivenHere { tls, runtime }
-    }
-}
-
 impl<T> deadpool_postgres::Connect for DrivenHere<T>
 where
     T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
@@ -42,17 +36,8 @@ where
     fn connect(
         &self,
         config: &tokio_postgres::Config,
-    ) -> Pin<
-        Box<
-            dyn Future<
-                    Output = Result<
-                        (tokio_postgres::Client, tokio::task::JoinHandle<()>),
-                        tokio_postgres::Error,
-                    >,
-                > + Send
-                + '_,
-        >,
-    > {
+    ) -> BoxFuture<'_, Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
+    {
         let (tls, config, runtime) = (self.tls.clone(), config.clone(), self.runtime.clone());
         Box::pin(async move {
             let (client, connection) = config.connect(tls).await?;
@@ -120,10 +105,20 @@ impl PgStore {
         let manager = match config.get_ssl_mode() {
             tokio_postgres::config::SslMode::Require => Manager::from_connect(
                 config,
-                DrivenHere::new(tls_connector(ca_file)?, runtime),
+                DrivenHere {
+                    tls: tls_connector(ca_file)?,
+                    runtime,
+                },
                 manager_config,
             ),
-            _ => Manager::from_connect(config, DrivenHere::new(NoTls, runtime), manager_config),
+            _ => Manager::from_connect(
+                config,
+                DrivenHere {
+                    tls: NoTls,
+                    runtime,
+                },
+                manager_config,
+            ),
         };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
