@@ -438,6 +438,17 @@ async fn reltuples(admin: &tokio_postgres::Client, table: &str) -> i64 {
         .get(0)
 }
 
+async fn live_rows(admin: &tokio_postgres::Client, table: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = $1",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Issue 17: statistics taken on empty tables tie every index, and a plan
 /// made from them (a point read through `resources_type`: the whole type
 /// read per GET) lasted as long as its connection. Once a table has grown
@@ -483,6 +494,68 @@ async fn tables_that_grew_are_analysed_and_old_plans_dropped() {
     for _ in 0..4 {
         assert_ne!(store.backend_pid().await.unwrap(), before);
     }
+}
+
+/// Changes are not growth: a steady load of PATCHes rewrote every row of
+/// `resources` every few seconds, and counting changes (not rows) analysed
+/// it and replaced the whole pool each time (every connection forked again,
+/// every statement planned again).
+#[tokio::test]
+async fn tables_that_only_change_keep_their_connections() {
+    let Some(url) = fresh_database("statistics-updates").await else {
+        return;
+    };
+    let users: Vec<RestoredResource> = (0..3_000)
+        .map(|i| RestoredResource {
+            write: write(
+                "User",
+                &format!("u{i}"),
+                json!({"userName": format!("u{i}")}),
+            ),
+            version: 1,
+            created: "2026-01-01T00:00:00Z".into(),
+        })
+        .collect();
+    {
+        let filler = PgStore::connect(&url, 1).await.unwrap();
+        for batch in users.chunks(1_000) {
+            filler.restore(batch.to_vec()).await.unwrap();
+        }
+    }
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // The filler's inserts reach the statistics a moment after it ends; an
+    // ANALYZE before that would see them counted again afterwards.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while live_rows(&admin, "resources").await < 3_000 {
+        assert!(std::time::Instant::now() < deadline, "inserts never counted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    admin.batch_execute("ANALYZE").await.unwrap();
+    let store = PgStore::connect(&url, 1).await.unwrap();
+    let before = store.backend_pid().await.unwrap();
+    // Every row changed twice over: as many changes as a table of twice its
+    // size would have grown by.
+    for _ in 0..2 {
+        admin
+            .batch_execute("UPDATE resources SET modified = modified")
+            .await
+            .unwrap();
+    }
+    // Once the statistics count the changes, two checks of the tables.
+    let changed = "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'resources'";
+    while admin.query_one(changed, &[]).await.unwrap().get::<_, i64>(0) < 6_000 {
+        assert!(std::time::Instant::now() < deadline, "updates never counted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        store.backend_pid().await.unwrap(),
+        before,
+        "the pool's connection was replaced although no table grew"
+    );
 }
 
 #[tokio::test]

@@ -7,14 +7,15 @@ use super::PgStore;
 use super::reads::GET_ONE;
 use super::retry::with_client;
 use super::writes::UPDATE_RESOURCE;
-use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ};
+use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE};
 
 impl PgStore {
     /// For tests: runs `ANALYZE`, then shows the plans a pooled connection
     /// holds (its generic plans, with the session settings scimd gives
     /// every connection) for a point read of the resource `id` (of type
     /// `rtype`, at position `seq`), its computed groups by id and by
-    /// position, and a replace of it: `(statement, EXPLAIN text)`.
+    /// position (of it alone and in an array), and a replace of it:
+    /// `(statement, EXPLAIN text)`.
     pub async fn explain_plans(
         &self,
         rtype: &str,
@@ -23,8 +24,9 @@ impl PgStore {
     ) -> Result<Vec<(&'static str, String)>, StoreError> {
         let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
         let (id, rtype) = (quote(id), quote(rtype));
-        let statements: [(&'static str, String, String); 4] = [
+        let statements: [(&'static str, String, String); 5] = [
             ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
+            ("groups of one", GROUPS_OF_ONE.to_string(), id.clone()),
             (
                 "groups by id",
                 GROUPS_BY_ID.to_string(),

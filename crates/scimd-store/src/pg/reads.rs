@@ -10,7 +10,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::retry::{Fail, with_client};
 use super::{PgStore, bind};
-use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ};
+use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE};
 use crate::translate::{Dialect, Sql, page_queries, total_from_page};
 
 impl PgStore {
@@ -232,14 +232,13 @@ fn row_to_group(row: &Row) -> Result<GroupMembership, Fail> {
     })
 }
 
-/// The groups of the resource `id` ([`GROUPS_BY_ID`]).
+/// The groups of the resource `id` ([`GROUPS_OF_ONE`]).
 pub(super) async fn groups_of_id(
     c: &impl deadpool_postgres::GenericClient,
     id: &str,
 ) -> Result<Vec<GroupMembership>, Fail> {
-    let groups = c.prepare_cached(&GROUPS_BY_ID).await?;
-    let ids = [id];
-    let rows = c.query(&groups, &[&&ids[..]]).await?;
+    let groups = c.prepare_cached(&GROUPS_OF_ONE).await?;
+    let rows = c.query(&groups, &[&id]).await?;
     rows.iter().map(row_to_group).collect()
 }
 

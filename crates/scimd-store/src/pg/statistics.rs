@@ -9,12 +9,16 @@
 //! as its connection.
 //!
 //! So a task looks at the tables whose plans matter every [`CHECK_EVERY`]:
-//! one that changed by more rows than it held when last analysed (it more
+//! one that grew by more rows than it held when last analysed here (it more
 //! than doubled, or was empty and now holds [`MIN_ROWS`]) is analysed here
 //! and then, without waiting for autovacuum, and every connection opened
 //! before is closed when it is next taken from the pool, so that no plan
 //! made from statistics at least twice off survives. Each table is analysed
-//! at most a logarithmic number of times as it grows.
+//! at most a logarithmic number of times as it grows. Growth is counted in
+//! live rows, not in changes: a steady stream of PATCHes changes every row
+//! of `resources` many times over without making a plan worse, and counting
+//! changes replaced the whole pool every few seconds under such a load
+//! (every connection forked and every statement planned again).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -58,6 +62,7 @@ pub(super) fn watch(pool: Pool, since: PlansValidSince, alive: Weak<()>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut analysed_at = Sizes::new();
         loop {
             tick.tick().await;
             if alive.upgrade().is_none() {
@@ -68,15 +73,21 @@ pub(super) fn watch(pool: Pool, since: PlansValidSince, alive: Weak<()>) {
             metrics::gauge!("scimd_store_pool_connections", "state" => "in_use").set(in_use as f64);
             metrics::gauge!("scimd_store_pool_connections", "state" => "idle")
                 .set(status.available as f64);
-            match grown_tables(&pool).await {
-                Ok(grown) if !grown.is_empty() => match analyze(&pool, &grown).await {
-                    Ok(()) => {
-                        tracing::info!(tables = %grown.join(", "), "statistics renewed; connections will plan again");
-                        since.renew();
+            match table_sizes(&pool).await {
+                Ok(sizes) => {
+                    let grown = analysed_at.grown(&sizes);
+                    if grown.is_empty() {
+                        continue;
                     }
-                    Err(e) => tracing::warn!(error = %e, "ANALYZE of grown tables failed"),
-                },
-                Ok(_) => {}
+                    match analyze(&pool, &grown).await {
+                        Ok(()) => {
+                            tracing::info!(tables = %grown.join(", "), "statistics renewed; connections will plan again");
+                            analysed_at.record(&sizes, &grown);
+                            since.renew();
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ANALYZE of grown tables failed"),
+                    }
+                }
                 // The database is down or restarting: the requests say so.
                 Err(e) => tracing::debug!(error = %e, "table growth not read"),
             }
@@ -84,20 +95,54 @@ pub(super) fn watch(pool: Pool, since: PlansValidSince, alive: Weak<()>) {
     });
 }
 
-/// The watched tables that changed by more rows than they held when last
-/// analysed (and by at least [`MIN_ROWS`]).
-async fn grown_tables(pool: &Pool) -> Result<Vec<String>, String> {
+/// Live rows of each watched table, and the rows its statistics last
+/// counted (0 if never analysed).
+type TableSizes = Vec<(String, i64, i64)>;
+
+async fn table_sizes(pool: &Pool) -> Result<TableSizes, String> {
     let client = pool.get().await.map_err(|e| e.to_string())?;
     let rows = client
         .query(
-            "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-              WHERE s.schemaname = current_schema() AND s.relname = ANY($1)
-                AND s.n_mod_since_analyze >= GREATEST($2, c.reltuples::int8)",
-            &[&WATCHED, &MIN_ROWS],
+            "SELECT s.relname::text, s.n_live_tup, GREATEST(c.reltuples, 0)::int8
+               FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+              WHERE s.schemaname = current_schema() AND s.relname = ANY($1)",
+            &[&WATCHED],
         )
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// The live rows of each table when it was last analysed here (first seen:
+/// the rows its statistics counted, whoever analysed it).
+struct Sizes(std::collections::HashMap<String, i64>);
+
+impl Sizes {
+    fn new() -> Sizes {
+        Sizes(std::collections::HashMap::new())
+    }
+
+    /// The tables that grew by more rows than they held when last analysed
+    /// (and by at least [`MIN_ROWS`]).
+    fn grown(&mut self, sizes: &TableSizes) -> Vec<String> {
+        sizes
+            .iter()
+            .filter(|(table, live, counted)| {
+                let then = *self.0.entry(table.clone()).or_insert(*counted);
+                live - then >= then.max(MIN_ROWS)
+            })
+            .map(|(table, _, _)| table.clone())
+            .collect()
+    }
+
+    /// `analysed` were analysed at the sizes of `sizes`.
+    fn record(&mut self, sizes: &TableSizes, analysed: &[String]) {
+        for (table, live, _) in sizes {
+            if analysed.contains(table) {
+                self.0.insert(table.clone(), *live);
+            }
+        }
+    }
 }
 
 async fn analyze(pool: &Pool, tables: &[String]) -> Result<(), String> {

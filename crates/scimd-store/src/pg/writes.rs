@@ -162,16 +162,19 @@ impl PgStore {
 /// the same statement as the resource's row: rows that did not change stay,
 /// the others are deleted or inserted (every CTE sees the tables as they
 /// were before the statement). A PATCH of one attribute writes the index
-/// row it changes, not the ~32 of a user.
+/// row it changes, not the ~32 of a user. The rows to insert are found
+/// against one read of the resource's current rows (`cur`), not by an
+/// index probe per new row (~130 buffer reads for a user, 0.1 ms).
 const SIDE_TABLES: &str = "
   e(k, el, p, s, n) AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[])),
   u(sc, k, v) AS (SELECT * FROM unnest($6::text[], $7::text[], $8::text[])),
   de AS (DELETE FROM attr_values a USING r WHERE a.seq = r.seq AND NOT EXISTS (
            SELECT 1 FROM e WHERE e.k = a.key AND e.el = a.elem AND e.p = a.prim
               AND e.s IS NOT DISTINCT FROM a.s AND e.n IS NOT DISTINCT FROM a.n)),
+  cur AS MATERIALIZED (SELECT a.key, a.elem, a.prim, a.s, a.n FROM attr_values a, r WHERE a.seq = r.seq),
   ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
            SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r, e WHERE NOT EXISTS (
-             SELECT 1 FROM attr_values a WHERE a.seq = r.seq AND a.key = e.k AND a.elem = e.el
+             SELECT 1 FROM cur a WHERE a.key = e.k AND a.elem = e.el
                 AND a.prim = e.p AND a.s IS NOT DISTINCT FROM e.s AND a.n IS NOT DISTINCT FROM e.n)),
   du AS (DELETE FROM unique_values x USING r WHERE x.seq = r.seq AND NOT EXISTS (
            SELECT 1 FROM u WHERE u.sc = x.scope AND u.k = x.key AND u.v = x.value)),
