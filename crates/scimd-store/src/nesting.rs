@@ -19,7 +19,8 @@
 //!   of them is itself a member (`sqlite::reads::groups_of_seq`).
 //! - [`GROUPS_BY_ID`], [`GROUPS_OF_ONE`] and [`GROUPS_BY_SEQ`], upward: the
 //!   groups of one or many resources in one statement on PostgreSQL
-//!   ([`groups_statement`]), each row carrying its member.
+//!   ([`groups_statement`]), each row carrying its member; and
+//!   [`groups_json`], the same walk as one JSON value, inside a point read.
 //!
 //! They are not one template because they differ where it matters: the
 //! filter walks from groups to members (`members`' primary key,
@@ -111,6 +112,29 @@ pub(crate) static GROUPS_OF_ONE: LazyLock<String> = LazyLock::new(|| {
           WHERE s.id = $1",
     )
 });
+
+/// The computed groups of the resource at position `member` (a column of
+/// the enclosing statement) as one JSON text in group order: an array of
+/// `[id, displayName, direct]` (NULL when it has none). A point read joins
+/// it `LATERAL`, so that the row and its groups are one statement: one
+/// execution in PostgreSQL instead of two. One aggregate, not an array per
+/// column: each ordered aggregate sorts on its own. The same walk as
+/// [`groups_statement`], seeded from one position.
+pub(crate) fn groups_json(member: &str) -> String {
+    format!(
+        "WITH RECURSIVE g(seq, direct) AS (
+           SELECT p.group_seq, TRUE FROM
+             (SELECT x.group_seq FROM members x WHERE x.member_seq = {member} OFFSET 0) p
+           UNION
+           SELECT p.group_seq, FALSE FROM g CROSS JOIN LATERAL
+             (SELECT x.group_seq FROM members x WHERE x.member_seq = g.seq OFFSET 0) p
+         )
+         SELECT json_agg(json_build_array(r.id, r.data::json ->> 'displayName', a.direct)
+                         ORDER BY a.seq)::text AS groups
+           FROM (SELECT seq, bool_or(direct) AS direct FROM g GROUP BY seq) a
+           CROSS JOIN LATERAL (SELECT x.id, x.data FROM resources x WHERE x.seq = a.seq OFFSET 0) r"
+    )
+}
 
 /// [`groups_statement`] of members given by position (`$1`, an int8 array),
 /// each probed on its own: `member_seq = ANY($1)`, planned on an empty

@@ -4,7 +4,7 @@
 use scimd_core::store::StoreError;
 
 use super::PgStore;
-use super::reads::GET_ONE;
+use super::reads::{GET_ONE, GET_WITH_GROUPS};
 use super::retry::with_client;
 use super::writes::UPDATE_RESOURCE;
 use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE};
@@ -13,9 +13,9 @@ impl PgStore {
     /// For tests: runs `ANALYZE`, then shows the plans a pooled connection
     /// holds (its generic plans, with the session settings scimd gives
     /// every connection) for a point read of the resource `id` (of type
-    /// `rtype`, at position `seq`), its computed groups by id and by
-    /// position (of it alone and in an array), and a replace of it:
-    /// `(statement, EXPLAIN text)`.
+    /// `rtype`, at position `seq`) alone and with its groups, its computed
+    /// groups by id (alone and in an array) and by position, and a replace
+    /// of it: `(statement, EXPLAIN text)`.
     pub async fn explain_plans(
         &self,
         rtype: &str,
@@ -24,8 +24,13 @@ impl PgStore {
     ) -> Result<Vec<(&'static str, String)>, StoreError> {
         let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
         let (id, rtype) = (quote(id), quote(rtype));
-        let statements: [(&'static str, String, String); 5] = [
+        let statements: [(&'static str, String, String); 6] = [
             ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
+            (
+                "point read with groups",
+                GET_WITH_GROUPS.to_string(),
+                format!("{id}, {rtype}"),
+            ),
             ("groups of one", GROUPS_OF_ONE.to_string(), id.clone()),
             (
                 "groups by id",

@@ -3,6 +3,7 @@
 //! resources by id or position (statements in [`crate::nesting`]).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use scimd_core::query::{Paging, Query};
 use scimd_core::store::{GroupMembership, Member, Page, StoreError, StoredResource, StoredRow};
@@ -10,7 +11,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::retry::{Fail, with_client};
 use super::{PgStore, bind};
-use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE};
+use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE, groups_json};
 use crate::translate::{Dialect, Sql, page_queries, total_from_page};
 
 impl PgStore {
@@ -41,15 +42,10 @@ impl PgStore {
         id: &str,
     ) -> Result<Option<(StoredRow, Vec<GroupMembership>)>, StoreError> {
         with_client!(self, |client| {
-            let get = client.prepare_cached(GET_ONE).await?;
-            // One round trip for both.
-            let (row, groups) = tokio::try_join!(
-                async { Ok::<_, Fail>(client.query_opt(&get, &[&id, &rtype]).await?) },
-                groups_of_id(&client, id),
-            )?;
-            match row {
+            let get = client.prepare_cached(&GET_WITH_GROUPS).await?;
+            match client.query_opt(&get, &[&id, &rtype]).await? {
                 None => None,
-                Some(row) => Some((to_row(&row)?, groups)),
+                Some(row) => Some((to_row(&row)?, groups_from_json(&row)?)),
             }
         })
     }
@@ -241,6 +237,34 @@ pub(super) async fn groups_of_id(
     let rows = c.query(&groups, &[&id]).await?;
     rows.iter().map(row_to_group).collect()
 }
+
+/// The groups of [`GET_WITH_GROUPS`]'s row, from its JSON column.
+fn groups_from_json(row: &Row) -> Result<Vec<GroupMembership>, Fail> {
+    let Some(text) = row.try_get::<_, Option<&str>>(7)? else {
+        return Ok(Vec::new());
+    };
+    let groups: Vec<(String, Option<String>, bool)> = serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("computed groups: {e}")))?;
+    Ok(groups
+        .into_iter()
+        .map(|(group_id, display, direct)| GroupMembership {
+            group_id,
+            display,
+            direct,
+        })
+        .collect())
+}
+
+/// [`GET_ONE`] with the resource's computed groups ([`groups_json`]), in
+/// one statement.
+pub(super) static GET_WITH_GROUPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data, gr.groups
+           FROM resources r CROSS JOIN LATERAL ({}) gr
+          WHERE r.id = $1 AND r.rtype = $2",
+        groups_json("r.seq")
+    )
+});
 
 pub(super) const GET_ONE: &str =
     "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data

@@ -14,7 +14,12 @@
 //! and then, without waiting for autovacuum, and every connection opened
 //! before is closed when it is next taken from the pool, so that no plan
 //! made from statistics at least twice off survives. Each table is analysed
-//! at most a logarithmic number of times as it grows. Growth is counted in
+//! at most a logarithmic number of times as it grows, and a table never
+//! analysed (a new database) is analysed at the first look: without
+//! statistics PostgreSQL assumes some rows per key, and the hash tables of
+//! the computed-groups walk, sized from that guess and cleared on every
+//! execution, were most of a point read's cost while `members` was empty
+//! and unanalysed. Growth is counted in
 //! live rows, not in changes: a steady stream of PATCHes changes every row
 //! of `resources` many times over without making a plan worse, and counting
 //! changes replaced the whole pool every few seconds under such a load
@@ -96,21 +101,24 @@ pub(super) fn watch(pool: Pool, since: PlansValidSince, alive: Weak<()>) {
 }
 
 /// Live rows of each watched table, and the rows its statistics last
-/// counted (0 if never analysed).
+/// counted (-1 if never analysed).
 type TableSizes = Vec<(String, i64, i64)>;
 
 async fn table_sizes(pool: &Pool) -> Result<TableSizes, String> {
     let client = pool.get().await.map_err(|e| e.to_string())?;
     let rows = client
         .query(
-            "SELECT s.relname::text, s.n_live_tup, GREATEST(c.reltuples, 0)::int8
+            "SELECT s.relname::text, s.n_live_tup, c.reltuples::int8
                FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
               WHERE s.schemaname = current_schema() AND s.relname = ANY($1)",
             &[&WATCHED],
         )
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 /// The live rows of each table when it was last analysed here (first seen:
@@ -122,14 +130,14 @@ impl Sizes {
         Sizes(std::collections::HashMap::new())
     }
 
-    /// The tables that grew by more rows than they held when last analysed
-    /// (and by at least [`MIN_ROWS`]).
+    /// The tables never analysed, and those that grew by more rows than
+    /// they held when last analysed (and by at least [`MIN_ROWS`]).
     fn grown(&mut self, sizes: &TableSizes) -> Vec<String> {
         sizes
             .iter()
             .filter(|(table, live, counted)| {
                 let then = *self.0.entry(table.clone()).or_insert(*counted);
-                live - then >= then.max(MIN_ROWS)
+                then < 0 || live - then >= then.max(MIN_ROWS)
             })
             .map(|(table, _, _)| table.clone())
             .collect()
