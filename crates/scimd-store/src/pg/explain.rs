@@ -4,6 +4,7 @@
 use scimd_core::store::StoreError;
 
 use super::PgStore;
+use super::change_log::{NUMBER_COMMITTED, SEQUENCER_SETTINGS};
 use super::reads::{GET_ONE, GET_WITH_GROUPS};
 use super::retry::with_client;
 use super::writes::UPDATE_RESOURCE;
@@ -14,8 +15,8 @@ impl PgStore {
     /// holds (its generic plans, with the session settings scimd gives
     /// every connection) for a point read of the resource `id` (of type
     /// `rtype`, at position `seq`) alone and with its groups, its computed
-    /// groups by id (alone and in an array) and by position, and a replace
-    /// of it: `(statement, EXPLAIN text)`.
+    /// groups by id (alone and in an array) and by position, a replace of
+    /// it, and the change log's sequencer: `(statement, EXPLAIN text)`.
     pub async fn explain_plans(
         &self,
         rtype: &str,
@@ -24,7 +25,7 @@ impl PgStore {
     ) -> Result<Vec<(&'static str, String)>, StoreError> {
         let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
         let (id, rtype) = (quote(id), quote(rtype));
-        let statements: [(&'static str, String, String); 6] = [
+        let statements: [(&'static str, String, String); 7] = [
             ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
             (
                 "point read with groups",
@@ -43,6 +44,11 @@ impl PgStore {
                 format!("ARRAY[{seq}]::int8[]"),
             ),
             (
+                "sequencer",
+                NUMBER_COMMITTED.to_string(),
+                "0, 10000".to_string(),
+            ),
+            (
                 "replace",
                 UPDATE_RESOURCE.to_string(),
                 format!(
@@ -55,8 +61,13 @@ impl PgStore {
         with_client!(self, |client| {
             client.batch_execute("ANALYZE").await?;
             for (name, sql, args) in &statements {
+                // Each with the settings it runs with.
+                let settings = match *name {
+                    "sequencer" => SEQUENCER_SETTINGS,
+                    _ => "",
+                };
                 client
-                    .batch_execute(&format!("PREPARE explained AS {sql}"))
+                    .batch_execute(&format!("BEGIN; {settings}; PREPARE explained AS {sql}"))
                     .await?;
                 let mut text = String::new();
                 for message in client
@@ -68,7 +79,9 @@ impl PgStore {
                         text.push('\n');
                     }
                 }
-                client.batch_execute("DEALLOCATE explained").await?;
+                client
+                    .batch_execute("DEALLOCATE explained; ROLLBACK")
+                    .await?;
                 plans.push((*name, text));
             }
         })?;
