@@ -14,16 +14,17 @@
 //! and then, without waiting for autovacuum, and every connection opened
 //! before is closed when it is next taken from the pool, so that no plan
 //! made from statistics at least twice off survives. Each table is analysed
-//! at most a logarithmic number of times as it grows, and a table never
-//! analysed (a new database) is analysed at the first look: without
-//! statistics PostgreSQL assumes some rows per key, and the hash tables of
-//! the computed-groups walk, sized from that guess and cleared on every
-//! execution, were most of a point read's cost while `members` was empty
-//! and unanalysed. Growth is counted in
-//! live rows, not in changes: a steady stream of PATCHes changes every row
-//! of `resources` many times over without making a plan worse, and counting
-//! changes replaced the whole pool every few seconds under such a load
-//! (every connection forked and every statement planned again).
+//! at most a logarithmic number of times as it grows.
+//!
+//! Growth is counted in live rows, not in changes: a steady stream of
+//! PATCHes changes every row of `resources` many times over without making
+//! a plan worse, and counting changes replaced the whole pool every few
+//! seconds under such a load (every connection forked and every statement
+//! planned again). A table never analysed (a new database) is analysed at
+//! the first look: without statistics PostgreSQL assumes several rows per
+//! key, and the hash tables of the computed-groups walk, sized from that
+//! guess and cleared on every execution, were most of a point read's cost
+//! while `members` was empty and unanalysed.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
