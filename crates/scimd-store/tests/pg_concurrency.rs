@@ -442,26 +442,45 @@ fn assert_index_driven(
     );
 }
 
-async fn reltuples(admin: &tokio_postgres::Client, table: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT reltuples::int8 FROM pg_class WHERE relname = $1",
-            &[&table],
-        )
-        .await
-        .unwrap()
-        .get(0)
+/// `count` users to restore, named `{prefix}0`, `{prefix}1`, ...
+fn restored_users(prefix: &str, count: usize) -> Vec<RestoredResource> {
+    (0..count)
+        .map(|i| RestoredResource {
+            write: write(
+                "User",
+                &format!("{prefix}{i}"),
+                json!({"userName": format!("{prefix}{i}")}),
+            ),
+            version: 1,
+            created: "2026-01-01T00:00:00Z".into(),
+        })
+        .collect()
 }
 
-async fn live_rows(admin: &tokio_postgres::Client, table: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = $1",
-            &[&table],
-        )
+/// A plain connection to `url`, for reading and changing what the test
+/// checks behind the store's back.
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .unwrap()
-        .get(0)
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Waits, at most `secs` seconds, until `query` (one int8) is at least
+/// `at_least`; else fails, saying `what` did not happen.
+async fn wait_for(
+    admin: &tokio_postgres::Client,
+    query: &str,
+    at_least: i64,
+    secs: u64,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while admin.query_one(query, &[]).await.unwrap().get::<_, i64>(0) < at_least {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Issue 17: statistics taken on empty tables tie every index, and a plan
@@ -475,36 +494,23 @@ async fn tables_that_grew_are_analysed_and_old_plans_dropped() {
         return;
     };
     let store = PgStore::connect(&url, 2).await.unwrap();
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let admin = admin(&url).await;
     // Analysed while empty, as `vacuumdb --analyze` on a new install would.
     admin.batch_execute("ANALYZE").await.unwrap();
     assert!(store.get("User", "nobody", false).await.unwrap().is_none());
     let before = store.backend_pid().await.unwrap();
-    let users: Vec<RestoredResource> = (0..3_000)
-        .map(|i| RestoredResource {
-            write: write(
-                "User",
-                &format!("s{i}"),
-                json!({"userName": format!("s{i}")}),
-            ),
-            version: 1,
-            created: "2026-01-01T00:00:00Z".into(),
-        })
-        .collect();
+    let users = restored_users("s", 3_000);
     for batch in users.chunks(1_000) {
         store.restore(batch.to_vec()).await.unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while reltuples(&admin, "resources").await < 3_000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "resources not analysed 30 s after growing from 0 to 3,000 rows"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    wait_for(
+        &admin,
+        "SELECT reltuples::int8 FROM pg_class WHERE relname = 'resources'",
+        3_000,
+        30,
+        "resources not analysed 30 s after growing from 0 to 3,000 rows",
+    )
+    .await;
     // The connection that planned on empty statistics is not handed out again.
     for _ in 0..4 {
         assert_ne!(store.backend_pid().await.unwrap(), before);
@@ -521,18 +527,15 @@ async fn tables_never_analysed_are_analysed_at_start() {
         return;
     };
     let _store = PgStore::connect(&url, 1).await.unwrap();
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while reltuples(&admin, "members").await < 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "members not analysed 20 s after the store connected"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let admin = admin(&url).await;
+    wait_for(
+        &admin,
+        "SELECT reltuples::int8 FROM pg_class WHERE relname = 'members'",
+        0,
+        20,
+        "members not analysed 20 s after the store connected",
+    )
+    .await;
 }
 
 /// Changes are not growth: a steady load of PATCHes rewrote every row of
@@ -544,37 +547,27 @@ async fn tables_that_only_change_keep_their_connections() {
     let Some(url) = fresh_database("statistics-updates").await else {
         return;
     };
-    let users: Vec<RestoredResource> = (0..3_000)
-        .map(|i| RestoredResource {
-            write: write(
-                "User",
-                &format!("u{i}"),
-                json!({"userName": format!("u{i}")}),
-            ),
-            version: 1,
-            created: "2026-01-01T00:00:00Z".into(),
-        })
-        .collect();
+    let users = restored_users("u", 3_000);
     {
         let filler = PgStore::connect(&url, 1).await.unwrap();
         for batch in users.chunks(1_000) {
             filler.restore(batch.to_vec()).await.unwrap();
         }
     }
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let admin = admin(&url).await;
     // The filler's inserts reach the statistics a moment after it ends; an
     // ANALYZE before that would see them counted again afterwards.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while live_rows(&admin, "resources").await < 3_000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "inserts never counted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let counted = |column: &str| {
+        format!("SELECT {column} FROM pg_stat_user_tables WHERE relname = 'resources'")
+    };
+    wait_for(
+        &admin,
+        &counted("n_live_tup"),
+        3_000,
+        60,
+        "inserts never counted",
+    )
+    .await;
     admin.batch_execute("ANALYZE").await.unwrap();
     let store = PgStore::connect(&url, 1).await.unwrap();
     let before = store.backend_pid().await.unwrap();
@@ -587,20 +580,14 @@ async fn tables_that_only_change_keep_their_connections() {
             .unwrap();
     }
     // Once the statistics count the changes, two checks of the tables.
-    let changed = "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'resources'";
-    while admin
-        .query_one(changed, &[])
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-        < 6_000
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "updates never counted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_for(
+        &admin,
+        &counted("n_tup_upd"),
+        6_000,
+        60,
+        "updates never counted",
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     assert_eq!(
         store.backend_pid().await.unwrap(),
