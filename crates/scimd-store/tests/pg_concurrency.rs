@@ -442,9 +442,9 @@ fn assert_index_driven(
     );
 }
 
-/// `count` users to restore, named `{prefix}0`, `{prefix}1`, ...
-fn restored_users(prefix: &str, count: usize) -> Vec<RestoredResource> {
-    (0..count)
+/// Restores `count` users named `{prefix}0`, `{prefix}1`, ... into `store`.
+async fn restore_users(store: &PgStore, prefix: &str, count: usize) {
+    let users: Vec<RestoredResource> = (0..count)
         .map(|i| RestoredResource {
             write: write(
                 "User",
@@ -454,7 +454,10 @@ fn restored_users(prefix: &str, count: usize) -> Vec<RestoredResource> {
             version: 1,
             created: "2026-01-01T00:00:00Z".into(),
         })
-        .collect()
+        .collect();
+    for batch in users.chunks(1_000) {
+        store.restore(batch.to_vec()).await.unwrap();
+    }
 }
 
 /// A plain connection to `url`, for reading and changing what the test
@@ -499,10 +502,7 @@ async fn tables_that_grew_are_analysed_and_old_plans_dropped() {
     admin.batch_execute("ANALYZE").await.unwrap();
     assert!(store.get("User", "nobody", false).await.unwrap().is_none());
     let before = store.backend_pid().await.unwrap();
-    let users = restored_users("s", 3_000);
-    for batch in users.chunks(1_000) {
-        store.restore(batch.to_vec()).await.unwrap();
-    }
+    restore_users(&store, "s", 3_000).await;
     wait_for(
         &admin,
         "SELECT reltuples::int8 FROM pg_class WHERE relname = 'resources'",
@@ -547,12 +547,9 @@ async fn tables_that_only_change_keep_their_connections() {
     let Some(url) = fresh_database("statistics-updates").await else {
         return;
     };
-    let users = restored_users("u", 3_000);
     {
         let filler = PgStore::connect(&url, 1).await.unwrap();
-        for batch in users.chunks(1_000) {
-            filler.restore(batch.to_vec()).await.unwrap();
-        }
+        restore_users(&filler, "u", 3_000).await;
     }
     let admin = admin(&url).await;
     // The filler's inserts reach the statistics a moment after it ends; an
