@@ -60,7 +60,9 @@ pub struct AuthConfig {
     pub bypass_allowed: bool,
     /// How often the protection mode and keys are re-read from the store.
     pub refresh_every: Duration,
-    /// Failed client authentications per client or address per window.
+    /// Failed client authentications per client from one address per
+    /// window; an address alone may fail [`ADDRESS_FAILURE_FACTOR`] times
+    /// as often, across clients.
     pub max_failures: u32,
     pub failure_window: Duration,
     /// Clock skew tolerated on `exp`.
@@ -68,6 +70,10 @@ pub struct AuthConfig {
     /// Tokens of this authorization server are accepted too.
     pub external: Option<ExternalIssuer>,
 }
+
+/// How many times more failed authentications one address may make, across
+/// clients, than one client from it.
+pub const ADDRESS_FAILURE_FACTOR: u32 = 10;
 
 impl AuthConfig {
     pub fn new(issuer: String, audience: String) -> AuthConfig {
@@ -131,7 +137,10 @@ pub struct Auth {
     ring: Arc<KeyRing>,
     tokens: Tokens,
     clients: Clients,
+    /// Failures of one client from one address.
     limiter: limiter::FailureLimiter,
+    /// Failures from one address, whatever the client.
+    address_limiter: limiter::FailureLimiter,
     rates: rate::RateLimits,
     protection: Arc<Protection>,
     external: Option<external::External>,
@@ -208,6 +217,10 @@ impl Auth {
             external: config.external.clone().map(external::External::new),
             clients: Clients::new(store.clone()),
             limiter: limiter::FailureLimiter::new(config.max_failures, config.failure_window),
+            address_limiter: limiter::FailureLimiter::new(
+                config.max_failures.saturating_mul(ADDRESS_FAILURE_FACTOR),
+                config.failure_window,
+            ),
             rates: rate::RateLimits::default(),
             protection: Arc::new(Protection::new(config.bypass_allowed)),
             ring,
@@ -415,21 +428,21 @@ impl Auth {
             (Some(c), None) | (None, Some(c)) => c,
             (None, None) => return Err(GrantError::InvalidClient),
         };
-        // Per address, and per client from that address; never per client
-        // alone: a client id is not a secret, and failures of anyone who
-        // knows it must not lock out the client itself (its identity
-        // provider, from its own address).
-        let keys = [
-            format!("addr:{address}"),
-            format!("client:{client_id}@{address}"),
-        ];
-        if let Some(retry_after) = keys.iter().filter_map(|k| self.limiter.blocked(k)).max() {
+        // Per client from an address, and (more loosely) per address; never
+        // per client alone: a client id is not a secret, and failures of
+        // anyone who knows it must not lock out the client itself (its
+        // identity provider, from its own address). The looser limit per
+        // address stops one address from trying secrets across many
+        // clients, while other clients behind the same address (a proxy, an
+        // identity provider's shared egress) keep getting tokens.
+        let client_key = format!("{client_id}@{address}");
+        let blocked = self.limiter.blocked(&client_key);
+        if let Some(retry_after) = blocked.max(self.address_limiter.blocked(address)) {
             return Err(GrantError::SlowDown { retry_after });
         }
         let Some(client) = self.clients.authenticate(&client_id, &secret).await? else {
-            for k in &keys {
-                self.limiter.record_failure(k);
-            }
+            self.limiter.record_failure(&client_key);
+            self.address_limiter.record_failure(address);
             tracing::warn!(client_id = %client_id, %address, "bad client credentials");
             return Err(GrantError::InvalidClient);
         };

@@ -144,6 +144,10 @@ impl Events {
             metrics::counter!("scimd_events_rejected_total", "delivery" => "poll").increment(1);
         }
         let progress = self.settle(&stream, &settled).await?;
+        // A poll stream's backlog as its poller last saw it (a push
+        // stream's is kept by its worker).
+        metrics::gauge!("scimd_event_stream_behind", "stream" => stream.name.clone())
+            .set((head - progress.through).max(0) as f64);
         let audience = poll_url(&self.base, &stream.id);
         let deadline = Instant::now()
             + if request.return_immediately || request.max_events == 0 {

@@ -115,6 +115,16 @@ impl From<&str> for DatabaseUrl {
     }
 }
 
+/// How logs are written: text for people (colours only on a terminal), or
+/// one JSON object per line for log pipelines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// The server's settings: the one definition, layered by [`load`] from the
 /// defaults, `scimd.toml`, `SCIMD_*` variables and flags; what `scimd config
 /// show` prints (secrets masked).
@@ -192,6 +202,8 @@ pub struct Config {
     /// machine delivery gets what the writes leave, and catches up when
     /// they ease.
     pub events_push_nice: u64,
+    /// `text` or `json` (one object per line, with each request's id).
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -238,6 +250,9 @@ impl Config {
             if !(low..=high).contains(&value) {
                 anyhow::bail!("{key} is {value}; it must be between {low} and {high}");
             }
+        }
+        if self.metrics_listen.is_some() && !self.metrics {
+            anyhow::bail!("metrics_listen is set but metrics is false: nothing to serve there");
         }
         Ok(())
     }
@@ -397,13 +412,13 @@ impl Default for Config {
             events_push_max_backoff_secs: 300,
             events_push_timeout_secs: 10,
             events_push_nice: 10,
+            log_format: LogFormat::Text,
         }
     }
 }
 
-/// `SCIMD_*` variables that are not settings but are read elsewhere
-/// (`--log-format`) or by the test suites.
-const OTHER_VARIABLES: &[&str] = &["SCIMD_LOG_FORMAT"];
+/// `SCIMD_*` variables that are not settings but are read by the test
+/// suites.
 const OTHER_PREFIXES: &[&str] = &["SCIMD_TEST_", "SCIMD_REQUIRE_"];
 
 /// The layers: the defaults, then `file` (which must exist when `required`),
@@ -474,7 +489,6 @@ fn unknown_variables(top: &[String], auth: &[String]) -> Vec<String> {
                     .strip_prefix("auth_")
                     .is_some_and(|a| auth.iter().any(|x| x == a))
                 || key.contains("__")
-                || OTHER_VARIABLES.contains(&k.as_str())
                 || OTHER_PREFIXES.iter().any(|p| k.starts_with(p));
             !known
         })

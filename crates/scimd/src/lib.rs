@@ -31,7 +31,9 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-pub use config::{AuthOptions, Config, DatabaseUrl, ExternalOptions, Secret, load as load_config};
+pub use config::{
+    AuthOptions, Config, DatabaseUrl, ExternalOptions, LogFormat, Secret, load as load_config,
+};
 
 /// Where the data lives, from `database_url` (or the data directory).
 enum Database {
@@ -324,7 +326,7 @@ pub async fn serve(
         false => None,
     };
     if let (Some(addr), Some(render)) = (config.metrics_listen, &metrics) {
-        telemetry::listen(addr, render.clone()).await?;
+        telemetry::listen(addr, render.clone(), config.limits()).await?;
     }
     let service = Arc::new(service);
     let events = Arc::new(scimd_events::Events::new(

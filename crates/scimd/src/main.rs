@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
-use scimd::{Config, admin, export_to, import_from, serve, shutdown_signal};
+use scimd::{Config, LogFormat, admin, export_to, import_from, serve, shutdown_signal};
 use scimd_core::changelog::Actor;
 
 /// A request allocates and frees many small values (JSON trees, SQL text,
@@ -208,137 +208,113 @@ enum ProtectionAction {
     Show,
 }
 
-#[derive(clap::Args, Debug, Clone, Default)]
+/// The flags that set configuration keys. Serialised as they are (flags not
+/// given are left out), they are the last layer of the one [`Config`]: a
+/// field's name is its key, and `auth` is the `[auth]` table.
+#[derive(clap::Args, Debug, Clone, Default, serde::Serialize)]
 struct ServeArgs {
     /// Configuration file (default: ./scimd.toml when it exists).
     #[arg(long, global = true)]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// Address to listen on [default 127.0.0.1:8080; env SCIMD_LISTEN].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
     /// Directory for the embedded SQLite database, created [default ./scimd-data; env SCIMD_DATA_DIR].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
     /// Database URL (sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB); overrides --data-dir [env SCIMD_DATABASE_URL].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
     /// Most connections to a PostgreSQL database [default 16; env SCIMD_DB_POOL_SIZE].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     db_pool_size: Option<usize>,
     /// PEM file of certificate authorities trusted for PostgreSQL's TLS certificate, besides the system's (with sslmode=require in the URL) [env SCIMD_DATABASE_CA_FILE].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     database_ca_file: Option<PathBuf>,
     /// Public base URL used in meta.location [default http://<listen>; env SCIMD_BASE_URL].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     base_url: Option<String>,
     /// Largest request body in bytes [default 1048576; env SCIMD_MAX_BODY].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_body: Option<usize>,
     /// Largest page size served [default 1000; env SCIMD_MAX_COUNT].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_count: Option<u64>,
-    /// Lifetime of issued access tokens in seconds [default 300; env SCIMD_AUTH_TOKEN_LIFETIME_SECS].
-    #[arg(long, global = true)]
-    token_lifetime_secs: Option<u64>,
     /// PEM certificate (chain) to serve HTTPS with [env SCIMD_TLS_CERT].
     #[arg(long, global = true, requires = "tls_key")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert [env SCIMD_TLS_KEY].
     #[arg(long, global = true, requires = "tls_cert")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     tls_key: Option<PathBuf>,
     /// Serve HTTPS with a fresh self-signed certificate, to try it out (curl -k).
     #[arg(long, global = true, conflicts_with = "tls_cert")]
+    #[serde(skip_serializing_if = "not_given")]
     tls_self_signed: bool,
     /// Log format: text or json (one object per line) [default text; env SCIMD_LOG_FORMAT].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<String>,
-    /// Allow protection mode BYPASS on a non-loopback listen address [env SCIMD_AUTH_ALLOW_BYPASS].
-    #[arg(long, global = true)]
-    allow_bypass: bool,
     /// Directory of extra schema and resource type documents (*.json) [env SCIMD_SCHEMAS_DIR].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     schemas_dir: Option<PathBuf>,
     /// Also serve /metrics on this address, without authentication [env SCIMD_METRICS_LISTEN].
     #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+/// The flags of the `[auth]` table.
+#[derive(clap::Args, Debug, Clone, Default, serde::Serialize)]
+struct AuthArgs {
+    /// Lifetime of issued access tokens in seconds [default 300; env SCIMD_AUTH_TOKEN_LIFETIME_SECS].
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_lifetime_secs: Option<u64>,
+    /// Allow protection mode BYPASS on a non-loopback listen address [env SCIMD_AUTH_ALLOW_BYPASS].
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "not_given")]
+    allow_bypass: bool,
+}
+
+/// A switch not given on the command line sets nothing.
+fn not_given(switch: &bool) -> bool {
+    !switch
 }
 
 /// The configuration: defaults, then the file, then `SCIMD_*`, then the
-/// flags given (`scimd::config` has the layering). Unknown `SCIMD_*`
-/// variables are reported (a typo there would otherwise be silently lost).
-fn settings(args: &ServeArgs) -> anyhow::Result<Config> {
+/// flags given (`scimd::config` has the layering), with the `SCIMD_*`
+/// variables that name no setting (for the caller to report once logging
+/// is set up).
+fn settings(args: &ServeArgs) -> anyhow::Result<(Config, Vec<String>)> {
     let file = args
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from("scimd.toml"));
-    let (config, unknown) = scimd::load_config(&file, args.config.is_some(), flags(args))?;
-    for name in unknown {
-        tracing::warn!(variable = %name, "unknown SCIMD_* environment variable, ignored");
-    }
-    Ok(config)
+    let flags = Serialized::globals(serde_json::to_value(args)?);
+    scimd::load_config(&file, args.config.is_some(), flags)
 }
 
-/// The flags given on the command line, as configuration keys.
-fn flags(args: &ServeArgs) -> Serialized<serde_json::Value> {
-    let mut given = serde_json::Map::new();
-    let mut put = |key: &str, value: Option<serde_json::Value>| {
-        if let Some(value) = value {
-            given.insert(key.to_string(), value);
-        }
-    };
-    put("listen", args.listen.map(json));
-    put("data_dir", args.data_dir.as_ref().map(json));
-    put("database_url", args.database_url.as_ref().map(json));
-    put("db_pool_size", args.db_pool_size.map(json));
-    put("database_ca_file", args.database_ca_file.as_ref().map(json));
-    put("base_url", args.base_url.as_ref().map(json));
-    put("max_body", args.max_body.map(json));
-    put("max_count", args.max_count.map(json));
-    put("tls_cert", args.tls_cert.as_ref().map(json));
-    put("tls_key", args.tls_key.as_ref().map(json));
-    put("tls_self_signed", args.tls_self_signed.then(|| json(true)));
-    put("schemas_dir", args.schemas_dir.as_ref().map(json));
-    put("metrics_listen", args.metrics_listen.map(json));
-    let mut auth = serde_json::Map::new();
-    if let Some(secs) = args.token_lifetime_secs {
-        auth.insert("token_lifetime_secs".into(), json(secs));
-    }
-    if args.allow_bypass {
-        auth.insert("allow_bypass".into(), json(true));
-    }
-    if !auth.is_empty() {
-        given.insert("auth".into(), serde_json::Value::Object(auth));
-    }
-    Serialized::globals(serde_json::Value::Object(given))
-}
-
-/// A flag's value as JSON.
-fn json<T: serde::Serialize>(value: T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    // Every command but the server prints its result (JSON, an export) on
-    // standard output for scripts: logs go to stderr then.
-    let logs_to_stderr = !matches!(cli.command, None | Some(Command::Serve));
+/// Logs on standard output (the server) or standard error (every command
+/// but the server, whose standard output is its result), in `format`, with
+/// colours only on a terminal.
+fn init_logging(format: LogFormat, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // One JSON object per line (with the request id of each request's span)
-    // for log pipelines; text for people.
-    let json = match cli
-        .serve
-        .log_format
-        .as_deref()
-        .or(std::env::var("SCIMD_LOG_FORMAT").ok().as_deref())
-    {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(other) => anyhow::bail!("log format is text or json, not '{other}'"),
-    };
-    // Colours only on a terminal: a file or a pipe gets plain text.
-    let terminal = if logs_to_stderr {
+    let terminal = if to_stderr {
         std::io::stderr().is_terminal()
     } else {
         std::io::stdout().is_terminal()
@@ -346,19 +322,38 @@ async fn main() -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(terminal);
-    match (json, logs_to_stderr) {
-        (true, true) => builder.json().with_writer(std::io::stderr).init(),
-        (true, false) => builder.json().init(),
-        (false, true) => builder.with_writer(std::io::stderr).init(),
-        (false, false) => builder.init(),
+    match (format, to_stderr) {
+        (LogFormat::Json, true) => builder.json().with_writer(std::io::stderr).init(),
+        (LogFormat::Json, false) => builder.json().init(),
+        (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
+        (LogFormat::Text, false) => builder.init(),
     }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     let args = cli.serve;
+    // The configuration is read before anything is logged, since it says
+    // how to log; a command that needs no configuration (completions, man,
+    // healthcheck --url) still runs when it cannot be read.
+    let loaded = settings(&args);
+    let format = loaded
+        .as_ref()
+        .map_or(LogFormat::Text, |(c, _)| c.log_format);
+    init_logging(format, !matches!(cli.command, None | Some(Command::Serve)));
+    let config = loaded.map(|(config, unknown)| {
+        for name in unknown {
+            tracing::warn!(variable = %name, "unknown SCIMD_* environment variable, ignored");
+        }
+        config
+    });
     match cli.command {
         Some(Command::Serve) | None => {}
         // Every change a command makes is logged as the CLI's.
-        Some(command) => return Actor::cli().scope(run_command(command, args)).await,
+        Some(command) => return Actor::cli().scope(run_command(command, config)).await,
     };
-    let config = settings(&args)?;
+    let config = config?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -366,7 +361,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// A command other than `serve`.
-async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
+async fn run_command(command: Command, config: anyhow::Result<Config>) -> anyhow::Result<()> {
     match command {
         Command::Serve => Ok(()),
         Command::Audit(a) => {
@@ -379,10 +374,10 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
                 until: a.until,
             };
             let format = scimd::audit::Format::detect(a.json);
-            scimd::audit::run(&settings(&args)?, &filters, a.limit, a.follow, format).await
+            scimd::audit::run(&config?, &filters, a.limit, a.follow, format).await
         }
         Command::Stream { action } => {
-            let config = settings(&args)?;
+            let config = config?;
             let out = match action {
                 StreamAction::Create {
                     name,
@@ -414,17 +409,17 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
             print_json(&out)
         }
         Command::Export(t) => {
-            let n = export_to(&settings(&args)?, &t.file, !t.quiet).await?;
+            let n = export_to(&config?, &t.file, !t.quiet).await?;
             tracing::info!(resources = n, "export complete");
             Ok(())
         }
         Command::Import(t) => {
-            let n = import_from(&settings(&args)?, &t.file, !t.quiet).await?;
+            let n = import_from(&config?, &t.file, !t.quiet).await?;
             tracing::info!(resources = n, "import complete");
             Ok(())
         }
         Command::Client { action } => {
-            let config = settings(&args)?;
+            let config = config?;
             let out = match action {
                 ClientAction::Create {
                     name,
@@ -449,14 +444,14 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
             print_json(&out)
         }
         Command::Token { client, scopes } => {
-            let config = settings(&args)?;
+            let config = config?;
             print_json(&admin::token(&config, &client, &scopes).await?)
         }
-        Command::Openapi => print_json(&admin::openapi(&settings(&args)?)?),
+        Command::Openapi => print_json(&admin::openapi(&config?)?),
         Command::Healthcheck { url, timeout } => {
             let url = match url {
                 Some(url) => url,
-                None => scimd::health::readyz_url(&settings(&args)?),
+                None => scimd::health::readyz_url(&config?),
             };
             let ready = scimd::health::check(&url, std::time::Duration::from_secs(timeout)).await;
             if let Err(why) = &ready {
@@ -466,19 +461,21 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
         }
         Command::Config {
             action: ConfigAction::Show,
-        } => print_json(&serde_json::to_value(settings(&args)?)?),
+        } => print_json(&serde_json::to_value(config?)?),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "scimd", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "scimd", &mut script);
+            print_bytes(&script)
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
-            Ok(())
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            print_bytes(&page)
         }
         Command::Protection { action } => {
-            let config = settings(&args)?;
+            let config = config?;
             let out = match action {
                 ProtectionAction::Set { mode } => admin::protection_set(&config, &mode).await?,
                 ProtectionAction::Show => admin::protection_show(&config).await?,
@@ -489,9 +486,15 @@ async fn run_command(command: Command, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    print_bytes(text.as_bytes())
+}
+
+/// Writes a command's result on standard output.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let text = serde_json::to_string_pretty(value)?;
-    match writeln!(std::io::stdout().lock(), "{text}") {
+    match std::io::stdout().lock().write_all(bytes) {
         // A closed pipe (`scimd openapi | head`) is the reader's choice.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),

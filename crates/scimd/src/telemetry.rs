@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use scimd_http::telemetry::Render;
@@ -64,9 +65,14 @@ pub fn render() -> anyhow::Result<Render> {
     Ok(Arc::new(move || handle.render()))
 }
 
-/// Serves `/metrics` alone on `addr`, without authentication, until the
+/// Serves `/metrics` alone on `addr`, without authentication, with the main
+/// listener's `limits` (header deadline, connection cap, ...), until the
 /// process ends.
-pub async fn listen(addr: SocketAddr, render: Render) -> anyhow::Result<()> {
+pub async fn listen(
+    addr: SocketAddr,
+    render: Render,
+    limits: crate::server::Limits,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = axum::Router::new().route(
         "/metrics",
@@ -77,7 +83,9 @@ pub async fn listen(addr: SocketAddr, render: Render) -> anyhow::Result<()> {
     );
     tracing::info!(%addr, "metrics listening");
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let forever = std::future::pending();
+        let served = crate::server::serve(listener, None, app, limits, forever, Duration::ZERO);
+        if let Err(e) = served.await {
             tracing::error!(error = %e, "metrics listener stopped");
         }
     });

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Server, bootstrap_credentials, fetch_token};
+use crate::harness::{Server, bootstrap_credentials, cli_client, fetch_token};
 
 const PREFIX: &str = "https://jans.io/scim/";
 
@@ -388,6 +388,8 @@ async fn token_endpoint_errors() {
         .unwrap();
     expect(r, 401, "invalid_client").await;
 
+    // Another client, from the same address as the failures below.
+    let (other, _) = cli_client(&s, dir.path(), "neighbour", &[]).await;
     // Brute force: after 10 failures in a minute, even the right secret
     // waits (one failure was spent above).
     for _ in 0..9 {
@@ -412,6 +414,17 @@ async fn token_endpoint_errors() {
     let headers = expect(r, 429, "slow_down").await;
     let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
+    // Another client from that address (behind the same proxy, or the same
+    // identity provider's egress) is not locked out by them.
+    let r = s
+        .anonymous
+        .post(&url)
+        .basic_auth(other["client_id"].as_str().unwrap(), other["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     // The failures came from one address: the client itself, from another
     // (its identity provider), still gets its token. The client id is no
     // secret, so failures by whoever knows it must not lock the client out.
@@ -427,6 +440,25 @@ async fn token_endpoint_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    // But one address trying secrets across many clients is stopped too,
+    // ten times later (ten failures were counted above).
+    let mut tries = 0;
+    let refused = loop {
+        tries += 1;
+        let r = s
+            .anonymous
+            .post(&url)
+            .basic_auth(format!("sprayed-{tries}"), Some("guess"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        if r.status() != StatusCode::UNAUTHORIZED || tries > 200 {
+            break r;
+        }
+    };
+    expect(refused, 429, "slow_down").await;
+    assert!((85..=95).contains(&tries), "{tries}");
     s.stop().await;
 }
 

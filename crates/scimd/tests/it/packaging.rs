@@ -71,7 +71,7 @@ fn config_show_layers_file_environment_and_flags() {
     let file = dir.path().join("scimd.toml");
     std::fs::write(
         &file,
-        "max_count = 77\ndefault_count = 7\nheader_timeout_secs = 4\n[auth]\ntoken_lifetime_secs = 99\n",
+        "max_count = 77\ndefault_count = 7\nheader_timeout_secs = 4\nlog_format = \"json\"\n[auth]\ntoken_lifetime_secs = 99\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
@@ -100,6 +100,12 @@ fn config_show_layers_file_environment_and_flags() {
     assert_eq!(shown["database_url"], "postgres://scimd:***@db.example/scimd");
     assert!(!stdout.contains("hunter2"), "{stdout}");
     assert!(stderr.contains("SCIMD_DATA_DI"), "unknown variable not reported: {stderr}");
+    assert_eq!(shown["log_format"], "json");
+    let line = stderr.lines().find(|l| l.contains("SCIMD_DATA_DI")).unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(line).is_ok(),
+        "the file's log_format is how the command logs: {line}"
+    );
 
     std::fs::write(&file, "max_cuont = 77\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
@@ -114,4 +120,22 @@ fn config_show_layers_file_environment_and_flags() {
         stderr.contains("max_cuont") && stderr.contains("scimd.toml"),
         "{stderr}"
     );
+}
+
+/// Text logs written to a pipe or a file carry no colour codes (they would
+/// litter every line of a log file with escape sequences).
+#[test]
+fn text_logs_to_a_pipe_have_no_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args(["config", "show", "--log-format", "text"])
+        .current_dir(dir.path())
+        .env("SCIMD_NO_SUCH_SETTING", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("SCIMD_NO_SUCH_SETTING"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in a pipe: {stderr:?}");
 }
