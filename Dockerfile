@@ -1,9 +1,13 @@
-# scimd in a container: `docker build -t scimd .` then
+# scimd in a container:
+# `docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t scimd .` then
 # `docker run -p 8080:8080 -v scimd-data:/var/lib/scimd scimd`
 # (the bundled client's credentials: /var/lib/scimd/bootstrap-client.json in the volume).
 # Not built on the machines this project is developed on (no image registry is reachable there).
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# The context has no .git: --version and scimd_build_info name this commit.
+ARG GIT_COMMIT=unknown
+ENV SCIMD_GIT_COMMIT=$GIT_COMMIT
 COPY . .
 RUN cargo build --release -p scimd --locked \
  && strip target/release/scimd
