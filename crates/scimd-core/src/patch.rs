@@ -218,6 +218,29 @@ fn apply_path(
             attr_ref.display()
         )));
     }
+    // RFC 7644 section 3.5.2.2: removing a required attribute (or a required
+    // sub-attribute) is a "mutability" error. Removing some elements of a
+    // multi-valued one by filter is not; the required check after the
+    // operations catches one left empty.
+    if kind == OpKind::Remove {
+        let removed = match attr_ref.sub {
+            Some(sub) => Some(sub),
+            None => path.sub.as_ref().and_then(|s| attr.sub(s)),
+        };
+        let required = match removed {
+            Some(sub) => sub.required,
+            None => path.filter.is_none() && attr.required,
+        };
+        if required {
+            let shown = match (removed, attr_ref.sub) {
+                (Some(sub), None) => format!("{}.{}", attr_ref.display(), sub.name),
+                _ => attr_ref.display(),
+            };
+            return Err(ScimError::Mutability(format!(
+                "'{shown}' is required: it cannot be removed"
+            )));
+        }
+    }
     // Filters of an extension's attribute resolve (and index) under its URN.
     let urn = match attr_ref.scope {
         AttrScope::Extension(ext) => Some(ext.id.clone()),
