@@ -195,16 +195,16 @@ struct ClientForm {
 /// assertion (RFC 7523) a few.
 const FORM_LIMIT: usize = 64 * 1024;
 
-async fn client_form(request: Request) -> Result<ClientForm, Response> {
+async fn client_form(request: Request) -> Result<ClientForm, GrantError> {
     let address = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
     if several_credentials(request.headers()) {
-        return Err(grant_error(&GrantError::InvalidRequest(
+        return Err(GrantError::InvalidRequest(
             "use one Authorization header".into(),
-        )));
+        ));
     }
     let basic = match request
         .headers()
@@ -214,13 +214,13 @@ async fn client_form(request: Request) -> Result<ClientForm, Response> {
         None => None,
         Some(h) => match scimd_auth::parse_basic(h) {
             Some(credentials) => Some(credentials),
-            None => return Err(grant_error(&GrantError::InvalidClient)),
+            None => return Err(GrantError::InvalidClient),
         },
     };
     let (parts, body) = request.into_parts();
     let bytes = match extract::bytes_within(&parts.headers, body, FORM_LIMIT).await {
         Ok(bytes) => bytes,
-        Err(TooLarge) => return Err(grant_error(&GrantError::RequestTooLarge(FORM_LIMIT))),
+        Err(TooLarge) => return Err(GrantError::RequestTooLarge(FORM_LIMIT)),
     };
     let request = Request::from_parts(parts, Body::from(bytes));
     match axum::Form::<TokenRequest>::from_request(request, &()).await {
@@ -229,20 +229,20 @@ async fn client_form(request: Request) -> Result<ClientForm, Response> {
             basic,
             address,
         }),
-        Err(rejection) => Err(grant_error(&GrantError::InvalidRequest(format!(
+        Err(rejection) => Err(GrantError::InvalidRequest(format!(
             "the body must be application/x-www-form-urlencoded: {}",
             rejection.body_text()
-        )))),
+        ))),
     }
 }
 
 /// `POST /oauth/token`: the client_credentials grant.
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
-    let c = match client_form(request).await {
-        Ok(c) => c,
-        Err(response) => return response,
+    let granted = match client_form(request).await {
+        Ok(c) => state.auth.grant(c.form, c.basic, &c.address).await,
+        Err(e) => Err(e),
     };
-    match state.auth.grant(c.form, c.basic, &c.address).await {
+    match granted {
         Ok(answer) => {
             crate::telemetry::token_outcome("issued");
             let mut response = Json(answer).into_response();
@@ -261,7 +261,7 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
 pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
     let c = match client_form(request).await {
         Ok(c) => c,
-        Err(response) => return response,
+        Err(e) => return grant_error(&e),
     };
     let Some(token) = c.form.token.clone() else {
         return grant_error(&GrantError::InvalidRequest("token is required".into()));

@@ -55,7 +55,23 @@ async fn metrics_need_their_scope_and_move_under_load() {
     }
     let (st, _, _) = s.call(Method::GET, "/Nonsense/x", None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // A token request refused before its client is looked at counts too.
+    let r = s
+        .anonymous
+        .post(format!("{}/oauth/token", s.root))
+        .header("content-type", "application/json")
+        .body(r#"{"grant_type": "client_credentials"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let after = scrape().await;
+    let refused = [("outcome", "invalid_request")];
+    assert!(
+        value(&after, "scimd_token_requests_total", &refused)
+            >= value(&before, "scimd_token_requests_total", &refused) + 1.0,
+        "{after}"
+    );
     assert!(
         value(&after, "scimd_scim_operations_total", &get)
             >= value(&before, "scimd_scim_operations_total", &get) + 3.0,
