@@ -318,6 +318,12 @@ pub trait ResourceStore: Send + Sync {
         id: &str,
     ) -> Result<Option<(StoredRow, Vec<GroupMembership>)>, StoreError>;
 
+    /// A stamp of what is committed, where the store can tell without a
+    /// read: two equal stamps mean that nothing was committed in between,
+    /// by this process or any other on the same database. `None` where it
+    /// cannot (then every answer comes from a read).
+    fn commit_stamp(&self) -> Result<Option<u64>, StoreError>;
+
     /// Replaces a resource's document (compare-and-swap on `expected_version`
     /// when given) and bumps its version; `with_groups` also returns the
     /// groups the resource belongs to afterwards (for an answer that shows

@@ -109,19 +109,26 @@ impl ResourceService {
     /// GET without a projection: the whole document, serialised. A resource
     /// whose computed groups show and that has no members (whose rendering
     /// therefore depends only on its own row and groups) is served from the
-    /// [`RenderCache`](crate::rendering::RenderCache) when the row and
-    /// groups just read are those its kept rendering was made from.
+    /// [`RenderCache`](crate::rendering::RenderCache): without reading the
+    /// store while nothing was committed since its rendering was read, and
+    /// otherwise when the row and groups read again are those it was made
+    /// from.
     pub async fn get_rendered(&self, rt: &Arc<ResourceTypeDef>, id: &str) -> ScimResult<Rendered> {
         let all = Projection::all();
         if !(rt.has_computed_groups() && !rt.has_members() && all.shows_core(rt, "groups")) {
             return Ok(serialised(self.get(rt, id, &all).await?, &all));
+        }
+        // Taken before the read: a commit after it moves the stamp.
+        let stamp = self.store.commit_stamp()?;
+        if let Some(kept) = stamp.and_then(|s| self.renderings.current(rt.name(), id, s)) {
+            return Ok(kept);
         }
         let (row, groups) = self
             .store
             .get_with_groups(rt.name(), id)
             .await?
             .ok_or_else(|| not_found(rt, id))?;
-        if let Some(kept) = self.renderings.get(&row, &groups) {
+        if let Some(kept) = self.renderings.get(&row, &groups, stamp) {
             return Ok(kept);
         }
         let stored = row.parse()?;
@@ -132,7 +139,7 @@ impl ResourceService {
             doc,
         };
         let rendered = serialised(resource, &all);
-        self.renderings.put(row, groups, &rendered);
+        self.renderings.put(row, groups, &rendered, stamp);
         Ok(rendered)
     }
 

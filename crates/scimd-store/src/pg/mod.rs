@@ -131,6 +131,12 @@ impl ResourceStore for PgStore {
         self.get_resource_with_groups(rtype, id).await
     }
 
+    /// None: other replicas commit on the server, and only a round trip
+    /// would tell.
+    fn commit_stamp(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     async fn replace(
         &self,
         w: ResourceWrite,

@@ -57,6 +57,27 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// Whether writes append to the change log.
     log: change_log::LogSwitch,
+    /// Moves whenever a reader connection of this process sees that the
+    /// database changed (`commit_epoch`); shared by the stores of this
+    /// process on the same path, as the readers are.
+    epoch: Arc<AtomicU64>,
+}
+
+/// A worker thread's own connection to a database file, with the
+/// `PRAGMA data_version` it last saw.
+struct Reader {
+    conn: Connection,
+    seen: std::cell::Cell<Option<i64>>,
+}
+
+/// The commit epoch of the database at `path`, one per path in the process
+/// (the key of the worker threads' reader connections).
+fn epoch_of(path: &Path) -> Arc<AtomicU64> {
+    static EPOCHS: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, Arc<AtomicU64>>>> =
+        std::sync::OnceLock::new();
+    let epochs = EPOCHS.get_or_init(Default::default);
+    let mut epochs = epochs.lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(epochs.entry(path.to_path_buf()).or_default())
 }
 
 impl rusqlite::ToSql for Param {
@@ -159,6 +180,7 @@ impl SqliteStore {
             reruns,
             readers: Arc::new(Mutex::new(Vec::new())),
             log: change_log::LogSwitch(true),
+            epoch: epoch_of(path),
         })
     }
 
@@ -183,11 +205,19 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.with_reader(|reader| f(&reader.conn))
+    }
+
+    /// This worker thread's [`Reader`] of the database, opened on first use.
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         thread_local! {
-            static CONNECTIONS: std::cell::RefCell<std::collections::HashMap<PathBuf, Connection>> =
+            static READERS: std::cell::RefCell<std::collections::HashMap<PathBuf, Reader>> =
                 std::cell::RefCell::new(std::collections::HashMap::new());
         }
-        CONNECTIONS.with(|cell| {
+        READERS.with(|cell| {
             let mut map = cell.borrow_mut();
             if !map.contains_key(&self.path) {
                 let conn = open(&self.path)?;
@@ -196,12 +226,34 @@ impl SqliteStore {
                 // index pages from the file.
                 conn.execute_batch("PRAGMA cache_size=-16384;")
                     .map_err(backend)?;
-                map.insert(self.path.clone(), conn);
+                let seen = std::cell::Cell::new(None);
+                map.insert(self.path.clone(), Reader { conn, seen });
             }
             match map.get(&self.path) {
-                Some(conn) => f(conn),
+                Some(reader) => f(reader),
                 None => Err(StoreError::Backend("no reader connection".into())),
             }
+        })
+    }
+
+    /// The commit epoch: it moves whenever this thread's reader sees that
+    /// the database changed since it last looked (`PRAGMA data_version`
+    /// changes with every commit of another connection: this process's
+    /// writer, or another process's), before the epoch is read. So a
+    /// thread that has seen a commit has moved the epoch after it, and two
+    /// equal epochs mean that no commit happened in between. Costs a
+    /// read transaction's start, no page read.
+    fn commit_epoch(&self) -> Result<u64, StoreError> {
+        self.with_reader(|reader| {
+            let version: i64 = reader
+                .conn
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(backend)?;
+            if reader.seen.replace(Some(version)) != Some(version) {
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(self.epoch.load(Ordering::SeqCst))
         })
     }
 
@@ -317,6 +369,10 @@ impl ResourceStore for SqliteStore {
         id: &str,
     ) -> Result<Option<(StoredRow, Vec<GroupMembership>)>, StoreError> {
         self.get_resource_with_groups(rtype, id).await
+    }
+
+    fn commit_stamp(&self) -> Result<Option<u64>, StoreError> {
+        self.commit_epoch().map(Some)
     }
 }
 

@@ -123,3 +123,58 @@ async fn a_whole_document_get_shows_every_change() {
     let (st, _, _) = s.call(Method::GET, &format!("/Users/{user}"), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// A rendering served without a read must still be the current document
+/// when another server (another writer connection to the same database, as
+/// another process would be) committed the change, and must not answer for
+/// another resource type under the same id.
+#[tokio::test]
+async fn a_change_committed_by_another_server_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start(dir.path()).await;
+    let b = Server::start(dir.path()).await;
+    let (_, _, user) = a
+        .call(Method::POST, "/Users", Some(json!({"userName": "dave"})))
+        .await;
+    let user = user["id"].as_str().unwrap().to_string();
+    let path = format!("/Users/{user}");
+    for _ in 0..3 {
+        let (st, _, doc) = a.call(Method::GET, &path, None).await;
+        assert_eq!(st, StatusCode::OK, "{doc}");
+    }
+    let (st, _, doc) = a.call(Method::GET, &format!("/Groups/{user}"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "a user's rendering as a group: {doc}");
+
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "Chief"}]});
+    let (st, _, _) = b.call(Method::PATCH, &path, Some(patch)).await;
+    assert_eq!(st, StatusCode::OK);
+    // The other server reading first (on the same worker threads, whose
+    // reader connections both servers share) must not hide the change.
+    for _ in 0..4 {
+        let (_, _, doc) = b.call(Method::GET, &path, None).await;
+        assert_eq!(doc["title"], "Chief");
+    }
+    for round in 0..2 {
+        let (_, _, doc) = a.call(Method::GET, &path, None).await;
+        assert_eq!(doc["title"], "Chief", "read {round} after the other server's PATCH");
+    }
+
+    let (st, _, _) = b
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Ops", "members": [{"value": user}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, _, doc) = a.call(Method::GET, &path, None).await;
+    assert_eq!(group_names(&doc), vec![pair("Ops", "direct")], "{doc}");
+
+    let (st, _, _) = b.call(Method::DELETE, &path, None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _, doc) = a.call(Method::GET, &path, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{doc}");
+    b.stop().await;
+    a.stop().await;
+}
