@@ -57,6 +57,11 @@ impl RenderCache {
         }
     }
 
+    /// Whether renderings are kept at all (a capacity above 0).
+    pub fn keeps(&self) -> bool {
+        self.entries.is_some()
+    }
+
     /// The rendering of resource `id` of `resource_type`, if it was read at
     /// commit stamp `stamp`: nothing was committed since, so it is the
     /// current one, without a read.

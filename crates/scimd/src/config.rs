@@ -117,7 +117,7 @@ impl From<&str> for DatabaseUrl {
 
 /// How logs are written: text for people (colours only on a terminal), or
 /// one JSON object per line for log pipelines.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]

@@ -262,9 +262,9 @@ struct ServeArgs {
     #[serde(skip_serializing_if = "not_given")]
     tls_self_signed: bool,
     /// Log format: text or json (one object per line) [default text; env SCIMD_LOG_FORMAT].
-    #[arg(long, global = true, value_parser = ["text", "json"])]
+    #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    log_format: Option<String>,
+    log_format: Option<LogFormat>,
     /// Directory of extra schema and resource type documents (*.json) [env SCIMD_SCHEMAS_DIR].
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]

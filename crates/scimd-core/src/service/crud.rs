@@ -118,8 +118,12 @@ impl ResourceService {
         if !(rt.has_computed_groups() && !rt.has_members() && all.shows_core(rt, "groups")) {
             return Ok(serialised(self.get(rt, id, &all).await?, &all));
         }
-        // Taken before the read: a commit after it moves the stamp.
-        let stamp = self.store.commit_stamp()?;
+        // Taken before the read: a commit after it moves the stamp. Not
+        // taken when no rendering is kept (`render_cache = 0`).
+        let stamp = match self.renderings.keeps() {
+            true => self.store.commit_stamp()?,
+            false => None,
+        };
         if let Some(kept) = stamp.and_then(|s| self.renderings.current(rt.name(), id, s)) {
             return Ok(kept);
         }
