@@ -54,7 +54,9 @@ pub struct Tokens {
     audience: String,
     lifetime: Duration,
     leeway: u64,
-    cache: RwLock<HashMap<String, Arc<Grant>>>,
+    /// Hashed with foldhash: a token is hashed on every request, and only
+    /// verified tokens are keys.
+    cache: RwLock<HashMap<String, Arc<Grant>, foldhash::fast::RandomState>>,
 }
 
 impl Tokens {
@@ -71,7 +73,7 @@ impl Tokens {
             audience,
             lifetime,
             leeway: leeway.as_secs(),
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(HashMap::default()),
         }
     }
 

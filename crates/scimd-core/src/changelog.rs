@@ -39,8 +39,22 @@ pub struct Actor {
     pub address: Option<String>,
 }
 
+/// Who a request acts for, made into an [`Actor`] only when a change is
+/// recorded: a read records none, so it builds no strings (the HTTP layer
+/// implements it over the request's token, request id and address).
+pub trait ActorSource: Send + Sync {
+    /// The actor; the same one each time it is asked.
+    fn actor(&self) -> Arc<Actor>;
+}
+
+impl ActorSource for Arc<Actor> {
+    fn actor(&self) -> Arc<Actor> {
+        self.clone()
+    }
+}
+
 tokio::task_local! {
-    static ACTOR: Arc<Actor>;
+    static ACTOR: Arc<dyn ActorSource>;
 }
 
 impl Actor {
@@ -62,7 +76,16 @@ impl Actor {
 
     /// Runs `work` with `self` as the actor of every change it makes.
     pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
-        ACTOR.scope(Arc::new(self), work).await
+        Actor::scope_of(Arc::new(Arc::new(self)), work).await
+    }
+
+    /// Runs `work` with the actor `source` gives as the actor of every
+    /// change it makes.
+    pub async fn scope_of<F: std::future::Future>(
+        source: Arc<dyn ActorSource>,
+        work: F,
+    ) -> F::Output {
+        ACTOR.scope(source, work).await
     }
 
     /// Runs `work` with the current actor (tasks a request spawns, such as
@@ -70,14 +93,17 @@ impl Actor {
     pub fn carried<F: std::future::Future>(
         work: F,
     ) -> impl std::future::Future<Output = F::Output> {
-        ACTOR.scope(Actor::current(), work)
+        let source = ACTOR
+            .try_with(Arc::clone)
+            .unwrap_or_else(|_| Arc::new(Arc::new(Actor::server())));
+        ACTOR.scope(source, work)
     }
 
     /// The actor of the running request or command; [`Actor::server`]
     /// outside any.
     pub fn current() -> Arc<Actor> {
         ACTOR
-            .try_with(Arc::clone)
+            .try_with(|source| source.actor())
             .unwrap_or_else(|_| Arc::new(Actor::server()))
     }
 }

@@ -4,16 +4,17 @@
 //! translates headers and answers.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use scimd_auth::{AuthError, Denied, GrantError, Need, TokenRequest};
 use scimd_core::ScimError;
-use scimd_core::changelog::Actor;
+use scimd_core::changelog::{Actor, ActorSource};
 use scimd_core::store::StoreError;
 use serde_json::json;
 
@@ -24,31 +25,34 @@ use crate::{ApiError, AppState};
 /// Checks the caller's token for `need` before the handler runs; the grant
 /// is left in the request extensions for handlers that check more (Bulk).
 /// With a route (metrics on), it also records the request's metrics: the
-/// guard is already the one layer every guarded request passes.
+/// guard is already the one layer every guarded request passes, and so it
+/// is also where a path that names nothing is refused (before the path's
+/// parameters are read, which would refuse it as a plain-text 400).
 pub async fn guard(
     State((state, need, route)): State<(AppState, Need, Option<Route>)>,
-    params: RawPathParams,
     request: Request,
     next: Next,
 ) -> Response {
+    if let Some(refused) = extract::unnameable_path(request.uri().path()) {
+        return refused.into_response();
+    }
+    let (mut parts, body) = request.into_parts();
+    let params = match RawPathParams::from_request_parts(&mut parts, &state).await {
+        Ok(params) => params,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let request = Request::from_parts(parts, body);
     let endpoint = params
         .iter()
         .find(|(name, _)| *name == "endpoint")
-        .map(|(_, value)| value.to_string());
+        .map(|(_, value)| value);
     let Some(route) = route else {
-        return checked(&state, need, endpoint.as_deref(), request, next).await;
+        return checked(&state, need, endpoint, request, next).await;
     };
     let started = std::time::Instant::now();
     let method = request.method().clone();
-    let response = checked(&state, need, endpoint.as_deref(), request, next).await;
-    crate::telemetry::record(
-        &state,
-        &route,
-        &method,
-        endpoint.as_deref(),
-        &response,
-        started,
-    );
+    let response = checked(&state, need, endpoint, request, next).await;
+    crate::telemetry::record(&state, &route, &method, endpoint, &response, started);
     response
 }
 
@@ -90,33 +94,59 @@ async fn checked(
             {
                 return too_many(&g.client_id, wait);
             }
-            let actor = actor(&request, grant.as_deref());
+            let actor = RequestActor::of(&request, grant.clone());
             request.extensions_mut().insert(grant);
             // Every change the request makes is logged as this actor's.
-            actor.scope(next.run(request)).await
+            Actor::scope_of(Arc::new(actor), next.run(request)).await
         }
         Err(denied) => refusal(&denied),
     }
 }
 
 /// Who a request acts for, as the change log records it: the token's
-/// client and (when it differs) subject, the request id, the address.
-fn actor(request: &Request, grant: Option<&scimd_auth::Grant>) -> Actor {
-    Actor {
-        via: "http".into(),
-        client_id: grant.map(|g| g.client_id.clone()),
-        subject: grant
-            .filter(|g| g.subject != g.client_id)
-            .map(|g| g.subject.clone()),
-        request_id: request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        address: request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string()),
+/// client and (when it differs) subject, the request id, the address. The
+/// strings are made only if the request records a change.
+struct RequestActor {
+    grant: Option<Arc<scimd_auth::Grant>>,
+    request_id: Option<HeaderValue>,
+    address: Option<SocketAddr>,
+    made: OnceLock<Arc<Actor>>,
+}
+
+impl RequestActor {
+    fn of(request: &Request, grant: Option<Arc<scimd_auth::Grant>>) -> RequestActor {
+        RequestActor {
+            grant,
+            request_id: request.headers().get("x-request-id").cloned(),
+            address: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+            made: OnceLock::new(),
+        }
+    }
+}
+
+impl ActorSource for RequestActor {
+    fn actor(&self) -> Arc<Actor> {
+        self.made
+            .get_or_init(|| {
+                let grant = self.grant.as_deref();
+                Arc::new(Actor {
+                    via: "http".into(),
+                    client_id: grant.map(|g| g.client_id.clone()),
+                    subject: grant
+                        .filter(|g| g.subject != g.client_id)
+                        .map(|g| g.subject.clone()),
+                    request_id: self
+                        .request_id
+                        .as_ref()
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                    address: self.address.map(|a| a.to_string()),
+                })
+            })
+            .clone()
     }
 }
 

@@ -52,23 +52,17 @@ fn has_nul(value: &Value) -> bool {
 /// A path naming U+0000 (`%00`) or bytes that are not UTF-8 (`%FF`) cannot
 /// name any endpoint or resource: a SCIM 404 here, rather than the path
 /// extractor's plain-text 400.
-pub async fn refuse_unnameable_path(
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+pub fn unnameable_path(path: &str) -> Option<ApiError> {
     // One decode (borrowed when the path has no escapes), no allocation on
     // the common path.
-    let why = match percent_encoding::percent_decode_str(req.uri().path()).decode_utf8() {
-        Err(_) => Some("bytes that are not UTF-8"),
-        Ok(path) if path.contains('\0') => Some("U+0000"),
-        Ok(_) => None,
+    let why = match percent_encoding::percent_decode_str(path).decode_utf8() {
+        Err(_) => "bytes that are not UTF-8",
+        Ok(path) if path.contains('\0') => "U+0000",
+        Ok(_) => return None,
     };
-    if let Some(why) = why {
-        return axum::response::IntoResponse::into_response(ApiError(ScimError::NotFound(
-            format!("no such resource (the path holds {why})"),
-        )));
-    }
-    next.run(req).await
+    Some(ApiError(ScimError::NotFound(format!(
+        "no such resource (the path holds {why})"
+    ))))
 }
 
 /// The body of `req`, at most `limit` bytes: a declared `Content-Length`

@@ -205,11 +205,20 @@ pub fn declared_routes() -> Vec<Declared> {
         .collect()
 }
 
+/// The SCIM routes under `/scim/v2`, each with its full path (no nested
+/// router: nesting rewrites every request's URI). The root is served with
+/// and without its trailing slash (RFC 7644 writes root queries `GET
+/// /?filter=...`).
 fn scim_router(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
     for (_, path, need, operation, handler) in scim_table() {
-        let route = metered(state, format!("/scim/v2{path}"), operation);
-        router = router.route(path, guarded(state, handler, need, route));
+        let template = format!("/scim/v2{path}");
+        let route = metered(state, template.clone(), operation);
+        if path == "/" {
+            let bare = guarded(state, handler.clone(), need, route.clone());
+            router = router.route("/scim/v2", bare);
+        }
+        router = router.route(&template, guarded(state, handler, need, route));
     }
     router
 }
@@ -259,18 +268,7 @@ fn measured(
 /// The whole application: SCIM under `/scim/v2`, OAuth at `/oauth/token`
 /// and `/.well-known`, health probes at the root.
 pub fn app(state: AppState) -> Router {
-    let scim = scim_router(&state)
-        .fallback(resources::no_route)
-        .method_not_allowed_fallback(resources::method_not_allowed)
-        .layer(axum::middleware::from_fn(extract::refuse_unnameable_path));
-    // Nesting serves `/scim/v2` itself but not with a trailing slash, the
-    // form RFC 7644 writes root queries in (`GET /?filter=...`).
-    let base_with_slash = guarded(
-        &state,
-        get(resources::list_root).fallback(resources::method_not_allowed),
-        Need::SearchAll,
-        metered(&state, "/scim/v2/".into(), "search"),
-    );
+    let scim = scim_router(&state);
     let metrics_route = guarded(
         &state,
         get(telemetry::serve),
@@ -305,9 +303,7 @@ pub fn app(state: AppState) -> Router {
         ("/openapi.json", "discovery", get(openapi::serve)),
         ("/readyz", "health", get(discovery::ready)),
     ];
-    let mut router = Router::new()
-        .nest("/scim/v2", scim)
-        .route("/scim/v2/", base_with_slash)
+    let mut router = scim
         .route("/metrics", metrics_route)
         .route("/admin/v1/audit", audit_route)
         .route("/events/v1/streams/{id}", poll_route)
@@ -315,5 +311,10 @@ pub fn app(state: AppState) -> Router {
     for (path, operation, handler) in unguarded {
         router = router.route(path, measured(&state, handler, path, operation));
     }
-    router.with_state(state)
+    // A SCIM error for a path or method nothing serves, rather than axum's
+    // empty answers (the `Allow` header stays).
+    router
+        .fallback(resources::no_route)
+        .method_not_allowed_fallback(resources::method_not_allowed)
+        .with_state(state)
 }

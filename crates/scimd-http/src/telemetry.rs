@@ -120,12 +120,16 @@ fn method_label(method: &Method) -> &'static str {
 /// sets are bounded, so the tables are too.
 #[derive(Default)]
 struct Handles {
-    by_route: HashMap<String, HashMap<String, Series>>,
+    by_route: Map<String, Map<String, Series>>,
 }
+
+/// The tables hash with foldhash (their keys are bounded and come from the
+/// route table and the registry, not from clients).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A request's duration histogram and, for a SCIM operation, its counter,
 /// by method and status.
-type Series = HashMap<(&'static str, u16), (Histogram, Option<Counter>)>;
+type Series = Map<(&'static str, u16), (Histogram, Option<Counter>)>;
 
 thread_local! {
     static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::default();
