@@ -327,7 +327,8 @@ pub trait ResourceStore: Send + Sync {
     /// Replaces a resource's document (compare-and-swap on `expected_version`
     /// when given) and bumps its version; `with_groups` also returns the
     /// groups the resource belongs to afterwards (for an answer that shows
-    /// computed `groups`), read inside the write.
+    /// computed `groups`), read with the write (in the same round trip, after
+    /// it).
     async fn replace(
         &self,
         write: ResourceWrite,
@@ -337,9 +338,12 @@ pub trait ResourceStore: Send + Sync {
 
     /// Replaces a resource with what `change` makes of it, atomically: no
     /// other write comes between the read and the write, so concurrent
-    /// modifications of one resource queue rather than fail or retry.
-    /// `Ok(None)`: `change` declined and nothing was written. `with_groups`
-    /// also returns the groups the resource belongs to afterwards.
+    /// modifications of one resource queue rather than fail. `change` may
+    /// run more than once: a store may first try without holding the
+    /// resource and, when another write came in between, redo it holding
+    /// it. `Ok(None)`: `change` declined and nothing was written.
+    /// `with_groups` also returns the groups the resource belongs to
+    /// afterwards.
     async fn modify(
         &self,
         resource_type: &str,

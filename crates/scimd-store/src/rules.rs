@@ -1,6 +1,6 @@
 //! Rules both stores apply the same way, stated once.
 
-use scimd_core::store::{Member, StoreError, UniqueValue};
+use scimd_core::store::{Member, ResourceWrite, StoreError, UniqueValue};
 
 /// The scope a unique value is unique in: its resource type, or `*` for
 /// values unique across the server.
@@ -17,6 +17,12 @@ pub fn member_type_ok(types: &[String], found: &str, m: &Member) -> bool {
 
 /// Why a conditional write found nothing to write, given the version the
 /// resource is at (`None`: there is no such resource).
+/// The stored text of a write's document (serialised from the map as it
+/// is, not from a copy of it).
+pub fn document_text(w: &ResourceWrite) -> Result<String, StoreError> {
+    serde_json::to_string(&w.data).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
 pub fn missed(current: Option<i64>) -> StoreError {
     match current {
         Some(current) => StoreError::VersionMismatch { current },

@@ -365,7 +365,7 @@ async fn pipelined_member_changes(
     for row in rows {
         results.push(match row {
             Some(row) => Ok(row.try_get::<_, i64>(0)?),
-            None => match explain_miss(&**tx, rtype, id).await {
+            None => match explain_miss(tx, rtype, id).await {
                 Fail::Store(e) => Err(e),
                 other => return Err(other),
             },
@@ -404,7 +404,7 @@ async fn apply_member_change(
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&p.change.at, &id, &rtype, &p.expected];
     params.extend_from_slice(&log.params());
     let Some(row) = tx.query_opt(&update, &params).await? else {
-        return Err(explain_miss(&**tx, rtype, id).await);
+        return Err(explain_miss(tx, rtype, id).await);
     };
     let seq: i64 = row.try_get(0)?;
     let version: i64 = row.try_get(1)?;

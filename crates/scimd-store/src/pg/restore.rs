@@ -8,6 +8,7 @@ use super::PgStore;
 use super::members::add_members;
 use super::retry::{Fail, in_transaction};
 use super::writes::insert_resource;
+use crate::rules::document_text;
 
 impl PgStore {
     pub(super) async fn restore_resources(
@@ -17,7 +18,7 @@ impl PgStore {
         let mut docs = Vec::with_capacity(batch.len());
         for r in &mut batch {
             r.write.members = None;
-            docs.push(serde_json::Value::Object(r.write.data.clone()).to_string());
+            docs.push(document_text(&r.write)?);
         }
         in_transaction!(self, |tx| {
             // Pipelined: every insert of the batch is sent before their

@@ -1,26 +1,28 @@
 //! Writes of resources: each one statement that writes the resource's row
 //! with its index rows and unique values (data-modifying CTEs over
-//! `unnest(...)` arrays), inside a transaction that the store re-runs on a
-//! serialization failure or a deadlock.
+//! `unnest(...)` arrays). A write that is that one statement (no members to
+//! write) runs on its own, committed by PostgreSQL as it ends: one round
+//! trip, no `BEGIN`/`COMMIT`. A write with members runs in a transaction.
+//! Both are re-run on a serialization failure or a deadlock.
 
 use std::sync::LazyLock;
 
+use deadpool_postgres::GenericClient;
 use scimd_core::changelog::Change;
 use scimd_core::query::Cond;
 use scimd_core::store::{
     GroupMembership, Member, Modification, Modified, ModifyError, ResourceWrite, StoreError,
     StoredResource,
 };
-use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::change_log::{LogParams, LogSwitch, log_cte};
 use super::members::write_members;
 use super::reads::{GET_ONE, groups_of_id, load_members, to_stored};
-use super::retry::{Fail, in_transaction};
+use super::retry::{Fail, in_transaction, with_client};
 use super::{PgStore, bind};
-use crate::rules::{missed, unique_scope};
+use crate::rules::{document_text, missed, unique_scope};
 use crate::translate::{Dialect, Sql, delete_matching};
 
 impl PgStore {
@@ -28,15 +30,17 @@ impl PgStore {
         &self,
         w: ResourceWrite,
     ) -> Result<StoredResource, StoreError> {
-        let data = serde_json::Value::Object(w.data.clone()).to_string();
-        let (seq, members) = in_transaction!(self, |tx| {
-            let seq = insert_resource(&tx, &w, 1, &w.now, &data, self.log).await?;
-            let members = match &w.members {
-                Some(_) => Some(load_members(&*tx, seq).await?),
-                None => None,
-            };
-            (seq, members)
-        })?;
+        let data = document_text(&w)?;
+        let (seq, members) = match &w.members {
+            None => with_client!(self, |client| {
+                let seq = insert_row(&client, &w, 1, &w.now, &data, self.log).await?;
+                (seq, None)
+            })?,
+            Some(_) => in_transaction!(self, |tx| {
+                let seq = insert_resource(&tx, &w, 1, &w.now, &data, self.log).await?;
+                (seq, Some(load_members(&*tx, seq).await?))
+            })?,
+        };
         Ok(StoredResource::created(w, seq, members))
     }
 
@@ -46,20 +50,28 @@ impl PgStore {
         expected: Option<i64>,
         with_groups: bool,
     ) -> Result<Modified, StoreError> {
-        let ((seq, version, created, members), groups) = in_transaction!(self, |tx| {
-            replace_with_groups_in(&tx, &w, expected, with_groups, self.log).await?
-        })?;
+        let ((seq, version, created, members), groups) = match &w.members {
+            None => with_client!(self, |client| {
+                replace_alone(&client, &w, expected, with_groups, self.log).await?
+            })?,
+            Some(_) => in_transaction!(self, |tx| {
+                replace_with_groups_in(&tx, &w, expected, with_groups, self.log).await?
+            })?,
+        };
         Ok((
             StoredResource::replaced(w, seq, version, created, members),
             groups,
         ))
     }
 
-    /// The resource's row is locked (`FOR UPDATE`) from the read to the
-    /// commit: concurrent modifications of one resource, through this
-    /// process or another, queue on the lock instead of retrying. Four
-    /// round trips: BEGIN, the locking read, the write (with the groups
-    /// read after it), COMMIT.
+    /// First without a lock: the read, then the write as a compare-and-swap
+    /// on the version read, committed on its own (two round trips). When
+    /// another write came in between, or the write sets members, again with
+    /// the resource's row locked (`FOR UPDATE`) from the read to the commit
+    /// (four round trips: BEGIN, the locking read, the write with the
+    /// groups read after it, COMMIT): concurrent modifications of one
+    /// resource, through this process or another, then queue on the lock
+    /// instead of retrying.
     pub(super) async fn modify_resource(
         &self,
         rtype: &str,
@@ -67,12 +79,52 @@ impl PgStore {
         with_groups: bool,
         mut change: Modification,
     ) -> Result<Option<Modified>, ModifyError> {
-        enum Step {
-            Written(Box<(ResourceWrite, Replaced, Option<Vec<GroupMembership>>)>),
-            Refused(scimd_core::error::ScimError),
-            Declined,
-        }
-        let step = in_transaction!(self, |tx| {
+        let step = with_client!(self, |client| {
+            let get = client.prepare_cached(GET_ONE).await?;
+            let Some(row) = client.query_opt(&get, &[&id, &rtype]).await? else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let old = to_stored(&row)?;
+            match change(&old) {
+                Ok(Some(w)) if w.members.is_none() => {
+                    let expected = Some(old.version);
+                    match replace_alone(&client, &w, expected, with_groups, self.log).await {
+                        Ok((replaced, groups)) => {
+                            Some(Step::Written(Box::new((w, replaced, groups))))
+                        }
+                        Err(Fail::Store(StoreError::VersionMismatch { .. })) => None,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Some(_)) => None,
+                Ok(None) => Some(Step::Declined),
+                Err(e) => Some(Step::Refused(e)),
+            }
+        })?;
+        // None: another write came in between, or the write sets members.
+        let step = match step {
+            Some(step) => step,
+            None => self.modify_locked(rtype, id, with_groups, change).await?,
+        };
+        let (w, (seq, version, created, members), groups) = match step {
+            Step::Written(written) => *written,
+            Step::Refused(e) => return Err(ModifyError::Refused(e)),
+            Step::Declined => return Ok(None),
+        };
+        let stored = StoredResource::replaced(w, seq, version, created, members);
+        Ok(Some((stored, groups)))
+    }
+
+    /// [`Self::modify_resource`] with the row locked from the read to the
+    /// commit.
+    async fn modify_locked(
+        &self,
+        rtype: &str,
+        id: &str,
+        with_groups: bool,
+        mut change: Modification,
+    ) -> Result<Step, StoreError> {
+        in_transaction!(self, |tx| {
             let get = tx.prepare_cached(&format!("{GET_ONE} FOR UPDATE")).await?;
             let Some(row) = tx.query_opt(&get, &[&id, &rtype]).await? else {
                 return Err(Fail::Store(StoreError::NotFound));
@@ -87,14 +139,7 @@ impl PgStore {
                 Ok(None) => Step::Declined,
                 Err(e) => Step::Refused(e),
             }
-        })?;
-        let (w, (seq, version, created, members), groups) = match step {
-            Step::Written(written) => *written,
-            Step::Refused(e) => return Err(ModifyError::Refused(e)),
-            Step::Declined => return Ok(None),
-        };
-        let stored = StoredResource::replaced(w, seq, version, created, members);
-        Ok(Some((stored, groups)))
+        })
     }
 
     /// The resource's side tables go with it in the same statement (they
@@ -145,7 +190,7 @@ impl PgStore {
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &rtype, &expected];
             params.extend_from_slice(&log.params());
             if tx.query_one(&delete, &params).await?.try_get::<_, i64>(0)? == 0 {
-                return Err(explain_miss(&*tx, rtype, id).await);
+                return Err(explain_miss(&tx, rtype, id).await);
             }
             for sweep in &sweeps {
                 let mut params = bind(&sweep.params);
@@ -155,6 +200,13 @@ impl PgStore {
             }
         })
     }
+}
+
+/// Where a modification stands.
+enum Step {
+    Written(Box<(ResourceWrite, Replaced, Option<Vec<GroupMembership>>)>),
+    Refused(scimd_core::error::ScimError),
+    Declined,
 }
 
 /// The side tables of the resource `r` (a CTE of the statement: its `seq`)
@@ -291,7 +343,8 @@ fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
     Fail::Store(StoreError::Uniqueness { attr })
 }
 
-/// Inserts `w` as a new resource with its side tables; returns its `seq`.
+/// Inserts `w` as a new resource with its side tables and members, inside
+/// `tx`; returns its `seq`.
 pub(super) async fn insert_resource(
     tx: &deadpool_postgres::Transaction<'_>,
     w: &ResourceWrite,
@@ -300,7 +353,22 @@ pub(super) async fn insert_resource(
     data: &str,
     switch: LogSwitch,
 ) -> Result<i64, Fail> {
-    let insert = tx.prepare_cached(&INSERT_RESOURCE).await?;
+    let seq = insert_row(tx, w, version, created, data, switch).await?;
+    write_members(tx, seq, w).await?;
+    Ok(seq)
+}
+
+/// The one statement that inserts `w` as a new resource with its side
+/// tables; returns its `seq`.
+async fn insert_row(
+    c: &impl GenericClient,
+    w: &ResourceWrite,
+    version: i64,
+    created: &str,
+    data: &str,
+    switch: LogSwitch,
+) -> Result<i64, Fail> {
+    let insert = c.prepare_cached(&INSERT_RESOURCE).await?;
     let sides = SideRows::of(w);
     let log = LogParams::of(&w.change, switch);
     let mut params = sides.params();
@@ -313,13 +381,11 @@ pub(super) async fn insert_resource(
         &data,
     ]);
     params.extend_from_slice(&log.params());
-    let row = tx
+    let row = c
         .query_one(&insert, &params)
         .await
         .map_err(|e| write_failure(e, w))?;
-    let seq = row.try_get(0)?;
-    write_members(tx, seq, w).await?;
-    Ok(seq)
+    Ok(row.try_get(0)?)
 }
 
 /// What a replace returns: seq, new version, created, and the members when
@@ -335,8 +401,26 @@ async fn replace_in(
     expected: Option<i64>,
     switch: LogSwitch,
 ) -> Result<Replaced, Fail> {
-    let data = serde_json::Value::Object(w.data.clone()).to_string();
-    let update = tx.prepare_cached(&UPDATE_RESOURCE).await?;
+    let (seq, version, created) = replace_row(tx, w, expected, switch).await?;
+    write_members(tx, seq, w).await?;
+    let members = match &w.members {
+        Some(_) => Some(load_members(&**tx, seq).await?),
+        None => None,
+    };
+    Ok((seq, version, created, members))
+}
+
+/// The one statement that replaces a resource's document and side tables
+/// (compare-and-swap on `expected` when given): its seq, new version and
+/// created.
+async fn replace_row(
+    c: &impl GenericClient,
+    w: &ResourceWrite,
+    expected: Option<i64>,
+    switch: LogSwitch,
+) -> Result<(i64, i64, String), Fail> {
+    let data = document_text(w)?;
+    let update = c.prepare_cached(&UPDATE_RESOURCE).await?;
     let sides = SideRows::of(w);
     let log = LogParams::of(&w.change, switch);
     let mut params = sides.params();
@@ -348,22 +432,14 @@ async fn replace_in(
         &expected,
     ]);
     params.extend_from_slice(&log.params());
-    let Some(row) = tx
+    let Some(row) = c
         .query_opt(&update, &params)
         .await
         .map_err(|e| write_failure(e, w))?
     else {
-        return Err(explain_miss(&**tx, &w.resource_type, &w.id).await);
+        return Err(explain_miss(c, &w.resource_type, &w.id).await);
     };
-    let seq: i64 = row.try_get(0)?;
-    let version: i64 = row.try_get(1)?;
-    let created: String = row.try_get(2)?;
-    write_members(tx, seq, w).await?;
-    let members = match &w.members {
-        Some(_) => Some(load_members(&**tx, seq).await?),
-        None => None,
-    };
-    Ok((seq, version, created, members))
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 /// [`replace_in`], and the resource's groups afterwards when `with_groups`,
@@ -381,6 +457,29 @@ async fn replace_with_groups_in(
     // Polled in this order: the write is sent first, so the read sees it.
     let (replaced, groups) =
         tokio::try_join!(replace_in(tx, w, expected, switch), groups_of_id(tx, &w.id))?;
+    Ok((replaced, Some(groups)))
+}
+
+/// The one statement of a replace without members, outside a transaction
+/// (it commits as it ends), and the resource's groups after it when
+/// `with_groups`, sent together: one round trip.
+async fn replace_alone(
+    c: &impl GenericClient,
+    w: &ResourceWrite,
+    expected: Option<i64>,
+    with_groups: bool,
+    switch: LogSwitch,
+) -> Result<(Replaced, Option<Vec<GroupMembership>>), Fail> {
+    let write = async {
+        let (seq, version, created) = replace_row(c, w, expected, switch).await?;
+        Ok::<_, Fail>((seq, version, created, None))
+    };
+    if !with_groups {
+        return Ok((write.await?, None));
+    }
+    // Polled in this order: the write is sent first, so the read (its own
+    // statement, after the write's commit) sees it.
+    let (replaced, groups) = tokio::try_join!(write, groups_of_id(c, &w.id))?;
     Ok((replaced, Some(groups)))
 }
 

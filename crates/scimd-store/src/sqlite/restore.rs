@@ -7,6 +7,7 @@ use scimd_core::store::{Member, RestoredResource, StoreError};
 use super::change_log::log_change;
 use super::side_tables::{add_members, write_side_tables};
 use super::{SqliteStore, backend};
+use crate::rules::document_text;
 
 impl SqliteStore {
     pub(super) async fn restore_resources(
@@ -25,7 +26,7 @@ impl SqliteStore {
                 .map_err(backend)?;
             for r in &batch {
                 let w = &r.write;
-                let data = serde_json::Value::Object(w.data.clone()).to_string();
+                let data = document_text(w)?;
                 insert
                     .execute(params![w.id, w.resource_type, r.version, r.created, w.now, data])
                     .map_err(backend)?;

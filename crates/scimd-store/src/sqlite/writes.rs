@@ -15,12 +15,8 @@ use super::side_tables::{
     add_members, is_unique_violation, rewrite_side_tables, write_side_tables,
 };
 use super::{SqliteStore, backend};
-use crate::rules::missed;
+use crate::rules::{document_text, missed};
 use crate::translate::{Dialect, delete_matching};
-
-fn document_text(w: &ResourceWrite) -> Result<String, StoreError> {
-    serde_json::to_string(&w.data).map_err(|e| StoreError::Backend(e.to_string()))
-}
 
 impl SqliteStore {
     pub(super) async fn create_resource(

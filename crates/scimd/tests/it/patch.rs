@@ -345,8 +345,9 @@ async fn concurrent_patches_of_one_user_lose_none() {
     let path = format!("/Users/{}", u["id"].as_str().unwrap());
     // 32 clients each add an email at once: each PATCH reads the user and
     // writes it back, and none may overwrite another's email or be refused
-    // (the stores hold the resource from read to write, so PATCHes queue;
-    // a compare-and-swap retried at most 16 times could give up).
+    // (a PATCH that finds the user changed since its read is redone with
+    // the resource held from read to write, so PATCHes queue; a
+    // compare-and-swap retried at most 16 times could give up).
     let mut tasks = Vec::new();
     for i in 0..32 {
         let (s, path) = (s.clone(), path.clone());
