@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use scimd_core::store::{ResourceWrite, StoreError};
@@ -112,11 +113,15 @@ impl SqliteStore {
 
 pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, reruns: &AtomicU64) {
     let mut indexer = Indexer::default();
+    let mut idle = IdleCheckpoint::default();
     loop {
-        let first = match rx.recv_timeout(indexer.wait()) {
+        let first = match rx.recv_timeout(indexer.wait().min(idle.wait())) {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                indexer.run(&conn);
+                if indexer.due() {
+                    indexer.run(&conn);
+                }
+                idle.run_if_due(&conn);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -143,8 +148,57 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
             });
         }
         indexer.wrote();
+        idle.wrote();
         if indexer.due() {
             indexer.run(&conn);
+        }
+    }
+}
+
+/// How long the writer must have had nothing to write before it
+/// checkpoints the WAL.
+const IDLE_BEFORE_CHECKPOINT: Duration = Duration::from_millis(200);
+
+/// The checkpoint of an idle writer. SQLite checkpoints on the writer's
+/// connection after the commit that fills `wal_autocheckpoint` pages, and
+/// the writes queued behind that commit wait for the copy and its syncs
+/// (tens of milliseconds). Copying the WAL once writes pause (a `PASSIVE`
+/// checkpoint: it waits for no reader) lets the next burst, an identity
+/// provider's sync after a quiet spell, start on an empty WAL, which the
+/// first write then rewinds to its beginning.
+#[derive(Default)]
+struct IdleCheckpoint {
+    /// When the last batch committed, if none was checkpointed since.
+    since: Option<Instant>,
+}
+
+impl IdleCheckpoint {
+    fn wrote(&mut self) {
+        self.since = Some(Instant::now());
+    }
+
+    /// How long the idle writer may wait for a write before checkpointing.
+    fn wait(&self) -> Duration {
+        match self.since {
+            Some(at) => IDLE_BEFORE_CHECKPOINT.saturating_sub(at.elapsed()),
+            None => Duration::from_secs(3600),
+        }
+    }
+
+    fn run_if_due(&mut self, conn: &Connection) {
+        if self
+            .since
+            .is_none_or(|at| at.elapsed() < IDLE_BEFORE_CHECKPOINT)
+        {
+            return;
+        }
+        self.since = None;
+        let started = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => metrics::histogram!("scimd_sqlite_idle_checkpoint_seconds")
+                .record(started.elapsed().as_secs_f64()),
+            // Nothing is lost: the next checkpoint copies these pages too.
+            Err(e) => tracing::warn!(error = %e, "checkpointing the idle WAL failed"),
         }
     }
 }

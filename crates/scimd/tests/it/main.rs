@@ -11,6 +11,8 @@ mod limits;
 mod disk_full;
 // A crash that loses what SQLite had not synced: the embedded store only.
 mod power_loss;
+// The embedded store's WAL copied once writes pause: SQLite only.
+mod idle_checkpoint;
 // A push receiver down for a minute: the delivery path is the stores' alike.
 mod events_outage;
 
