@@ -327,8 +327,8 @@ pub trait ResourceStore: Send + Sync {
     /// Replaces a resource's document (compare-and-swap on `expected_version`
     /// when given) and bumps its version; `with_groups` also returns the
     /// groups the resource belongs to afterwards (for an answer that shows
-    /// computed `groups`), read with the write (in the same round trip, after
-    /// it).
+    /// computed `groups`), read with the write: those it has once the write
+    /// is committed.
     async fn replace(
         &self,
         write: ResourceWrite,

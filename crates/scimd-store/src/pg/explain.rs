@@ -7,7 +7,7 @@ use super::PgStore;
 use super::change_log::{NUMBER_COMMITTED, SEQUENCER_SETTINGS};
 use super::reads::{GET_ONE, GET_WITH_GROUPS};
 use super::retry::with_client;
-use super::writes::UPDATE_RESOURCE;
+use super::writes::{UPDATE_RESOURCE, UPDATE_RESOURCE_WITH_GROUPS};
 use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE};
 
 impl PgStore {
@@ -16,7 +16,7 @@ impl PgStore {
     /// every connection) for a point read of the resource `id` (of type
     /// `rtype`, at position `seq`) alone and with its groups, its computed
     /// groups by id (alone and in an array) and by position, a replace of
-    /// it, and the change log's sequencer: `(statement, EXPLAIN text)`.
+    /// it (alone and answering its groups), and the change log's sequencer: `(statement, EXPLAIN text)`.
     pub async fn explain_plans(
         &self,
         rtype: &str,
@@ -25,7 +25,11 @@ impl PgStore {
     ) -> Result<Vec<(&'static str, String)>, StoreError> {
         let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
         let (id, rtype) = (quote(id), quote(rtype));
-        let statements: [(&'static str, String, String); 7] = [
+        let replace_args = format!(
+            "'{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{}}}', '{{username}}', '{{v}}', 'now', '{{}}', {id}, {rtype}, NULL, 'now', 'replace', NULL, NULL, '{{}}'",
+            rtype.trim_matches('\'')
+        );
+        let statements: [(&'static str, String, String); 8] = [
             ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
             (
                 "point read with groups",
@@ -48,13 +52,11 @@ impl PgStore {
                 NUMBER_COMMITTED.to_string(),
                 "0, 10000".to_string(),
             ),
+            ("replace", UPDATE_RESOURCE.to_string(), replace_args.clone()),
             (
-                "replace",
-                UPDATE_RESOURCE.to_string(),
-                format!(
-                    "'{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{}}}', '{{username}}', '{{v}}', 'now', '{{}}', {id}, {rtype}, NULL, 'now', 'replace', NULL, NULL, '{{}}'",
-                    rtype.trim_matches('\'')
-                ),
+                "replace with groups",
+                UPDATE_RESOURCE_WITH_GROUPS.to_string(),
+                replace_args,
             ),
         ];
         let mut plans = Vec::new();

@@ -45,7 +45,7 @@ impl PgStore {
             let get = client.prepare_cached(&GET_WITH_GROUPS).await?;
             match client.query_opt(&get, &[&id, &rtype]).await? {
                 None => None,
-                Some(row) => Some((to_row(&row)?, groups_from_json(&row)?)),
+                Some(row) => Some((to_row(&row)?, groups_from_json(&row, 7)?)),
             }
         })
     }
@@ -238,9 +238,10 @@ pub(super) async fn groups_of_id(
     rows.iter().map(row_to_group).collect()
 }
 
-/// The groups of [`GET_WITH_GROUPS`]'s row, from its JSON column.
-fn groups_from_json(row: &Row) -> Result<Vec<GroupMembership>, Fail> {
-    let Some(text) = row.try_get::<_, Option<&str>>(7)? else {
+/// The groups of a row of [`GET_WITH_GROUPS`] (or of a write that answers
+/// them alike), from its JSON column `column` ([`groups_json`]).
+pub(super) fn groups_from_json(row: &Row, column: usize) -> Result<Vec<GroupMembership>, Fail> {
+    let Some(text) = row.try_get::<_, Option<&str>>(column)? else {
         return Ok(Vec::new());
     };
     let groups: Vec<(String, Option<String>, bool)> = serde_json::from_str(text)

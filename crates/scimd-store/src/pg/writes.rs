@@ -19,9 +19,10 @@ use tokio_postgres::types::ToSql;
 
 use super::change_log::{LogParams, LogSwitch, log_cte};
 use super::members::write_members;
-use super::reads::{GET_ONE, groups_of_id, load_members, to_stored};
+use super::reads::{GET_ONE, groups_from_json, groups_of_id, load_members, to_stored};
 use super::retry::{Fail, in_transaction, with_client};
 use super::{PgStore, bind};
+use crate::nesting::groups_json;
 use crate::rules::{document_text, missed, unique_scope};
 use crate::translate::{Dialect, Sql, delete_matching};
 
@@ -257,17 +258,31 @@ static INSERT_RESOURCE: LazyLock<String> = LazyLock::new(|| {
 /// A resource's new document and side tables, if its version is `$13`
 /// (any when NULL).
 /// Logged with `$14`-`$18`.
-pub(super) static UPDATE_RESOURCE: LazyLock<String> = LazyLock::new(|| {
+pub(super) static UPDATE_RESOURCE: LazyLock<String> =
+    LazyLock::new(|| update_resource("SELECT seq, version, created FROM r"));
+
+/// [`UPDATE_RESOURCE`], answering also the resource's computed groups (as
+/// [`GET_WITH_GROUPS`](super::reads::GET_WITH_GROUPS) does). Sent only for
+/// a write without members: memberships are then as the statement found
+/// them, so its snapshot holds the groups the resource has after it.
+pub(super) static UPDATE_RESOURCE_WITH_GROUPS: LazyLock<String> = LazyLock::new(|| {
+    update_resource(&format!(
+        "SELECT r.seq, r.version, r.created, gr.groups FROM r CROSS JOIN LATERAL ({}) gr",
+        groups_json("r.seq")
+    ))
+});
+
+fn update_resource(answer: &str) -> String {
     format!(
         "WITH r AS (UPDATE resources SET version = version + 1, modified = $9, data = $10
                      WHERE id = $11 AND rtype = $12 AND ($13::int8 IS NULL OR version = $13)
                      RETURNING seq, version, created),
          {SIDE_TABLES},
          {}
-         SELECT seq, version, created FROM r",
+         {answer}",
         log_cte(14, "$12", "$11", "r.version - 1", "r.version", "r")
     )
-});
+}
 
 /// The index entries and unique values of a write as the arrays that
 /// [`SIDE_TABLES`] and [`INSERT_RESOURCE`] unnest.
@@ -401,7 +416,7 @@ async fn replace_in(
     expected: Option<i64>,
     switch: LogSwitch,
 ) -> Result<Replaced, Fail> {
-    let (seq, version, created) = replace_row(tx, w, expected, switch).await?;
+    let (seq, version, created, _) = replace_row(tx, w, expected, false, switch).await?;
     write_members(tx, seq, w).await?;
     let members = match &w.members {
         Some(_) => Some(load_members(&**tx, seq).await?),
@@ -412,15 +427,20 @@ async fn replace_in(
 
 /// The one statement that replaces a resource's document and side tables
 /// (compare-and-swap on `expected` when given): its seq, new version and
-/// created.
+/// created, and with `with_groups` its computed groups (for a write without
+/// members only: [`UPDATE_RESOURCE_WITH_GROUPS`]).
 async fn replace_row(
     c: &impl GenericClient,
     w: &ResourceWrite,
     expected: Option<i64>,
+    with_groups: bool,
     switch: LogSwitch,
-) -> Result<(i64, i64, String), Fail> {
+) -> Result<(i64, i64, String, Option<Vec<GroupMembership>>), Fail> {
     let data = document_text(w)?;
-    let update = c.prepare_cached(&UPDATE_RESOURCE).await?;
+    let update = match with_groups {
+        true => c.prepare_cached(&UPDATE_RESOURCE_WITH_GROUPS).await?,
+        false => c.prepare_cached(&UPDATE_RESOURCE).await?,
+    };
     let sides = SideRows::of(w);
     let log = LogParams::of(&w.change, switch);
     let mut params = sides.params();
@@ -439,7 +459,11 @@ async fn replace_row(
     else {
         return Err(explain_miss(c, &w.resource_type, &w.id).await);
     };
-    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    let groups = match with_groups {
+        true => Some(groups_from_json(&row, 3)?),
+        false => None,
+    };
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, groups))
 }
 
 /// [`replace_in`], and the resource's groups afterwards when `with_groups`,
@@ -461,8 +485,8 @@ async fn replace_with_groups_in(
 }
 
 /// The one statement of a replace without members, outside a transaction
-/// (it commits as it ends), and the resource's groups after it when
-/// `with_groups`, sent together: one round trip.
+/// (it commits as it ends), with the resource's groups when `with_groups`:
+/// one round trip.
 async fn replace_alone(
     c: &impl GenericClient,
     w: &ResourceWrite,
@@ -470,17 +494,8 @@ async fn replace_alone(
     with_groups: bool,
     switch: LogSwitch,
 ) -> Result<(Replaced, Option<Vec<GroupMembership>>), Fail> {
-    let write = async {
-        let (seq, version, created) = replace_row(c, w, expected, switch).await?;
-        Ok::<_, Fail>((seq, version, created, None))
-    };
-    if !with_groups {
-        return Ok((write.await?, None));
-    }
-    // Polled in this order: the write is sent first, so the read (its own
-    // statement, after the write's commit) sees it.
-    let (replaced, groups) = tokio::try_join!(write, groups_of_id(c, &w.id))?;
-    Ok((replaced, Some(groups)))
+    let (seq, version, created, groups) = replace_row(c, w, expected, with_groups, switch).await?;
+    Ok(((seq, version, created, None), groups))
 }
 
 /// After a conditional statement touched no row: not found, or a version

@@ -120,6 +120,8 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if indexer.due() {
                     indexer.run(&conn);
+                    // Its pages too are copied once the writer idles again.
+                    idle.wrote();
                 }
                 idle.run_if_due(&conn);
                 continue;

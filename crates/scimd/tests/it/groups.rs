@@ -117,3 +117,64 @@ async fn members_nested_groups_and_computed_user_groups() {
     assert!(g.get("members").is_none(), "{g}");
     s.stop().await;
 }
+
+/// The answer to a PUT or a PATCH of a user shows the groups it is in
+/// afterwards, direct and through nesting (read with the write: on
+/// PostgreSQL in the write's own statement).
+#[tokio::test]
+async fn writes_of_a_member_answer_its_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (_, _, bob) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "bob"})))
+        .await;
+    let bob = bob["id"].as_str().unwrap().to_string();
+    let (_, _, inner) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Inner", "members": [{"value": bob}]})),
+        )
+        .await;
+    let inner = inner["id"].as_str().unwrap().to_string();
+    let (_, _, outer) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Outer", "members": [{"value": inner}]})),
+        )
+        .await;
+    let outer = outer["id"].as_str().unwrap().to_string();
+    let expect = |answer: &serde_json::Value, step: &str| {
+        let groups = answer["groups"].as_array().unwrap_or_else(|| panic!("{step}: {answer}"));
+        let kind = |id: &str| {
+            groups
+                .iter()
+                .find(|g| g["value"] == id)
+                .map(|g| g["type"].clone())
+        };
+        assert_eq!(groups.len(), 2, "{step}: {answer}");
+        assert_eq!(kind(&inner), Some(json!("direct")), "{step}: {answer}");
+        assert_eq!(kind(&outer), Some(json!("indirect")), "{step}: {answer}");
+    };
+    let path = format!("/Users/{bob}");
+    let (st, _, patched) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "displayName", "value": "Bob"}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{patched}");
+    expect(&patched, "PATCH");
+    let (st, _, replaced) = s
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"userName": "bob", "displayName": "Robert"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{replaced}");
+    expect(&replaced, "PUT");
+}
