@@ -12,7 +12,7 @@ start_scimd() {
 # ARGS), once it answers and has written its bundled client; sets SCIMD_PID (the caller stops it).
 serve_scimd() {
   local data=$1 log=$2; shift 2
-  ./target/release/scimd serve --listen 127.0.0.1:$PORT --data-dir "$data" --token-lifetime-secs 7200 \
+  ${SCIMD_BIN:-./target/release/scimd} serve --listen 127.0.0.1:$PORT --data-dir "$data" --token-lifetime-secs 7200 \
     "$@" > "$log" 2>&1 &
   SCIMD_PID=$!
   until curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && [ -s "$data/bootstrap-client.json" ]; do

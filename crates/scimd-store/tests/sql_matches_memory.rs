@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use scimd_core::index::{MetaFacts, eval, meta_entries};
 use scimd_core::query::{Paging, Query, resolve_filter};
 use scimd_core::schema::Registry;
-use scimd_core::store::{ResourceStore, ResourceWrite};
+use scimd_core::store::{ResourceStore, ResourceWrite, StoreError};
 use scimd_filter::{AttrPath, CompareOp, Filter};
 use scimd_store::{PgStore, SqliteStore};
 use serde_json::{Map, Value, json};
@@ -388,6 +388,87 @@ async fn generated_filters_agree(store: &dyn ResourceStore) {
         docs[i].1 = filterable;
     }
     check_filters(store, &rt, &mut rng, &docs, 800).await;
+
+    // Modify the other half through `modify` (read, then a
+    // compare-and-swap write: on PostgreSQL with only the side rows that
+    // differ from those read): every other one to a new document (a new
+    // userName too), the others with their emails in reverse order (the
+    // same values at other positions) and a displayName.
+    let probed = store.get("User", "id-001", false).await.unwrap().unwrap();
+    for i in (1..docs.len()).step_by(2) {
+        let id = docs[i].0.clone();
+        let now = format!("2026-01-01T00:02:{:02}.{:03}Z", i / 10, (i % 4) * 250);
+        let fresh = user(&mut rng, 2000 + i);
+        let (def, at) = (rt.clone(), now.clone());
+        let change: scimd_core::store::Modification = Box::new(move |old| {
+            let data = match i % 4 {
+                1 => fresh.clone(),
+                _ => {
+                    let mut data = old.data.clone();
+                    if let Some(Value::Array(emails)) = data.get_mut("emails") {
+                        emails.reverse();
+                    }
+                    data.insert("displayName".into(), json!(format!("shown {i}")));
+                    data
+                }
+            };
+            let op = scimd_core::changelog::Op::Patch;
+            Ok(Some(ResourceWrite::derived(&def, op, &old.id, data, &at)))
+        });
+        let (stored, _) = store
+            .modify("User", &id, false, change)
+            .await
+            .unwrap()
+            .unwrap();
+        let facts = MetaFacts {
+            id: &id,
+            created: &stored.created,
+            modified: &now,
+            version: stored.version,
+        };
+        let mut filterable = meta_entries(&rt, &facts);
+        filterable.extend(index_of(&rt, &id, stored.data));
+        docs[i].1 = filterable;
+    }
+    check_filters(store, &rt, &mut rng, &docs, 800).await;
+
+    // The unique values followed: the new userName is taken, the old one
+    // free.
+    let before = probed.data;
+    let after = store.get("User", "id-001", false).await.unwrap().unwrap();
+    assert_ne!(before["userName"], after.data["userName"]);
+    let now = "2026-01-01T00:03:00.000Z";
+    for (name, taken) in [
+        (&after.data["userName"], true),
+        (&before["userName"], false),
+    ] {
+        let data = json!({"userName": name}).as_object().unwrap().clone();
+        let op = scimd_core::changelog::Op::Create;
+        let created = store
+            .create(ResourceWrite::derived(&rt, op, "probe", data, now))
+            .await;
+        match created {
+            Err(StoreError::Uniqueness { .. }) if taken => {}
+            Ok(_) if !taken => {
+                let change = scimd_core::changelog::Change::new(op, "User", "probe", now);
+                store
+                    .delete("User", "probe", None, Vec::new(), change)
+                    .await
+                    .unwrap();
+            }
+            other => panic!("userName {name} (taken: {taken}): {other:?}"),
+        }
+    }
+}
+
+/// The index entries of `data` as the server derives them.
+fn index_of(
+    rt: &scimd_core::schema::ResourceTypeDef,
+    id: &str,
+    data: Map<String, Value>,
+) -> Vec<scimd_core::store::IndexEntry> {
+    let op = scimd_core::changelog::Op::Patch;
+    ResourceWrite::derived(rt, op, id, data, "").index
 }
 
 async fn check_filters(

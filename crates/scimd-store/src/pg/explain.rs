@@ -5,9 +5,11 @@ use scimd_core::store::StoreError;
 
 use super::PgStore;
 use super::change_log::{NUMBER_COMMITTED, SEQUENCER_SETTINGS};
-use super::reads::{GET_ONE, GET_WITH_GROUPS};
+use super::reads::{GET_FOR_CHANGE, GET_ONE, GET_WITH_GROUPS};
 use super::retry::with_client;
-use super::writes::{UPDATE_RESOURCE, UPDATE_RESOURCE_WITH_GROUPS};
+use super::writes::{
+    UPDATE_CHANGED, UPDATE_CHANGED_WITH_GROUPS, UPDATE_RESOURCE, UPDATE_RESOURCE_WITH_GROUPS,
+};
 use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE};
 
 impl PgStore {
@@ -16,7 +18,9 @@ impl PgStore {
     /// every connection) for a point read of the resource `id` (of type
     /// `rtype`, at position `seq`) alone and with its groups, its computed
     /// groups by id (alone and in an array) and by position, a replace of
-    /// it (alone and answering its groups), and the change log's sequencer: `(statement, EXPLAIN text)`.
+    /// it (alone and answering its groups; with the side rows compared in
+    /// the statement, and with the changed ones only after the read for a
+    /// change), and the change log's sequencer: `(statement, EXPLAIN text)`.
     pub async fn explain_plans(
         &self,
         rtype: &str,
@@ -29,8 +33,17 @@ impl PgStore {
             "'{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{}}}', '{{username}}', '{{v}}', 'now', '{{}}', {id}, {rtype}, NULL, 'now', 'replace', NULL, NULL, '{{}}'",
             rtype.trim_matches('\'')
         );
-        let statements: [(&'static str, String, String); 8] = [
+        let changed_args = format!(
+            "'now', '{{}}', {seq}, 1, '{{k}}', '{{0}}', '{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{r}}}', '{{username}}', '{{v}}', '{{{r}}}', '{{username}}', '{{old}}', 'now', 'replace', NULL, NULL, '{{}}'",
+            r = rtype.trim_matches('\'')
+        );
+        let statements: [(&'static str, String, String); 11] = [
             ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
+            (
+                "point read for a change",
+                GET_FOR_CHANGE.to_string(),
+                format!("{id}, {rtype}"),
+            ),
             (
                 "point read with groups",
                 GET_WITH_GROUPS.to_string(),
@@ -57,6 +70,16 @@ impl PgStore {
                 "replace with groups",
                 UPDATE_RESOURCE_WITH_GROUPS.to_string(),
                 replace_args,
+            ),
+            (
+                "replace changed rows",
+                UPDATE_CHANGED.to_string(),
+                changed_args.clone(),
+            ),
+            (
+                "replace changed rows with groups",
+                UPDATE_CHANGED_WITH_GROUPS.to_string(),
+                changed_args,
             ),
         ];
         let mut plans = Vec::new();

@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use scimd_core::query::{Paging, Query};
-use scimd_core::store::{GroupMembership, Member, Page, StoreError, StoredResource, StoredRow};
+use scimd_core::store::{
+    GroupMembership, IndexEntry, Member, Page, StoreError, StoredResource, StoredRow,
+};
 use tokio_postgres::{GenericClient, Row};
 
 use super::retry::{Fail, with_client};
 use super::{PgStore, bind};
 use crate::nesting::{GROUPS_BY_ID, GROUPS_BY_SEQ, GROUPS_OF_ONE, groups_json};
+use crate::rules::StoredUnique;
 use crate::translate::{Dialect, Sql, page_queries, total_from_page};
 
 impl PgStore {
@@ -266,6 +269,72 @@ pub(super) static GET_WITH_GROUPS: LazyLock<String> = LazyLock::new(|| {
         groups_json("r.seq")
     )
 });
+
+/// [`GET_ONE`] with the resource's side rows (index entries, unique
+/// values) from the same snapshot: what a compare-and-swap write at the
+/// version read changes them from ([`stored_side`]).
+pub(super) const GET_FOR_CHANGE: &str =
+    "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data,
+            a.keys, a.elems, a.prims, a.texts, a.numbers, u.scopes, u.ukeys, u.uvalues
+       FROM resources r
+      CROSS JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(elem) AS elems,
+                                 array_agg(prim) AS prims, array_agg(s) AS texts,
+                                 array_agg(n) AS numbers
+                            FROM attr_values WHERE seq = r.seq) a
+      CROSS JOIN LATERAL (SELECT array_agg(scope) AS scopes, array_agg(key) AS ukeys,
+                                 array_agg(value) AS uvalues
+                            FROM unique_values WHERE seq = r.seq) u
+      WHERE r.id = $1 AND r.rtype = $2";
+
+/// A resource's side rows as [`GET_FOR_CHANGE`] read them.
+pub(super) struct StoredSide {
+    pub(super) entries: Vec<IndexEntry>,
+    pub(super) unique: Vec<StoredUnique>,
+}
+
+/// Columns 7 on of a [`GET_FOR_CHANGE`] row.
+pub(super) fn stored_side(row: &Row) -> Result<StoredSide, Fail> {
+    fn column<'r, T: tokio_postgres::types::FromSql<'r>>(
+        row: &'r Row,
+        i: usize,
+    ) -> Result<Vec<T>, Fail> {
+        // No rows: the aggregate is NULL.
+        Ok(row.try_get::<_, Option<Vec<T>>>(i)?.unwrap_or_default())
+    }
+    let keys: Vec<String> = column(row, 7)?;
+    let elems: Vec<i64> = column(row, 8)?;
+    let prims: Vec<bool> = column(row, 9)?;
+    let texts: Vec<Option<String>> = column(row, 10)?;
+    let numbers: Vec<Option<f64>> = column(row, 11)?;
+    let entries = keys
+        .into_iter()
+        .zip(elems)
+        .zip(prims)
+        .zip(texts)
+        .zip(numbers)
+        .map(|((((key, elem), primary), text), number)| {
+            let elem = u32::try_from(elem)
+                .map_err(|_| StoreError::Backend(format!("index row element {elem}")))?;
+            Ok(IndexEntry {
+                key,
+                elem,
+                primary,
+                text,
+                number,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let scopes: Vec<String> = column(row, 12)?;
+    let ukeys: Vec<String> = column(row, 13)?;
+    let uvalues: Vec<String> = column(row, 14)?;
+    let unique = scopes
+        .into_iter()
+        .zip(ukeys)
+        .zip(uvalues)
+        .map(|((scope, key), value)| (scope, key, value))
+        .collect();
+    Ok(StoredSide { entries, unique })
+}
 
 pub(super) const GET_ONE: &str =
     "SELECT r.seq, r.id, r.rtype, r.version, r.created, r.modified, r.data

@@ -3,7 +3,8 @@
 //! `unnest(...)` arrays). A write that is that one statement (no members to
 //! write) runs on its own, committed by PostgreSQL as it ends: one round
 //! trip, no `BEGIN`/`COMMIT`. A write with members runs in a transaction.
-//! Both are re-run on a serialization failure or a deadlock.
+//! Both are re-run on a serialization failure or a deadlock. A PATCH reads
+//! the side rows with the resource and writes only those that differ.
 
 use std::sync::LazyLock;
 
@@ -11,19 +12,22 @@ use deadpool_postgres::GenericClient;
 use scimd_core::changelog::Change;
 use scimd_core::query::Cond;
 use scimd_core::store::{
-    GroupMembership, Member, Modification, Modified, ModifyError, ResourceWrite, StoreError,
-    StoredResource,
+    GroupMembership, IndexEntry, Member, Modification, Modified, ModifyError, ResourceWrite,
+    StoreError, StoredResource, UniqueValue,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::change_log::{LogParams, LogSwitch, log_cte};
 use super::members::write_members;
-use super::reads::{GET_ONE, groups_from_json, groups_of_id, load_members, to_stored};
+use super::reads::{
+    GET_FOR_CHANGE, GET_ONE, StoredSide, groups_from_json, groups_of_id, load_members, stored_side,
+    to_stored,
+};
 use super::retry::{Fail, in_transaction, with_client};
 use super::{PgStore, bind};
 use crate::nesting::groups_json;
-use crate::rules::{document_text, missed, unique_scope};
+use crate::rules::{document_text, entry_delta, missed, unique_delta, unique_scope};
 use crate::translate::{Dialect, Sql, delete_matching};
 
 impl PgStore {
@@ -65,8 +69,12 @@ impl PgStore {
         ))
     }
 
-    /// First without a lock: the read, then the write as a compare-and-swap
-    /// on the version read, committed on its own (two round trips). When
+    /// First without a lock: the read (with the side rows), then the write
+    /// as a compare-and-swap on the version read, committed on its own (two
+    /// round trips), writing only the side rows that differ from those read
+    /// ([`UPDATE_CHANGED`]): they are the stored ones as long as the version
+    /// is, since side rows are written only in the statement that updates
+    /// (and bumps the version of) their resource's row. When
     /// another write came in between, or the write sets members, again with
     /// the resource's row locked (`FOR UPDATE`) from the read to the commit
     /// (four round trips: BEGIN, the locking read, the write with the
@@ -81,21 +89,18 @@ impl PgStore {
         mut change: Modification,
     ) -> Result<Option<Modified>, ModifyError> {
         let step = with_client!(self, |client| {
-            let get = client.prepare_cached(GET_ONE).await?;
+            let get = client.prepare_cached(GET_FOR_CHANGE).await?;
             let Some(row) = client.query_opt(&get, &[&id, &rtype]).await? else {
                 return Err(Fail::Store(StoreError::NotFound));
             };
             let old = to_stored(&row)?;
             match change(&old) {
                 Ok(Some(w)) if w.members.is_none() => {
-                    let expected = Some(old.version);
-                    match replace_alone(&client, &w, expected, with_groups, self.log).await {
-                        Ok((replaced, groups)) => {
-                            Some(Step::Written(Box::new((w, replaced, groups))))
-                        }
-                        Err(Fail::Store(StoreError::VersionMismatch { .. })) => None,
-                        Err(e) => return Err(e),
-                    }
+                    let side = stored_side(&row)?;
+                    let read = (old.position, old.version);
+                    replace_changed(&client, &w, read, &side, with_groups, self.log)
+                        .await?
+                        .map(|(replaced, groups)| Step::Written(Box::new((w, replaced, groups))))
                 }
                 Ok(Some(_)) => None,
                 Ok(None) => Some(Step::Declined),
@@ -255,22 +260,62 @@ static INSERT_RESOURCE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// What a replace answers: the resource's seq, new version and created.
+const ANSWER: &str = "SELECT seq, version, created FROM r";
+
+/// [`ANSWER`] and the resource's computed groups (as
+/// [`GET_WITH_GROUPS`](super::reads::GET_WITH_GROUPS) reads them). Sent
+/// only for a write without members: memberships are then as the statement
+/// found them, so its snapshot holds the groups the resource has after it.
+static ANSWER_WITH_GROUPS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT r.seq, r.version, r.created, gr.groups FROM r CROSS JOIN LATERAL ({}) gr",
+        groups_json("r.seq")
+    )
+});
+
 /// A resource's new document and side tables, if its version is `$13`
 /// (any when NULL).
 /// Logged with `$14`-`$18`.
-pub(super) static UPDATE_RESOURCE: LazyLock<String> =
-    LazyLock::new(|| update_resource("SELECT seq, version, created FROM r"));
+pub(super) static UPDATE_RESOURCE: LazyLock<String> = LazyLock::new(|| update_resource(ANSWER));
 
-/// [`UPDATE_RESOURCE`], answering also the resource's computed groups (as
-/// [`GET_WITH_GROUPS`](super::reads::GET_WITH_GROUPS) does). Sent only for
-/// a write without members: memberships are then as the statement found
-/// them, so its snapshot holds the groups the resource has after it.
-pub(super) static UPDATE_RESOURCE_WITH_GROUPS: LazyLock<String> = LazyLock::new(|| {
-    update_resource(&format!(
-        "SELECT r.seq, r.version, r.created, gr.groups FROM r CROSS JOIN LATERAL ({}) gr",
-        groups_json("r.seq")
-    ))
-});
+/// [`UPDATE_RESOURCE`], answering also the resource's computed groups.
+pub(super) static UPDATE_RESOURCE_WITH_GROUPS: LazyLock<String> =
+    LazyLock::new(|| update_resource(&ANSWER_WITH_GROUPS));
+
+/// A resource's new document (modified `$1`, document `$2`) if it is still
+/// the one at position `$3` and version `$4` whose side rows were read
+/// ([`GET_FOR_CHANGE`]), with only the side rows that differ from those
+/// read: the index rows of the attribute elements `$5`/`$6` (key, elem)
+/// replaced by `$7`-`$11`, the unique values `$12`-`$14` added and
+/// `$15`-`$17` removed ([`Changed`]). Logged with `$18`-`$22`. No
+/// comparison with the stored rows in the statement: a PATCH of one
+/// attribute deletes one index row and inserts one.
+pub(super) static UPDATE_CHANGED: LazyLock<String> = LazyLock::new(|| update_changed(ANSWER));
+
+/// [`UPDATE_CHANGED`], answering also the resource's computed groups.
+pub(super) static UPDATE_CHANGED_WITH_GROUPS: LazyLock<String> =
+    LazyLock::new(|| update_changed(&ANSWER_WITH_GROUPS));
+
+fn update_changed(answer: &str) -> String {
+    format!(
+        "WITH r AS (UPDATE resources SET version = version + 1, modified = $1, data = $2
+                     WHERE seq = $3 AND version = $4
+                     RETURNING seq, id, rtype, version, created),
+              de AS (DELETE FROM attr_values a USING r, unnest($5::text[], $6::int8[]) AS d(k, el)
+                      WHERE a.seq = r.seq AND a.key = d.k AND a.elem = d.el),
+              ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
+                     SELECT r.seq, e.k, e.el, e.p, e.s, e.n FROM r,
+                       unnest($7::text[], $8::int8[], $9::bool[], $10::text[], $11::float8[]) AS e(k, el, p, s, n)),
+              iu AS (INSERT INTO unique_values (scope, key, value, seq)
+                     SELECT u.sc, u.k, u.v, r.seq FROM r, unnest($12::text[], $13::text[], $14::text[]) AS u(sc, k, v)),
+              du AS (DELETE FROM unique_values x USING r, unnest($15::text[], $16::text[], $17::text[]) AS u(sc, k, v)
+                      WHERE x.scope = u.sc AND x.key = u.k AND x.value = u.v AND x.seq = r.seq),
+              {}
+         {answer}",
+        log_cte(18, "r.rtype", "r.id", "r.version - 1", "r.version", "r")
+    )
+}
 
 fn update_resource(answer: &str) -> String {
     format!(
@@ -299,19 +344,27 @@ struct SideRows<'w> {
 
 impl<'w> SideRows<'w> {
     fn of(w: &'w ResourceWrite) -> Self {
+        SideRows::with(w, w.index.iter(), w.unique.iter())
+    }
+
+    /// The index entries `index` and unique values `unique` of `w`.
+    fn with(
+        w: &'w ResourceWrite,
+        index: impl Iterator<Item = &'w IndexEntry> + Clone,
+        unique: impl Iterator<Item = &'w UniqueValue> + Clone,
+    ) -> Self {
         SideRows {
-            keys: w.index.iter().map(|e| e.key.as_str()).collect(),
-            elems: w.index.iter().map(|e| i64::from(e.elem)).collect(),
-            prims: w.index.iter().map(|e| e.primary).collect(),
-            texts: w.index.iter().map(|e| e.text.as_deref()).collect(),
-            numbers: w.index.iter().map(|e| e.number).collect(),
-            scopes: w
-                .unique
-                .iter()
+            keys: index.clone().map(|e| e.key.as_str()).collect(),
+            elems: index.clone().map(|e| i64::from(e.elem)).collect(),
+            prims: index.clone().map(|e| e.primary).collect(),
+            texts: index.clone().map(|e| e.text.as_deref()).collect(),
+            numbers: index.map(|e| e.number).collect(),
+            scopes: unique
+                .clone()
                 .map(|u| unique_scope(&w.resource_type, u))
                 .collect(),
-            unique_keys: w.unique.iter().map(|u| u.key.as_str()).collect(),
-            unique_values: w.unique.iter().map(|u| u.value.as_str()).collect(),
+            unique_keys: unique.clone().map(|u| u.key.as_str()).collect(),
+            unique_values: unique.map(|u| u.value.as_str()).collect(),
         }
     }
 
@@ -327,6 +380,63 @@ impl<'w> SideRows<'w> {
             &self.unique_keys,
             &self.unique_values,
         ]
+    }
+}
+
+/// What [`UPDATE_CHANGED`] binds of a write besides its document: the
+/// attribute elements (key, elem) whose index rows differ from those
+/// stored, their new rows, and the unique values added and removed.
+struct Changed<'w> {
+    slot_keys: Vec<&'w str>,
+    slot_elems: Vec<i64>,
+    /// The new index rows of those elements and the unique values added.
+    rows: SideRows<'w>,
+    gone_scopes: Vec<&'w str>,
+    gone_keys: Vec<&'w str>,
+    gone_values: Vec<&'w str>,
+}
+
+impl<'w> Changed<'w> {
+    /// Every row of an element that changed is rewritten, so that rows
+    /// that are equal (a multiset) never need telling apart in the table.
+    fn of(w: &'w ResourceWrite, side: &'w StoredSide) -> Self {
+        let old = side.entries.iter().map(|e| ((), e)).collect();
+        let (gone, added) = entry_delta(old, &w.index);
+        let mut slots: Vec<(&str, u32)> = gone
+            .iter()
+            .map(|(_, e)| *e)
+            .chain(added)
+            .map(|e| (e.key.as_str(), e.elem))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        let (gone_unique, added_unique) = unique_delta(&side.unique, w);
+        let in_slot = |e: &&IndexEntry| slots.binary_search(&(e.key.as_str(), e.elem)).is_ok();
+        let rows = SideRows::with(
+            w,
+            w.index.iter().filter(in_slot),
+            added_unique.iter().copied(),
+        );
+        Changed {
+            slot_keys: slots.iter().map(|(k, _)| *k).collect(),
+            slot_elems: slots.iter().map(|(_, el)| i64::from(*el)).collect(),
+            rows,
+            gone_scopes: gone_unique.iter().map(|u| u.0.as_str()).collect(),
+            gone_keys: gone_unique.iter().map(|u| u.1.as_str()).collect(),
+            gone_values: gone_unique.iter().map(|u| u.2.as_str()).collect(),
+        }
+    }
+
+    /// `$5`-`$17` of [`UPDATE_CHANGED`].
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.slot_keys, &self.slot_elems];
+        params.extend(self.rows.params());
+        params.extend_from_slice(&[
+            &self.gone_scopes as &(dyn ToSql + Sync),
+            &self.gone_keys,
+            &self.gone_values,
+        ]);
+        params
     }
 }
 
@@ -435,7 +545,7 @@ async fn replace_row(
     expected: Option<i64>,
     with_groups: bool,
     switch: LogSwitch,
-) -> Result<(i64, i64, String, Option<Vec<GroupMembership>>), Fail> {
+) -> Result<Answer, Fail> {
     let data = document_text(w)?;
     let update = match with_groups {
         true => c.prepare_cached(&UPDATE_RESOURCE_WITH_GROUPS).await?,
@@ -459,11 +569,54 @@ async fn replace_row(
     else {
         return Err(explain_miss(c, &w.resource_type, &w.id).await);
     };
+    replaced_row(&row, with_groups)
+}
+
+/// A replace statement's answer: seq, new version, created, and the
+/// computed groups when asked.
+type Answer = (i64, i64, String, Option<Vec<GroupMembership>>);
+
+/// The answer of [`ANSWER`] or [`ANSWER_WITH_GROUPS`].
+fn replaced_row(row: &tokio_postgres::Row, with_groups: bool) -> Result<Answer, Fail> {
     let groups = match with_groups {
-        true => Some(groups_from_json(&row, 3)?),
+        true => Some(groups_from_json(row, 3)?),
         false => None,
     };
     Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, groups))
+}
+
+/// The one statement of a write without members at the version read with
+/// `side` (seq and version `read`), outside a transaction: its side rows
+/// changed from `side` ([`UPDATE_CHANGED`]). `None`: the resource is no
+/// longer at that version (or is gone).
+async fn replace_changed(
+    c: &impl GenericClient,
+    w: &ResourceWrite,
+    read: (i64, i64),
+    side: &StoredSide,
+    with_groups: bool,
+    switch: LogSwitch,
+) -> Result<Option<(Replaced, Option<Vec<GroupMembership>>)>, Fail> {
+    let data = document_text(w)?;
+    let update = match with_groups {
+        true => c.prepare_cached(&UPDATE_CHANGED_WITH_GROUPS).await?,
+        false => c.prepare_cached(&UPDATE_CHANGED).await?,
+    };
+    let changed = Changed::of(w, side);
+    let log = LogParams::of(&w.change, switch);
+    let (seq, version) = read;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&w.now, &data, &seq, &version];
+    params.extend(changed.params());
+    params.extend_from_slice(&log.params());
+    let Some(row) = c
+        .query_opt(&update, &params)
+        .await
+        .map_err(|e| write_failure(e, w))?
+    else {
+        return Ok(None);
+    };
+    let (seq, version, created, groups) = replaced_row(&row, with_groups)?;
+    Ok(Some(((seq, version, created, None), groups)))
 }
 
 /// [`replace_in`], and the resource's groups afterwards when `with_groups`,

@@ -7,7 +7,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use scimd_core::store::{IndexEntry, Member, ResourceWrite, StoreError, UniqueValue};
 
 use super::backend;
-use crate::rules::{member_type_ok, unique_scope};
+use crate::rules::{StoredUnique, entry_delta, member_type_ok, unique_delta, unique_scope};
 
 pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
@@ -36,42 +36,24 @@ pub(super) fn rewrite_side_tables(
     seq: i64,
     w: &ResourceWrite,
 ) -> Result<(), StoreError> {
-    // A resource has a handful of unique values and index entries: sorted
-    // lists and linear scans, not hash maps (hashing showed in the writer's
-    // profile).
-    let mut kept = vec![false; w.unique.len()];
-    let old: Vec<(String, String, String)> = conn
+    let old: Vec<StoredUnique> = conn
         .prepare_cached("SELECT scope, key, value FROM unique_values WHERE seq = ?")
         .and_then(|mut s| {
             s.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect()
         })
         .map_err(backend)?;
-    for (scope, key, value) in old {
-        let same = w.unique.iter().position(|u| {
-            u.key == key && u.value == value && unique_scope(&w.resource_type, u) == scope
-        });
-        match same {
-            Some(i) => kept[i] = true,
-            None => {
-                conn.prepare_cached(
-                    "DELETE FROM unique_values WHERE scope = ? AND key = ? AND value = ?",
-                )
-                .and_then(|mut s| s.execute([&scope, &key, &value]))
-                .map_err(backend)?;
-            }
-        }
+    let (gone, added) = unique_delta(&old, w);
+    for (scope, key, value) in gone {
+        conn.prepare_cached("DELETE FROM unique_values WHERE scope = ? AND key = ? AND value = ?")
+            .and_then(|mut s| s.execute([scope, key, value]))
+            .map_err(backend)?;
     }
-    for (u, kept) in w.unique.iter().zip(kept) {
-        if !kept {
-            insert_unique(conn, seq, &w.resource_type, u)?;
-        }
+    for u in added {
+        insert_unique(conn, seq, &w.resource_type, u)?;
     }
 
-    // Index entries: a multiset difference on every column, by merging the
-    // two lists sorted.
-    let mut new: Vec<&IndexEntry> = w.index.iter().collect();
-    new.sort_unstable_by(|a, b| entry_key(a).cmp(&entry_key(b)));
+    // Index entries: a multiset difference on every column.
     // One range of the table's key: a resource's rows are stored together.
     let stored: Vec<(i64, IndexEntry)> = conn
         .prepare_cached("SELECT ord, key, elem, prim, s, n FROM attr_values WHERE seq = ?")
@@ -92,25 +74,8 @@ pub(super) fn rewrite_side_tables(
         })
         .map_err(backend)?;
     let mut next_ord = stored.iter().map(|(ord, _)| ord + 1).max().unwrap_or(0);
-    let mut old: Vec<(i64, &IndexEntry)> = stored.iter().map(|(ord, e)| (*ord, e)).collect();
-    old.sort_unstable_by(|a, b| entry_key(a.1).cmp(&entry_key(b.1)));
-    let (mut gone, mut added) = (Vec::new(), Vec::new());
-    let (mut o, mut n) = (old.into_iter().peekable(), new.into_iter().peekable());
-    loop {
-        match (o.peek(), n.peek()) {
-            (Some(&(_, a)), Some(&b)) => match entry_key(a).cmp(&entry_key(b)) {
-                std::cmp::Ordering::Equal => {
-                    o.next();
-                    n.next();
-                }
-                std::cmp::Ordering::Less => gone.extend(o.next()),
-                std::cmp::Ordering::Greater => added.extend(n.next()),
-            },
-            (Some(_), None) => gone.extend(o.next()),
-            (None, Some(_)) => added.extend(n.next()),
-            (None, None) => break,
-        }
-    }
+    let old: Vec<(i64, &IndexEntry)> = stored.iter().map(|(ord, e)| (*ord, e)).collect();
+    let (gone, mut added) = entry_delta(old, &w.index);
     // A changed value of the same attribute element is updated in place:
     // only the value indexes change, not the row's place.
     for (ord, old_entry) in gone {
@@ -142,19 +107,6 @@ pub(super) fn rewrite_side_tables(
         next_ord += 1;
     }
     write_members(conn, seq, w)
-}
-
-/// Every column of an index entry, the number by its bits.
-type EntryKey<'a> = (&'a str, u32, bool, Option<&'a str>, Option<u64>);
-
-fn entry_key(e: &IndexEntry) -> EntryKey<'_> {
-    (
-        e.key.as_str(),
-        e.elem,
-        e.primary,
-        e.text.as_deref(),
-        e.number.map(f64::to_bits),
-    )
 }
 
 fn insert_unique(
