@@ -13,12 +13,14 @@
 # recreated). Outputs in bench/out/pg: round-R.txt, round-R-mixed-before.txt, pgbench-{N,S}-R.txt,
 # statements-round-R*.txt (top statements of each scimd run), server-round-R*.log.
 # Usage: bench/pg.sh   (needs wrk, pgbench, psql and a release build: cargo build --release)
-# Knobs: ROUNDS=3, PGBENCH_SECS=10, PORT=18095; N, DURATION, CONC, ... go to scim-load.sh as they
+# scimd gets as many PostgreSQL connections as pgbench has clients (--db-pool-size 32; the default
+# is 16): with fewer, fewer commits wait on one flush together.
+# Knobs: ROUNDS=3, PGBENCH_SECS=10, PORT=18095, POOL=32; N, DURATION, CONC, ... go to scim-load.sh as they
 # are; QUICK=1 defaults to N=2000 DURATION=3 ROUNDS=1 PGBENCH_SECS=3 (a smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${QUICK:-}" = 1 ]; then export N=${N:-2000} DURATION=${DURATION:-3}; ROUNDS=${ROUNDS:-1}; PGBENCH_SECS=${PGBENCH_SECS:-3}; fi
-ROUNDS=${ROUNDS:-3}; PGBENCH_SECS=${PGBENCH_SECS:-10}; PORT=${PORT:-18095}
+ROUNDS=${ROUNDS:-3}; PGBENCH_SECS=${PGBENCH_SECS:-10}; PORT=${PORT:-18095}; POOL=${POOL:-32}
 OUT=bench/out/pg; mkdir -p $OUT; ROOT=$(mktemp -d /tmp/scimd-bench-pg.XXXXXX)
 URL=http://127.0.0.1:$PORT; SCIMD_PID=; PG_BIN=
 . bench/lib.sh   # bootstrap_creds, token
@@ -62,7 +64,7 @@ pgbench -i -s 10 -q pgbench > $OUT/pgbench-init.txt 2>&1
 run_scimd() {
   local name=$1 data=$ROOT/$1; shift
   sql 'DROP DATABASE IF EXISTS scimd WITH (FORCE)'; sql 'CREATE DATABASE scimd'; sql CHECKPOINT
-  serve_scimd "$data" $OUT/server-$name.log --database-url "$SCIMD_DB_URL"
+  serve_scimd "$data" $OUT/server-$name.log --database-url "$SCIMD_DB_URL" --db-pool-size $POOL
   bootstrap_creds "$data"; TOKEN=$(token)
   sql 'SELECT pg_stat_statements_reset()' 2>/dev/null || true
   env "$@" SERVER_PID=$SCIMD_PID SEED_CONC=32 ../shared/peer-bench/scim-load.sh $URL/scim/v2 "$TOKEN" | tee $OUT/$name.txt

@@ -16,12 +16,10 @@ use crate::changelog::{Change, Op, changed_paths, membership_detail};
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::resource::{
-    Missing, ResourceInput, carry_over, check_required, needs_hashing, parse_input, render,
+    Missing, ResourceInput, carry_over, check_required, needs_hashing, parse_input,
 };
 use crate::schema::ResourceTypeDef;
-use crate::store::{
-    Member, MemberChange, Modification, ModifyError, ResourceWrite, StoreError, StoredResource,
-};
+use crate::store::{Member, MemberChange, Modification, ResourceWrite, StoreError, StoredResource};
 
 impl ResourceService {
     /// Whether `ops` only add or remove members of a group: such a PATCH
@@ -196,21 +194,7 @@ impl ResourceService {
             write.change.actor = actor.clone();
             Ok(Some(write))
         });
-        let with_groups = rt.has_computed_groups() && projection.shows_core(rt, "groups");
-        match self.store.modify(rt.name(), id, with_groups, change).await {
-            Ok(Some((stored, groups))) => {
-                let doc = render(rt, &stored, &self.config.base_url, groups.as_deref());
-                Ok(Some(Resource {
-                    resource_type: rt.clone(),
-                    version: stored.version,
-                    doc,
-                }))
-            }
-            Ok(None) => Ok(None),
-            Err(ModifyError::Refused(e)) => Err(e),
-            Err(ModifyError::Store(StoreError::NotFound)) => Err(not_found(rt, id)),
-            Err(ModifyError::Store(e)) => Err(e.into()),
-        }
+        self.modify_in_store(rt, id, change, projection).await
     }
 
     /// PATCH when the answer shows nothing (204): the new version only.

@@ -403,3 +403,36 @@ async fn server_managed_attributes_filter_and_sort() {
         .await;
     assert_eq!(st, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn concurrent_replaces_of_one_user_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(Server::start(dir.path()).await);
+    let (_, _, u) = s.call(Method::POST, "/Users", Some(bob())).await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    // 32 clients replace the user at once, without If-Match: each PUT reads
+    // the user (to keep what a replace keeps) and writes it back, and none
+    // may be refused (a PUT that finds the user changed since its read is
+    // redone with the resource held from read to write, so PUTs queue; a
+    // compare-and-swap retried a bounded number of times could give up).
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (s, path) = (s.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"userName": "bob", "displayName": format!("bob {i}")});
+            s.call(Method::PUT, &path, Some(body)).await
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        let (st, _, p) = t.await.unwrap();
+        assert_eq!(st, StatusCode::OK, "{p}");
+        versions.push(p["meta"]["version"].as_str().unwrap().to_string());
+    }
+    // Each was its own write: 32 versions after the first, none twice.
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), 32, "{versions:?}");
+    let (_, _, u) = s.call(Method::GET, &path, None).await;
+    assert_eq!(u["meta"]["version"], "W/\"33\"");
+}
