@@ -15,14 +15,14 @@ pub fn member_type_ok(types: &[String], found: &str, m: &Member) -> bool {
     types.iter().any(|t| t == found) && m.typ.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(found))
 }
 
-/// Why a conditional write found nothing to write, given the version the
-/// resource is at (`None`: there is no such resource).
 /// The stored text of a write's document (serialised from the map as it
 /// is, not from a copy of it).
 pub fn document_text(w: &ResourceWrite) -> Result<String, StoreError> {
     serde_json::to_string(&w.data).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
+/// Why a conditional write found nothing to write, given the version the
+/// resource is at (`None`: there is no such resource).
 pub fn missed(current: Option<i64>) -> StoreError {
     match current {
         Some(current) => StoreError::VersionMismatch { current },
@@ -99,4 +99,42 @@ pub fn unique_delta<'a, 'o>(
         .filter(|u| !old.iter().any(|o| same(o, u)))
         .collect();
     (gone, added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, elem: u32, text: &str) -> IndexEntry {
+        IndexEntry {
+            key: key.into(),
+            elem,
+            primary: false,
+            text: Some(text.into()),
+            number: None,
+        }
+    }
+
+    #[test]
+    fn entry_delta_is_a_multiset_difference() {
+        let (x, y, z) = (entry("a", 0, "x"), entry("a", 1, "y"), entry("b", 0, "z"));
+        // Stored: x twice and y; wanted: x once and z.
+        let old = vec![(1, &x), (2, &y), (3, &x)];
+        let new = [z.clone(), x.clone()];
+        let (gone, added) = entry_delta(old, &new);
+        let mut gone: Vec<(i32, &str)> = gone
+            .iter()
+            .map(|(at, e)| (*at, e.text.as_deref().unwrap_or_default()))
+            .collect();
+        gone.sort();
+        // One of the two x goes (either), and y.
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        assert!(gone.iter().any(|(_, t)| *t == "x") && gone.iter().any(|(_, t)| *t == "y"));
+        assert_eq!(added, vec![&z]);
+        // Equal lists in any order: nothing to do.
+        let old = vec![((), &y), ((), &x)];
+        let new = [x.clone(), y.clone()];
+        let (gone, added) = entry_delta(old, &new);
+        assert!(gone.is_empty() && added.is_empty());
+    }
 }
