@@ -547,10 +547,6 @@ async fn replace_row(
     switch: LogSwitch,
 ) -> Result<Answer, Fail> {
     let data = document_text(w)?;
-    let update = match with_groups {
-        true => c.prepare_cached(&UPDATE_RESOURCE_WITH_GROUPS).await?,
-        false => c.prepare_cached(&UPDATE_RESOURCE).await?,
-    };
     let sides = SideRows::of(w);
     let log = LogParams::of(&w.change, switch);
     let mut params = sides.params();
@@ -562,14 +558,37 @@ async fn replace_row(
         &expected,
     ]);
     params.extend_from_slice(&log.params());
-    let Some(row) = c
-        .query_opt(&update, &params)
-        .await
-        .map_err(|e| write_failure(e, w))?
-    else {
-        return Err(explain_miss(c, &w.resource_type, &w.id).await);
+    let statements = (
+        UPDATE_RESOURCE.as_str(),
+        UPDATE_RESOURCE_WITH_GROUPS.as_str(),
+    );
+    match run_replace(c, w, statements, with_groups, &params).await? {
+        Some(answer) => Ok(answer),
+        None => Err(explain_miss(c, &w.resource_type, &w.id).await),
+    }
+}
+
+/// Runs a replace statement of `w`, the first of `statements` or, with
+/// `with_groups`, the second (which also answers the computed groups): its
+/// answer, or `None` when it wrote nothing.
+async fn run_replace(
+    c: &impl GenericClient,
+    w: &ResourceWrite,
+    statements: (&str, &str),
+    with_groups: bool,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Answer>, Fail> {
+    let text = if with_groups {
+        statements.1
+    } else {
+        statements.0
     };
-    replaced_row(&row, with_groups)
+    let update = c.prepare_cached(text).await?;
+    let row = c
+        .query_opt(&update, params)
+        .await
+        .map_err(|e| write_failure(e, w))?;
+    row.map(|row| replaced_row(&row, with_groups)).transpose()
 }
 
 /// A replace statement's answer: seq, new version, created, and the
@@ -598,25 +617,15 @@ async fn replace_changed(
     switch: LogSwitch,
 ) -> Result<Option<(Replaced, Option<Vec<GroupMembership>>)>, Fail> {
     let data = document_text(w)?;
-    let update = match with_groups {
-        true => c.prepare_cached(&UPDATE_CHANGED_WITH_GROUPS).await?,
-        false => c.prepare_cached(&UPDATE_CHANGED).await?,
-    };
     let changed = Changed::of(w, side);
     let log = LogParams::of(&w.change, switch);
     let (seq, version) = read;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&w.now, &data, &seq, &version];
     params.extend(changed.params());
     params.extend_from_slice(&log.params());
-    let Some(row) = c
-        .query_opt(&update, &params)
-        .await
-        .map_err(|e| write_failure(e, w))?
-    else {
-        return Ok(None);
-    };
-    let (seq, version, created, groups) = replaced_row(&row, with_groups)?;
-    Ok(Some(((seq, version, created, None), groups)))
+    let statements = (UPDATE_CHANGED.as_str(), UPDATE_CHANGED_WITH_GROUPS.as_str());
+    let answer = run_replace(c, w, statements, with_groups, &params).await?;
+    Ok(answer.map(|(seq, version, created, groups)| ((seq, version, created, None), groups)))
 }
 
 /// [`replace_in`], and the resource's groups afterwards when `with_groups`,
