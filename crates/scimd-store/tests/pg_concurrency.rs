@@ -918,3 +918,54 @@ async fn change_log_followed_on_sqlite() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap());
     change_log_followed_without_a_skip([store.clone(), store], 24).await;
 }
+
+/// Two scimd processes on one database, each remembering what it last
+/// wrote of a user (`pg/recent.rs`) and modifying it in turn: every
+/// modification counts one up from the nickName it is given, so one made
+/// from a stale memory of the user would lose the other's count.
+#[tokio::test]
+async fn modifications_through_two_stores_see_each_others_writes() {
+    let Some(url) = fresh_database("two stores").await else {
+        return;
+    };
+    let a = PgStore::connect(&url, 2).await.unwrap();
+    let b = PgStore::connect(&url, 2).await.unwrap();
+    a.create(write(
+        "User",
+        "shared",
+        json!({"userName": "shared", "nickName": "0"}),
+    ))
+    .await
+    .unwrap();
+    let rounds: i64 = 24;
+    for i in 0..rounds {
+        // A A B B A A ...: each store's memory of the user goes stale
+        // once in two of its turns.
+        let store = if (i / 2) % 2 == 0 { &a } else { &b };
+        let change: scimd_core::store::Modification = Box::new(|old| {
+            let n: i64 = old.data["nickName"].as_str().unwrap().parse().unwrap();
+            let mut data = old.data.clone();
+            data.insert("nickName".into(), json!((n + 1).to_string()));
+            let def = Registry::builtin().unwrap();
+            let rt = def.by_name("User").unwrap();
+            Ok(Some(ResourceWrite::derived(
+                rt,
+                scimd_core::changelog::Op::Patch,
+                &old.id,
+                data,
+                "2026-01-01T00:01:00Z",
+            )))
+        });
+        let (stored, _) = store
+            .modify("User", "shared", false, change)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.data["nickName"], json!((i + 1).to_string()));
+        assert_eq!(stored.version, i + 2);
+    }
+    for store in [&a, &b] {
+        let now = store.get("User", "shared", false).await.unwrap().unwrap();
+        assert_eq!(now.data["nickName"], json!(rounds.to_string()));
+    }
+}

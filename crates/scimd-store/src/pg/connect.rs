@@ -137,6 +137,7 @@ impl PgStore {
             _alive: alive.clone(),
             member_queues: Arc::new(Mutex::new(HashMap::new())),
             log: super::change_log::LogSwitch(true),
+            recent: Default::default(),
         };
         store.migrate().await?;
         statistics::watch(

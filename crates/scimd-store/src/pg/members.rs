@@ -40,6 +40,8 @@ impl PgStore {
         expected: Option<i64>,
         change: Change,
     ) -> Result<i64, StoreError> {
+        // The group's version changes: an entry of it would be stale.
+        self.recent.forget(id);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let key = (rtype.to_string(), id.to_string());
         let lead = {

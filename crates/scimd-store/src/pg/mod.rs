@@ -20,6 +20,8 @@
 //!   `in_transaction!` / `with_client!` macros every statement runs in;
 //! - [`writes`]: creates, replaces, PATCHes, deletes, each one statement with
 //!   the resource's side tables;
+//! - [`recent`]: what this process last wrote of each resource, so that its
+//!   next PATCH or PUT skips the read (a compare-and-swap write decides);
 //! - [`members`]: membership changes, queued and applied per group;
 //! - [`reads`]: point reads, list pages in one snapshot (`ReadSnapshot`),
 //!   members, computed groups ([`crate::nesting`] has the recursive statement);
@@ -39,6 +41,7 @@ mod explain;
 mod members;
 mod migrations;
 mod reads;
+mod recent;
 mod records;
 mod restore;
 mod retry;
@@ -77,6 +80,8 @@ pub struct PgStore {
     member_queues: Arc<Mutex<HashMap<GroupKey, Vec<PendingChange>>>>,
     /// Whether writes append to the change log.
     log: change_log::LogSwitch,
+    /// What this process last wrote of each resource, for its next change.
+    recent: Arc<recent::Recent>,
 }
 
 impl PgStore {

@@ -24,6 +24,7 @@ use super::reads::{
     GET_FOR_CHANGE, GET_ONE, StoredSide, groups_from_json, groups_of_id, load_members, stored_side,
     to_stored,
 };
+use super::recent::Known;
 use super::retry::{Fail, in_transaction, with_client};
 use super::{PgStore, bind};
 use crate::nesting::groups_json;
@@ -46,7 +47,10 @@ impl PgStore {
                 (seq, Some(load_members(&*tx, seq).await?))
             })?,
         };
-        Ok(StoredResource::created(w, seq, members))
+        let side = Known::side_of(&w);
+        let stored = StoredResource::created(w, seq, members);
+        self.recent.wrote(&stored, side);
+        Ok(stored)
     }
 
     pub(super) async fn replace_resource(
@@ -63,10 +67,10 @@ impl PgStore {
                 replace_with_groups_in(&tx, &w, expected, with_groups, self.log).await?
             })?,
         };
-        Ok((
-            StoredResource::replaced(w, seq, version, created, members),
-            groups,
-        ))
+        let side = Known::side_of(&w);
+        let stored = StoredResource::replaced(w, seq, version, created, members);
+        self.recent.wrote(&stored, side);
+        Ok((stored, groups))
     }
 
     /// First without a lock: the read (with the side rows), then the write
@@ -88,25 +92,37 @@ impl PgStore {
         with_groups: bool,
         mut change: Modification,
     ) -> Result<Option<Modified>, ModifyError> {
-        let step = with_client!(self, |client| {
-            let get = client.prepare_cached(GET_FOR_CHANGE).await?;
-            let Some(row) = client.query_opt(&get, &[&id, &rtype]).await? else {
-                return Err(Fail::Store(StoreError::NotFound));
-            };
-            let old = to_stored(&row)?;
-            match change(&old) {
-                Ok(Some(w)) if w.members.is_none() => {
-                    let side = stored_side(&row)?;
-                    let read = (old.position, old.version);
-                    replace_changed(&client, &w, read, &side, with_groups, self.log)
-                        .await?
-                        .map(|(replaced, groups)| Step::Written(Box::new((w, replaced, groups))))
+        let known = self.recent.get(rtype, id);
+        let mut step = match &known {
+            Some(known) => self.modify_known(known, with_groups, &mut change).await?,
+            None => None,
+        };
+        if step.is_none() {
+            step = with_client!(self, |client| {
+                let get = client.prepare_cached(GET_FOR_CHANGE).await?;
+                let Some(row) = client.query_opt(&get, &[&id, &rtype]).await? else {
+                    return Err(Fail::Store(StoreError::NotFound));
+                };
+                let old = to_stored(&row)?;
+                if known.is_none() {
+                    self.recent.read(rtype, id, old.position, old.version);
                 }
-                Ok(Some(_)) => None,
-                Ok(None) => Some(Step::Declined),
-                Err(e) => Some(Step::Refused(e)),
-            }
-        })?;
+                match change(&old) {
+                    Ok(Some(w)) if w.members.is_none() => {
+                        let side = stored_side(&row)?;
+                        let read = (old.position, old.version);
+                        replace_changed(&client, &w, read, &side, with_groups, self.log)
+                            .await?
+                            .map(|(replaced, groups)| {
+                                Step::Written(Box::new((w, replaced, groups)))
+                            })
+                    }
+                    Ok(Some(_)) => None,
+                    Ok(None) => Some(Step::Declined),
+                    Err(e) => Some(Step::Refused(e)),
+                }
+            })?;
+        }
         // None: another write came in between, or the write sets members.
         let step = match step {
             Some(step) => step,
@@ -117,8 +133,37 @@ impl PgStore {
             Step::Refused(e) => return Err(ModifyError::Refused(e)),
             Step::Declined => return Ok(None),
         };
+        let side = Known::side_of(&w);
         let stored = StoredResource::replaced(w, seq, version, created, members);
+        self.recent.wrote(&stored, side);
         Ok(Some((stored, groups)))
+    }
+
+    /// The change made from what this process last wrote of the resource
+    /// ([`Recent`](super::recent::Recent)), without reading it: one round
+    /// trip, the write. `None` when the resource is no longer at that
+    /// version, or when the change is refused, declined or sets members
+    /// (each decided again on what is stored).
+    async fn modify_known(
+        &self,
+        known: &Known,
+        with_groups: bool,
+        change: &mut Modification,
+    ) -> Result<Option<Step>, StoreError> {
+        let old = &known.resource;
+        let w = match change(old) {
+            Ok(Some(w)) if w.members.is_none() => w,
+            _ => return Ok(None),
+        };
+        let read = (old.position, old.version);
+        let written = with_client!(self, |client| {
+            replace_changed(&client, &w, read, &known.side, with_groups, self.log).await?
+        })?;
+        self.recent.used(written.is_some());
+        if written.is_none() {
+            self.recent.forget(&old.id);
+        }
+        Ok(written.map(|(replaced, groups)| Step::Written(Box::new((w, replaced, groups)))))
     }
 
     /// [`Self::modify_resource`] with the row locked from the read to the
@@ -158,6 +203,9 @@ impl PgStore {
         dependents: Vec<(String, Cond)>,
         change: Change,
     ) -> Result<(), StoreError> {
+        // Not needed for correctness (a write from it would find the row
+        // gone), only to free it.
+        self.recent.forget(id);
         let sweeps: Vec<Sql> = dependents
             .iter()
             .map(|(dependent, cond)| delete_matching(Dialect::Postgres, dependent, cond))
