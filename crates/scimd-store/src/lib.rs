@@ -20,5 +20,5 @@ mod translate;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use pg::PgStore;
+pub use pg::{DEFAULT_RECENT_WRITES, PgStore};
 pub use sqlite::SqliteStore;

@@ -151,6 +151,10 @@ pub struct Config {
     pub tls_self_signed: bool,
     /// Most connections to a PostgreSQL database (per scimd process).
     pub db_pool_size: usize,
+    /// Resources whose last write a PostgreSQL store remembers, so that
+    /// their next PATCH or PUT skips its read (0: none); each costs about
+    /// four times the document's size.
+    pub recent_writes: usize,
     /// PEM certificates trusted for a PostgreSQL server's TLS certificate
     /// (with `sslmode=require`), besides the system's roots.
     pub database_ca_file: Option<PathBuf>,
@@ -393,6 +397,7 @@ impl Default for Config {
             tls_key: None,
             tls_self_signed: false,
             db_pool_size: 16,
+            recent_writes: scimd_store::DEFAULT_RECENT_WRITES,
             database_ca_file: None,
             schemas_dir: None,
             bulk_max_operations: 1000,

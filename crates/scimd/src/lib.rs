@@ -197,7 +197,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Stri
             )
             .await
             .map_err(|e| anyhow::anyhow!("opening {shown}: {e}"))?
-            .with_change_log(config.change_log);
+            .with_change_log(config.change_log)
+            .with_recent_writes(config.recent_writes);
             (Arc::new(store), shown)
         }
     })

@@ -137,7 +137,7 @@ impl PgStore {
             _alive: alive.clone(),
             member_queues: Arc::new(Mutex::new(HashMap::new())),
             log: super::change_log::LogSwitch(true),
-            recent: Default::default(),
+            recent: Arc::new(super::recent::Recent::new(super::DEFAULT_RECENT_WRITES)),
         };
         store.migrate().await?;
         statistics::watch(

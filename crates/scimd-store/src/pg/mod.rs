@@ -69,6 +69,10 @@ use retry::with_client;
 
 /// A store on PostgreSQL (or a compatible engine) that several scimd
 /// processes may share.
+/// Resources whose last write a store remembers unless told otherwise
+/// ([`PgStore::with_recent_writes`]).
+pub const DEFAULT_RECENT_WRITES: usize = 8_192;
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
@@ -89,6 +93,14 @@ impl PgStore {
     /// audit trail and event streams then see nothing new).
     pub fn with_change_log(mut self, on: bool) -> PgStore {
         self.log = change_log::LogSwitch(on);
+        self
+    }
+
+    /// Remembers what this process last wrote of at most `capacity`
+    /// resources, so that their next PATCH or PUT skips its read
+    /// ([`recent`]; 0: never).
+    pub fn with_recent_writes(mut self, capacity: usize) -> PgStore {
+        self.recent = Arc::new(recent::Recent::new(capacity));
         self
     }
 }

@@ -20,18 +20,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use scimd_core::store::{ResourceWrite, StoredResource};
+use scimd_core::store::{ResourceWrite, StoredResource, StoredRow};
 
 use super::reads::StoredSide;
 use crate::rules::unique_scope;
 
-/// Most resources remembered. A user of ~900 bytes (parsed document and
-/// ~32 index rows) takes a few kilobytes: tens of megabytes at most.
-const CAPACITY: usize = 16_384;
-
-/// A resource as this process last wrote it.
+/// A resource as this process last wrote it: its row (the document as
+/// text, parsed again for each change, as a read's is) and side rows.
 pub(super) struct Known {
-    pub(super) resource: StoredResource,
+    pub(super) row: StoredRow,
     pub(super) side: StoredSide,
 }
 
@@ -54,13 +51,22 @@ impl Known {
     }
 }
 
-#[derive(Default)]
 pub(super) struct Recent {
     known: Mutex<HashMap<String, Arc<Known>>>,
+    /// Most resources remembered (`recent_writes`; 0: none).
+    capacity: usize,
     fresh: Freshness,
 }
 
 impl Recent {
+    pub(super) fn new(capacity: usize) -> Recent {
+        Recent {
+            known: Mutex::default(),
+            capacity,
+            fresh: Freshness::default(),
+        }
+    }
+
     /// The entry of resource `id` of type `rtype`, when entries are worth
     /// using.
     pub(super) fn get(&self, rtype: &str, id: &str) -> Option<Arc<Known>> {
@@ -74,19 +80,32 @@ impl Recent {
         let known = self.known.lock().ok()?;
         known
             .get(id)
-            .filter(|k| k.resource.resource_type == rtype)
+            .filter(|k| k.row.resource_type == rtype)
             .cloned()
     }
 
     /// Remembers `resource`, just written with side rows `side`; not a
     /// resource with members (their rows are not part of an entry).
     pub(super) fn wrote(&self, resource: &StoredResource, side: StoredSide) {
-        if resource.members.is_none() {
-            self.put(Known {
-                resource: resource.clone(),
-                side,
-            });
+        if self.capacity == 0 || resource.members.is_some() {
+            return;
         }
+        // Written as the store writes it (`rules::document_text`).
+        let Ok(text) = serde_json::to_string(&resource.data) else {
+            return;
+        };
+        self.put(Known {
+            row: StoredRow {
+                position: resource.position,
+                resource_type: resource.resource_type.clone(),
+                id: resource.id.clone(),
+                version: resource.version,
+                created: resource.created.clone(),
+                modified: resource.modified.clone(),
+                text,
+            },
+            side,
+        });
     }
 
     /// Remembers `known`, forgetting an arbitrary other resource when full
@@ -95,13 +114,13 @@ impl Recent {
         let Ok(mut map) = self.known.lock() else {
             return;
         };
-        if map.len() >= CAPACITY
-            && !map.contains_key(&known.resource.id)
+        if map.len() >= self.capacity
+            && !map.contains_key(&known.row.id)
             && let Some(victim) = map.keys().next().cloned()
         {
             map.remove(&victim);
         }
-        map.insert(known.resource.id.clone(), Arc::new(known));
+        map.insert(known.row.id.clone(), Arc::new(known));
     }
 
     pub(super) fn forget(&self, id: &str) {
@@ -121,7 +140,7 @@ impl Recent {
     /// that stopped using entries starts again once they are fresh.
     pub(super) fn read(&self, rtype: &str, id: &str, seq: i64, version: i64) {
         if let Some(k) = self.peek(rtype, id) {
-            let fresh = k.resource.position == seq && k.resource.version == version;
+            let fresh = k.row.position == seq && k.row.version == version;
             self.fresh.observe(fresh);
             if !fresh {
                 self.forget(id);
@@ -158,7 +177,51 @@ impl Freshness {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn user(id: &str, version: i64) -> StoredResource {
+        StoredResource {
+            position: 1,
+            resource_type: "User".into(),
+            id: id.into(),
+            version,
+            created: "2026-01-01T00:00:00Z".into(),
+            modified: "2026-01-01T00:00:00Z".into(),
+            data: serde_json::json!({"userName": id})
+                .as_object()
+                .unwrap()
+                .clone(),
+            members: None,
+        }
+    }
+
+    fn side() -> StoredSide {
+        StoredSide {
+            entries: Vec::new(),
+            unique: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn at_most_capacity_entries_are_kept_and_none_at_zero() {
+        let recent = Recent::new(2);
+        for id in ["a", "b", "c"] {
+            recent.wrote(&user(id, 1), side());
+        }
+        let kept = ["a", "b", "c"]
+            .iter()
+            .filter(|id| recent.get("User", id).is_some())
+            .count();
+        assert_eq!(kept, 2);
+        assert!(recent.get("Group", "c").is_none(), "another type's id");
+        let known = recent.get("User", "c").unwrap();
+        assert_eq!(known.row.parse().unwrap().data, user("c", 1).data);
+
+        let off = Recent::new(0);
+        off.wrote(&user("a", 1), side());
+        assert!(off.get("User", "a").is_none());
+    }
 
     #[test]
     fn entries_stop_being_used_when_most_are_stale_and_start_again_when_fresh() {

@@ -67,10 +67,13 @@ impl PgStore {
                 replace_with_groups_in(&tx, &w, expected, with_groups, self.log).await?
             })?,
         };
-        let side = Known::side_of(&w);
-        let stored = StoredResource::replaced(w, seq, version, created, members);
-        self.recent.wrote(&stored, side);
-        Ok((stored, groups))
+        // A replace that is not a `modify` (a type with members or an
+        // owner): whatever was remembered of the resource goes.
+        self.recent.forget(&w.id);
+        Ok((
+            StoredResource::replaced(w, seq, version, created, members),
+            groups,
+        ))
     }
 
     /// First without a lock: the read (with the side rows), then the write
@@ -150,8 +153,8 @@ impl PgStore {
         with_groups: bool,
         change: &mut Modification,
     ) -> Result<Option<Step>, StoreError> {
-        let old = &known.resource;
-        let w = match change(old) {
+        let old = known.row.parse()?;
+        let w = match change(&old) {
             Ok(Some(w)) if w.members.is_none() => w,
             _ => return Ok(None),
         };
