@@ -67,12 +67,12 @@ use crate::translate::Param;
 use members::{GroupKey, PendingChange};
 use retry::with_client;
 
-/// A store on PostgreSQL (or a compatible engine) that several scimd
-/// processes may share.
 /// Resources whose last write a store remembers unless told otherwise
 /// ([`PgStore::with_recent_writes`]).
 pub const DEFAULT_RECENT_WRITES: usize = 8_192;
 
+/// A store on PostgreSQL (or a compatible engine) that several scimd
+/// processes may share.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,

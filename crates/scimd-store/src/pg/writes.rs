@@ -4,7 +4,9 @@
 //! write) runs on its own, committed by PostgreSQL as it ends: one round
 //! trip, no `BEGIN`/`COMMIT`. A write with members runs in a transaction.
 //! Both are re-run on a serialization failure or a deadlock. A PATCH reads
-//! the side rows with the resource and writes only those that differ.
+//! the side rows with the resource and writes only those that differ; it
+//! skips the read when this process wrote the resource last
+//! ([`super::recent`]).
 
 use std::sync::LazyLock;
 
@@ -76,7 +78,9 @@ impl PgStore {
         ))
     }
 
-    /// First without a lock: the read (with the side rows), then the write
+    /// From what this process last wrote of the resource when it has it
+    /// ([`Self::modify_known`]: the write alone). Otherwise, or when that
+    /// was stale, first without a lock: the read (with the side rows), then the write
     /// as a compare-and-swap on the version read, committed on its own (two
     /// round trips), writing only the side rows that differ from those read
     /// ([`UPDATE_CHANGED`]): they are the stored ones as long as the version
