@@ -167,9 +167,7 @@ impl ResourceService {
                 .get(rt.name(), id, false)
                 .await?
                 .ok_or_else(|| not_found(rt, id))?;
-            check_precondition(precondition, old.version)?;
-            let mut data = input.data.clone();
-            carry_over(rt, &old.data, &mut data, Missing::Kept)?;
+            let data = replacement(rt, &input, &old, precondition)?;
             self.check_owner(rt, &data).await?;
             let members = rt
                 .has_members()
@@ -215,9 +213,7 @@ impl ResourceService {
         // Taken here: the closure may run on the store's own thread.
         let actor = crate::changelog::Actor::current();
         let change: Modification = Box::new(move |old: &StoredResource| {
-            check_precondition(precondition, old.version)?;
-            let mut data = input.data.clone();
-            carry_over(&def, &old.data, &mut data, Missing::Kept)?;
+            let data = replacement(&def, &input, old, precondition)?;
             let paths = changed_paths(&old.data, &data);
             let mut write = ResourceWrite {
                 member_types: member_types.clone(),
@@ -373,4 +369,19 @@ pub(super) async fn hash_secrets(
     })
     .await
     .map_err(|e| ScimError::Internal(format!("hashing task failed: {e}")))?
+}
+
+/// What a PUT of `input` writes over `old`: the input, with what a replace
+/// keeps carried over (read-only and immutable attributes, `Missing::Kept`),
+/// once `old` satisfies the precondition.
+fn replacement(
+    rt: &ResourceTypeDef,
+    input: &ResourceInput,
+    old: &StoredResource,
+    precondition: Precondition,
+) -> ScimResult<Map<String, Value>> {
+    check_precondition(precondition, old.version)?;
+    let mut data = input.data.clone();
+    carry_over(rt, &old.data, &mut data, Missing::Kept)?;
+    Ok(data)
 }

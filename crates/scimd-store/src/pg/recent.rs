@@ -91,9 +91,16 @@ impl Recent {
             return;
         }
         // Written as the store writes it (`rules::document_text`).
-        let Ok(text) = serde_json::to_string(&resource.data) else {
+        if let Ok(text) = serde_json::to_string(&resource.data) {
+            self.wrote_text(resource, side, text);
+        }
+    }
+
+    /// [`Self::wrote`], with the document's stored text at hand.
+    pub(super) fn wrote_text(&self, resource: &StoredResource, side: StoredSide, text: String) {
+        if self.capacity == 0 || resource.members.is_some() {
             return;
-        };
+        }
         self.put(Known {
             row: StoredRow {
                 position: resource.position,

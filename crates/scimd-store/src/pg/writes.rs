@@ -51,7 +51,7 @@ impl PgStore {
         };
         let side = Known::side_of(&w);
         let stored = StoredResource::created(w, seq, members);
-        self.recent.wrote(&stored, side);
+        self.recent.wrote_text(&stored, side, data);
         Ok(stored)
     }
 
