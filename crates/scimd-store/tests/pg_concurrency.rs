@@ -612,6 +612,121 @@ async fn races_at_serializable_are_retried() {
     .await;
 }
 
+/// Creates `users` (userName, title) at once through `store`: each create's
+/// id (`{userName}-{i}`) and outcome.
+async fn create_at_once(
+    store: &Arc<PgStore>,
+    users: Vec<(String, String)>,
+) -> Vec<(String, (String, String), Result<(), StoreError>)> {
+    let tasks: Vec<_> = users
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, title))| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("{name}-{i}");
+                let w = write("User", &id, json!({"userName": name, "title": title}));
+                let result = store.create(w).await.map(|_| ());
+                (id, (name, title), result)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Issue 17: creates queued together are written together, in one
+/// statement (so one transaction: their rows share `xmin`), and each keeps
+/// its own index rows, unique value and change-log entry. A taken userName
+/// among them fails only its own create.
+#[tokio::test]
+async fn creates_written_together_keep_their_own_rows() {
+    let Some(url) = fresh_database("together").await else {
+        return;
+    };
+    // A pool of 8: one create runner.
+    let store = Arc::new(PgStore::connect(&url, 8).await.unwrap());
+    let admin = admin(&url).await;
+    let users = |from: usize, to: usize| -> Vec<(String, String)> {
+        (from..to)
+            .map(|i| (format!("u{i}"), format!("title {}", i * 7 % 40)))
+            .collect()
+    };
+    let mut wave = users(0, 40);
+    let first = create_at_once(&store, wave.clone()).await;
+    assert!(first.iter().all(|(_, _, r)| r.is_ok()), "{first:?}");
+    let ids: Vec<&str> = first.iter().map(|(id, _, _)| id.as_str()).collect();
+    let together: i64 = admin
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM resources WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(together < 10, "40 creates in {together} transactions");
+
+    // Three creates of one new userName and one taken, among others.
+    wave = users(40, 60);
+    wave.extend([("u50", "a"), ("u50", "b"), ("u3", "c")].map(|(n, t)| (n.into(), t.into())));
+    let second = create_at_once(&store, wave).await;
+    let refused: Vec<_> = second.iter().filter(|(_, _, r)| r.is_err()).collect();
+    assert_eq!(refused.len(), 3, "{second:?}");
+    for (_, _, r) in &refused {
+        assert!(
+            matches!(r, Err(StoreError::Uniqueness { attr }) if attr == "username"),
+            "{r:?}"
+        );
+    }
+
+    // Each resource has its own rows: title and userName as it was sent.
+    for (id, (name, title), result) in first.iter().chain(&second) {
+        if result.is_err() {
+            continue;
+        }
+        let rows = admin
+            .query(
+                "SELECT a.key, a.s FROM attr_values a JOIN resources r USING (seq)
+                  WHERE r.id = $1 ORDER BY a.key",
+                &[id],
+            )
+            .await
+            .unwrap();
+        let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(
+            rows,
+            [
+                ("title".into(), title.clone()),
+                ("username".into(), name.clone())
+            ],
+            "{id}"
+        );
+        let owner: String = admin
+            .query_one(
+                "SELECT r.id FROM unique_values u JOIN resources r USING (seq)
+                  WHERE u.key = 'username' AND u.value = $1",
+                &[name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(&owner, id);
+        let logged: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM change_log
+                  WHERE resource_id = $1 AND op = 'create' AND version_after = 1",
+                &[id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(logged, 1, "{id}");
+    }
+}
+
 #[tokio::test]
 async fn races_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,18 +51,33 @@ pub(super) fn log_cte(
     from: &str,
 ) -> String {
     let p = |i: usize| format!("${}::text", first + i);
+    log_cte_of(
+        [p(0), p(1), p(2), p(3), p(4)],
+        rtype,
+        id,
+        before,
+        after,
+        from,
+    )
+}
+
+/// [`log_cte`] with the change's fields as SQL expressions (`at`, `op`,
+/// `client_id`, `subject`, `body`), for a statement that logs several
+/// changes, each from its own row.
+pub(super) fn log_cte_of(
+    [at, op, client_id, subject, body]: [String; 5],
+    rtype: &str,
+    id: &str,
+    before: &str,
+    after: &str,
+    from: &str,
+) -> String {
     // A NULL op (the log turned off) appends nothing.
     format!(
         "log AS (INSERT INTO change_log (at, op, rtype, resource_id, version_before, version_after,
                                          client_id, subject, body)
-                 SELECT {}, {}, {rtype}, {id}, {before}, {after}, {}, {}, {} FROM {from}
-                  WHERE {} IS NOT NULL)",
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(1)
+                 SELECT {at}, {op}, {rtype}, {id}, {before}, {after}, {client_id}, {subject}, {body}
+                   FROM {from} WHERE {op} IS NOT NULL)"
     )
 }
 
@@ -93,6 +108,39 @@ impl<'c> LogParams<'c> {
     }
 
     /// `$first`..`$first+4` of [`log_cte`], in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.at,
+            &self.op,
+            &self.client_id,
+            &self.subject,
+            &self.body,
+        ]
+    }
+}
+
+/// Several changes' fields as arrays, one element per change, that
+/// [`log_cte_of`] reads from the rows they are unnested into.
+#[derive(Default)]
+pub(super) struct LogColumns<'c> {
+    at: Vec<&'c str>,
+    op: Vec<Option<&'static str>>,
+    client_id: Vec<Option<&'c str>>,
+    subject: Vec<Option<&'c str>>,
+    body: Vec<String>,
+}
+
+impl<'c> LogColumns<'c> {
+    pub(super) fn push(&mut self, change: &'c Change, log: LogSwitch) {
+        let one = LogParams::of(change, log);
+        self.at.push(one.at);
+        self.op.push(one.op);
+        self.client_id.push(one.client_id);
+        self.subject.push(one.subject);
+        self.body.push(one.body);
+    }
+
+    /// The five arrays, in [`log_cte_of`]'s order.
     pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
         [
             &self.at,

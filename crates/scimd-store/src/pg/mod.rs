@@ -20,6 +20,8 @@
 //!   `in_transaction!` / `with_client!` macros every statement runs in;
 //! - [`writes`]: creates, replaces, PATCHes, deletes, each one statement with
 //!   the resource's side tables;
+//! - [`creates`]: creates without members gathered, under load, into one
+//!   statement;
 //! - [`recent`]: what this process last wrote of each resource, so that its
 //!   next PATCH or PUT skips the read (a compare-and-swap write decides);
 //! - [`members`]: membership changes, queued and applied per group;
@@ -36,6 +38,7 @@
 
 mod change_log;
 mod connect;
+mod creates;
 #[cfg(feature = "testing")]
 mod explain;
 mod members;
@@ -86,6 +89,8 @@ pub struct PgStore {
     log: change_log::LogSwitch,
     /// What this process last wrote of each resource, for its next change.
     recent: Arc<recent::Recent>,
+    /// Creates waiting to be written together ([`creates`]).
+    creates: Arc<creates::Creates>,
 }
 
 impl PgStore {

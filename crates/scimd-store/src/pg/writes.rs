@@ -2,7 +2,9 @@
 //! with its index rows and unique values (data-modifying CTEs over
 //! `unnest(...)` arrays). A write that is that one statement (no members to
 //! write) runs on its own, committed by PostgreSQL as it ends: one round
-//! trip, no `BEGIN`/`COMMIT`. A write with members runs in a transaction.
+//! trip, no `BEGIN`/`COMMIT` (creates without members go through
+//! [`super::creates`], which writes them together under load). A write with
+//! members runs in a transaction.
 //! Both are re-run on a serialization failure or a deadlock. A PATCH reads
 //! the side rows with the resource and writes only those that differ; it
 //! skips the read when this process wrote the resource last
@@ -39,15 +41,18 @@ impl PgStore {
         w: ResourceWrite,
     ) -> Result<StoredResource, StoreError> {
         let data = document_text(&w)?;
-        let (seq, members) = match &w.members {
-            None => with_client!(self, |client| {
-                let seq = insert_row(&client, &w, 1, &w.now, &data, self.log).await?;
-                (seq, None)
-            })?,
-            Some(_) => in_transaction!(self, |tx| {
-                let seq = insert_resource(&tx, &w, 1, &w.now, &data, self.log).await?;
-                (seq, Some(load_members(&*tx, seq).await?))
-            })?,
+        let (w, data, seq, members) = match &w.members {
+            None => {
+                let (w, data, seq) = self.create_gathered(w, data).await?;
+                (w, data, seq, None)
+            }
+            Some(_) => {
+                let (seq, members) = in_transaction!(self, |tx| {
+                    let seq = insert_resource(&tx, &w, 1, &w.now, &data, self.log).await?;
+                    (seq, load_members(&*tx, seq).await?)
+                })?;
+                (w, data, seq, Some(members))
+            }
         };
         let side = Known::side_of(&w);
         let stored = StoredResource::created(w, seq, members);
@@ -385,8 +390,10 @@ fn update_resource(answer: &str) -> String {
 }
 
 /// The index entries and unique values of a write as the arrays that
-/// [`SIDE_TABLES`] and [`INSERT_RESOURCE`] unnest.
-struct SideRows<'w> {
+/// [`SIDE_TABLES`] and [`INSERT_RESOURCE`] unnest (those of several writes,
+/// one after the other, for [`super::creates`]).
+#[derive(Default)]
+pub(super) struct SideRows<'w> {
     keys: Vec<&'w str>,
     elems: Vec<i64>,
     prims: Vec<bool>,
@@ -405,26 +412,38 @@ impl<'w> SideRows<'w> {
     /// The index entries `index` and unique values `unique` of `w`.
     fn with(
         w: &'w ResourceWrite,
-        index: impl Iterator<Item = &'w IndexEntry> + Clone,
-        unique: impl Iterator<Item = &'w UniqueValue> + Clone,
+        index: impl Iterator<Item = &'w IndexEntry>,
+        unique: impl Iterator<Item = &'w UniqueValue>,
     ) -> Self {
-        SideRows {
-            keys: index.clone().map(|e| e.key.as_str()).collect(),
-            elems: index.clone().map(|e| i64::from(e.elem)).collect(),
-            prims: index.clone().map(|e| e.primary).collect(),
-            texts: index.clone().map(|e| e.text.as_deref()).collect(),
-            numbers: index.map(|e| e.number).collect(),
-            scopes: unique
-                .clone()
-                .map(|u| unique_scope(&w.resource_type, u))
-                .collect(),
-            unique_keys: unique.clone().map(|u| u.key.as_str()).collect(),
-            unique_values: unique.map(|u| u.value.as_str()).collect(),
+        let mut rows = SideRows::default();
+        rows.append(w, index, unique);
+        rows
+    }
+
+    /// Adds the index entries `index` and unique values `unique` of `w`.
+    pub(super) fn append(
+        &mut self,
+        w: &'w ResourceWrite,
+        index: impl Iterator<Item = &'w IndexEntry>,
+        unique: impl Iterator<Item = &'w UniqueValue>,
+    ) {
+        for e in index {
+            self.keys.push(&e.key);
+            self.elems.push(i64::from(e.elem));
+            self.prims.push(e.primary);
+            self.texts.push(e.text.as_deref());
+            self.numbers.push(e.number);
+        }
+        for u in unique {
+            self.scopes.push(unique_scope(&w.resource_type, u));
+            self.unique_keys.push(&u.key);
+            self.unique_values.push(&u.value);
         }
     }
 
-    /// `$1`-`$8` of [`SIDE_TABLES`] and [`INSERT_RESOURCE`].
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+    /// `$1`-`$8` of [`SIDE_TABLES`] and [`INSERT_RESOURCE`] (the index
+    /// entries' five arrays, then the unique values' three).
+    pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![
             &self.keys,
             &self.elems,
@@ -498,7 +517,7 @@ impl<'w> Changed<'w> {
 /// A failed write statement: a unique value already taken names its
 /// attribute (from the key the server reports, in the first column order of
 /// `unique_values`' primary key: scope, key, value).
-fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
+pub(super) fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
     let Some(db) = e.as_db_error() else {
         return Fail::Db(e);
     };
@@ -540,7 +559,7 @@ pub(super) async fn insert_resource(
 
 /// The one statement that inserts `w` as a new resource with its side
 /// tables; returns its `seq`.
-async fn insert_row(
+pub(super) async fn insert_row(
     c: &impl GenericClient,
     w: &ResourceWrite,
     version: i64,

@@ -1,0 +1,245 @@
+//! Creates without members, gathered: at most [`Creates::runners`] write at
+//! once, and while they are busy new creates queue; the next free runner
+//! writes everything queued (up to [`MAX_CREATE_BATCH`]) in one statement,
+//! committed as it ends. A create under light load is written alone, as
+//! soon as it arrives; under load, the per-statement cost (a round trip,
+//! the executor's start-up of a dozen plan nodes, a commit and its flush)
+//! is shared. A batch that fails other than by a serialization failure or a
+//! deadlock (re-run whole) is written again one create at a time, so a
+//! taken unique value fails only its own create.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use scimd_core::store::{ResourceWrite, StoreError};
+use tokio::sync::oneshot;
+use tokio_postgres::types::ToSql;
+
+use super::PgStore;
+use super::change_log::{LogColumns, log_cte_of};
+use super::retry::{Fail, with_client};
+use super::writes::{SideRows, insert_row};
+
+/// Most creates written in one statement.
+const MAX_CREATE_BATCH: usize = 64;
+
+/// A create written, handed back to its caller: the write and its document
+/// text, and the new resource's `seq` or why it failed.
+type Written = (ResourceWrite, String, Result<i64, StoreError>);
+
+/// One caller's create, waiting for a runner.
+struct Waiting {
+    w: ResourceWrite,
+    data: String,
+    reply: oneshot::Sender<Written>,
+}
+
+/// The creates waiting, and how many runners are writing.
+pub(super) struct Creates {
+    state: Mutex<Queue>,
+    /// Most runners at once: an eighth of the connection pool, at least
+    /// one (the rest of the pool serves reads and other writes).
+    runners: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Waiting>,
+    running: usize,
+}
+
+impl Creates {
+    pub(super) fn for_pool(pool_size: usize) -> Creates {
+        Creates {
+            state: Mutex::new(Queue::default()),
+            runners: (pool_size / 8).max(1),
+        }
+    }
+
+    /// The queue; it holds no invariant a panic elsewhere could break.
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A runner's place among [`Creates::runners`], given back when it stops
+/// (also if it panics, so that the store never runs short of runners).
+struct Slot<'a> {
+    creates: &'a Creates,
+    held: bool,
+}
+
+impl Slot<'_> {
+    /// The next creates to write, or `None` (the slot given back) when
+    /// none wait: checked and given back under one lock, so a create queued
+    /// meanwhile sees the free place and starts a runner.
+    fn next(&mut self) -> Option<Vec<Waiting>> {
+        let mut queue = self.creates.queue();
+        if queue.waiting.is_empty() {
+            queue.running -= 1;
+            self.held = false;
+            return None;
+        }
+        let n = queue.waiting.len().min(MAX_CREATE_BATCH);
+        Some(queue.waiting.drain(..n).collect())
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.creates.queue().running -= 1;
+        }
+    }
+}
+
+impl PgStore {
+    /// Writes `w` (without members) as a new resource with the document
+    /// `data`; hands both back with its `seq`.
+    pub(super) async fn create_gathered(
+        &self,
+        w: ResourceWrite,
+        data: String,
+    ) -> Result<(ResourceWrite, String, i64), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut queue = self.creates.queue();
+            queue.waiting.push_back(Waiting { w, data, reply });
+            let start = queue.running < self.creates.runners;
+            if start {
+                queue.running += 1;
+            }
+            start
+        };
+        if start {
+            // A task of its own: it must write what it took even if this
+            // caller's request is dropped.
+            let store = self.clone();
+            tokio::spawn(async move { store.run_creates().await });
+        }
+        let (w, data, seq) = answer
+            .await
+            .map_err(|_| StoreError::Backend("create dropped".into()))?;
+        Ok((w, data, seq?))
+    }
+
+    /// Writes queued creates until none wait.
+    async fn run_creates(&self) {
+        let mut slot = Slot {
+            creates: &self.creates,
+            held: true,
+        };
+        while let Some(batch) = slot.next() {
+            let results = self.write_creates(&batch).await;
+            for (c, result) in batch.into_iter().zip(results) {
+                // A caller that went away no longer needs the answer.
+                let _ = c.reply.send((c.w, c.data, result));
+            }
+        }
+    }
+
+    /// The `seq` of each create of `batch`, or why it failed, in order.
+    async fn write_creates(&self, batch: &[Waiting]) -> Vec<Result<i64, StoreError>> {
+        if batch.len() > 1
+            && let Ok(seqs) = self.insert_together(batch).await
+        {
+            return seqs.into_iter().map(Ok).collect();
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for c in batch {
+            results.push(with_client!(self, |client| {
+                insert_row(&client, &c.w, 1, &c.w.now, &c.data, self.log).await?
+            }));
+        }
+        results
+    }
+
+    /// Writes every create of `batch` in one statement; their `seq`s in
+    /// order.
+    async fn insert_together(&self, batch: &[Waiting]) -> Result<Vec<i64>, StoreError> {
+        let mut sides = SideRows::default();
+        let (mut entry_of, mut unique_of) = (Vec::new(), Vec::new());
+        let mut log = LogColumns::default();
+        let (mut ids, mut types, mut nows, mut docs) = (vec![], vec![], vec![], vec![]);
+        for (i, c) in (1i64..).zip(batch) {
+            let w = &c.w;
+            sides.append(w, w.index.iter(), w.unique.iter());
+            entry_of.extend(std::iter::repeat_n(i, w.index.len()));
+            unique_of.extend(std::iter::repeat_n(i, w.unique.len()));
+            log.push(&w.change, self.log);
+            ids.push(w.id.as_str());
+            types.push(w.resource_type.as_str());
+            nows.push(w.now.as_str());
+            docs.push(c.data.as_str());
+        }
+        let mut params = sides.params();
+        params.extend_from_slice(&[
+            &entry_of as &(dyn ToSql + Sync),
+            &unique_of,
+            &ids,
+            &types,
+            &nows,
+            &docs,
+        ]);
+        params.extend_from_slice(&log.params());
+        let rows = with_client!(self, |client| {
+            let insert = client.prepare_cached(&INSERT_RESOURCES).await?;
+            client.query(&insert, &params).await?
+        })?;
+        let mut seqs = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: &str = row
+                .try_get(0)
+                .map_err(Fail::from)
+                .map_err(Fail::into_store)?;
+            let seq: i64 = row
+                .try_get(1)
+                .map_err(Fail::from)
+                .map_err(Fail::into_store)?;
+            seqs.insert(id, seq);
+        }
+        batch
+            .iter()
+            .map(|c| {
+                seqs.get(c.w.id.as_str()).copied().ok_or_else(|| {
+                    StoreError::Backend(format!("create of {} not answered", c.w.id))
+                })
+            })
+            .collect()
+    }
+}
+
+/// New resources with their side tables, each at version 1 and created and
+/// modified at its own time: `$1`-`$8` the index entries and unique values
+/// of all ([`SideRows::params`]), `$9`/`$10` the (1-based) create each entry
+/// and each unique value belongs to, `$11`-`$14` ids, types, times and
+/// documents, `$15`-`$19` the changes logged ([`LogColumns::params`]).
+/// Answers each new resource's id and seq.
+static INSERT_RESOURCES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH x AS (SELECT * FROM unnest($11::text[], $12::text[], $13::text[], $14::text[],
+                                        $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+                       WITH ORDINALITY AS x(id, rtype, now, data, at, op, client_id, subject, body, i)),
+              r AS (INSERT INTO resources (id, rtype, version, created, modified, data)
+                    SELECT id, rtype, 1, now, now, data FROM x ORDER BY i RETURNING seq, id),
+              rx AS (SELECT r.seq, x.* FROM r JOIN x ON x.id = r.id),
+              ie AS (INSERT INTO attr_values (seq, key, elem, prim, s, n)
+                     SELECT rx.seq, e.k, e.el, e.p, e.s, e.n FROM rx JOIN
+                       unnest($9::int8[], $1::text[], $2::int8[], $3::bool[], $4::text[], $5::float8[])
+                         AS e(i, k, el, p, s, n) ON e.i = rx.i),
+              iu AS (INSERT INTO unique_values (scope, key, value, seq)
+                     SELECT u.sc, u.k, u.v, rx.seq FROM rx JOIN
+                       unnest($10::int8[], $6::text[], $7::text[], $8::text[]) AS u(i, sc, k, v)
+                         ON u.i = rx.i),
+              {}
+         SELECT id, seq FROM r",
+        log_cte_of(
+            ["rx.at", "rx.op", "rx.client_id", "rx.subject", "rx.body"].map(String::from),
+            "rx.rtype",
+            "rx.id",
+            "NULL::int8",
+            "1::int8",
+            "rx"
+        )
+    )
+});
