@@ -4,9 +4,10 @@
 //! committed as it ends. A create under light load is written alone, as
 //! soon as it arrives; under load, the per-statement cost (a round trip,
 //! the executor's start-up of a dozen plan nodes, a commit and its flush)
-//! is shared. A batch that fails other than by a serialization failure or a
-//! deadlock (re-run whole) is written again one create at a time, so a
-//! taken unique value fails only its own create.
+//! is shared. A batch the database refuses (other than by a serialization
+//! failure or a deadlock, re-run whole) is written again one create at a
+//! time, so a taken unique value fails only its own create; one whose
+//! outcome is unknown (the database out of reach) is never written again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -17,7 +18,7 @@ use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::change_log::{LogColumns, log_cte_of};
-use super::retry::{Fail, with_client};
+use super::retry::with_client;
 use super::writes::{SideRows, insert_row};
 
 /// Most creates written in one statement.
@@ -140,10 +141,17 @@ impl PgStore {
 
     /// The `seq` of each create of `batch`, or why it failed, in order.
     async fn write_creates(&self, batch: &[Waiting]) -> Vec<Result<i64, StoreError>> {
-        if batch.len() > 1
-            && let Ok(seqs) = self.insert_together(batch).await
-        {
-            return seqs.into_iter().map(Ok).collect();
+        if batch.len() > 1 {
+            match self.insert_together(batch).await {
+                Together::Written(results) => return results,
+                Together::Unreachable(why) => {
+                    return batch
+                        .iter()
+                        .map(|_| Err(StoreError::Unavailable(why.clone())))
+                        .collect();
+                }
+                Together::Refused => {}
+            }
         }
         let mut results = Vec::with_capacity(batch.len());
         for c in batch {
@@ -154,9 +162,8 @@ impl PgStore {
         results
     }
 
-    /// Writes every create of `batch` in one statement; their `seq`s in
-    /// order.
-    async fn insert_together(&self, batch: &[Waiting]) -> Result<Vec<i64>, StoreError> {
+    /// Writes every create of `batch` in one statement.
+    async fn insert_together(&self, batch: &[Waiting]) -> Together {
         let mut sides = SideRows::default();
         let (mut entry_of, mut unique_of) = (Vec::new(), Vec::new());
         let mut log = LogColumns::default();
@@ -182,31 +189,56 @@ impl PgStore {
             &docs,
         ]);
         params.extend_from_slice(&log.params());
-        let rows = with_client!(self, |client| {
+        let written = with_client!(self, |client| {
             let insert = client.prepare_cached(&INSERT_RESOURCES).await?;
             client.query(&insert, &params).await?
-        })?;
-        let mut seqs = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let id: &str = row
-                .try_get(0)
-                .map_err(Fail::from)
-                .map_err(Fail::into_store)?;
-            let seq: i64 = row
-                .try_get(1)
-                .map_err(Fail::from)
-                .map_err(Fail::into_store)?;
-            seqs.insert(id, seq);
+        });
+        match written {
+            Ok(rows) => Together::Written(answers(batch, &rows)),
+            Err(StoreError::Unavailable(why)) => Together::Unreachable(why),
+            Err(_) => Together::Refused,
         }
-        batch
-            .iter()
-            .map(|c| {
-                seqs.get(c.w.id.as_str()).copied().ok_or_else(|| {
-                    StoreError::Backend(format!("create of {} not answered", c.w.id))
-                })
-            })
-            .collect()
     }
+}
+
+/// How the statement writing a batch of creates ended.
+enum Together {
+    /// It committed: each create's `seq` (or why it cannot be read).
+    Written(Vec<Result<i64, StoreError>>),
+    /// The database refused it (a unique value taken, an `id` that exists):
+    /// nothing was written, and each create is written again alone.
+    Refused,
+    /// The database could not be reached: whether it committed is unknown,
+    /// so no create is written again (each caller hears 503, as alone).
+    Unreachable(String),
+}
+
+/// Each create's `seq` in `rows` (id, seq), in `batch` order.
+fn answers(batch: &[Waiting], rows: &[tokio_postgres::Row]) -> Vec<Result<i64, StoreError>> {
+    let mut seqs = HashMap::with_capacity(rows.len());
+    for row in rows {
+        match (row.try_get::<_, &str>(0), row.try_get::<_, i64>(1)) {
+            (Ok(id), Ok(seq)) => {
+                seqs.insert(id, seq);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                // Written, but not answered as expected: never written again.
+                let why = format!("answer of creates written together: {e}");
+                return batch
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(why.clone())))
+                    .collect();
+            }
+        }
+    }
+    batch
+        .iter()
+        .map(|c| {
+            seqs.get(c.w.id.as_str())
+                .copied()
+                .ok_or_else(|| StoreError::Backend(format!("create of {} not answered", c.w.id)))
+        })
+        .collect()
 }
 
 /// New resources with their side tables, each at version 1 and created and
