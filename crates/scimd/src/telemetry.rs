@@ -16,7 +16,9 @@ const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Writes committed together by the SQLite writer.
+/// Writes committed together: by the SQLite writer in one transaction
+/// (`scimd_sqlite_writer_batch_size`), by PostgreSQL creates in one
+/// statement (`scimd_pg_create_batch_size`).
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 fn handle() -> anyhow::Result<&'static PrometheusHandle> {
@@ -26,10 +28,7 @@ fn handle() -> anyhow::Result<&'static PrometheusHandle> {
     }
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full("scimd_sqlite_writer_batch_size".into()),
-            BATCH_BUCKETS,
-        )?
+        .set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
     // Another server of this process may have installed it a moment ago.

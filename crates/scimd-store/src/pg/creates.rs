@@ -131,6 +131,7 @@ impl PgStore {
             held: true,
         };
         while let Some(batch) = slot.next() {
+            metrics::histogram!("scimd_pg_create_batch_size").record(batch.len() as f64);
             let results = self.write_creates(&batch).await;
             for (c, result) in batch.into_iter().zip(results) {
                 // A caller that went away no longer needs the answer.

@@ -86,6 +86,13 @@ async fn metrics_need_their_scope_and_move_under_load() {
     assert!(value(&after, "scimd_scim_operations_total", &[("resource_type", "none")]) >= 1.0);
     assert!(value(&after, "scimd_token_requests_total", &[("outcome", "issued")]) >= 2.0);
     assert!(after.contains("scimd_build_info{"), "{after}");
+    // The store's writes committed together: the SQLite writer's
+    // transactions, or PostgreSQL's statements of creates.
+    let together = match crate::harness::database_url(dir.path()).await {
+        Some(_) => "scimd_pg_create_batch_size_count ",
+        None => "scimd_sqlite_writer_batch_size_count ",
+    };
+    assert!(after.lines().any(|l| l.starts_with(together)), "{after}");
     // Bounded labels: no id, no client-chosen endpoint name.
     assert!(!after.contains(&id) && !after.contains("Nonsense"), "{after}");
     s.stop().await;
