@@ -517,7 +517,7 @@ impl<'w> Changed<'w> {
 /// A failed write statement: a unique value already taken names its
 /// attribute (from the key the server reports, in the first column order of
 /// `unique_values`' primary key: scope, key, value).
-pub(super) fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
+fn write_failure(e: tokio_postgres::Error, w: &ResourceWrite) -> Fail {
     let Some(db) = e.as_db_error() else {
         return Fail::Db(e);
     };
