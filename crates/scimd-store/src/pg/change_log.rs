@@ -41,30 +41,9 @@ const PRUNE_SLICE: i64 = 2_000;
 /// A data-modifying CTE named `log` that appends one change-log row per row
 /// of `from`, with the resource type `rtype`, id `id` and versions
 /// `before`/`after` (SQL expressions over `from`), and the change's own
-/// fields bound at `$first`..`$first+4` ([`LogParams::params`]).
+/// fields as SQL expressions (at, op, client id, subject, body): bound
+/// parameters ([`bound`]) for one change, or columns of `from` for several.
 pub(super) fn log_cte(
-    first: usize,
-    rtype: &str,
-    id: &str,
-    before: &str,
-    after: &str,
-    from: &str,
-) -> String {
-    let p = |i: usize| format!("${}::text", first + i);
-    log_cte_of(
-        [p(0), p(1), p(2), p(3), p(4)],
-        rtype,
-        id,
-        before,
-        after,
-        from,
-    )
-}
-
-/// [`log_cte`] with the change's fields as SQL expressions (`at`, `op`,
-/// `client_id`, `subject`, `body`), for a statement that logs several
-/// changes, each from its own row.
-pub(super) fn log_cte_of(
     [at, op, client_id, subject, body]: [String; 5],
     rtype: &str,
     id: &str,
@@ -81,33 +60,45 @@ pub(super) fn log_cte_of(
     )
 }
 
+/// A change's fields bound at `$first`..`$first+4` ([`LogParams::params`]),
+/// for [`log_cte`].
+pub(super) fn bound(first: usize) -> [String; 5] {
+    std::array::from_fn(|i| format!("${}::text", first + i))
+}
+
 /// Whether this store keeps the change log (`change_log = false` turns it
 /// off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LogSwitch(pub(crate) bool);
 
-/// A change's fields as [`log_cte`] binds them.
-pub(super) struct LogParams<'c> {
-    at: &'c str,
+/// A change's fields in the order [`log_cte`] takes them: at, op, client id, subject, body. One
+/// change's ([`LogParams`]) or several changes' as arrays ([`LogColumns`]).
+#[derive(Default)]
+pub(super) struct LogFields<T, O, C, B> {
+    at: T,
     /// `None` when the log is off: the CTE then appends nothing.
-    op: Option<&'static str>,
-    client_id: Option<&'c str>,
-    subject: Option<&'c str>,
-    body: String,
+    op: O,
+    client_id: C,
+    subject: C,
+    body: B,
 }
 
-impl<'c> LogParams<'c> {
-    pub(super) fn of(change: &'c Change, log: LogSwitch) -> Self {
-        LogParams {
-            at: &change.at,
-            op: log.0.then(|| change.op.as_str()),
-            client_id: change.actor.client_id.as_deref(),
-            subject: change.actor.subject.as_deref(),
-            body: change.body(),
-        }
-    }
+/// One change's fields, bound as [`bound`] says.
+pub(super) type LogParams<'c> = LogFields<&'c str, Option<&'static str>, Option<&'c str>, String>;
 
-    /// `$first`..`$first+4` of [`log_cte`], in order.
+/// Several changes' fields as arrays, one element per change, that
+/// [`log_cte`] reads from the rows they are unnested into.
+pub(super) type LogColumns<'c> =
+    LogFields<Vec<&'c str>, Vec<Option<&'static str>>, Vec<Option<&'c str>>, Vec<String>>;
+
+impl<T, O, C, B> LogFields<T, O, C, B>
+where
+    T: ToSql + Sync,
+    O: ToSql + Sync,
+    C: ToSql + Sync,
+    B: ToSql + Sync,
+{
+    /// The five fields, in order.
     pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
         [
             &self.at,
@@ -119,15 +110,16 @@ impl<'c> LogParams<'c> {
     }
 }
 
-/// Several changes' fields as arrays, one element per change, that
-/// [`log_cte_of`] reads from the rows they are unnested into.
-#[derive(Default)]
-pub(super) struct LogColumns<'c> {
-    at: Vec<&'c str>,
-    op: Vec<Option<&'static str>>,
-    client_id: Vec<Option<&'c str>>,
-    subject: Vec<Option<&'c str>>,
-    body: Vec<String>,
+impl<'c> LogParams<'c> {
+    pub(super) fn of(change: &'c Change, log: LogSwitch) -> Self {
+        LogFields {
+            at: &change.at,
+            op: log.0.then(|| change.op.as_str()),
+            client_id: change.actor.client_id.as_deref(),
+            subject: change.actor.subject.as_deref(),
+            body: change.body(),
+        }
+    }
 }
 
 impl<'c> LogColumns<'c> {
@@ -138,17 +130,6 @@ impl<'c> LogColumns<'c> {
         self.client_id.push(one.client_id);
         self.subject.push(one.subject);
         self.body.push(one.body);
-    }
-
-    /// The five arrays, in [`log_cte_of`]'s order.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
-        [
-            &self.at,
-            &self.op,
-            &self.client_id,
-            &self.subject,
-            &self.body,
-        ]
     }
 }
 
@@ -165,7 +146,7 @@ pub(super) async fn log_record_change(
     let sql = format!(
         "WITH {} SELECT 1",
         log_cte(
-            1,
+            bound(1),
             "$6::text",
             "$7::text",
             "NULL::int8",

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use super::change_log::{LogColumns, log_cte_of};
+use super::change_log::{LogColumns, log_cte};
 use super::retry::with_client;
 use super::writes::{SideRows, insert_row};
 
@@ -266,7 +266,7 @@ static INSERT_RESOURCES: LazyLock<String> = LazyLock::new(|| {
                          ON u.i = rx.i),
               {}
          SELECT id, seq FROM r",
-        log_cte_of(
+        log_cte(
             ["rx.at", "rx.op", "rx.client_id", "rx.subject", "rx.body"].map(String::from),
             "rx.rtype",
             "rx.id",

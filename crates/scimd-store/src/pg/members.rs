@@ -10,7 +10,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use super::change_log::{LogParams, LogSwitch, log_cte};
+use super::change_log::{LogParams, LogSwitch, bound, log_cte};
 use super::retry::{Fail, in_transaction, is_code};
 use super::writes::explain_miss;
 use crate::rules::member_type_ok;
@@ -379,7 +379,7 @@ async fn pipelined_member_changes(
 /// The change-log CTE of a membership change: the group `g` (`$2`, `$3`)
 /// from its version before to after, the change's fields from `$first`.
 fn group_log(first: usize) -> String {
-    log_cte(first, "$3", "$2", "g.version - 1", "g.version", "g")
+    log_cte(bound(first), "$3", "$2", "g.version - 1", "g.version", "g")
 }
 
 /// One membership change: bumps the group's version (which takes its row

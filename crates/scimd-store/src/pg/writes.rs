@@ -22,7 +22,7 @@ use scimd_core::store::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::change_log::{LogParams, LogSwitch, log_cte};
+use super::change_log::{LogParams, LogSwitch, bound, log_cte};
 use super::members::write_members;
 use super::reads::{
     GET_FOR_CHANGE, GET_ONE, StoredSide, groups_from_json, groups_of_id, load_members, stored_side,
@@ -241,7 +241,14 @@ impl PgStore {
                                 RETURNING r.rtype, r.id, r.version),
                           {}
                      SELECT count(*) FROM g",
-                    log_cte(4, "g.rtype", "g.id", "g.version - 1", "g.version", "g")
+                    log_cte(
+                        bound(4),
+                        "g.rtype",
+                        "g.id",
+                        "g.version - 1",
+                        "g.version",
+                        "g"
+                    )
                 ))
                 .await?;
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &rtype, &change.at];
@@ -316,7 +323,7 @@ static INSERT_RESOURCE: LazyLock<String> = LazyLock::new(|| {
                      SELECT u.sc, u.k, u.v, r.seq FROM r, unnest($6::text[], $7::text[], $8::text[]) AS u(sc, k, v)),
               {}
          SELECT seq FROM r",
-        log_cte(15, "$10", "$9", "NULL::int8", "$11", "r")
+        log_cte(bound(15), "$10", "$9", "NULL::int8", "$11", "r")
     )
 });
 
@@ -373,7 +380,7 @@ fn update_changed(answer: &str) -> String {
                       WHERE x.scope = u.sc AND x.key = u.k AND x.value = u.v AND x.seq = r.seq),
               {}
          {answer}",
-        log_cte(18, "r.rtype", "r.id", "r.version - 1", "r.version", "r")
+        log_cte(bound(18), "r.rtype", "r.id", "r.version - 1", "r.version", "r")
     )
 }
 
@@ -385,7 +392,7 @@ fn update_resource(answer: &str) -> String {
          {SIDE_TABLES},
          {}
          {answer}",
-        log_cte(14, "$12", "$11", "r.version - 1", "r.version", "r")
+        log_cte(bound(14), "$12", "$11", "r.version - 1", "r.version", "r")
     )
 }
 
@@ -764,6 +771,13 @@ fn with_side_tables(delete: &str, log: usize) -> String {
               du AS (DELETE FROM unique_values u USING d WHERE u.seq = d.seq),
               {}
          SELECT count(*) FROM d",
-        log_cte(log, "d.rtype", "d.id", "d.version", "NULL::int8", "d")
+        log_cte(
+            bound(log),
+            "d.rtype",
+            "d.id",
+            "d.version",
+            "NULL::int8",
+            "d"
+        )
     )
 }
