@@ -84,20 +84,10 @@ impl Recent {
             .cloned()
     }
 
-    /// Remembers `resource`, just written with side rows `side`; not a
-    /// resource with members (their rows are not part of an entry).
-    pub(super) fn wrote(&self, resource: &StoredResource, side: StoredSide) {
-        if self.capacity == 0 || resource.members.is_some() {
-            return;
-        }
-        // Written as the store writes it (`rules::document_text`).
-        if let Ok(text) = serde_json::to_string(&resource.data) {
-            self.wrote_text(resource, side, text);
-        }
-    }
-
-    /// [`Self::wrote`], with the document's stored text at hand.
-    pub(super) fn wrote_text(&self, resource: &StoredResource, side: StoredSide, text: String) {
+    /// Remembers `resource`, just written with side rows `side` and its
+    /// document stored as `text`; not a resource with members (their rows
+    /// are not part of an entry).
+    pub(super) fn wrote(&self, resource: &StoredResource, side: StoredSide, text: String) {
         if self.capacity == 0 || resource.members.is_some() {
             return;
         }
@@ -203,6 +193,11 @@ mod tests {
         }
     }
 
+    /// `resource`'s document as the store writes it.
+    fn text(resource: &StoredResource) -> String {
+        serde_json::to_string(&resource.data).unwrap()
+    }
+
     fn side() -> StoredSide {
         StoredSide {
             entries: Vec::new(),
@@ -214,7 +209,8 @@ mod tests {
     fn at_most_capacity_entries_are_kept_and_none_at_zero() {
         let recent = Recent::new(2);
         for id in ["a", "b", "c"] {
-            recent.wrote(&user(id, 1), side());
+            let u = user(id, 1);
+            recent.wrote(&u, side(), text(&u));
         }
         let kept = ["a", "b", "c"]
             .iter()
@@ -226,7 +222,8 @@ mod tests {
         assert_eq!(known.row.parse().unwrap().data, user("c", 1).data);
 
         let off = Recent::new(0);
-        off.wrote(&user("a", 1), side());
+        let a = user("a", 1);
+        off.wrote(&a, side(), text(&a));
         assert!(off.get("User", "a").is_none());
     }
 

@@ -56,7 +56,7 @@ impl PgStore {
         };
         let side = Known::side_of(&w);
         let stored = StoredResource::created(w, seq, members);
-        self.recent.wrote_text(&stored, side, data);
+        self.recent.wrote(&stored, side, data);
         Ok(stored)
     }
 
@@ -123,10 +123,11 @@ impl PgStore {
                     Ok(Some(w)) if w.members.is_none() => {
                         let side = stored_side(&row)?;
                         let read = (old.position, old.version);
-                        replace_changed(&client, &w, read, &side, with_groups, self.log)
+                        let data = document_text(&w)?;
+                        replace_changed(&client, &w, &data, read, &side, with_groups, self.log)
                             .await?
                             .map(|(replaced, groups)| {
-                                Step::Written(Box::new((w, replaced, groups)))
+                                Step::Written(Box::new((w, data, replaced, groups)))
                             })
                     }
                     Ok(Some(_)) => None,
@@ -140,14 +141,14 @@ impl PgStore {
             Some(step) => step,
             None => self.modify_locked(rtype, id, with_groups, change).await?,
         };
-        let (w, (seq, version, created, members), groups) = match step {
+        let (w, data, (seq, version, created, members), groups) = match step {
             Step::Written(written) => *written,
             Step::Refused(e) => return Err(ModifyError::Refused(e)),
             Step::Declined => return Ok(None),
         };
         let side = Known::side_of(&w);
         let stored = StoredResource::replaced(w, seq, version, created, members);
-        self.recent.wrote(&stored, side);
+        self.recent.wrote(&stored, side, data);
         Ok(Some((stored, groups)))
     }
 
@@ -168,14 +169,15 @@ impl PgStore {
             _ => return Ok(None),
         };
         let read = (old.position, old.version);
+        let data = document_text(&w)?;
         let written = with_client!(self, |client| {
-            replace_changed(&client, &w, read, &known.side, with_groups, self.log).await?
+            replace_changed(&client, &w, &data, read, &known.side, with_groups, self.log).await?
         })?;
         self.recent.used(written.is_some());
         if written.is_none() {
             self.recent.forget(&old.id);
         }
-        Ok(written.map(|(replaced, groups)| Step::Written(Box::new((w, replaced, groups)))))
+        Ok(written.map(|(replaced, groups)| Step::Written(Box::new((w, data, replaced, groups)))))
     }
 
     /// [`Self::modify_resource`] with the row locked from the read to the
@@ -197,7 +199,10 @@ impl PgStore {
                 Ok(Some(w)) => {
                     let (replaced, groups) =
                         replace_with_groups_in(&tx, &w, None, with_groups, self.log).await?;
-                    Step::Written(Box::new((w, replaced, groups)))
+                    // Serialised again (the statement did too): this path
+                    // is taken only when another write came in between.
+                    let data = document_text(&w)?;
+                    Step::Written(Box::new((w, data, replaced, groups)))
                 }
                 Ok(None) => Step::Declined,
                 Err(e) => Step::Refused(e),
@@ -277,7 +282,15 @@ impl PgStore {
 
 /// Where a modification stands.
 enum Step {
-    Written(Box<(ResourceWrite, Replaced, Option<Vec<GroupMembership>>)>),
+    /// The write, its document as stored, and what the statement answered.
+    Written(
+        Box<(
+            ResourceWrite,
+            String,
+            Replaced,
+            Option<Vec<GroupMembership>>,
+        )>,
+    ),
     Refused(scimd_core::error::ScimError),
     Declined,
 }
@@ -685,19 +698,20 @@ fn replaced_row(row: &tokio_postgres::Row, with_groups: bool) -> Result<Answer, 
     Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, groups))
 }
 
-/// The one statement of a write without members at the version read with
-/// `side` (seq and version `read`), outside a transaction: its side rows
-/// changed from `side` ([`UPDATE_CHANGED`]). `None`: the resource is no
-/// longer at that version (or is gone).
+/// The one statement of a write without members (its document `data`, as
+/// [`document_text`] gives it) at the version read with `side` (seq and
+/// version `read`), outside a transaction: its side rows changed from
+/// `side` ([`UPDATE_CHANGED`]). `None`: the resource is no longer at that
+/// version (or is gone).
 async fn replace_changed(
     c: &impl GenericClient,
     w: &ResourceWrite,
+    data: &str,
     read: (i64, i64),
     side: &StoredSide,
     with_groups: bool,
     switch: LogSwitch,
 ) -> Result<Option<(Replaced, Option<Vec<GroupMembership>>)>, Fail> {
-    let data = document_text(w)?;
     let changed = Changed::of(w, side);
     let log = LogParams::of(&w.change, switch);
     let (seq, version) = read;
