@@ -511,7 +511,17 @@ async fn tables_that_grew_are_analysed_and_old_plans_dropped() {
         "resources not analysed 30 s after growing from 0 to 3,000 rows",
     )
     .await;
-    // The connection that planned on empty statistics is not handed out again.
+    // The connection that planned on empty statistics is not handed out
+    // again. The store marks older plans stale once its ANALYZE returned,
+    // a moment after the statistics above became visible: up to 5 s for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.backend_pid().await.unwrap() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection planned on empty statistics is still handed out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     for _ in 0..4 {
         assert_ne!(store.backend_pid().await.unwrap(), before);
     }
