@@ -17,8 +17,8 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// Writes committed together: by the SQLite writer in one transaction
-/// (`scimd_sqlite_writer_batch_size`), by PostgreSQL creates in one
-/// statement (`scimd_pg_create_batch_size`).
+/// (`scimd_sqlite_writer_batch_size`), by PostgreSQL creates and changes in
+/// one statement (`scimd_pg_create_batch_size`, `scimd_pg_change_batch_size`).
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 fn handle() -> anyhow::Result<&'static PrometheusHandle> {

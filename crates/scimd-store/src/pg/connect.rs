@@ -138,7 +138,8 @@ impl PgStore {
             member_queues: Arc::new(Mutex::new(HashMap::new())),
             log: super::change_log::LogSwitch(true),
             recent: Arc::new(super::recent::Recent::new(super::DEFAULT_RECENT_WRITES)),
-            creates: Arc::new(super::creates::Creates::for_pool(pool_size)),
+            creates: Arc::new(super::gather::Gather::for_pool(pool_size)),
+            changes: Arc::new(super::gather::Gather::for_pool(pool_size)),
         };
         store.migrate().await?;
         statistics::watch(

@@ -1,16 +1,12 @@
-//! Creates without members, gathered: at most [`Creates::runners`] write at
-//! once, and while they are busy new creates queue; the next free runner
-//! writes everything queued (up to [`MAX_CREATE_BATCH`]) in one statement,
-//! committed as it ends. A create under light load is written alone, as
-//! soon as it arrives; under load, the per-statement cost (a round trip,
-//! the executor's start-up of a dozen plan nodes, a commit and its flush)
-//! is shared. A batch the database refuses (other than by a serialization
-//! failure or a deadlock, re-run whole) is written again one create at a
-//! time, so a taken unique value fails only its own create; one whose
-//! outcome is unknown (the database out of reach) is never written again.
+//! Creates without members, gathered ([`super::gather`]): under load, up
+//! to [`Create::MOST`] in one statement. A batch the database refuses
+//! (other than by a serialization failure or a deadlock, re-run whole) is
+//! written again one create at a time, so a taken unique value fails only
+//! its own create; one whose outcome is unknown (the database out of
+//! reach) is never written again.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use scimd_core::store::{ResourceWrite, StoreError};
 use tokio::sync::oneshot;
@@ -18,78 +14,38 @@ use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::change_log::{LogColumns, log_cte};
+use super::gather::{Gather, Gathered};
 use super::retry::with_client;
 use super::writes::{SideRows, insert_row};
-
-/// Most creates written in one statement.
-const MAX_CREATE_BATCH: usize = 64;
 
 /// A create written, handed back to its caller: the write and its document
 /// text, and the new resource's `seq` or why it failed.
 type Written = (ResourceWrite, String, Result<i64, StoreError>);
 
 /// One caller's create, waiting for a runner.
-struct Waiting {
+pub(super) struct Create {
     w: ResourceWrite,
     data: String,
     reply: oneshot::Sender<Written>,
 }
 
-/// The creates waiting, and how many runners are writing.
-pub(super) struct Creates {
-    state: Mutex<Queue>,
-    /// Most runners at once: an eighth of the connection pool, at least
-    /// one (the rest of the pool serves reads and other writes).
-    runners: usize,
-}
+impl Gathered for Create {
+    const MOST: usize = 64;
+    const BATCH_METRIC: &'static str = "scimd_pg_create_batch_size";
 
-#[derive(Default)]
-struct Queue {
-    waiting: VecDeque<Waiting>,
-    running: usize,
-}
-
-impl Creates {
-    pub(super) fn for_pool(pool_size: usize) -> Creates {
-        Creates {
-            state: Mutex::new(Queue::default()),
-            runners: (pool_size / 8).max(1),
-        }
+    fn resource(&self) -> Option<i64> {
+        None
     }
 
-    /// The queue; it holds no invariant a panic elsewhere could break.
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn queue(store: &PgStore) -> &Gather<Self> {
+        &store.creates
     }
-}
 
-/// A runner's place among [`Creates::runners`], given back when it stops
-/// (also if it panics, so that the store never runs short of runners).
-struct Slot<'a> {
-    creates: &'a Creates,
-    held: bool,
-}
-
-impl Slot<'_> {
-    /// The next creates to write, or `None` (the slot given back) when
-    /// none wait: checked and given back under one lock, so a create queued
-    /// meanwhile sees the free place and starts a runner.
-    fn next(&mut self) -> Option<Vec<Waiting>> {
-        let mut queue = self.creates.queue();
-        if queue.waiting.is_empty() {
-            queue.running -= 1;
-            self.held = false;
-            return None;
-        }
-        let n = queue.waiting.len().min(MAX_CREATE_BATCH);
-        Some(queue.waiting.drain(..n).collect())
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        if self.held {
-            self.creates.queue().running -= 1;
+    async fn write(store: &PgStore, batch: Vec<Self>) {
+        let results = store.write_creates(&batch).await;
+        for (c, result) in batch.into_iter().zip(results) {
+            // A caller that went away no longer needs the answer.
+            let _ = c.reply.send((c.w, c.data, result));
         }
     }
 }
@@ -103,45 +59,15 @@ impl PgStore {
         data: String,
     ) -> Result<(ResourceWrite, String, i64), StoreError> {
         let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut queue = self.creates.queue();
-            queue.waiting.push_back(Waiting { w, data, reply });
-            let start = queue.running < self.creates.runners;
-            if start {
-                queue.running += 1;
-            }
-            start
-        };
-        if start {
-            // A task of its own: it must write what it took even if this
-            // caller's request is dropped.
-            let store = self.clone();
-            tokio::spawn(async move { store.run_creates().await });
-        }
+        self.gather(Create { w, data, reply });
         let (w, data, seq) = answer
             .await
             .map_err(|_| StoreError::Backend("create dropped".into()))?;
         Ok((w, data, seq?))
     }
 
-    /// Writes queued creates until none wait.
-    async fn run_creates(&self) {
-        let mut slot = Slot {
-            creates: &self.creates,
-            held: true,
-        };
-        while let Some(batch) = slot.next() {
-            metrics::histogram!("scimd_pg_create_batch_size").record(batch.len() as f64);
-            let results = self.write_creates(&batch).await;
-            for (c, result) in batch.into_iter().zip(results) {
-                // A caller that went away no longer needs the answer.
-                let _ = c.reply.send((c.w, c.data, result));
-            }
-        }
-    }
-
     /// The `seq` of each create of `batch`, or why it failed, in order.
-    async fn write_creates(&self, batch: &[Waiting]) -> Vec<Result<i64, StoreError>> {
+    async fn write_creates(&self, batch: &[Create]) -> Vec<Result<i64, StoreError>> {
         if batch.len() > 1 {
             match self.insert_together(batch).await {
                 Together::Written(results) => return results,
@@ -164,7 +90,7 @@ impl PgStore {
     }
 
     /// Writes every create of `batch` in one statement.
-    async fn insert_together(&self, batch: &[Waiting]) -> Together {
+    async fn insert_together(&self, batch: &[Create]) -> Together {
         let mut sides = SideRows::default();
         let (mut entry_of, mut unique_of) = (Vec::new(), Vec::new());
         let mut log = LogColumns::default();
@@ -215,7 +141,7 @@ enum Together {
 }
 
 /// Each create's `seq` in `rows` (id, seq), in `batch` order.
-fn answers(batch: &[Waiting], rows: &[tokio_postgres::Row]) -> Vec<Result<i64, StoreError>> {
+fn answers(batch: &[Create], rows: &[tokio_postgres::Row]) -> Vec<Result<i64, StoreError>> {
     let mut seqs = HashMap::with_capacity(rows.len());
     for row in rows {
         match (row.try_get::<_, &str>(0), row.try_get::<_, i64>(1)) {

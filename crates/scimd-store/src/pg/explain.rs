@@ -5,6 +5,7 @@ use scimd_core::store::StoreError;
 
 use super::PgStore;
 use super::change_log::{NUMBER_COMMITTED, SEQUENCER_SETTINGS};
+use super::changes::UPDATE_CHANGES;
 use super::reads::{GET_FOR_CHANGE, GET_ONE, GET_WITH_GROUPS};
 use super::retry::with_client;
 use super::writes::{
@@ -20,7 +21,7 @@ impl PgStore {
     /// groups by id (alone and in an array) and by position, a replace of
     /// it (alone and answering its groups; with the side rows compared in
     /// the statement, and with the changed ones only after the read for a
-    /// change), and the change log's sequencer: `(statement, EXPLAIN text)`.
+    /// change; several changes written together), and the change log's sequencer: `(statement, EXPLAIN text)`.
     pub async fn explain_plans(
         &self,
         rtype: &str,
@@ -37,7 +38,11 @@ impl PgStore {
             "'now', '{{}}', {seq}, 1, '{{k}}', '{{0}}', '{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{r}}}', '{{username}}', '{{v}}', '{{{r}}}', '{{username}}', '{{old}}', 'now', 'replace', NULL, NULL, '{{}}'",
             r = rtype.trim_matches('\'')
         );
-        let statements: [(&'static str, String, String); 11] = [
+        let together_args = format!(
+            "ARRAY[{seq}]::int8[], '{{1}}', '{{now}}', '{{\"{{}}\"}}', '{{t}}', '{{now}}', '{{replace}}', '{{NULL}}', '{{NULL}}', '{{\"{{}}\"}}', '{{1}}', '{{k}}', '{{0}}', '{{k}}', '{{0}}', '{{f}}', '{{v}}', '{{NULL}}', '{{{r}}}', '{{username}}', '{{v}}', '{{1}}', '{{1}}', '{{1}}', '{{{r}}}', '{{username}}', '{{old}}'",
+            r = rtype.trim_matches('\'')
+        );
+        let statements: [(&'static str, String, String); 12] = [
             ("point read", GET_ONE.to_string(), format!("{id}, {rtype}")),
             (
                 "point read for a change",
@@ -80,6 +85,11 @@ impl PgStore {
                 "replace changed rows with groups",
                 UPDATE_CHANGED_WITH_GROUPS.to_string(),
                 changed_args,
+            ),
+            (
+                "changes written together",
+                UPDATE_CHANGES.to_string(),
+                together_args,
             ),
         ];
         let mut plans = Vec::new();

@@ -20,8 +20,11 @@
 //!   `in_transaction!` / `with_client!` macros every statement runs in;
 //! - [`writes`]: creates, replaces, PATCHes, deletes, each one statement with
 //!   the resource's side tables;
-//! - [`creates`]: creates without members gathered, under load, into one
-//!   statement;
+//! - [`gather`]: writes gathered under load into one statement: at most an
+//!   eighth of the pool writes at once, the rest queue;
+//! - [`creates`]: creates without members, gathered;
+//! - [`changes`]: PATCHes and PUTs without members of resources whose side
+//!   rows are known, gathered (compare-and-swap per resource);
 //! - [`recent`]: what this process last wrote of each resource, so that its
 //!   next PATCH or PUT skips the read (a compare-and-swap write decides);
 //! - [`members`]: membership changes, queued and applied per group;
@@ -37,10 +40,12 @@
 //! module that does the work.
 
 mod change_log;
+mod changes;
 mod connect;
 mod creates;
 #[cfg(feature = "testing")]
 mod explain;
+mod gather;
 mod members;
 mod migrations;
 mod reads;
@@ -90,7 +95,10 @@ pub struct PgStore {
     /// What this process last wrote of each resource, for its next change.
     recent: Arc<recent::Recent>,
     /// Creates waiting to be written together ([`creates`]).
-    creates: Arc<creates::Creates>,
+    creates: Arc<gather::Gather<creates::Create>>,
+    /// Changes of known resources waiting to be written together
+    /// ([`changes`]).
+    changes: Arc<gather::Gather<changes::KnownChange>>,
 }
 
 impl PgStore {

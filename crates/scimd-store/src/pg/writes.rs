@@ -3,14 +3,15 @@
 //! `unnest(...)` arrays). A write that is that one statement (no members to
 //! write) runs on its own, committed by PostgreSQL as it ends: one round
 //! trip, no `BEGIN`/`COMMIT` (creates without members go through
-//! [`super::creates`], which writes them together under load). A write with
+//! [`super::creates`], and PATCHes and PUTs without members through
+//! [`super::changes`], which write them together under load). A write with
 //! members runs in a transaction.
 //! Both are re-run on a serialization failure or a deadlock. A PATCH reads
 //! the side rows with the resource and writes only those that differ; it
 //! skips the read when this process wrote the resource last
 //! ([`super::recent`]).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use deadpool_postgres::GenericClient;
 use scimd_core::changelog::Change;
@@ -23,6 +24,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::change_log::{LogParams, LogSwitch, bound, log_cte};
+use super::changes::Side;
 use super::members::write_members;
 use super::reads::{
     GET_FOR_CHANGE, GET_ONE, StoredSide, groups_from_json, groups_of_id, load_members, stored_side,
@@ -110,31 +112,26 @@ impl PgStore {
             None => None,
         };
         if step.is_none() {
-            step = with_client!(self, |client| {
+            let (old, side) = with_client!(self, |client| {
                 let get = client.prepare_cached(GET_FOR_CHANGE).await?;
                 let Some(row) = client.query_opt(&get, &[&id, &rtype]).await? else {
                     return Err(Fail::Store(StoreError::NotFound));
                 };
-                let old = to_stored(&row)?;
-                if known.is_none() {
-                    self.recent.read(rtype, id, old.position, old.version);
-                }
-                match change(&old) {
-                    Ok(Some(w)) if w.members.is_none() => {
-                        let side = stored_side(&row)?;
-                        let read = (old.position, old.version);
-                        let data = document_text(&w)?;
-                        replace_changed(&client, &w, &data, read, &side, with_groups, self.log)
-                            .await?
-                            .map(|(replaced, groups)| {
-                                Step::Written(Box::new((w, data, replaced, groups)))
-                            })
-                    }
-                    Ok(Some(_)) => None,
-                    Ok(None) => Some(Step::Declined),
-                    Err(e) => Some(Step::Refused(e)),
-                }
+                (to_stored(&row)?, stored_side(&row)?)
             })?;
+            if known.is_none() {
+                self.recent.read(rtype, id, old.position, old.version);
+            }
+            step = match change(&old) {
+                Ok(Some(w)) if w.members.is_none() => {
+                    let read = (old.position, old.version);
+                    self.change_known(w, read, Side::Read(side), with_groups)
+                        .await?
+                }
+                Ok(Some(_)) => None,
+                Ok(None) => Some(Step::Declined),
+                Err(e) => Some(Step::Refused(e)),
+            };
         }
         // None: another write came in between, or the write sets members.
         let step = match step {
@@ -159,7 +156,7 @@ impl PgStore {
     /// (each decided again on what is stored).
     async fn modify_known(
         &self,
-        known: &Known,
+        known: &Arc<Known>,
         with_groups: bool,
         change: &mut Modification,
     ) -> Result<Option<Step>, StoreError> {
@@ -169,15 +166,30 @@ impl PgStore {
             _ => return Ok(None),
         };
         let read = (old.position, old.version);
-        let data = document_text(&w)?;
-        let written = with_client!(self, |client| {
-            replace_changed(&client, &w, &data, read, &known.side, with_groups, self.log).await?
-        })?;
-        self.recent.used(written.is_some());
-        if written.is_none() {
+        let side = Side::Known(Arc::clone(known));
+        let step = self.change_known(w, read, side, with_groups).await?;
+        self.recent.used(step.is_some());
+        if step.is_none() {
             self.recent.forget(&old.id);
         }
-        Ok(written.map(|(replaced, groups)| Step::Written(Box::new((w, data, replaced, groups)))))
+        Ok(step)
+    }
+
+    /// Writes `w`, made from the resource at position and version `read`
+    /// whose side rows are `side`, gathered with others ([`super::changes`]):
+    /// `None` when the resource is no longer at that version.
+    async fn change_known(
+        &self,
+        w: ResourceWrite,
+        read: (i64, i64),
+        side: Side,
+        with_groups: bool,
+    ) -> Result<Option<Step>, StoreError> {
+        let data = document_text(&w)?;
+        let (w, data, outcome) = self
+            .change_gathered(w, data, read, side, with_groups)
+            .await?;
+        Ok(outcome.map(|(replaced, groups)| Step::Written(Box::new((w, data, replaced, groups)))))
     }
 
     /// [`Self::modify_resource`] with the row locked from the read to the
@@ -461,6 +473,23 @@ impl<'w> SideRows<'w> {
         }
     }
 
+    /// How many index entries and unique values these are.
+    pub(super) fn len(&self) -> (usize, usize) {
+        (self.keys.len(), self.scopes.len())
+    }
+
+    /// Adds `other`'s rows after these.
+    pub(super) fn extend(&mut self, other: SideRows<'w>) {
+        self.keys.extend(other.keys);
+        self.elems.extend(other.elems);
+        self.prims.extend(other.prims);
+        self.texts.extend(other.texts);
+        self.numbers.extend(other.numbers);
+        self.scopes.extend(other.scopes);
+        self.unique_keys.extend(other.unique_keys);
+        self.unique_values.extend(other.unique_values);
+    }
+
     /// `$1`-`$8` of [`SIDE_TABLES`] and [`INSERT_RESOURCE`] (the index
     /// entries' five arrays, then the unique values' three).
     pub(super) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
@@ -480,20 +509,20 @@ impl<'w> SideRows<'w> {
 /// What [`UPDATE_CHANGED`] binds of a write besides its document: the
 /// attribute elements (key, elem) whose index rows differ from those
 /// stored, their new rows, and the unique values added and removed.
-struct Changed<'w> {
-    slot_keys: Vec<&'w str>,
-    slot_elems: Vec<i64>,
+pub(super) struct Changed<'w> {
+    pub(super) slot_keys: Vec<&'w str>,
+    pub(super) slot_elems: Vec<i64>,
     /// The new index rows of those elements and the unique values added.
-    rows: SideRows<'w>,
-    gone_scopes: Vec<&'w str>,
-    gone_keys: Vec<&'w str>,
-    gone_values: Vec<&'w str>,
+    pub(super) rows: SideRows<'w>,
+    pub(super) gone_scopes: Vec<&'w str>,
+    pub(super) gone_keys: Vec<&'w str>,
+    pub(super) gone_values: Vec<&'w str>,
 }
 
 impl<'w> Changed<'w> {
     /// Every row of an element that changed is rewritten, so that rows
     /// that are equal (a multiset) never need telling apart in the table.
-    fn of(w: &'w ResourceWrite, side: &'w StoredSide) -> Self {
+    pub(super) fn of(w: &'w ResourceWrite, side: &'w StoredSide) -> Self {
         let old = side.entries.iter().map(|e| ((), e)).collect();
         let (gone, added) = entry_delta(old, &w.index);
         let mut slots: Vec<(&str, u32)> = gone
@@ -609,7 +638,7 @@ pub(super) async fn insert_row(
 
 /// What a replace returns: seq, new version, created, and the members when
 /// the write set them.
-type Replaced = (i64, i64, String, Option<Vec<Member>>);
+pub(super) type Replaced = (i64, i64, String, Option<Vec<Member>>);
 
 /// Replaces a resource's document and side tables inside `tx`
 /// (compare-and-swap on `expected` when given): one statement, plus the
@@ -703,7 +732,7 @@ fn replaced_row(row: &tokio_postgres::Row, with_groups: bool) -> Result<Answer, 
 /// version `read`), outside a transaction: its side rows changed from
 /// `side` ([`UPDATE_CHANGED`]). `None`: the resource is no longer at that
 /// version (or is gone).
-async fn replace_changed(
+pub(super) async fn replace_changed(
     c: &impl GenericClient,
     w: &ResourceWrite,
     data: &str,

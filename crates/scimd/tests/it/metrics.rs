@@ -47,6 +47,12 @@ async fn metrics_need_their_scope_and_move_under_load() {
         .call(Method::POST, "/Users", Some(json!({"userName": "metered"})))
         .await;
     let id = user["id"].as_str().unwrap().to_string();
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "metered"}]
+    });
+    let (st, _, _) = s.call(Method::PATCH, &format!("/Users/{id}"), Some(patch)).await;
+    assert_eq!(st, StatusCode::OK);
     let before = scrape().await;
     let get = [("resource_type", "User"), ("operation", "get"), ("outcome", "success")];
     for _ in 0..3 {
@@ -87,12 +93,14 @@ async fn metrics_need_their_scope_and_move_under_load() {
     assert!(value(&after, "scimd_token_requests_total", &[("outcome", "issued")]) >= 2.0);
     assert!(after.contains("scimd_build_info{"), "{after}");
     // The store's writes committed together: the SQLite writer's
-    // transactions, or PostgreSQL's statements of creates.
-    let together = match crate::harness::database_url(dir.path()).await {
-        Some(_) => "scimd_pg_create_batch_size_count ",
-        None => "scimd_sqlite_writer_batch_size_count ",
+    // transactions, or PostgreSQL's statements of creates and of changes.
+    let together: &[&str] = match crate::harness::database_url(dir.path()).await {
+        Some(_) => &["scimd_pg_create_batch_size_count ", "scimd_pg_change_batch_size_count "],
+        None => &["scimd_sqlite_writer_batch_size_count "],
     };
-    assert!(after.lines().any(|l| l.starts_with(together)), "{after}");
+    for series in together {
+        assert!(after.lines().any(|l| l.starts_with(series)), "{series}: {after}");
+    }
     // Bounded labels: no id, no client-chosen endpoint name.
     assert!(!after.contains(&id) && !after.contains("Nonsense"), "{after}");
     s.stop().await;
