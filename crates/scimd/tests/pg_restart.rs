@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 //! PostgreSQL restarted under load (fast, then immediate shutdown): while
-//! it is down requests get 503 (never a 500), no acknowledged write is lost,
-//! and service resumes without restarting scimd. A test binary of its own:
+//! it is down requests get 503 (never a 500), no acknowledged write is lost
+//! (creates, and PATCHes, each of a user of its own), and service resumes
+//! without restarting scimd. A test binary of its own:
 //! it starts a PostgreSQL of its own (`scimd_store::testing::private`) to
 //! restart it, whatever server the other tests share.
 
@@ -84,6 +85,44 @@ async fn postgresql_restarted_under_load_loses_no_acknowledged_write() {
             }
         }));
     }
+    // PATCH writers: each creates a user, then changes its title once.
+    let patched = Arc::new(Mutex::new(Vec::<String>::new()));
+    for p in 0..4 {
+        let (s, stop, patched) = (s.clone(), stop.clone(), patched.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let name = format!("p{p}-{i}");
+                i += 1;
+                let (st, _, user) = s
+                    .call(
+                        reqwest::Method::POST,
+                        "/Users",
+                        Some(json!({"userName": name})),
+                    )
+                    .await;
+                let Some(id) = user["id"].as_str().filter(|_| st == StatusCode::CREATED) else {
+                    continue;
+                };
+                let body = json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "title", "value": "patched"}]
+                });
+                let r = s
+                    .client
+                    .patch(format!("{}/Users/{id}", s.base))
+                    .header("content-type", "application/scim+json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match r.map(|r| r.status()) {
+                    Ok(StatusCode::OK) => patched.lock().await.push(name),
+                    Ok(StatusCode::SERVICE_UNAVAILABLE) | Err(_) => {}
+                    Ok(other) => panic!("PATCH of {name}: {other}"),
+                }
+            }
+        }));
+    }
     for mode in ["fast", "immediate"] {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let pg = pg.clone();
@@ -108,21 +147,23 @@ async fn postgresql_restarted_under_load_loses_no_acknowledged_write() {
     }
     let acknowledged = acknowledged.lock().await.clone();
     assert!(*refused.lock().await > 0, "the restarts were not noticed");
-    // Every acknowledged create is there, read through the running scimd.
-    let mut stored = std::collections::HashSet::new();
+    // Every acknowledged create is there, read through the running scimd,
+    // and every acknowledged PATCH.
+    let mut stored = std::collections::HashMap::new();
     let mut start = 1;
     loop {
         let (st, _, page) = s
             .call(
                 reqwest::Method::GET,
-                &format!("/Users?attributes=userName&count=1000&startIndex={start}"),
+                &format!("/Users?attributes=userName,title&count=1000&startIndex={start}"),
                 None,
             )
             .await;
         assert_eq!(st, StatusCode::OK, "{page}");
         let items = page["Resources"].as_array().unwrap();
         for u in items {
-            stored.insert(u["userName"].as_str().unwrap().to_string());
+            let name = u["userName"].as_str().unwrap().to_string();
+            stored.insert(name, u["title"].as_str().map(str::to_string));
         }
         if items.len() < 1000 {
             break;
@@ -131,7 +172,7 @@ async fn postgresql_restarted_under_load_loses_no_acknowledged_write() {
     }
     let lost: Vec<&String> = acknowledged
         .iter()
-        .filter(|n| !stored.contains(*n))
+        .filter(|n| !stored.contains_key(*n))
         .collect();
     assert!(
         lost.is_empty(),
@@ -139,5 +180,18 @@ async fn postgresql_restarted_under_load_loses_no_acknowledged_write() {
         lost.len(),
         acknowledged.len(),
         &lost[..lost.len().min(5)]
+    );
+    let patched = patched.lock().await.clone();
+    assert!(!patched.is_empty(), "no PATCH acknowledged");
+    let unpatched: Vec<&String> = patched
+        .iter()
+        .filter(|n| stored.get(*n).and_then(|t| t.as_deref()) != Some("patched"))
+        .collect();
+    assert!(
+        unpatched.is_empty(),
+        "{} of {} acknowledged PATCHes lost, e.g. {:?}",
+        unpatched.len(),
+        patched.len(),
+        &unpatched[..unpatched.len().min(5)]
     );
 }
