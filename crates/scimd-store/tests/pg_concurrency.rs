@@ -656,6 +656,19 @@ async fn create_at_once(
     out
 }
 
+/// How many transactions last wrote the resources `ids` (their rows'
+/// `xmin`).
+async fn transactions(admin: &tokio_postgres::Client, ids: &[&str]) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM resources WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Issue 17: creates queued together are written together, in one
 /// statement (so one transaction: their rows share `xmin`), and each keeps
 /// its own index rows, unique value and change-log entry. A taken userName
@@ -677,14 +690,7 @@ async fn creates_written_together_keep_their_own_rows() {
     let first = create_at_once(&store, wave.clone()).await;
     assert!(first.iter().all(|(_, _, r)| r.is_ok()), "{first:?}");
     let ids: Vec<&str> = first.iter().map(|(id, _, _)| id.as_str()).collect();
-    let together: i64 = admin
-        .query_one(
-            "SELECT count(DISTINCT xmin::text) FROM resources WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let together = transactions(&admin, &ids).await;
     assert!(together < 10, "40 creates in {together} transactions");
 
     // Three creates of one new userName and one taken, among others.
@@ -705,33 +711,7 @@ async fn creates_written_together_keep_their_own_rows() {
         if result.is_err() {
             continue;
         }
-        let rows = admin
-            .query(
-                "SELECT a.key, a.s FROM attr_values a JOIN resources r USING (seq)
-                  WHERE r.id = $1 ORDER BY a.key",
-                &[id],
-            )
-            .await
-            .unwrap();
-        let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        assert_eq!(
-            rows,
-            [
-                ("title".into(), title.clone()),
-                ("username".into(), name.clone())
-            ],
-            "{id}"
-        );
-        let owner: String = admin
-            .query_one(
-                "SELECT r.id FROM unique_values u JOIN resources r USING (seq)
-                  WHERE u.key = 'username' AND u.value = $1",
-                &[name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(&owner, id);
+        own_rows(&admin, id, name, title).await;
         let logged: i64 = admin
             .query_one(
                 "SELECT count(*) FROM change_log
@@ -868,14 +848,8 @@ async fn changes_written_together_keep_their_own_rows() {
         own_rows(&admin, &format!("u{i}"), &format!("u{i}"), &format!("t{i}")).await;
     }
     let ids: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
-    let together: i64 = admin
-        .query_one(
-            "SELECT count(DISTINCT xmin::text) FROM resources WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let together = transactions(&admin, &ids).await;
     assert!(together < 10, "40 changes in {together} transactions");
 
     // A rename to a taken userName among others, and two changes of u30.

@@ -5,11 +5,7 @@
 //! is a compare-and-swap of its own: a resource no longer at the version
 //! its change was made from is left as it is, with its side rows, and its
 //! caller makes the change again from what is stored, as when written
-//! alone. A batch the database refuses (a unique value taken; a
-//! serialization failure or a deadlock is re-run whole) is written again
-//! one change at a time, so the refusal is only its own change's; one
-//! whose outcome is unknown (the database out of reach) is never written
-//! again.
+//! alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -20,7 +16,7 @@ use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::change_log::{LogColumns, log_cte};
-use super::gather::{Gather, Gathered};
+use super::gather::{Gather, Gathered, Together};
 use super::reads::{StoredSide, groups_from_json};
 use super::recent::Known;
 use super::retry::with_client;
@@ -66,6 +62,7 @@ pub(super) struct KnownChange {
 impl Gathered for KnownChange {
     const MOST: usize = 64;
     const BATCH_METRIC: &'static str = "scimd_pg_change_batch_size";
+    type Answer = Outcome;
 
     fn resource(&self) -> Option<i64> {
         Some(self.read.0)
@@ -75,15 +72,29 @@ impl Gathered for KnownChange {
         &store.changes
     }
 
-    async fn write(store: &PgStore, mut batch: Vec<Self>) {
-        // Rows are locked in this order: two batches never wait on each
-        // other in a cycle.
-        batch.sort_unstable_by_key(|c| c.read.0);
-        let results = store.write_changes(&batch).await;
-        for (c, result) in batch.into_iter().zip(results) {
-            // A caller that went away no longer needs the answer.
-            let _ = c.reply.send((c.w, c.data, result));
-        }
+    async fn together(store: &PgStore, batch: &[Self]) -> Together<Outcome> {
+        store.update_together(batch).await
+    }
+
+    async fn alone(&self, store: &PgStore) -> Result<Outcome, StoreError> {
+        with_client!(store, |client| {
+            let (w, side) = (&self.w, self.side.rows());
+            replace_changed(
+                &client,
+                w,
+                &self.data,
+                self.read,
+                side,
+                self.with_groups,
+                store.log,
+            )
+            .await?
+        })
+    }
+
+    fn reply(self, outcome: Result<Outcome, StoreError>) {
+        // A caller that went away no longer needs the answer.
+        let _ = self.reply.send((self.w, self.data, outcome));
     }
 }
 
@@ -99,83 +110,36 @@ impl PgStore {
         side: Side,
         with_groups: bool,
     ) -> Result<(ResourceWrite, String, Outcome), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.gather(KnownChange {
-            w,
-            data,
-            read,
-            side,
-            with_groups,
-            reply,
-        });
-        let (w, data, outcome) = answer
-            .await
-            .map_err(|_| StoreError::Backend("change dropped".into()))?;
+        let (w, data, outcome) = self
+            .gathered(|reply| KnownChange {
+                w,
+                data,
+                read,
+                side,
+                with_groups,
+                reply,
+            })
+            .await?;
         Ok((w, data, outcome?))
     }
 
-    /// Each change's outcome, in `batch` order.
-    async fn write_changes(&self, batch: &[KnownChange]) -> Vec<Result<Outcome, StoreError>> {
-        if batch.len() > 1 {
-            match self.update_together(batch).await {
-                Together::Written(results) => return results,
-                Together::Unreachable(why) => {
-                    return batch
-                        .iter()
-                        .map(|_| Err(StoreError::Unavailable(why.clone())))
-                        .collect();
-                }
-                Together::Refused => {}
-            }
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        for c in batch {
-            results.push(with_client!(self, |client| {
-                let side = c.side.rows();
-                replace_changed(
-                    &client,
-                    &c.w,
-                    &c.data,
-                    c.read,
-                    side,
-                    c.with_groups,
-                    self.log,
-                )
-                .await?
-            }));
-        }
-        results
-    }
-
-    /// Writes every change of `batch` in one statement.
-    async fn update_together(&self, batch: &[KnownChange]) -> Together {
+    /// Writes every change of `batch` in one statement, in position order
+    /// (in which its rows are locked: two batches never wait on each other
+    /// in a cycle).
+    async fn update_together(&self, batch: &[KnownChange]) -> Together<Outcome> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_unstable_by_key(|&k| batch[k].read.0);
         let mut columns = Columns::default();
-        for (i, c) in (1i64..).zip(batch) {
-            columns.push(i, c, self.log);
+        for (i, &k) in (1i64..).zip(&order) {
+            columns.push(i, &batch[k], self.log);
         }
         let params = columns.params();
         let written = with_client!(self, |client| {
             let update = client.prepare_cached(&UPDATE_CHANGES).await?;
             client.query(&update, &params).await?
         });
-        match written {
-            Ok(rows) => Together::Written(answers(batch, &rows)),
-            Err(StoreError::Unavailable(why)) => Together::Unreachable(why),
-            Err(_) => Together::Refused,
-        }
+        Together::of(written, |rows| answers(batch, &order, rows))
     }
-}
-
-/// How the statement writing a batch of changes ended.
-enum Together {
-    /// It committed: each change's outcome (or why it cannot be read).
-    Written(Vec<Result<Outcome, StoreError>>),
-    /// The database refused it: nothing was written, and each change is
-    /// written again alone.
-    Refused,
-    /// The database could not be reached: whether it committed is unknown,
-    /// so no change is written again (each caller hears 503, as alone).
-    Unreachable(String),
 }
 
 /// The parameters of [`UPDATE_CHANGES`]: each change's own fields, and its
@@ -254,10 +218,12 @@ impl<'w> Columns<'w> {
 }
 
 /// Each change's outcome from `rows` (the statement's answer: ordinal,
-/// seq, version, created, groups), in `batch` order; a change without a
-/// row found its resource at another version.
+/// seq, version, created, groups), in `batch` order (`order` the batch's
+/// indexes in the statement's order); a change without a row found its
+/// resource at another version.
 fn answers(
     batch: &[KnownChange],
+    order: &[usize],
     rows: &[tokio_postgres::Row],
 ) -> Vec<Result<Outcome, StoreError>> {
     let mut written = HashMap::with_capacity(rows.len());
@@ -276,14 +242,14 @@ fn answers(
             }
         }
     }
-    (1i64..)
-        .zip(batch)
-        .map(|(i, c)| {
-            Ok(written
-                .remove(&i)
-                .map(|(replaced, groups)| (replaced, groups.filter(|_| c.with_groups))))
-        })
-        .collect()
+    let mut outcomes: Vec<Result<Outcome, StoreError>> = batch.iter().map(|_| Ok(None)).collect();
+    for (i, &k) in (1i64..).zip(order) {
+        let with_groups = batch[k].with_groups;
+        outcomes[k] = Ok(written
+            .remove(&i)
+            .map(|(replaced, groups)| (replaced, groups.filter(|_| with_groups))));
+    }
+    outcomes
 }
 
 /// One row of [`UPDATE_CHANGES`]' answer.

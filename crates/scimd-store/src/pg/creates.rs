@@ -1,9 +1,5 @@
 //! Creates without members, gathered ([`super::gather`]): under load, up
-//! to [`Create::MOST`] in one statement. A batch the database refuses
-//! (other than by a serialization failure or a deadlock, re-run whole) is
-//! written again one create at a time, so a taken unique value fails only
-//! its own create; one whose outcome is unknown (the database out of
-//! reach) is never written again.
+//! to [`Create::MOST`] in one statement ([`INSERT_RESOURCES`]).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -14,7 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::change_log::{LogColumns, log_cte};
-use super::gather::{Gather, Gathered};
+use super::gather::{Gather, Gathered, Together};
 use super::retry::with_client;
 use super::writes::{SideRows, insert_row};
 
@@ -32,6 +28,8 @@ pub(super) struct Create {
 impl Gathered for Create {
     const MOST: usize = 64;
     const BATCH_METRIC: &'static str = "scimd_pg_create_batch_size";
+    /// The new resource's `seq`.
+    type Answer = i64;
 
     fn resource(&self) -> Option<i64> {
         None
@@ -41,12 +39,19 @@ impl Gathered for Create {
         &store.creates
     }
 
-    async fn write(store: &PgStore, batch: Vec<Self>) {
-        let results = store.write_creates(&batch).await;
-        for (c, result) in batch.into_iter().zip(results) {
-            // A caller that went away no longer needs the answer.
-            let _ = c.reply.send((c.w, c.data, result));
-        }
+    async fn together(store: &PgStore, batch: &[Self]) -> Together<i64> {
+        store.insert_together(batch).await
+    }
+
+    async fn alone(&self, store: &PgStore) -> Result<i64, StoreError> {
+        with_client!(store, |client| {
+            insert_row(&client, &self.w, 1, &self.w.now, &self.data, store.log).await?
+        })
+    }
+
+    fn reply(self, outcome: Result<i64, StoreError>) {
+        // A caller that went away no longer needs the answer.
+        let _ = self.reply.send((self.w, self.data, outcome));
     }
 }
 
@@ -58,39 +63,12 @@ impl PgStore {
         w: ResourceWrite,
         data: String,
     ) -> Result<(ResourceWrite, String, i64), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.gather(Create { w, data, reply });
-        let (w, data, seq) = answer
-            .await
-            .map_err(|_| StoreError::Backend("create dropped".into()))?;
+        let (w, data, seq) = self.gathered(|reply| Create { w, data, reply }).await?;
         Ok((w, data, seq?))
     }
 
-    /// The `seq` of each create of `batch`, or why it failed, in order.
-    async fn write_creates(&self, batch: &[Create]) -> Vec<Result<i64, StoreError>> {
-        if batch.len() > 1 {
-            match self.insert_together(batch).await {
-                Together::Written(results) => return results,
-                Together::Unreachable(why) => {
-                    return batch
-                        .iter()
-                        .map(|_| Err(StoreError::Unavailable(why.clone())))
-                        .collect();
-                }
-                Together::Refused => {}
-            }
-        }
-        let mut results = Vec::with_capacity(batch.len());
-        for c in batch {
-            results.push(with_client!(self, |client| {
-                insert_row(&client, &c.w, 1, &c.w.now, &c.data, self.log).await?
-            }));
-        }
-        results
-    }
-
     /// Writes every create of `batch` in one statement.
-    async fn insert_together(&self, batch: &[Create]) -> Together {
+    async fn insert_together(&self, batch: &[Create]) -> Together<i64> {
         let mut sides = SideRows::default();
         let (mut entry_of, mut unique_of) = (Vec::new(), Vec::new());
         let mut log = LogColumns::default();
@@ -120,24 +98,8 @@ impl PgStore {
             let insert = client.prepare_cached(&INSERT_RESOURCES).await?;
             client.query(&insert, &params).await?
         });
-        match written {
-            Ok(rows) => Together::Written(answers(batch, &rows)),
-            Err(StoreError::Unavailable(why)) => Together::Unreachable(why),
-            Err(_) => Together::Refused,
-        }
+        Together::of(written, |rows| answers(batch, rows))
     }
-}
-
-/// How the statement writing a batch of creates ended.
-enum Together {
-    /// It committed: each create's `seq` (or why it cannot be read).
-    Written(Vec<Result<i64, StoreError>>),
-    /// The database refused it (a unique value taken, an `id` that exists):
-    /// nothing was written, and each create is written again alone.
-    Refused,
-    /// The database could not be reached: whether it committed is unknown,
-    /// so no create is written again (each caller hears 503, as alone).
-    Unreachable(String),
 }
 
 /// Each create's `seq` in `rows` (id, seq), in `batch` order.

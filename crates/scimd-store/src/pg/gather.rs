@@ -6,28 +6,75 @@
 //! the per-statement cost (a round trip, the executor's start-up of a
 //! dozen plan nodes, a commit and its flush) is shared. Runners are tasks of
 //! their own: a caller that goes away never abandons the writes of others.
-//! What each kind of write does with its batch is its own
-//! ([`super::creates`], [`super::changes`]).
+//! A batch the database refuses (other than by a serialization failure or
+//! a deadlock, re-run whole) is written again one write at a time; one
+//! whose outcome is unknown is never written again ([`Together`]). The
+//! statements are each kind's own ([`super::creates`], [`super::changes`]).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 
+use scimd_core::store::StoreError;
+use tokio::sync::oneshot;
+
 use super::PgStore;
 
 /// A kind of write that runners write together.
-pub(super) trait Gathered: Send + Sized + 'static {
+pub(super) trait Gathered: Send + Sync + Sized + 'static {
     /// Most writes in one batch.
     const MOST: usize;
     /// The metric recording each batch's size.
     const BATCH_METRIC: &'static str;
+    /// What a write's caller hears when it was written.
+    type Answer: Send;
     /// The resource the write changes, if it exists already: a batch holds
     /// at most one write of each (one statement cannot change a row twice).
     fn resource(&self) -> Option<i64>;
     /// The store's queue of this kind.
     fn queue(store: &PgStore) -> &Gather<Self>;
-    /// Writes `batch` and answers each of its callers.
-    fn write(store: &PgStore, batch: Vec<Self>) -> impl Future<Output = ()> + Send;
+    /// Writes `batch` (in that order) in one statement.
+    fn together(
+        store: &PgStore,
+        batch: &[Self],
+    ) -> impl Future<Output = Together<Self::Answer>> + Send;
+    /// Writes `self` alone.
+    fn alone(
+        &self,
+        store: &PgStore,
+    ) -> impl Future<Output = Result<Self::Answer, StoreError>> + Send;
+    /// Hands the outcome to the write's caller.
+    fn reply(self, outcome: Result<Self::Answer, StoreError>);
+}
+
+/// How the statement writing a batch ended.
+pub(super) enum Together<A> {
+    /// It committed: each write's answer (or why it cannot be read), in
+    /// batch order.
+    Written(Vec<Result<A, StoreError>>),
+    /// The database refused it (a unique value taken, an `id` that
+    /// exists): nothing was written, and each write is made again alone,
+    /// so that the refusal is only its own write's.
+    Refused,
+    /// The database could not be reached: whether it committed is
+    /// unknown, so no write is made again (each caller hears 503, as
+    /// alone).
+    Unreachable(String),
+}
+
+impl<A> Together<A> {
+    /// How a batch statement that answered `rows` (or failed) ended: the
+    /// answers `read` from the rows, or why there are none.
+    pub(super) fn of(
+        written: Result<Vec<tokio_postgres::Row>, StoreError>,
+        read: impl FnOnce(&[tokio_postgres::Row]) -> Vec<Result<A, StoreError>>,
+    ) -> Together<A> {
+        match written {
+            Ok(rows) => Together::Written(read(&rows)),
+            Err(StoreError::Unavailable(why)) => Together::Unreachable(why),
+            Err(_) => Together::Refused,
+        }
+    }
 }
 
 /// The writes of one kind waiting, and how many runners are writing.
@@ -112,12 +159,18 @@ impl<J> Drop for Slot<'_, J> {
 }
 
 impl PgStore {
-    /// Queues `job`, starting a runner if fewer than the most are writing.
-    pub(super) fn gather<J: Gathered>(&self, job: J) {
+    /// Queues the write `make` builds around the channel its answer comes
+    /// back on, starting a runner if fewer than the most are writing; the
+    /// answer.
+    pub(super) async fn gathered<J: Gathered, T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> J,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
         let gather = J::queue(self);
         let start = {
             let mut queue = gather.queue();
-            queue.waiting.push_back(job);
+            queue.waiting.push_back(make(reply));
             let start = queue.running < gather.runners;
             if start {
                 queue.running += 1;
@@ -128,6 +181,9 @@ impl PgStore {
             let store = self.clone();
             tokio::spawn(async move { store.run_gathered::<J>().await });
         }
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("gathered write dropped".into()))
     }
 
     /// Writes queued writes of kind `J` until none wait.
@@ -138,7 +194,32 @@ impl PgStore {
         };
         while let Some(batch) = slot.next() {
             metrics::histogram!(J::BATCH_METRIC).record(batch.len() as f64);
-            J::write(self, batch).await;
+            let outcomes = self.write_batch(&batch).await;
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                job.reply(outcome);
+            }
         }
+    }
+
+    /// Each write's outcome, in `batch` order: all in one statement, or
+    /// each alone if the database refused that statement.
+    async fn write_batch<J: Gathered>(&self, batch: &[J]) -> Vec<Result<J::Answer, StoreError>> {
+        if batch.len() > 1 {
+            match J::together(self, batch).await {
+                Together::Written(outcomes) => return outcomes,
+                Together::Unreachable(why) => {
+                    return batch
+                        .iter()
+                        .map(|_| Err(StoreError::Unavailable(why.clone())))
+                        .collect();
+                }
+                Together::Refused => {}
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            outcomes.push(job.alone(self).await);
+        }
+        outcomes
     }
 }
