@@ -19,5 +19,7 @@ for f in ./usr/bin/scimd ./usr/share/man/man1/scimd.1.gz ./usr/share/bash-comple
          ./lib/systemd/system/scimd.service ./etc/scimd/scimd.toml; do
   grep -q " $f\$" $OUT/contents.txt || { echo "missing from $DEB: $f" >&2; exit 1; }
 done
-dpkg-deb -I "$DEB" | grep -q "Depends:.*adduser" || { echo "$DEB does not depend on adduser" >&2; exit 1; }
+# Read whole first: `grep -q` leaving a pipe early would fail the pipeline (SIGPIPE, pipefail).
+dpkg-deb -I "$DEB" > $OUT/info.txt
+grep -q "Depends:.*adduser" $OUT/info.txt || { echo "$DEB does not depend on adduser" >&2; exit 1; }
 echo "built $DEB"

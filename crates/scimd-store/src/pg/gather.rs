@@ -33,7 +33,7 @@ pub(super) trait Gathered: Send + Sync + Sized + 'static {
     fn resource(&self) -> Option<i64>;
     /// The store's queue of this kind.
     fn queue(store: &PgStore) -> &Gather<Self>;
-    /// Writes `batch` (in that order) in one statement.
+    /// Writes `batch` in one statement; the answers in batch order.
     fn together(
         store: &PgStore,
         batch: &[Self],
