@@ -21,41 +21,44 @@ const DURATION_BUCKETS: &[f64] = &[
 /// one statement (`scimd_pg_create_batch_size`, `scimd_pg_change_batch_size`).
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// The process's recorder, installed by the first caller; callers that come
+/// meanwhile wait for it (a second server starting at the same moment must
+/// not find the global recorder set and its handle not yet kept).
 fn handle() -> anyhow::Result<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle);
-    }
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| install().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Installs the global recorder, records the build's identity, and starts
+/// the thread that drains aged histogram buckets.
+fn install() -> anyhow::Result<PrometheusHandle> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
-    // Another server of this process may have installed it a moment ago.
-    if metrics::set_global_recorder(recorder).is_ok() {
-        let _ = HANDLE.set(handle);
-        metrics::gauge!(
-            "scimd_build_info",
-            "version" => env!("CARGO_PKG_VERSION"),
-            "git" => env!("SCIMD_GIT_COMMIT"),
-        )
-        .set(1.0);
-        // The exporter keeps histograms in buckets that age: drained here.
-        let upkeep = HANDLE.get().cloned();
-        std::thread::Builder::new()
-            .name("scimd-metrics".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_secs(5));
-                    if let Some(h) = &upkeep {
-                        h.run_upkeep();
-                    }
-                }
-            })?;
-    }
-    HANDLE
-        .get()
-        .ok_or_else(|| anyhow::anyhow!("another metrics recorder is installed"))
+    metrics::set_global_recorder(recorder)
+        .map_err(|_| anyhow::anyhow!("another metrics recorder is installed"))?;
+    metrics::gauge!(
+        "scimd_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "git" => env!("SCIMD_GIT_COMMIT"),
+    )
+    .set(1.0);
+    // The exporter keeps histograms in buckets that age: drained here.
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("scimd-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        })?;
+    Ok(handle)
 }
 
 /// The exposition's renderer for `GET /metrics`.

@@ -36,12 +36,15 @@ impl Server {
         };
         tweak(&mut config);
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(scimd::serve(config, listener, async {
+        let mut handle = tokio::spawn(scimd::serve(config, listener, async {
             let _ = rx.await;
         }));
         let root = format!("http://{addr}");
         let anonymous = http_client();
-        wait_ready(&anonymous, &root).await;
+        tokio::select! {
+            () = wait_ready(&anonymous, &root) => {}
+            ended = &mut handle => panic!("scimd stopped before it was ready: {ended:?}"),
+        }
         let (client_id, client_secret) = bootstrap_credentials(data_dir);
         let token = fetch_token(&anonymous, &root, &client_id, &client_secret, None).await;
         Server {
