@@ -21,7 +21,8 @@ impl PgStore {
     /// groups by id (alone and in an array) and by position, a replace of
     /// it (alone and answering its groups; with the side rows compared in
     /// the statement, and with the changed ones only after the read for a
-    /// change; several changes written together), and the change log's sequencer: `(statement, EXPLAIN text)`.
+    /// change; several changes written together), and the change log's
+    /// sequencer: `(statement, EXPLAIN text)`.
     pub async fn explain_plans(
         &self,
         rtype: &str,
