@@ -282,16 +282,14 @@ fn apply_path(
                     "'{name}' is not multi-valued and complex"
                 )));
             }
-            apply_filtered(
-                rt,
-                container,
+            let target = Filtered {
                 attr,
-                (urn.as_deref(), &name),
+                urn: urn.as_deref(),
+                name: &name,
                 filter,
-                sub_name.as_deref(),
-                kind,
-                value,
-            )
+                sub: sub_name.as_deref(),
+            };
+            apply_filtered(rt, container, &target, kind, value)
         }
     }
 }
@@ -435,132 +433,155 @@ fn clear_primary(items: &mut [Value]) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_filtered(
-    rt: &ResourceTypeDef,
-    container: &mut Map<String, Value>,
-    attr: &Attribute,
-    (urn, name): (Option<&str>, &str),
-    filter: &Filter,
-    sub: Option<&str>,
-    kind: OpKind,
-    value: Option<Value>,
-) -> ScimResult<()> {
-    let attr_path = AttrPath {
-        urn: urn.map(str::to_string),
-        name: name.to_string(),
-        sub: None,
-    };
-    let cond = resolve_filter(
-        rt,
-        &Filter::ValuePath {
-            path: attr_path,
-            filter: Box::new(filter.clone()),
-        },
-    )
-    .map_err(|e| ScimError::InvalidPath(e.to_string()))?;
-    // Taken out and put back: a failed operation fails the whole PATCH, so
-    // nothing is lost on the error paths.
-    let mut items = match container.remove(name) {
-        Some(Value::Array(items)) => items,
-        _ => Vec::new(),
-    };
-    let matches: Vec<bool> = items
-        .iter()
-        .map(|item| {
-            // Coerce the element (e.g. "True" strings) before matching.
-            let coerced = crate::value::coerce_single(attr, item.clone(), name)
-                .ok()
-                .flatten()
-                .unwrap_or(Value::Null);
-            let mut one = Map::from_iter([(name.to_string(), Value::Array(vec![coerced]))]);
-            if let Some(urn) = urn {
-                one = Map::from_iter([(urn.to_string(), Value::Object(one))]);
-            }
-            eval(&cond, &index_entries(rt, &one))
-        })
-        .collect();
-    let any = matches.iter().any(|m| *m);
-    match kind {
-        OpKind::Remove => {
-            let mut i = 0;
-            items.retain(|item| {
-                let hit = matches.get(i).copied().unwrap_or(false);
-                i += 1;
-                if !hit {
-                    return true;
-                }
-                sub.is_some_and(|_| item.is_object())
-            });
-            if let Some(sub) = sub {
-                for (item, hit) in items.iter_mut().zip(matches.iter()) {
-                    if *hit && let Value::Object(m) = item {
-                        m.remove(sub);
-                    }
-                }
-            }
+/// The target of a filtered path, `name[filter]` or `name[filter].sub`, of a
+/// multi-valued complex attribute (in its extension's object when `urn` is
+/// set).
+struct Filtered<'a> {
+    attr: &'a Attribute,
+    urn: Option<&'a str>,
+    name: &'a str,
+    filter: &'a Filter,
+    sub: Option<&'a str>,
+}
+
+impl Filtered<'_> {
+    /// For each element, whether the filter selects it.
+    fn matches(&self, rt: &ResourceTypeDef, items: &[Value]) -> ScimResult<Vec<bool>> {
+        let path = AttrPath {
+            urn: self.urn.map(str::to_string),
+            name: self.name.to_string(),
+            sub: None,
+        };
+        let cond = resolve_filter(
+            rt,
+            &Filter::ValuePath {
+                path,
+                filter: Box::new(self.filter.clone()),
+            },
+        )
+        .map_err(|e| ScimError::InvalidPath(e.to_string()))?;
+        Ok(items
+            .iter()
+            .map(|item| eval(&cond, &index_entries(rt, &self.alone(item))))
+            .collect())
+    }
+
+    /// A document holding only `item` (coerced first, e.g. "True" strings),
+    /// for the filter to be evaluated on its index entries.
+    fn alone(&self, item: &Value) -> Map<String, Value> {
+        let coerced = crate::value::coerce_single(self.attr, item.clone(), self.name)
+            .ok()
+            .flatten()
+            .unwrap_or(Value::Null);
+        let one = Map::from_iter([(self.name.to_string(), Value::Array(vec![coerced]))]);
+        match self.urn {
+            Some(urn) => Map::from_iter([(urn.to_string(), Value::Object(one))]),
+            None => one,
         }
-        OpKind::Add | OpKind::Replace if !any => {
-            // Create-on-absent (Entra): the element is built from the filter's
-            // equality terms plus the value.
-            let mut element = Map::new();
-            collect_equalities(filter, &mut element);
-            match (sub, value.unwrap_or(Value::Null)) {
-                (Some(sub), v) => {
-                    element.insert(sub.to_string(), v);
-                }
-                (None, Value::Object(m)) => element.extend(m),
-                (None, _) => {
-                    return Err(ScimError::InvalidValue(format!(
-                        "'{name}[…]' needs an object value"
-                    )));
-                }
-            }
-            items.push(Value::Object(element));
-        }
-        OpKind::Add | OpKind::Replace => {
-            let v = value.unwrap_or(Value::Null);
-            if sub.is_none() && !v.is_object() {
-                return Err(ScimError::InvalidValue(format!(
-                    "'{name}[…]' needs an object value"
-                )));
-            }
-            let sets_primary = match (sub, &v) {
-                (Some(s), v) => {
-                    s.eq_ignore_ascii_case("primary")
-                        && (v == &Value::Bool(true)
-                            || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")))
-                }
-                (None, v) => is_primary(v),
-            };
-            if sets_primary {
-                clear_primary(&mut items);
-            }
-            for (item, hit) in items.iter_mut().zip(matches.iter()) {
-                if !*hit {
-                    continue;
-                }
-                match (sub, item) {
-                    (Some(sub), Value::Object(m)) => {
-                        m.insert(sub.to_string(), v.clone());
-                    }
-                    (None, Value::Object(m)) => {
-                        if kind == OpKind::Replace {
-                            m.clear();
-                        }
-                        if let Value::Object(new) = &v {
-                            m.extend(new.clone());
-                        }
-                    }
-                    _ => {}
+    }
+
+    /// `remove`: the selected elements go, or only their `sub`.
+    fn remove(&self, items: &mut Vec<Value>, matches: &[bool]) {
+        let mut hits = matches.iter().copied();
+        items.retain(|item| {
+            let hit = hits.next().unwrap_or(false);
+            !hit || (self.sub.is_some() && item.is_object())
+        });
+        if let Some(sub) = self.sub {
+            for (item, hit) in items.iter_mut().zip(matches) {
+                if *hit && let Value::Object(m) = item {
+                    m.remove(sub);
                 }
             }
         }
     }
-    if items.is_empty() {
-        container.remove(name);
-    } else {
-        container.insert(name.to_string(), Value::Array(items));
+
+    /// `add` or `replace` that selected nothing creates the element (Entra):
+    /// the filter's equality terms plus the value.
+    fn created(&self, value: Value) -> ScimResult<Value> {
+        let mut element = Map::new();
+        collect_equalities(self.filter, &mut element);
+        match (self.sub, value) {
+            (Some(sub), v) => {
+                element.insert(sub.to_string(), v);
+            }
+            (None, Value::Object(m)) => element.extend(m),
+            (None, _) => return Err(self.needs_object()),
+        }
+        Ok(Value::Object(element))
+    }
+
+    /// `add` or `replace` of the selected elements (or of their `sub`); a new
+    /// primary takes `primary` from every other element.
+    fn set(
+        &self,
+        items: &mut [Value],
+        matches: &[bool],
+        kind: OpKind,
+        value: Value,
+    ) -> ScimResult<()> {
+        if self.sub.is_none() && !value.is_object() {
+            return Err(self.needs_object());
+        }
+        let sets_primary = match self.sub {
+            Some(sub) => {
+                sub.eq_ignore_ascii_case("primary")
+                    && (value == Value::Bool(true)
+                        || value
+                            .as_str()
+                            .is_some_and(|s| s.eq_ignore_ascii_case("true")))
+            }
+            None => is_primary(&value),
+        };
+        if sets_primary {
+            clear_primary(items);
+        }
+        for (item, _) in items.iter_mut().zip(matches).filter(|(_, hit)| **hit) {
+            match (self.sub, item) {
+                (Some(sub), Value::Object(m)) => {
+                    m.insert(sub.to_string(), value.clone());
+                }
+                (None, Value::Object(m)) => {
+                    if kind == OpKind::Replace {
+                        m.clear();
+                    }
+                    if let Value::Object(new) = &value {
+                        m.extend(new.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn needs_object(&self) -> ScimError {
+        ScimError::InvalidValue(format!("'{}[…]' needs an object value", self.name))
+    }
+}
+
+fn apply_filtered(
+    rt: &ResourceTypeDef,
+    container: &mut Map<String, Value>,
+    target: &Filtered<'_>,
+    kind: OpKind,
+    value: Option<Value>,
+) -> ScimResult<()> {
+    // Taken out and put back: a failed operation fails the whole PATCH, so
+    // nothing is lost on the error paths.
+    let mut items = match container.remove(target.name) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    let matches = target.matches(rt, &items)?;
+    let value = value.unwrap_or(Value::Null);
+    match kind {
+        OpKind::Remove => target.remove(&mut items, &matches),
+        _ if !matches.contains(&true) => items.push(target.created(value)?),
+        _ => target.set(&mut items, &matches, kind, value)?,
+    }
+    if !items.is_empty() {
+        container.insert(target.name.to_string(), Value::Array(items));
     }
     Ok(())
 }

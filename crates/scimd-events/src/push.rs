@@ -18,9 +18,14 @@ use serde_json::{Value, json};
 use crate::{EventError, Events, streams};
 
 /// How long a push lease lasts; renewed at half of it. One push request
-/// may take at most `events_push_timeout_secs` (10 s at most): the lease
-/// outlasts it.
+/// may take at most [`MAX_PUSH_TIMEOUT`]: the lease outlasts it.
 const LEASE: Duration = Duration::from_secs(30);
+
+/// The longest `events_push_timeout_secs` accepted: a request that takes
+/// longer could outlive the half of the lease left when it started, and
+/// another replica take the stream over while it is still in flight.
+pub const MAX_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+const _: () = assert!(MAX_PUSH_TIMEOUT.as_secs() < LEASE.as_secs() / 2);
 
 /// The push lease this process holds on a stream, as far as it knows.
 #[derive(Debug, Default)]

@@ -12,13 +12,10 @@ use crate::{Config, auth_config, open_existing_store, scope_endpoints};
 async fn open_auth(config: &Config) -> anyhow::Result<(Auth, Arc<dyn scimd_core::store::Store>)> {
     let (store, _) = open_existing_store(config).await?;
     let registry = crate::load_registry(config)?;
-    let base = config
-        .base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let base = config.public_base(config.listen);
     let auth = Auth::open(
         store.clone(),
-        auth_config(config, base.trim_end_matches('/'))?,
+        auth_config(config, &base)?,
         &scope_endpoints(&registry),
     );
     Ok((auth, store))
@@ -193,11 +190,8 @@ pub async fn protection_show(config: &Config) -> anyhow::Result<Value> {
 /// `scimd openapi`: the document `/openapi.json` serves.
 pub fn openapi(config: &Config) -> anyhow::Result<Value> {
     let registry = crate::load_registry(config)?;
-    let base = config
-        .base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
-    let base = base.trim_end_matches('/');
+    let base = config.public_base(config.listen);
+    let base = base.as_str();
     let auth = auth_config(config, base)?;
     Ok(scimd_http::openapi::document(
         &scimd_http::declared_routes(),

@@ -199,7 +199,8 @@ pub struct Config {
     pub events_push_dead_after_secs: u64,
     /// The longest wait between two attempts of a failing push, in seconds.
     pub events_push_max_backoff_secs: u64,
-    /// How long one push request may take, in seconds (at most 10).
+    /// How long one push request may take, in seconds (1-10: a push lease
+    /// must outlast it).
     pub events_push_timeout_secs: u64,
     /// How much lower than requests push delivery runs, as a nice
     /// increment of its threads (0-19; 0: the same priority): on a busy
@@ -246,7 +247,7 @@ impl Config {
                 "events_push_timeout_secs",
                 self.events_push_timeout_secs,
                 1,
-                300,
+                scimd_events::push::MAX_PUSH_TIMEOUT.as_secs(),
             ),
             ("events_push_nice", self.events_push_nice, 0, 19),
         ];
@@ -272,6 +273,21 @@ impl Config {
             (None, None) => Ok(TlsSource::Off),
             _ => anyhow::bail!("HTTPS needs both tls_cert and tls_key"),
         }
+    }
+
+    /// The public base URL that tokens (their issuer) and links carry:
+    /// `base_url`, or the address `served` (`https` when TLS is on);
+    /// without a trailing slash. The server and the commands that make
+    /// tokens or links for it both take it from here.
+    pub fn public_base(&self, served: impl std::fmt::Display) -> String {
+        let base = match &self.base_url {
+            Some(url) => url.clone(),
+            None if self.tls().unwrap_or_default() == TlsSource::Off => {
+                format!("http://{served}")
+            }
+            None => format!("https://{served}"),
+        };
+        base.trim_end_matches('/').to_string()
     }
 
     /// How long the change log keeps its entries.
@@ -498,4 +514,46 @@ fn unknown_variables(top: &[String], auth: &[String]) -> Vec<String> {
             !known
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        let mut config = Config::default();
+        assert!(config.validate().is_ok(), "the defaults are valid");
+        config.events_push_timeout_secs = 10;
+        assert!(config.validate().is_ok(), "10 s is accepted");
+        config.events_push_timeout_secs = 11;
+        let refused = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains("events_push_timeout_secs is 11"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_public_base_follows_tls_unless_set() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.public_base("127.0.0.1:8080"),
+            "http://127.0.0.1:8080"
+        );
+        config.tls_self_signed = true;
+        assert_eq!(
+            config.public_base("127.0.0.1:8080"),
+            "https://127.0.0.1:8080"
+        );
+        config.base_url = Some("https://scim.example.com/".into());
+        assert_eq!(
+            config.public_base("127.0.0.1:8080"),
+            "https://scim.example.com"
+        );
+    }
 }

@@ -293,19 +293,7 @@ pub async fn serve(
     let (store, database) = open_store(&config).await?;
     let registry = Arc::new(load_registry(&config)?);
     let local = listener.local_addr()?;
-    let base = config
-        .base_url
-        .clone()
-        .unwrap_or_else(|| {
-            let scheme = if config.tls().unwrap_or_default() == tls::TlsSource::Off {
-                "http"
-            } else {
-                "https"
-            };
-            format!("{scheme}://{local}")
-        })
-        .trim_end_matches('/')
-        .to_string();
+    let base = config.public_base(local);
     check_base_url(&base)?;
     let auth = start_auth(&config, store.clone(), &registry, &base, local).await?;
     audit::prune_in_background(store.clone(), config.retention());

@@ -237,7 +237,7 @@ struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database_ca_file: Option<PathBuf>,
-    /// Public base URL used in meta.location [default http://<listen>; env SCIMD_BASE_URL].
+    /// Public base URL, used in meta.location and as the tokens' issuer [default http://<listen>, https:// with TLS; env SCIMD_BASE_URL].
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     base_url: Option<String>,

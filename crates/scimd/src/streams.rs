@@ -7,15 +7,9 @@ use serde_json::{Value, json};
 
 use crate::{Config, open_existing_store};
 
-/// The public base URL the server announces (`base_url`, or the listen
-/// address), for the poll endpoint's URL.
+/// The public base URL the server announces, for the poll endpoint's URL.
 fn base(config: &Config) -> String {
-    config
-        .base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen))
-        .trim_end_matches('/')
-        .to_string()
+    config.public_base(config.listen)
 }
 
 async fn describe(

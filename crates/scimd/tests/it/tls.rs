@@ -107,6 +107,33 @@ async fn janssen_seed_over_https_with_curl_k() {
             .unwrap()
             .starts_with("https://")
     );
+    // `scimd token` beside the server, given the same options and no
+    // `--base-url`: its token names the HTTPS issuer the server checks.
+    let out = Command::new(env!("CARGO_BIN_EXE_scimd"))
+        .args([
+            "token",
+            "--client",
+            boot["client_id"].as_str().unwrap(),
+            "--scopes",
+            "users.read",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls-self-signed",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (ok, text) = curl(&[
+        "-k",
+        "-f",
+        "-H",
+        &format!("Authorization: Bearer {}", issued["access_token"].as_str().unwrap()),
+        &format!("{root}/scim/v2/Users"),
+    ]);
+    assert!(ok, "the command's token was refused: {text}");
     // hyper's own refusal of a request target over its limit carries a
     // SCIM body over TLS too (the rewriting sits after the handshake).
     let long = format!("{root}/scim/v2/Users?filter={}", "a".repeat(70_000));
