@@ -458,14 +458,28 @@ pub fn page_queries(dialect: Dialect, q: &Query) -> (Sql, Sql) {
 /// Deletes the resources of type `rtype` that match `cond`.
 pub fn delete_matching(dialect: Dialect, rtype: &str, cond: &Cond) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.text.push_str(
-        "DELETE FROM resources WHERE seq IN (SELECT r.seq FROM resources r WHERE r.rtype = ",
-    );
-    sql.param(Param::Text(rtype.to_string()));
-    sql.text.push_str(" AND ");
-    condition(&mut sql, cond);
+    sql.text.push_str("DELETE FROM resources WHERE seq IN (");
+    select_matching(&mut sql, rtype, cond);
     sql.text.push(')');
     sql
+}
+
+/// Locks the resources of type `rtype` that match `cond` (PostgreSQL's
+/// `FOR UPDATE`), so that the statements after it see every write of them
+/// that was in flight.
+pub fn lock_matching(rtype: &str, cond: &Cond) -> Sql {
+    let mut sql = Sql::new(Dialect::Postgres);
+    select_matching(&mut sql, rtype, cond);
+    sql.text.push_str(" FOR UPDATE OF r");
+    sql
+}
+
+fn select_matching(sql: &mut Sql, rtype: &str, cond: &Cond) {
+    sql.text
+        .push_str("SELECT r.seq FROM resources r WHERE r.rtype = ");
+    sql.param(Param::Text(rtype.to_string()));
+    sql.text.push_str(" AND ");
+    condition(sql, cond);
 }
 
 /// The total number of matches when a page shows it by itself: a page that

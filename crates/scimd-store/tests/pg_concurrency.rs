@@ -910,6 +910,77 @@ async fn changes_written_together_keep_their_own_rows() {
     assert_eq!(nick.data["nickName"], json!("a"));
 }
 
+/// A delete without a version that waited for a write of the same
+/// resource in flight removes what that write committed: its new index rows
+/// and unique values, so that the userName it took is free again. (A
+/// statement that waits for a row's lock still reads the other tables as
+/// they were when it began.)
+#[tokio::test]
+async fn a_delete_that_waited_for_a_write_leaves_nothing_of_it() {
+    let Some(url) = fresh_database("delete after a write").await else {
+        return;
+    };
+    let store = Arc::new(PgStore::connect(&url, 8).await.unwrap());
+    store
+        .create(write("User", "u", json!({"userName": "old"})))
+        .await
+        .unwrap();
+    let mut holder = admin(&url).await;
+    let watcher = admin(&url).await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    let hold = holder.transaction().await.unwrap();
+    hold.execute("SELECT 1 FROM resources WHERE id = 'u' FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let rename = tokio::spawn(set_attribute(
+        store.clone(),
+        "u".into(),
+        "userName",
+        "new".into(),
+    ));
+    wait_for(
+        &watcher,
+        waiting,
+        1,
+        10,
+        "the rename did not wait for the row",
+    )
+    .await;
+    let delete = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .delete("User", "u", None, Vec::new(), test_change("u"))
+                .await
+        })
+    };
+    wait_for(
+        &watcher,
+        waiting,
+        2,
+        10,
+        "the delete did not wait for the row",
+    )
+    .await;
+    hold.commit().await.unwrap();
+    assert!(rename.await.unwrap().unwrap().is_some());
+    delete.await.unwrap().unwrap();
+    let left: i64 = watcher
+        .query_one(
+            "SELECT (SELECT count(*) FROM attr_values WHERE seq NOT IN (SELECT seq FROM resources))
+                  + (SELECT count(*) FROM unique_values WHERE seq NOT IN (SELECT seq FROM resources))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "side rows of the deleted user were left behind");
+    store
+        .create(write("User", "v", json!({"userName": "new"})))
+        .await
+        .expect("the deleted user's new userName is free again");
+}
+
 #[tokio::test]
 async fn races_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,8 +124,11 @@ impl PgStore {
     }
 
     /// Writes every change of `batch` in one statement, in position order
-    /// (in which its rows are locked: two batches never wait on each other
-    /// in a cycle).
+    /// (in which its resources' rows are locked when the plan reads them in
+    /// that order, as it does at these sizes). Two batches can still wait on
+    /// each other through the unique values they insert (x then y against
+    /// y then x): PostgreSQL then ends one with a deadlock (40P01), and it
+    /// is run again.
     async fn update_together(&self, batch: &[KnownChange]) -> Together<Outcome> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_unstable_by_key(|&k| batch[k].read.0);

@@ -13,7 +13,10 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, MutexGuard};
+
+use futures_util::FutureExt;
 
 use scimd_core::store::StoreError;
 use tokio::sync::oneshot;
@@ -194,7 +197,17 @@ impl PgStore {
         };
         while let Some(batch) = slot.next() {
             metrics::histogram!(J::BATCH_METRIC).record(batch.len() as f64);
-            let outcomes = self.write_batch(&batch).await;
+            // A panic in a kind's code fails its batch, not the writes
+            // queued behind it: the runner goes on to them.
+            let outcomes = AssertUnwindSafe(self.write_batch(&batch))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    batch
+                        .iter()
+                        .map(|_| Err(StoreError::Backend("the write panicked".into())))
+                        .collect()
+                });
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 job.reply(outcome);
             }
@@ -216,9 +229,19 @@ impl PgStore {
                 Together::Refused => {}
             }
         }
+        // Once the database is out of reach, the writes left are not tried
+        // (each could wait for a connection as long): they hear 503 at once.
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut unreachable: Option<String> = None;
         for job in batch {
-            outcomes.push(job.alone(self).await);
+            let outcome = match &unreachable {
+                Some(why) => Err(StoreError::Unavailable(why.clone())),
+                None => job.alone(self).await,
+            };
+            if let Err(StoreError::Unavailable(why)) = &outcome {
+                unreachable = Some(why.clone());
+            }
+            outcomes.push(outcome);
         }
         outcomes
     }

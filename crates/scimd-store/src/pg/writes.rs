@@ -35,7 +35,7 @@ use super::retry::{Fail, in_transaction, with_client};
 use super::{PgStore, bind};
 use crate::nesting::groups_json;
 use crate::rules::{document_text, entry_delta, missed, unique_delta, unique_scope};
-use crate::translate::{Dialect, Sql, delete_matching};
+use crate::translate::{Dialect, Sql, delete_matching, lock_matching};
 
 impl PgStore {
     pub(super) async fn create_resource(
@@ -239,6 +239,10 @@ impl PgStore {
             .iter()
             .map(|(dependent, cond)| delete_matching(Dialect::Postgres, dependent, cond))
             .collect();
+        let locks: Vec<Sql> = dependents
+            .iter()
+            .map(|(dependent, cond)| lock_matching(dependent, cond))
+            .collect();
         let log = LogParams::of(&change, self.log);
         // A dependent's entry names its owner ([`Change::owned_by`]); its
         // type and id come from the deleted row.
@@ -250,6 +254,22 @@ impl PgStore {
         let left = change.member_left("", "");
         let left_log = LogParams::of(&left, self.log);
         in_transaction!(self, |tx| {
+            // The resource and its dependents are locked first, each by a
+            // statement of its own. A statement that waits for a row's lock
+            // still reads other tables as they were when it began: a delete
+            // that waited for a write in flight (a rename) would miss the
+            // index rows and unique values that write committed, and leave
+            // them behind for good. The statements after the lock begin
+            // after any such write committed, and no new one can start.
+            let lock = tx
+                .prepare_cached("SELECT 1 FROM resources WHERE id = $1 AND rtype = $2 FOR UPDATE")
+                .await?;
+            if tx.query_opt(&lock, &[&id, &rtype]).await?.is_none() {
+                return Err(Fail::Store(StoreError::NotFound));
+            }
+            for lock in &locks {
+                tx.query(lock.text.as_str(), &bind(&lock.params)).await?;
+            }
             let leave = tx
                 .prepare_cached(&format!(
                     "WITH g AS (UPDATE resources r SET version = r.version + 1, modified = $3

@@ -23,6 +23,8 @@ const MAX_BATCH: usize = 512;
 pub(super) trait Job: Send {
     /// Runs the write, keeping its outcome; true if it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Whether the kept outcome is a full disk.
+    fn disk_full(&self) -> Option<String>;
     /// Answers the caller: the kept outcome if the batch committed.
     fn answer(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -47,6 +49,13 @@ where
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
+    }
+
+    fn disk_full(&self) -> Option<String> {
+        match &self.outcome {
+            Some(Err(StoreError::Full(why))) => Some(why.clone()),
+            _ => None,
+        }
     }
 
     fn answer(self: Box<Self>, commit: Result<(), StoreError>) {
@@ -246,9 +255,11 @@ fn run_batch(
                 // SQLite rolled the whole transaction back (disk full, I/O
                 // error): the writes before this one are gone too, and
                 // going on would commit the rest one statement at a time.
-                return Err(StoreError::Backend(
-                    "the write transaction was rolled back".into(),
-                ));
+                // Every write of the batch hears why (507 for a full disk).
+                return Err(match job.disk_full() {
+                    Some(why) => StoreError::Full(why),
+                    None => StoreError::Backend("the write transaction was rolled back".into()),
+                });
             }
             run_cached(conn, "ROLLBACK TO job").map_err(|e| abandon(conn, backend(e)))?;
         }

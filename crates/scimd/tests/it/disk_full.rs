@@ -96,6 +96,32 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
         }
     }
     assert!(refused > 0, "no write was refused on a full disk");
+    // Creates committed together, more than the writer's page cache holds
+    // (their pages spill into the WAL before the commit): each is refused
+    // with 507 too, never 500, whichever write the disk filled up in.
+    let mut together = Vec::new();
+    for i in 0..24 {
+        let (client, base) = (s.client.clone(), s.base.clone());
+        together.push(tokio::spawn(async move {
+            let user =
+                json!({"userName": format!("together{i}"), "displayName": "y".repeat(900_000)});
+            let r = client
+                .post(format!("{base}/Users"))
+                .header("content-type", "application/scim+json")
+                .body(user.to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    for t in together {
+        let (st, body) = t.await.unwrap();
+        match st {
+            StatusCode::CREATED => acknowledged.push(body["id"].as_str().unwrap().to_string()),
+            _ => assert_scim_error(st, &body, 507, None),
+        }
+    }
     // Reads go on.
     for id in &acknowledged {
         let (st, _, _) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
