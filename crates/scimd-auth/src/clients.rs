@@ -247,25 +247,44 @@ fn new_secret() -> String {
 /// Argon2 is deliberately slow; it runs off the async workers.
 async fn hash(secret: &str) -> Result<String, AuthError> {
     let secret = secret.to_string();
-    tokio::task::spawn_blocking(move || {
+    argon2(move || {
         Argon2::default()
             .hash_password(secret.as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| AuthError::Hashing(e.to_string()))
     })
-    .await
-    .map_err(|e| AuthError::Hashing(e.to_string()))?
+    .await?
 }
 
 async fn verify(secret: String, hash: String) -> Result<bool, AuthError> {
-    tokio::task::spawn_blocking(move || {
+    argon2(move || {
         let parsed = PasswordHash::new(&hash).map_err(|e| AuthError::Hashing(e.to_string()))?;
         Ok(Argon2::default()
             .verify_password(secret.as_bytes(), &parsed)
             .is_ok())
     })
-    .await
-    .map_err(|e| AuthError::Hashing(e.to_string()))?
+    .await?
+}
+
+/// Runs one Argon2 computation on a blocking thread, at most as many at
+/// once as the machine has cores. Each takes 19 MiB and tens of
+/// milliseconds: a flood of wrong secrets at the token endpoint (each
+/// one verified, unknown clients against a dummy hash) then costs waiting
+/// time, not memory, and leaves the blocking threads to the store.
+async fn argon2<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    static AT_ONCE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = AT_ONCE.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _turn = permits
+        .acquire()
+        .await
+        .map_err(|e| AuthError::Hashing(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AuthError::Hashing(e.to_string()))
 }
 
 fn to_record(client: &Client) -> Result<Record, AuthError> {

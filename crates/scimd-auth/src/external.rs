@@ -54,8 +54,9 @@ struct ExternalClaims {
     active: Option<bool>,
     #[serde(default)]
     scope: Option<String>,
+    /// A list (Okta), or one space-separated string (Entra ID).
     #[serde(default)]
-    scp: Option<Vec<String>>,
+    scp: Option<ScopeClaim>,
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
@@ -70,6 +71,14 @@ struct ExternalClaims {
     aud: Option<Value>,
 }
 
+/// The `scp` claim in either of the shapes servers send.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ScopeClaim {
+    Spaced(String),
+    Listed(Vec<String>),
+}
+
 impl ExternalClaims {
     fn grant(self) -> Grant {
         let mut scopes = self
@@ -77,7 +86,11 @@ impl ExternalClaims {
             .as_deref()
             .map(crate::scope::parse_scope_param)
             .unwrap_or_default();
-        scopes.extend(self.scp.unwrap_or_default());
+        match self.scp {
+            Some(ScopeClaim::Spaced(s)) => scopes.extend(crate::scope::parse_scope_param(&s)),
+            Some(ScopeClaim::Listed(list)) => scopes.extend(list),
+            None => {}
+        }
         let client_id = self.client_id.or(self.azp).unwrap_or_default();
         Grant {
             subject: self.sub.unwrap_or_else(|| client_id.clone()),
@@ -150,6 +163,8 @@ impl External {
         };
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.config.issuer]);
+        // A token not valid yet is refused too (with the same leeway).
+        validation.validate_nbf = true;
         match &self.config.audience {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
@@ -288,4 +303,24 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
         .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     v.get("iss")?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod tests {
+    use super::ExternalClaims;
+
+    fn scopes(claims: serde_json::Value) -> Vec<String> {
+        let claims: ExternalClaims =
+            serde_json::from_value(claims).unwrap_or_else(|e| panic!("{e}"));
+        claims.grant().scopes.into_iter().collect()
+    }
+
+    #[test]
+    fn scp_is_read_as_a_list_or_a_spaced_string() {
+        let okta = serde_json::json!({"scp": ["a.read", "b.write"], "client_id": "c"});
+        let entra = serde_json::json!({"scp": "a.read b.write", "azp": "c"});
+        assert_eq!(scopes(okta), ["a.read", "b.write"]);
+        assert_eq!(scopes(entra), ["a.read", "b.write"]);
+    }
 }

@@ -228,13 +228,16 @@ impl KeyRing {
         if let Some(key) = self.cached(kid) {
             return Some(key);
         }
-        let recently = self
-            .last_reload
-            .lock()
-            .ok()
-            .and_then(|l| *l)
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-        if !recently && self.reload().await.is_err() {
+        // Claimed before the reload: a burst of tokens naming unknown kids
+        // (or a store that fails) costs one reload a second, not one each.
+        let due = self.last_reload.lock().is_ok_and(|mut last| {
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        });
+        if due && self.reload().await.is_err() {
             return None;
         }
         self.cached(kid)

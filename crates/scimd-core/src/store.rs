@@ -455,8 +455,10 @@ pub trait ChangeLogStore: Send + Sync {
     async fn follow(&self, after: i64, limit: u32) -> Result<Vec<Entry>, StoreError>;
 
     /// Removes what `retention` no longer keeps, oldest first, in slices
-    /// that do not hold up writes, but nothing after position `floor` (what
-    /// an event stream has not delivered yet); returns how many went.
+    /// that do not hold up writes, but nothing after position `floor`, nor
+    /// after the progress of any started event stream (what it has not
+    /// delivered yet), read again by each slice: a stream started while
+    /// pruning runs holds the log back too. Returns how many went.
     async fn prune_changes(&self, retention: Retention, floor: i64) -> Result<u64, StoreError>;
 
     /// The position of the newest positioned entry (0 when there is none).

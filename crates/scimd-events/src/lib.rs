@@ -158,6 +158,18 @@ impl Events {
         }
         let head = self.store.change_head().await?;
         self.store.stream_start(&stream.id, head).await?;
+        // Deleted since its settings were read (its progress went with it):
+        // the row just made would be nobody's, and hold back the pruning of
+        // the change log for good.
+        if self
+            .store
+            .record_get(scimd_core::events::STREAM_KIND, &stream.id)
+            .await?
+            .is_none()
+        {
+            self.store.stream_forget(&stream.id).await?;
+            return Err(EventError::NoStream(stream.id.clone()));
+        }
         self.store
             .stream_progress(&stream.id)
             .await?

@@ -1,8 +1,10 @@
 //! A change-log entry as the signed SET a stream delivers.
 
 use scimd_core::changelog::Entry;
+use scimd_core::error::ScimError;
 use scimd_core::events::{SetContext, StreamSpec, set_claims};
 use scimd_core::projection::Projection;
+use scimd_core::store::StoreError;
 
 use crate::{EventError, Events};
 
@@ -25,12 +27,17 @@ impl Events {
         let rt = self.registry().by_name(&entry.resource_type);
         let endpoint = rt.map_or("/", |rt| rt.endpoint());
         let data = match (rt, stream.full && entry.op != "delete") {
-            (Some(rt), true) => self
+            (Some(rt), true) => match self
                 .service
                 .get(rt, &entry.resource_id, &Projection::all())
                 .await
-                .ok()
-                .map(|r| r.doc),
+            {
+                Ok(r) => Some(r.doc),
+                // Deleted since: the event goes as a notice.
+                Err(ScimError::NotFound(_)) => None,
+                // Not a notice in place of the data: tried again later.
+                Err(e) => return Err(EventError::Store(StoreError::Unavailable(e.to_string()))),
+            },
             _ => None,
         };
         let context = SetContext {

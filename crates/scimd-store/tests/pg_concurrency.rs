@@ -1099,6 +1099,64 @@ async fn records_on_sqlite() {
     records(&SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap()).await;
 }
 
+/// Pruning keeps every entry a started stream has not passed, whatever
+/// floor its caller worked out before (the server's, from the streams it
+/// listed when a pruning run began: a stream started later was not in it).
+async fn pruning_spares_what_streams_have_not_passed(store: &dyn Store) {
+    let user = |i: usize| {
+        write(
+            "User",
+            &format!("p{i}"),
+            json!({"userName": format!("p{i}")}),
+        )
+    };
+    for i in 0..3 {
+        store.create(user(i)).await.unwrap();
+    }
+    let started = store.change_head().await.unwrap();
+    store.stream_start("late", started).await.unwrap();
+    for i in 3..8 {
+        store.create(user(i)).await.unwrap();
+    }
+    // On PostgreSQL, positions are given by the sequencer, which reading
+    // the head runs.
+    store.change_head().await.unwrap();
+    let keep_one = scimd_core::changelog::Retention {
+        max_age_days: 0,
+        max_entries: 1,
+    };
+    store.prune_changes(keep_one, i64::MAX).await.unwrap();
+    let left: Vec<i64> = store
+        .follow(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    let undelivered: Vec<i64> = (started + 1..=started + 5).collect();
+    assert_eq!(left, undelivered, "the stream started at {started}");
+    store.stream_forget("late").await.unwrap();
+    store.prune_changes(keep_one, i64::MAX).await.unwrap();
+    assert_eq!(store.follow(0, 100).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn pruning_spares_streams_on_postgres() {
+    let Some(url) = fresh_database("pruning").await else {
+        return;
+    };
+    pruning_spares_what_streams_have_not_passed(&PgStore::connect(&url, 2).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn pruning_spares_streams_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    pruning_spares_what_streams_have_not_passed(
+        &SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap(),
+    )
+    .await;
+}
+
 /// `sslmode=require`: TLS with the server's certificate verified (refused
 /// when its CA is not trusted), and the sessions are encrypted.
 #[tokio::test]

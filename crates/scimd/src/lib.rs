@@ -140,6 +140,13 @@ async fn start_auth(
         .map_err(|e| anyhow::anyhow!("creating the bundled SCIM client: {e}"))?
     {
         let file = config.data_dir.join(scimd_auth::BOOTSTRAP_FILE);
+        // Shown on a terminal only: a service's standard output goes to
+        // its journal, which keeps it and is read by more people.
+        let secret = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            credentials.client_secret.clone()
+        } else {
+            format!("(not shown here: in {})", file.display())
+        };
         println!(
             "\n==== scimd: bundled SCIM client created (shown once) ====\n\
              client_id:     {}\nclient_secret: {}\nscopes:        {}\n\
@@ -147,7 +154,7 @@ async fn start_auth(
              get a token:   curl -u '{}:<secret>' -d grant_type=client_credentials {base}/oauth/token\n\
              ==========================================================\n",
             credentials.client_id,
-            credentials.client_secret,
+            secret,
             credentials
                 .scopes
                 .iter()

@@ -238,6 +238,7 @@ impl PgStore {
                         .execute(
                             "DELETE FROM change_log WHERE position IS NOT NULL AND position IN (
                                SELECT position FROM change_log WHERE position <= $3 AND at < $1
+                                  AND position <= (SELECT coalesce(min(through), $3) FROM streams)
                                 ORDER BY position LIMIT $2)",
                             &[cutoff, &PRUNE_SLICE, &floor],
                         )
@@ -250,6 +251,7 @@ impl PgStore {
                                SELECT position FROM change_log
                                 WHERE position <= (SELECT position FROM change_head) - $1
                                   AND position <= $3
+                                  AND position <= (SELECT coalesce(min(through), $3) FROM streams)
                                 ORDER BY position LIMIT $2)",
                             &[&keep, &PRUNE_SLICE, &floor],
                         )

@@ -173,6 +173,7 @@ impl SqliteStore {
                     if let Some(cutoff) = &cutoff {
                         let slice =
                             "SELECT position FROM change_log WHERE at < ?1 AND position <= ?2
+                                        AND position <= (SELECT coalesce(min(through), ?2) FROM streams)
                                       ORDER BY position LIMIT ?3";
                         n += prune_slice(conn, slice, params![cutoff, floor, PRUNE_SLICE])?;
                     }
@@ -180,6 +181,7 @@ impl SqliteStore {
                         let slice = "SELECT position FROM change_log
                                       WHERE position <= (SELECT max(position) FROM change_log) - ?1
                                         AND position <= ?2
+                                        AND position <= (SELECT coalesce(min(through), ?2) FROM streams)
                                       ORDER BY position LIMIT ?3";
                         n += prune_slice(conn, slice, params![keep, floor, PRUNE_SLICE])?;
                     }
