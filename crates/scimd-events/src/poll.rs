@@ -16,6 +16,14 @@ pub const MAX_EVENTS: u64 = 1_000;
 /// How often a waiting poll looks at the log again.
 const WAIT_STEP: Duration = Duration::from_millis(100);
 
+/// Most SETs acknowledged past one that is not: a poller that keeps
+/// leaving one SET unacknowledged while it acknowledges what follows then
+/// gets only the SETs it left, nothing new, until it acknowledges them
+/// (the stream's backlog grows meanwhile, `scimd_event_stream_behind`).
+/// Without it the list of those acknowledgements, which every poll reads
+/// and saves, would grow without end.
+pub const MAX_PENDING_ACKS: usize = 2_000;
+
 /// A poll request (RFC 8936 section 2.2), parsed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PollRequest {
@@ -159,7 +167,7 @@ impl Events {
             let (entries, more) = if stream.paused {
                 (Vec::new(), false)
             } else {
-                let found = self
+                let mut found = self
                     .carried_after(
                         &stream,
                         progress.through,
@@ -167,6 +175,14 @@ impl Events {
                         usize::try_from(request.max_events).unwrap_or(usize::MAX),
                     )
                     .await?;
+                if progress.acked.len() >= MAX_PENDING_ACKS
+                    && let Some(&last) = progress.acked.last()
+                {
+                    // Only those left behind the acknowledged ones; no more
+                    // until they are acknowledged.
+                    found.entries.retain(|e| e.position < last);
+                    found.more = false;
+                }
                 (found.entries, found.more)
             };
             if !entries.is_empty() || Instant::now() >= deadline {
@@ -197,11 +213,12 @@ impl Events {
         for _ in 0..32 {
             let mut progress = self.progress(stream).await?;
             let before = progress.clone();
-            for &p in settled {
-                if p > progress.through && !progress.acked.contains(&p) {
-                    progress.acked.push(p);
-                }
-            }
+            let through = progress.through;
+            progress
+                .acked
+                .extend(settled.iter().copied().filter(|p| *p > through));
+            progress.acked.sort_unstable();
+            progress.acked.dedup();
             self.advance(stream, &mut progress).await?;
             if progress == before || self.store.stream_save(&stream.id, &progress).await? {
                 return Ok(progress);
@@ -214,17 +231,17 @@ impl Events {
     }
 
     /// Moves `through` past every entry the stream carries that is
-    /// acknowledged, up to the first that is not; past the entries it does
-    /// not carry too, so they are not read again.
+    /// acknowledged (`acked` is sorted), up to the first that is not; past
+    /// the entries it does not carry too, so they are not read again.
     async fn advance(
         &self,
         stream: &StreamSpec,
         progress: &mut StreamProgress,
     ) -> Result<(), EventError> {
-        progress.acked.sort_unstable();
         'pages: loop {
+            let page = (progress.acked.len() + 1).min(crate::sets::LOG_PAGE as usize);
             let found = self
-                .carried_after(stream, progress.through, &[], progress.acked.len() + 1)
+                .carried_after(stream, progress.through, &[], page)
                 .await?;
             for e in &found.entries {
                 if progress.acked.binary_search(&e.position).is_err() {

@@ -57,8 +57,8 @@ impl Events {
     }
 
     /// The next entries after `after` that `stream` carries, at most
-    /// `limit`, skipping the positions in `skip`. Reads the log a page at a
-    /// time, whatever it holds between.
+    /// `limit`, skipping the positions in `skip` (sorted). Reads the log a
+    /// page at a time, whatever it holds between.
     pub(crate) async fn carried_after(
         &self,
         stream: &StreamSpec,
@@ -80,7 +80,7 @@ impl Events {
             size = size.saturating_mul(2).min(LOG_PAGE);
             for entry in page {
                 cursor = entry.position;
-                if stream.carries(&entry) && !skip.contains(&entry.position) {
+                if stream.carries(&entry) && skip.binary_search(&entry.position).is_err() {
                     if found.len() == limit {
                         return Ok(Carried {
                             entries: found,

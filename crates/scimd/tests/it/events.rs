@@ -193,6 +193,65 @@ async fn a_poll_stream_delivers_signed_sets_until_acknowledged() {
     s.stop().await;
 }
 
+/// A poller that leaves one SET unacknowledged while it acknowledges what
+/// follows gets, once `MAX_PENDING_ACKS` of those wait, only the SET it left
+/// (what the stream keeps for it stays bounded), and everything after it
+/// once it acknowledges it.
+#[tokio::test]
+async fn a_poller_that_leaves_a_set_behind_gets_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (stream, poller) = poll_stream(&s, dir.path(), &["--resource-types", "User"]).await;
+    let url = stream["pollUrl"].as_str().unwrap().to_string();
+    let pending = scimd_events::poll::MAX_PENDING_ACKS;
+    let users = pending + 1_500;
+    for start in (0..users).step_by(1_000) {
+        let operations: Vec<Value> = (start..users.min(start + 1_000))
+            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(&format!("left{i}"))}))
+            .collect();
+        let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": operations});
+        let (st, _, answer) = s.call(Method::POST, "/Bulk", Some(bulk)).await;
+        assert_eq!(st, StatusCode::OK, "{answer}");
+    }
+    let position = |jti: &str| jti.rsplit('.').next().unwrap().parse::<i64>().unwrap();
+    let mut left: Option<String> = None;
+    let mut ack: Vec<String> = Vec::new();
+    let mut handed = 0;
+    let alone = loop {
+        let (st, answer) = poll(
+            &poller,
+            &url,
+            json!({"ack": ack, "returnImmediately": true, "maxEvents": 1000}),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{answer}");
+        let mut jtis: Vec<String> = answer["sets"].as_object().unwrap().keys().cloned().collect();
+        jtis.sort_by_key(|j| position(j));
+        let first = left.get_or_insert_with(|| jtis[0].clone()).clone();
+        assert_eq!(jtis[0], first, "the SET left behind comes first");
+        if jtis.len() == 1 {
+            break answer;
+        }
+        handed += jtis.len() - 1;
+        assert!(handed < pending + 1_000, "{handed} handed out past the SET left behind");
+        ack = jtis[1..].to_vec();
+    };
+    assert_eq!(alone["moreAvailable"], false, "{alone}");
+    assert!(handed >= pending, "only {handed} handed out past the SET left behind");
+    // Acknowledged at last: the rest follows.
+    let first = left.unwrap();
+    let (_, rest) = poll(
+        &poller,
+        &url,
+        json!({"ack": [first], "returnImmediately": true, "maxEvents": 1000}),
+    )
+    .await;
+    let sets = rest["sets"].as_object().unwrap();
+    assert_eq!(sets.len(), (users - 1 - handed).min(1000), "{}", sets.len());
+    assert!(!sets.contains_key(&first));
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn bad_poll_requests_and_bad_streams_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
