@@ -53,6 +53,13 @@ const SUPERVISE: Duration = Duration::from_secs(1);
 /// The refusals a stream keeps for `scimd stream show`.
 const KEPT_REJECTIONS: usize = 20;
 
+/// The longest `err` or `description` of a refusal kept, in characters.
+const KEPT_TEXT: usize = 500;
+
+/// The most of a refusal's body read (RFC 8935's `{"err", "description"}`
+/// is a few hundred bytes); the rest is not waited for.
+const REFUSAL_BODY: usize = 64 * 1024;
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -236,6 +243,13 @@ impl Events {
             // processing showed in the delivery profile).
             let target = reqwest::Url::parse(url);
             for entry in &found.entries {
+                // Checked before each request: one may take the whole push
+                // timeout, which half a lease outlasts, and the scan and
+                // signing before the first one take time too.
+                if lease.half_gone() {
+                    all = false;
+                    break; // renew the lease before going on
+                }
                 let outcome = match (self.sign(&stream, entry, url).await?, &target) {
                     (Some(set), Ok(target)) => self.post(target, set).await,
                     (Some(_), Err(e)) => Outcome::Failed(format!("the push URL: {e}")),
@@ -262,10 +276,6 @@ impl Events {
                         all = false;
                         break;
                     }
-                }
-                if lease.half_gone() {
-                    all = false;
-                    break; // renew the lease before going on
                 }
             }
             delivered(&mut next, accepted);
@@ -333,7 +343,8 @@ impl Events {
             return Outcome::Accepted;
         }
         if status.as_u16() == 400 {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let body: Value =
+                serde_json::from_slice(&head_of(response).await).unwrap_or(Value::Null);
             if let Some(err) = body.get("err").and_then(Value::as_str) {
                 return Outcome::Refused {
                     err: err.to_string(),
@@ -366,6 +377,19 @@ impl Events {
         push.save(progress);
         backoff(attempts, self.settings.max_backoff)
     }
+}
+
+/// The start of `response`'s body, at most [`REFUSAL_BODY`] bytes.
+async fn head_of(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > REFUSAL_BODY {
+            body.truncate(REFUSAL_BODY);
+            break;
+        }
+    }
+    body
 }
 
 /// Exponential from 250 ms, capped, with full jitter on its upper half.
@@ -424,10 +448,16 @@ fn delivered(progress: &mut StreamProgress, count: u64) {
     push.save(progress);
 }
 
+/// A SET the receiver refused: recorded (the latest few, their texts cut
+/// short), and an answer, so the failures before it are over.
 fn rejected(progress: &mut StreamProgress, jti: &str, err: &str, description: &str) {
     let mut push = PushState::of(progress);
-    push.rejected
-        .push(json!({"jti": jti, "err": err, "description": description, "at": now_ms()}));
+    let cut = |text: &str| text.chars().take(KEPT_TEXT).collect::<String>();
+    push.rejected.push(
+        json!({"jti": jti, "err": cut(err), "description": cut(description), "at": now_ms()}),
+    );
+    push.attempts = 0;
+    push.failing_since = None;
     if push.rejected.len() > KEPT_REJECTIONS {
         let extra = push.rejected.len() - KEPT_REJECTIONS;
         push.rejected.drain(..extra);

@@ -359,7 +359,8 @@ impl Receiver {
                         g.lock().unwrap().push(body);
                         return (
                             code,
-                            json!({"err": "invalid_key", "description": "not today"}).to_string(),
+                            json!({"err": "invalid_key", "description": "not today ".repeat(100)})
+                                .to_string(),
                         );
                     }
                     (code, String::new())
@@ -477,6 +478,10 @@ async fn a_push_stream_delivers_every_change_in_order_and_records_refusals() {
     assert_eq!(receiver.count(), 42, "the refused SET was sent again");
     let shown = scimd_cli(dir.path(), &["stream", "show", "mirror"]).await;
     assert_eq!(shown["push"]["rejected"][0]["err"], "invalid_key", "{shown}");
+    // The receiver's text is kept cut short.
+    let description = shown["push"]["rejected"][0]["description"].as_str().unwrap();
+    assert_eq!(description.chars().count(), 500, "{description}");
+    assert!(description.starts_with("not today not today"));
     assert_eq!(shown["push"]["delivered"], 41, "{shown}");
 
     let sets = receiver.got.lock().unwrap().clone();
