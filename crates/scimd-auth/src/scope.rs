@@ -47,6 +47,33 @@ pub fn family(endpoint: &str) -> String {
     }
 }
 
+/// Why the resource `endpoints` cannot each be guarded by scopes of their
+/// own, if they cannot: two share a family (`/Fido` and `/FidoDevices` are
+/// both `fido`), or one's `<family>.read` is an operational scope (`/Audit`
+/// would be guarded by `audit.read`, the audit trail's scope, which the
+/// bundled client would then get).
+pub fn family_clash<'a>(endpoints: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let bare = Scopes::new("");
+    let operational = bare.operational();
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for endpoint in endpoints {
+        let f = family(endpoint);
+        let endpoint = endpoint.trim_start_matches('/');
+        if operational.contains(&bare.read(&f)) {
+            return Some(format!(
+                "the endpoint /{endpoint} would be guarded by {}, an operational scope",
+                bare.read(&f)
+            ));
+        }
+        if let Some(other) = seen.insert(f.clone(), endpoint) {
+            return Some(format!(
+                "the endpoints /{other} and /{endpoint} would share the scopes {f}.read and {f}.write"
+            ));
+        }
+    }
+    None
+}
+
 /// Scope names under one prefix.
 #[derive(Debug, Clone)]
 pub struct Scopes {

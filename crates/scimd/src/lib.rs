@@ -76,7 +76,7 @@ pub fn scope_endpoints(registry: &Registry) -> Vec<String> {
         .iter()
         .map(|rt| rt.endpoint().to_string())
         .collect();
-    for fido in ["/FidoDevices", "/Fido2Devices"] {
+    for fido in ["FidoDevices", "Fido2Devices"] {
         if !endpoints.iter().any(|e| e.eq_ignore_ascii_case(fido)) {
             endpoints.push(fido.to_string());
         }
@@ -252,8 +252,13 @@ pub fn load_registry(config: &Config) -> anyhow::Result<Registry> {
             .with_context(|| format!("reading schema file {}", file.display()))?;
         documents.push((file.display().to_string(), text));
     }
-    Registry::with_custom(&documents)
-        .map_err(|e| anyhow::anyhow!("invalid schema configuration in {}: {e}", dir.display()))
+    let registry = Registry::with_custom(&documents)
+        .map_err(|e| anyhow::anyhow!("invalid schema configuration in {}: {e}", dir.display()))?;
+    let endpoints = scope_endpoints(&registry);
+    if let Some(why) = scimd_auth::scope::family_clash(endpoints.iter().map(String::as_str)) {
+        anyhow::bail!("invalid schema configuration in {}: {why}", dir.display());
+    }
+    Ok(registry)
 }
 
 /// `scimd export`: the store `config` names, as NDJSON to `path` (`-` is

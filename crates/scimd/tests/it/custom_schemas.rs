@@ -239,6 +239,18 @@ async fn invalid_schema_files_stop_startup_naming_the_file() {
     .await;
     assert!(msg.contains("ext.json") && msg.contains("urn:x:Missing"), "{msg}");
 
+    // An endpoint whose scopes would be another's, or an operational one.
+    let printer = json!([{"id": "urn:x:Printer", "name": "Printer",
+                          "attributes": [{"name": "name", "type": "string"}]}]);
+    let at = |endpoint: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+               "id": "Printer", "name": "Printer", "endpoint": endpoint, "schema": "urn:x:Printer"})
+    };
+    let msg = start_error(&[("p.json", printer.clone()), ("t.json", at("/Audit"))]).await;
+    assert!(msg.contains("/Audit") && msg.contains("audit.read"), "{msg}");
+    let msg = start_error(&[("p.json", printer), ("t.json", at("/Fido"))]).await;
+    assert!(msg.contains("/Fido") && msg.contains("fido.read"), "{msg}");
+
     let dir = tempfile::tempdir().unwrap();
     let schemas = tempfile::tempdir().unwrap();
     std::fs::write(schemas.path().join("garbage.json"), "{ not json").unwrap();
