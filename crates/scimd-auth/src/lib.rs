@@ -294,7 +294,13 @@ impl Auth {
         endpoint: Option<&str>,
         authorization: Option<&str>,
     ) -> Result<Option<Arc<Grant>>, Denied> {
-        if self.bypass() || (need == Need::Discovery && self.config.public_discovery) {
+        // BYPASS opens the SCIM routes, not the server's own records: the
+        // metrics and the audit trail (every client and address) still
+        // need their scopes.
+        let operational = matches!(need, Need::MetricsRead | Need::AuditRead);
+        if (self.bypass() && !operational)
+            || (need == Need::Discovery && self.config.public_discovery)
+        {
             return Ok(None);
         }
         let token = authorization

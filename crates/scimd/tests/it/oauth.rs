@@ -634,6 +634,11 @@ async fn replicas_share_tokens_and_the_protection_switch() {
     until_every(&[&a, &b], StatusCode::OK, "bypass").await;
     let (_, _, spc) = send(&a, Method::GET, "/ServiceProviderConfig", None, None).await;
     assert_eq!(spc["authenticationSchemes"][0]["name"], "BYPASS");
+    // Not the server's own records: the audit trail and the metrics.
+    for path in ["/admin/v1/audit", "/metrics"] {
+        let r = a.anonymous.get(format!("{}{path}", a.root)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path} in BYPASS");
+    }
     scim_bin(&["protection", "set", "oauth"], dir.path()).await;
     until_every(&[&a, &b], StatusCode::UNAUTHORIZED, "oauth").await;
     let (_, _, spc) = send(&a, Method::GET, "/ServiceProviderConfig", None, None).await;
