@@ -43,8 +43,30 @@ pub struct External {
     http: reqwest::Client,
     jwks: RwLock<Option<JwkSet>>,
     last_fetch: std::sync::Mutex<Option<Instant>>,
-    introspected: RwLock<HashMap<String, Arc<Grant>>>,
+    /// Introspection answers by token: a grant kept until its `exp`, at
+    /// most [`KEEP_ACTIVE`] (so that a token revoked at the issuer stops
+    /// working soon), or a refusal kept [`KEEP_REFUSED`] (so that a stream
+    /// of the same wrong token does not become a stream of calls to the
+    /// issuer).
+    introspected: RwLock<HashMap<String, Introspected>>,
+    /// Introspection calls in flight at most; more wait their turn.
+    calls: tokio::sync::Semaphore,
 }
+
+#[derive(Clone)]
+enum Introspected {
+    Active { grant: Arc<Grant>, until: u64 },
+    Refused { error: TokenError, until: u64 },
+}
+
+/// How long an active introspection answer is used, at most, in seconds.
+const KEEP_ACTIVE: u64 = 60;
+/// How long a refusal (inactive, another issuer or audience) is used.
+const KEEP_REFUSED: u64 = 30;
+/// Kept answers beyond which the expired ones are dropped.
+const KEPT_ANSWERS: usize = 100_000;
+/// Introspection calls in flight at once.
+const CALLS_AT_ONCE: usize = 32;
 
 /// Claims read from an external token or an introspection answer; names
 /// vary between servers, so several spellings are accepted.
@@ -115,6 +137,7 @@ impl External {
             jwks: RwLock::new(None),
             last_fetch: std::sync::Mutex::new(None),
             introspected: RwLock::new(HashMap::new()),
+            calls: tokio::sync::Semaphore::new(CALLS_AT_ONCE),
         }
     }
 
@@ -235,17 +258,63 @@ impl External {
         client_secret: &str,
     ) -> Result<Arc<Grant>, TokenError> {
         let now = unix_now();
-        if let Some(grant) = self
+        let kept = self
             .introspected
             .read()
             .ok()
-            .and_then(|c| c.get(token).cloned())
-        {
-            if grant.expires <= now {
-                return Err(TokenError::Expired);
+            .and_then(|c| c.get(token).cloned());
+        match kept {
+            Some(Introspected::Active { grant, until }) if until > now => {
+                return if grant.expires <= now {
+                    Err(TokenError::Expired)
+                } else {
+                    Ok(grant)
+                };
             }
-            return Ok(grant);
+            Some(Introspected::Refused { error, until }) if until > now => return Err(error),
+            _ => {}
         }
+        let answer = {
+            let _turn = self
+                .calls
+                .acquire()
+                .await
+                .map_err(|_| TokenError::Inactive)?;
+            self.ask(token, url, client_id, client_secret).await?
+        };
+        let outcome = answer.and_then(|claims| self.accepted(claims, now));
+        let kept = match &outcome {
+            Ok(grant) => Introspected::Active {
+                grant: grant.clone(),
+                until: grant.expires.min(now + KEEP_ACTIVE),
+            },
+            Err(error) => Introspected::Refused {
+                error: error.clone(),
+                until: now + KEEP_REFUSED,
+            },
+        };
+        if let Ok(mut cache) = self.introspected.write() {
+            if cache.len() > KEPT_ANSWERS {
+                cache.retain(|_, k| match k {
+                    Introspected::Active { until, .. } | Introspected::Refused { until, .. } => {
+                        *until > now
+                    }
+                });
+            }
+            cache.insert(token.to_string(), kept);
+        }
+        outcome
+    }
+
+    /// The issuer's answer about `token`: `Err` when there is none (the
+    /// issuer out of reach: not kept), `Ok(Err)` when it is inactive.
+    async fn ask(
+        &self,
+        token: &str,
+        url: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Result<ExternalClaims, TokenError>, TokenError> {
         let claims: ExternalClaims = self
             .http
             .post(url)
@@ -262,8 +331,14 @@ impl External {
             .await
             .map_err(|_| TokenError::Inactive)?;
         if claims.active != Some(true) {
-            return Err(TokenError::Inactive);
+            return Ok(Err(TokenError::Inactive));
         }
+        Ok(Ok(claims))
+    }
+
+    /// The grant of an active introspection answer, if this server takes
+    /// it (its issuer and audience).
+    fn accepted(&self, claims: ExternalClaims, now: u64) -> Result<Arc<Grant>, TokenError> {
         if let Some(iss) = &claims.iss
             && iss != &self.config.issuer
         {
@@ -282,12 +357,6 @@ impl External {
         let grant = Arc::new(claims.grant());
         if grant.expires <= now {
             return Err(TokenError::Expired);
-        }
-        if let Ok(mut cache) = self.introspected.write() {
-            if cache.len() > 100_000 {
-                cache.retain(|_, g| g.expires > now);
-            }
-            cache.insert(token.to_string(), grant.clone());
         }
         Ok(grant)
     }

@@ -854,6 +854,61 @@ async fn external_authorization_server() {
     issuer.stop().await;
 }
 
+/// Introspection answers are kept, both ways: the same refused token sent
+/// again, or the same accepted one, costs the issuer no second call. (The
+/// issuer is a small RFC 7662 endpoint here, counting the calls it gets.)
+#[tokio::test]
+async fn introspection_answers_are_kept_both_ways() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let (counted, iss) = (calls.clone(), issuer.clone());
+    let introspect = axum::routing::post(move |form: String| {
+        let (counted, iss) = (counted.clone(), iss.clone());
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let exp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3600;
+            axum::Json(if form.contains("token=good") {
+                json!({"active": true, "iss": iss, "scope": format!("{PREFIX}users.read"),
+                       "client_id": "idp-client", "exp": exp})
+            } else {
+                json!({"active": false})
+            })
+        }
+    });
+    let app = axum::Router::new().route("/introspect", introspect);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(dir.path(), |c| {
+        c.auth.external = Some(scimd::ExternalOptions {
+            issuer: issuer.clone(),
+            audience: None,
+            jwks_url: None,
+            introspection_url: Some(format!("{issuer}/introspect")),
+            client_id: Some("scimd".into()),
+            client_secret: Some("secret".to_string().into()),
+        });
+    })
+    .await;
+    for _ in 0..3 {
+        let (st, h, v) = send(&s, Method::GET, "/Users", Some("junk"), None).await;
+        assert_invalid_token(st, &h, &v);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a refused token was asked about again");
+    for _ in 0..3 {
+        let (st, _, v) = send(&s, Method::GET, "/Users", Some("good"), None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "an accepted token was asked about again");
+    s.stop().await;
+}
+
 async fn s_call(s: &Server) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     s.call(Method::GET, "/Users", None).await
 }
