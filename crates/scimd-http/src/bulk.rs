@@ -35,7 +35,7 @@ pub async fn bulk(State(state): State<AppState>, request: Request) -> Result<Res
     let auth = state.auth.clone();
     // Every Bulk operation is a write: it needs its type's write scope,
     // refused for that operation only.
-    let outcomes = run(&state.service, parsed, |rt| {
+    let outcomes = run(&state.service, parsed, move |rt| {
         match auth.allows(grant.as_deref(), Need::Write, Some(rt.endpoint())) {
             Ok(()) => Ok(()),
             Err(Denied::Insufficient(scope)) => Err(ScimError::Forbidden(format!(

@@ -269,11 +269,32 @@ pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::
     let mut out: Box<dyn Write + Send> = if path == Path::new("-") {
         Box::new(BufWriter::new(std::io::stdout()))
     } else {
-        Box::new(BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        ))
+        Box::new(BufWriter::new(private_file(path)?))
     };
     transfer::export(&*store, &registry, &mut out, progress).await
+}
+
+/// `path` created (or emptied) for the owner alone: an export holds the
+/// store's private signing keys and its clients' secret hashes.
+fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // A file that existed keeps its mode through `open`.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", path.display()))?;
+    }
+    Ok(file)
 }
 
 /// `scimd import`: an export read from `path` (`-` is standard input) into

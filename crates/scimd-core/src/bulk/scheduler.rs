@@ -51,13 +51,26 @@ struct Slot {
 pub async fn run(
     service: &Arc<ResourceService>,
     request: BulkRequest,
-    authorize: impl Fn(&ResourceTypeDef) -> ScimResult<()>,
+    authorize: impl Fn(&ResourceTypeDef) -> ScimResult<()> + Send + Sync + 'static,
 ) -> Vec<BulkOutcome> {
-    let mut scheduler = Scheduler::new(service, request, authorize);
-    scheduler.run_operations().await;
-    scheduler.fail_unfinished_fixups();
-    scheduler.undo_creates().await;
-    scheduler.outcomes()
+    // A task of its own, acting for the request: a caller that goes away
+    // (a client that gave up waiting) does not stop it half-way, before
+    // the creates a cycle left without their references are completed or
+    // undone.
+    let service = Arc::clone(service);
+    let work = Actor::carried(async move {
+        let mut scheduler = Scheduler::new(&service, request, authorize);
+        scheduler.run_operations().await;
+        scheduler.fail_unfinished_fixups();
+        scheduler.undo_creates().await;
+        scheduler.outcomes()
+    });
+    match tokio::spawn(work).await {
+        Ok(outcomes) => outcomes,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime shuts down.
+        Err(_) => Vec::new(),
+    }
 }
 
 /// One run of a BulkRequest: its operations, what their bulkIds stand for,

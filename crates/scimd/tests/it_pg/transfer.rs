@@ -162,6 +162,13 @@ async fn sqlite_to_postgres_to_sqlite_is_lossless() {
         11
     );
 
+    {
+        // It holds private signing keys and secret hashes.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the export's mode");
+    }
+
     let pg_dir = tempfile::tempdir().unwrap();
     let pg = scimd::Config {
         database_url: database_url(pg_dir.path()).await.map(Into::into),
