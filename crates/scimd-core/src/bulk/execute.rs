@@ -63,12 +63,16 @@ pub(super) async fn execute(
         )),
         BulkMethod::Patch => {
             let ops = crate::patch::parse_request(&data)?;
-            let minimal = Projection::parse(&rt, Some("id"), None)?;
+            // Enough of the resource for its ETag: `meta` and, where they
+            // join the tag, the computed groups.
+            let shown = if rt.has_computed_groups() {
+                Projection::parse(&rt, Some("meta,groups"), None)?
+            } else {
+                Projection::parse(&rt, Some("meta"), None)?
+            };
             Ok(done_from(
                 200,
-                &service
-                    .patch(&rt, &id, &ops, precondition, &minimal)
-                    .await?,
+                &service.patch(&rt, &id, &ops, precondition, &shown).await?,
             ))
         }
         BulkMethod::Delete => {

@@ -177,6 +177,15 @@ async fn versions_locations_and_deletes() {
         .await;
     let id = u["id"].as_str().unwrap();
     let etag = h["etag"].to_str().unwrap().to_string();
+    // A member of a group: its ETag carries the computed groups' digest.
+    let (st, _, g) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "vg", "members": [{"value": id}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
     let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                        "Operations": [{"op": "replace", "path": "displayName", "value": "V"}]});
     let (st, _, v) = s
@@ -201,6 +210,9 @@ async fn versions_locations_and_deletes() {
     // The DELETE ran after the PATCH (same path, request order): its
     // version no longer matches.
     assert_eq!(ops[2]["status"], "412", "{v}");
+    // The PATCH's version is the user's ETag, groups' digest included.
+    let (_, h, _) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
+    assert_eq!(ops[1]["version"], h["etag"].to_str().unwrap(), "{v}");
     let (st, _, v) = s
         .call(
             Method::POST,
