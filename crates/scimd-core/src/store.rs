@@ -278,7 +278,7 @@ pub enum ModifyError {
 /// Persistence of SCIM resources, by role: each caller takes the narrowest
 /// trait that serves it (the SCIM service [`ResourceStore`] and
 /// [`MembershipStore`], authentication [`RecordStore`], `scimd import`
-/// [`RestoreStore`]). No method has a default: every store answers each one
+/// [`RestoreStore`], `scimd export` [`ExportStore`]). No method has a default: every store answers each one
 /// itself, in as few round trips as its engine allows (a page of users and
 /// their groups is never one query per user). Every method is atomic; writes
 /// are durable when they return `Ok`.
@@ -288,6 +288,7 @@ pub trait Store:
     + MembershipStore
     + RecordStore
     + RestoreStore
+    + ExportStore
     + ChangeLogStore
     + StreamStore
     + 'static
@@ -514,6 +515,29 @@ pub trait StreamStore: Send + Sync {
         now_ms: i64,
         until_ms: i64,
     ) -> Result<bool, StoreError>;
+}
+
+/// Reads of `scimd export`: the store at one moment.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// The store as it is now, kept until the snapshot is dropped: its
+    /// reads agree with each other whatever commits meanwhile (a group's
+    /// members are among its resources, so that the export imports).
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError>;
+}
+
+/// A read-only view of a store at one moment (an open read transaction).
+#[async_trait]
+pub trait Snapshot: Send {
+    /// How many resources of each type the store holds, by type name.
+    async fn type_counts(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// The resources a query matches, without their total (a cursor walk
+    /// never needs it).
+    async fn page(&mut self, query: &Query) -> Result<Vec<StoredResource>, StoreError>;
+
+    /// Every record of `kind`, ordered by id.
+    async fn records(&mut self, kind: &str) -> Result<Vec<Record>, StoreError>;
 }
 
 /// Writes of `scimd import`, which keep what another store had.

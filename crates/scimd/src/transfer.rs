@@ -4,8 +4,7 @@
 //! page at a time and written a batch at a time.
 //!
 //! The stream, one JSON object per line:
-//! 1. `{"scimd_export": 2, "resources": N}` (N, counted before the export
-//!    reads, sizes the progress bar);
+//! 1. `{"scimd_export": 2, "resources": N}` (N sizes the progress bar);
 //! 2. `{"resource": {"resourceType", "id", "version", "created", "modified", "data"}}`
 //!    for every resource, in insertion order (which the import keeps);
 //! 3. `{"members": {"resourceType", "id", "members": [{"value", "type", "display"}]}}`
@@ -16,6 +15,10 @@
 //!    refuses a stream without it (a cut file, a broken pipe). Format 1
 //!    exports, written before this line existed, are read without it but
 //!    must hold the resources their header announces.
+//!
+//! The export reads one snapshot of the store ([`ExportStore`]): a server
+//! may go on writing while it runs, and the file is the store at the moment
+//! the export began.
 //!
 //! An import that fails half-way leaves what it wrote; it says so, and the
 //! store must be emptied before the next attempt (import only fills an
@@ -28,7 +31,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use scimd_core::changelog::{Change, Op, created_paths};
 use scimd_core::query::{Paging, Query};
 use scimd_core::schema::Registry;
-use scimd_core::store::{Member, Record, ResourceWrite, RestoredResource, Store};
+use scimd_core::store::{
+    ExportStore, Member, Record, ResourceWrite, RestoredResource, Snapshot, Store,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -134,15 +139,17 @@ fn write_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()
     Ok(())
 }
 
-/// Writes the whole store to `out`; returns the number of resources.
+/// Writes the whole store to `out`, as it was when the export began (one
+/// snapshot: writes made meanwhile are not in it, and every member is
+/// among the resources); returns the number of resources.
 pub async fn export(
-    store: &dyn Store,
+    store: &dyn ExportStore,
     registry: &Registry,
     out: &mut impl Write,
     progress: bool,
 ) -> anyhow::Result<u64> {
-    let types = all_types(registry);
-    let total = count(store, types.clone()).await?;
+    let mut snapshot = store.snapshot().await?;
+    let total = exported_total(&mut *snapshot, registry).await?;
     write_line(
         out,
         &Header {
@@ -151,12 +158,61 @@ pub async fn export(
         },
     )?;
     let bar = bar(progress, total, "exporting");
+    let resources = export_resources(&mut *snapshot, registry, out, &bar).await?;
+    let mut lines = resources;
+    lines += export_members(&mut *snapshot, registry, out).await?;
+    for kind in RECORD_KINDS {
+        for record in snapshot.records(kind).await? {
+            write_line(
+                out,
+                &Line::Record(RecordLine {
+                    kind: kind.to_string(),
+                    id: record.id,
+                    data: record.data,
+                }),
+            )?;
+            lines += 1;
+        }
+    }
+    write_line(out, &Line::End(EndLine { lines }))?;
+    out.flush()?;
+    bar.finish();
+    Ok(resources)
+}
+
+/// The number of resources to export; an error if the store holds types
+/// `registry` does not define (a configuration without the schemas
+/// directory that defined them), which the export would leave out.
+async fn exported_total(snapshot: &mut dyn Snapshot, registry: &Registry) -> anyhow::Result<u64> {
+    let counts = snapshot.type_counts().await?;
+    let unknown: Vec<String> = counts
+        .iter()
+        .filter(|(rtype, _)| registry.by_name(rtype).is_none())
+        .map(|(rtype, n)| format!("{n} of type {rtype}"))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "the store holds resources of types this configuration does not define ({}): \
+             export with the configuration (schemas directory) the server runs with",
+            unknown.join(", ")
+        );
+    }
+    Ok(counts.iter().map(|(_, n)| n).sum())
+}
+
+/// The resource lines, in insertion order; returns how many were written.
+async fn export_resources(
+    snapshot: &mut dyn Snapshot,
+    registry: &Registry,
+    out: &mut impl Write,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let types = all_types(registry);
     let mut written = 0;
-    let mut lines = 0;
     let mut after = None;
     loop {
-        let page = store
-            .query(Query {
+        let page = snapshot
+            .page(&Query {
                 resource_types: types.clone(),
                 filter: None,
                 sort: None,
@@ -164,11 +220,11 @@ pub async fn export(
                 with_members: false,
             })
             .await?;
-        let Some(last) = page.items.last() else {
-            break;
+        let Some(last) = page.last() else {
+            return Ok(written);
         };
         after = Some(last.position);
-        for r in page.items {
+        for r in page {
             write_line(
                 out,
                 &Line::Resource(ResourceLine {
@@ -180,21 +236,29 @@ pub async fn export(
                     data: r.data,
                 }),
             )?;
-            lines += 1;
             written += 1;
             bar.inc(1);
         }
     }
+}
+
+/// A line per group with members; returns how many were written.
+async fn export_members(
+    snapshot: &mut dyn Snapshot,
+    registry: &Registry,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
     let group_types: Vec<String> = registry
         .resource_types()
         .iter()
         .filter(|rt| rt.has_members())
         .map(|rt| rt.name().to_string())
         .collect();
+    let mut written = 0;
     let mut after = None;
     while !group_types.is_empty() {
-        let page = store
-            .query(Query {
+        let page = snapshot
+            .page(&Query {
                 resource_types: group_types.clone(),
                 filter: None,
                 sort: None,
@@ -205,11 +269,11 @@ pub async fn export(
                 with_members: true,
             })
             .await?;
-        let Some(last) = page.items.last() else {
+        let Some(last) = page.last() else {
             break;
         };
         after = Some(last.position);
-        for g in page.items {
+        for g in page {
             let members = g.members.unwrap_or_default();
             if members.is_empty() {
                 continue;
@@ -229,25 +293,9 @@ pub async fn export(
                         .collect(),
                 }),
             )?;
-            lines += 1;
+            written += 1;
         }
     }
-    for kind in RECORD_KINDS {
-        for record in store.record_list(kind).await? {
-            write_line(
-                out,
-                &Line::Record(RecordLine {
-                    kind: kind.to_string(),
-                    id: record.id,
-                    data: record.data,
-                }),
-            )?;
-            lines += 1;
-        }
-    }
-    write_line(out, &Line::End(EndLine { lines }))?;
-    out.flush()?;
-    bar.finish();
     Ok(written)
 }
 

@@ -31,6 +31,7 @@
 //! - [`reads`]: point reads, list pages in one snapshot (`ReadSnapshot`),
 //!   members, computed groups ([`crate::nesting`] has the recursive statement);
 //! - [`restore`]: `scimd import`'s pipelined inserts;
+//! - [`snapshot`]: `scimd export`'s reads, in one REPEATABLE READ transaction;
 //! - [`records`]: operational records;
 //! - [`change_log`]: the change log's append CTE, its reads and pruning, and
 //!   the sequencer that numbers committed entries in commit order;
@@ -53,6 +54,7 @@ mod recent;
 mod records;
 mod restore;
 mod retry;
+mod snapshot;
 mod statistics;
 mod streams;
 mod writes;
@@ -65,9 +67,10 @@ use deadpool_postgres::Pool;
 use scimd_core::changelog::{AuditQuery, Change, Entry, Retention};
 use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
-    ChangeLogStore, GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified,
-    ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore,
-    RestoredResource, Store, StoreError, StoredResource, StoredRow, StreamProgress, StreamStore,
+    ChangeLogStore, ExportStore, GroupMembership, Member, MemberChange, MembershipStore,
+    Modification, Modified, ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite,
+    RestoreStore, RestoredResource, Snapshot, Store, StoreError, StoredResource, StoredRow,
+    StreamProgress, StreamStore,
 };
 use tokio_postgres::types::ToSql;
 
@@ -233,6 +236,13 @@ impl MembershipStore for PgStore {
         member_ids: &[String],
     ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
         self.groups_of_members(member_ids).await
+    }
+}
+
+#[async_trait]
+impl ExportStore for PgStore {
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        self.take_snapshot().await
     }
 }
 

@@ -165,7 +165,7 @@ pub(super) fn to_stored(row: &Row) -> Result<StoredResource, Fail> {
 }
 
 /// Members of several groups at once: `(group_seq, member)` in member order.
-const MEMBERS_OF: &str = "SELECT m.group_seq, r.id, r.rtype,
+pub(super) const MEMBERS_OF: &str = "SELECT m.group_seq, r.id, r.rtype,
         COALESCE(m.display, r.data::json ->> 'displayName', r.data::json ->> 'userName')
    FROM members m JOIN resources r ON r.seq = m.member_seq
   WHERE m.group_seq = ANY($1::int8[]) ORDER BY m.group_seq, m.member_seq";
@@ -182,7 +182,7 @@ fn row_to_member(row: &Row) -> Result<(i64, Member), Fail> {
 }
 
 /// Gives each of `items` its members from `rows` of [`MEMBERS_OF`].
-fn attach_members(items: &mut [StoredResource], rows: &[Row]) -> Result<(), Fail> {
+pub(super) fn attach_members(items: &mut [StoredResource], rows: &[Row]) -> Result<(), Fail> {
     let mut by_group: HashMap<i64, Vec<Member>> = HashMap::new();
     for row in rows {
         let (group, member) = row_to_member(row)?;

@@ -32,22 +32,7 @@ impl PgStore {
     }
 
     pub(super) async fn list_records(&self, kind: &str) -> Result<Vec<Record>, StoreError> {
-        with_client!(self, |client| {
-            let rows = client
-                .query(
-                    "SELECT id, data FROM records WHERE kind = $1 ORDER BY id COLLATE \"C\"",
-                    &[&kind],
-                )
-                .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push(Record {
-                    id: row.try_get(0)?,
-                    data: parse_record(&row.try_get::<_, String>(1)?)?,
-                });
-            }
-            out
-        })
+        with_client!(self, |client| { records_in(&**client, kind).await? })
     }
 
     pub(super) async fn insert_record(
@@ -110,6 +95,27 @@ impl PgStore {
             deleted
         })
     }
+}
+
+/// Every record of `kind`, ordered by id (bytewise, as SQLite does).
+pub(super) async fn records_in(
+    client: &impl tokio_postgres::GenericClient,
+    kind: &str,
+) -> Result<Vec<Record>, Fail> {
+    let rows = client
+        .query(
+            "SELECT id, data FROM records WHERE kind = $1 ORDER BY id COLLATE \"C\"",
+            &[&kind],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(Record {
+            id: row.try_get(0)?,
+            data: parse_record(&row.try_get::<_, String>(1)?)?,
+        });
+    }
+    Ok(out)
 }
 
 fn parse_record(data: &str) -> Result<serde_json::Value, Fail> {

@@ -7,6 +7,7 @@
 //! - [`side_tables`]: the index rows, unique values and member rows written with a resource;
 //! - [`reads`]: point reads, list queries, members, computed groups;
 //! - [`restore`]: `scimd import`'s bulk inserts;
+//! - [`snapshot`]: `scimd export`'s reads, in one read transaction;
 //! - [`records`]: operational records;
 //! - [`change_log`]: the change log's reads and pruning (appended by every write);
 //! - [`migrations`]: the schema, versioned by `PRAGMA user_version`.
@@ -20,6 +21,7 @@ mod reads;
 mod records;
 mod restore;
 mod side_tables;
+mod snapshot;
 mod streams;
 mod writer;
 mod writes;
@@ -34,9 +36,10 @@ use rusqlite::{Connection, OpenFlags};
 use scimd_core::changelog::{AuditQuery, Change, Entry, Retention};
 use scimd_core::query::{Cond, Query};
 use scimd_core::store::{
-    ChangeLogStore, GroupMembership, Member, MemberChange, MembershipStore, Modification, Modified,
-    ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite, RestoreStore,
-    RestoredResource, Store, StoreError, StoredResource, StoredRow, StreamProgress, StreamStore,
+    ChangeLogStore, ExportStore, GroupMembership, Member, MemberChange, MembershipStore,
+    Modification, Modified, ModifyError, Page, Record, RecordStore, ResourceStore, ResourceWrite,
+    RestoreStore, RestoredResource, Snapshot, Store, StoreError, StoredResource, StoredRow,
+    StreamProgress, StreamStore,
 };
 
 use crate::translate::Param;
@@ -396,6 +399,13 @@ impl MembershipStore for SqliteStore {
         member_ids: &[String],
     ) -> Result<Vec<Vec<GroupMembership>>, StoreError> {
         self.groups_of_members(member_ids).await
+    }
+}
+
+#[async_trait]
+impl ExportStore for SqliteStore {
+    async fn snapshot(&self) -> Result<Box<dyn Snapshot>, StoreError> {
+        self.take_snapshot().await
     }
 }
 

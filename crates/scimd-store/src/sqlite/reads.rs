@@ -9,7 +9,7 @@ use scimd_core::store::{GroupMembership, Member, Page, StoreError, StoredResourc
 use super::writer::run_cached;
 use super::{SqliteStore, backend};
 use crate::nesting::SQLITE_GROUPS_OF;
-use crate::translate::{Dialect, page_queries, total_from_page};
+use crate::translate::{Dialect, Sql, page_queries, total_from_page};
 
 impl SqliteStore {
     pub(super) async fn get_resource(
@@ -190,6 +190,26 @@ impl Drop for Snapshot<'_> {
 /// A list query's page, then its total (from the page when it shows it).
 fn query_in(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
     let (count, page) = page_queries(Dialect::Sqlite, q);
+    let items = page_in(conn, q, &page)?;
+    let total = match total_from_page(&q.paging, items.len()) {
+        Some(total) => total,
+        None => {
+            let total: i64 = conn
+                .prepare_cached(&count.text)
+                .and_then(|mut s| s.query_row(params_from_iter(count.params.iter()), |r| r.get(0)))
+                .map_err(backend)?;
+            u64::try_from(total).unwrap_or(0)
+        }
+    };
+    Ok(Page { total, items })
+}
+
+/// The resources of `q`'s `page` statement, with their members if asked.
+pub(super) fn page_in(
+    conn: &Connection,
+    q: &Query,
+    page: &Sql,
+) -> Result<Vec<StoredResource>, StoreError> {
     let mut stmt = conn.prepare_cached(&page.text).map_err(backend)?;
     let rows = stmt
         .query_map(params_from_iter(page.params.iter()), row_to_resource)
@@ -202,18 +222,7 @@ fn query_in(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
         }
         items.push(stored);
     }
-    drop(stmt);
-    let total = match total_from_page(&q.paging, items.len()) {
-        Some(total) => total,
-        None => {
-            let total: i64 = conn
-                .prepare_cached(&count.text)
-                .and_then(|mut s| s.query_row(params_from_iter(count.params.iter()), |r| r.get(0)))
-                .map_err(backend)?;
-            u64::try_from(total).unwrap_or(0)
-        }
-    };
-    Ok(Page { total, items })
+    Ok(items)
 }
 
 pub(super) fn get_one(

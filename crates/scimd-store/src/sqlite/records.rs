@@ -1,7 +1,7 @@
 //! Operational records (OAuth clients, signing keys, settings): JSON
 //! documents by kind and id, in the `records` table.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use scimd_core::changelog::Change;
 use scimd_core::store::{Record, StoreError};
 
@@ -33,26 +33,7 @@ impl SqliteStore {
 
     pub(super) async fn list_records(&self, kind: &str) -> Result<Vec<Record>, StoreError> {
         let kind = kind.to_string();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT id, data FROM records WHERE kind = ? ORDER BY id")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([&kind], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(backend)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, data) = row.map_err(backend)?;
-                out.push(Record {
-                    id,
-                    data: parse_record(&data)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn| records_in(conn, &kind)).await
     }
 
     pub(super) async fn insert_record(
@@ -125,4 +106,25 @@ impl SqliteStore {
 
 fn parse_record(data: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(data).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
+}
+
+/// Every record of `kind`, ordered by id.
+pub(super) fn records_in(conn: &Connection, kind: &str) -> Result<Vec<Record>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, data FROM records WHERE kind = ? ORDER BY id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([kind], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, data) = row.map_err(backend)?;
+        out.push(Record {
+            id,
+            data: parse_record(&data)?,
+        });
+    }
+    Ok(out)
 }

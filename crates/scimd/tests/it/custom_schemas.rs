@@ -197,6 +197,23 @@ async fn a_whole_new_resource_type() {
         .call(Method::GET, "/Printers?filter=pagesPerMinute%20gt%2010", None)
         .await;
     assert_eq!(list["totalResults"], 1, "{list}");
+
+    // An export without the type's definition would leave the printer out.
+    let mut config = scimd::Config {
+        data_dir: dir.path().to_path_buf(),
+        database_url: crate::harness::database_url(dir.path())
+            .await
+            .map(Into::into),
+        ..scimd::Config::default()
+    };
+    let file = dir.path().join("export.ndjson");
+    let refused = scimd::export_to(&config, &file, false).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("1 of type Printer"),
+        "{refused}"
+    );
+    config.schemas_dir = Some(schemas.path().to_path_buf());
+    assert_eq!(scimd::export_to(&config, &file, false).await.unwrap(), 1);
     s.stop().await;
 }
 
