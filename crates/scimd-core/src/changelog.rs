@@ -235,12 +235,7 @@ impl Change {
     /// An operational change (OAuth client, key, setting) by the current
     /// actor, now.
     pub fn operational(op: Op, kind: &str, id: &str) -> Change {
-        Change::new(
-            op,
-            kind,
-            id,
-            &crate::value::format_timestamp(time::OffsetDateTime::now_utc()),
-        )
+        Change::new(op, kind, id, &crate::value::now_timestamp())
     }
 
     /// The delete of `resource_type`/`resource_id`, a resource that the

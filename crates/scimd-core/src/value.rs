@@ -40,6 +40,11 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
     utc_text(t, 3)
 }
 
+/// The time now, as [`format_timestamp`] writes it.
+pub fn now_timestamp() -> String {
+    format_timestamp(OffsetDateTime::now_utc())
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.fffZ` in UTC with `digits` (3 or 9) fraction digits.
 fn utc_text(t: OffsetDateTime, digits: u32) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);

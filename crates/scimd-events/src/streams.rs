@@ -103,7 +103,7 @@ pub async fn create(
         events: new.events,
         full: new.full,
         paused: false,
-        created: scimd_core::value::format_timestamp(time::OffsetDateTime::now_utc()),
+        created: scimd_core::value::now_timestamp(),
     };
     let head = store.change_head().await?;
     store.stream_start(&spec.id, head).await?;

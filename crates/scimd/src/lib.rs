@@ -324,6 +324,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let (store, database) = open_store(&config).await?;
+    transfer::refuse_half_imported(&*store).await?;
     let registry = Arc::new(load_registry(&config)?);
     let local = listener.local_addr()?;
     let base = config.public_base(local);

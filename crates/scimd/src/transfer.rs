@@ -20,9 +20,10 @@
 //! may go on writing while it runs, and the file is the store at the moment
 //! the export began.
 //!
-//! An import that fails half-way leaves what it wrote; it says so, and the
-//! store must be emptied before the next attempt (import only fills an
-//! empty store).
+//! An import that fails half-way leaves what it wrote, and a record that
+//! says so ([`MARKER`], written first, deleted last): `serve` and `export`
+//! refuse such a store, which must be emptied before the next attempt
+//! (import only fills an empty store).
 
 use std::io::{BufRead, Write};
 
@@ -32,7 +33,7 @@ use scimd_core::changelog::{Change, Op, created_paths};
 use scimd_core::query::{Paging, Query};
 use scimd_core::schema::Registry;
 use scimd_core::store::{
-    ExportStore, Member, Record, ResourceWrite, RestoredResource, Snapshot, Store,
+    ExportStore, Member, Record, RecordStore, ResourceWrite, RestoredResource, Snapshot, Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -149,6 +150,16 @@ pub async fn export(
     progress: bool,
 ) -> anyhow::Result<u64> {
     let mut snapshot = store.snapshot().await?;
+    if snapshot
+        .records(MARKER.0)
+        .await?
+        .iter()
+        .any(|r| r.id == MARKER.1)
+    {
+        bail!(
+            "an import into this store did not finish: it holds part of one, not a store to copy"
+        );
+    }
     let total = exported_total(&mut *snapshot, registry).await?;
     write_line(
         out,
@@ -321,142 +332,240 @@ pub async fn import(
             header.scimd_export
         );
     }
+    put_marker(store).await?;
     let bar = bar(progress, header.resources, "importing");
-    let outcome = import_lines(store, registry, lines, &header, &bar).await;
+    let mut importer = Importer::new(store, registry, &bar);
+    let outcome = importer.read_all(lines, &header).await;
     bar.finish();
     match outcome {
-        Ok(imported) => Ok(imported),
-        Err(e) if count(store, all_types(registry)).await.unwrap_or(1) > 0 => Err(e.context(
-            "the import stopped half-way and the store holds part of it: \
-             empty the store (for SQLite, delete scimd.sqlite3 in the data directory) \
-             before importing again",
+        Ok(imported) => {
+            remove_marker(store)
+                .await
+                .context("marking the import complete")?;
+            Ok(imported)
+        }
+        // Nothing reached the store: it is as empty as it was.
+        Err(e) if !importer.wrote => {
+            remove_marker(store).await?;
+            Err(e)
+        }
+        Err(e) => Err(e.context(
+            "the import stopped half-way and the store holds part of it, marked so: \
+             scimd will not serve or export it. Empty the store (for SQLite, delete \
+             scimd.sqlite3 in the data directory) before importing again",
         )),
-        Err(e) => Err(e),
     }
 }
 
-async fn import_lines(
-    store: &dyn Store,
-    registry: &Registry,
-    lines: impl Iterator<Item = std::io::Result<String>>,
-    header: &Header,
-    bar: &ProgressBar,
-) -> anyhow::Result<u64> {
-    let member_types = registry.member_types();
-    let mut batch = Vec::new();
-    let mut imported = 0;
-    let mut read = 0u64;
-    let mut ended = false;
-    for (i, line) in lines.enumerate() {
-        let number = i + 2;
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+/// The record a running import keeps in its store (`setting`, by id): a
+/// store that holds it is half imported (the import failed or was killed),
+/// and neither `serve` nor `export` will take it.
+const MARKER: (&str, &str) = ("setting", "import_incomplete");
+
+fn marker_change() -> Change {
+    Change::operational(Op::Import, MARKER.0, MARKER.1)
+}
+
+async fn remove_marker(store: &dyn Store) -> anyhow::Result<()> {
+    store
+        .record_delete(MARKER.0, MARKER.1, marker_change())
+        .await?;
+    Ok(())
+}
+
+async fn put_marker(store: &dyn Store) -> anyhow::Result<()> {
+    let begun = scimd_core::value::now_timestamp();
+    store
+        .record_put(
+            MARKER.0,
+            Record {
+                id: MARKER.1.to_string(),
+                data: serde_json::json!({ "begun": begun }),
+            },
+            marker_change(),
+        )
+        .await
+        .context("marking the import begun")?;
+    Ok(())
+}
+
+/// An error if an import into `store` began and did not finish.
+pub async fn refuse_half_imported(store: &dyn RecordStore) -> anyhow::Result<()> {
+    if let Some(marker) = store.record_get(MARKER.0, MARKER.1).await? {
+        bail!(
+            "an import into this store began at {} and did not finish: the store holds \
+             part of it. Empty the store (for SQLite, delete scimd.sqlite3 in the data \
+             directory) and import again",
+            marker.data["begun"].as_str().unwrap_or("an unknown time")
+        );
+    }
+    Ok(())
+}
+
+/// An import under way: what it read and what it wrote.
+struct Importer<'a> {
+    store: &'a dyn Store,
+    registry: &'a Registry,
+    member_types: Vec<String>,
+    bar: &'a ProgressBar,
+    /// Resources read and not yet written (written a page at a time).
+    batch: Vec<RestoredResource>,
+    /// Resources written.
+    imported: u64,
+    /// Lines read, which the end line counts.
+    read: u64,
+    ended: bool,
+    /// Whether a write was sent to the store (the marker aside).
+    wrote: bool,
+}
+
+impl<'a> Importer<'a> {
+    fn new(store: &'a dyn Store, registry: &'a Registry, bar: &'a ProgressBar) -> Self {
+        Importer {
+            store,
+            registry,
+            member_types: registry.member_types(),
+            bar,
+            batch: Vec::new(),
+            imported: 0,
+            read: 0,
+            ended: false,
+            wrote: false,
         }
-        if ended {
-            bail!("line {number}: data after the end line");
-        }
-        let parsed: Line =
-            serde_json::from_str(&line).with_context(|| format!("line {number}: invalid"))?;
-        if !matches!(parsed, Line::End(_)) {
-            read += 1;
-        }
-        match parsed {
-            Line::End(end) => {
-                if end.lines != read {
-                    bail!(
-                        "line {number}: the export announces {} lines, {read} were read",
-                        end.lines
-                    );
-                }
-                ended = true;
+    }
+
+    /// Reads every line after the header; returns the number of resources.
+    async fn read_all(
+        &mut self,
+        lines: impl Iterator<Item = std::io::Result<String>>,
+        header: &Header,
+    ) -> anyhow::Result<u64> {
+        for (i, line) in lines.enumerate() {
+            let number = i + 2;
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
             }
+            if self.ended {
+                bail!("line {number}: data after the end line");
+            }
+            let parsed: Line =
+                serde_json::from_str(&line).with_context(|| format!("line {number}: invalid"))?;
+            self.line(number, parsed).await?;
+        }
+        self.flush().await?;
+        if header.scimd_export >= 2 && !self.ended {
+            bail!("the export has no end line: it was cut short (a partial file or a broken pipe)");
+        }
+        // Format 1 has no end line: its header's count (taken before the
+        // resources were read, so exact only for a quiet store) is the check.
+        if header.scimd_export == 1 && self.imported != header.resources {
+            bail!(
+                "the export announces {} resources, {} were read: it was cut short",
+                header.resources,
+                self.imported
+            );
+        }
+        Ok(self.imported)
+    }
+
+    async fn line(&mut self, number: usize, line: Line) -> anyhow::Result<()> {
+        if let Line::End(end) = line {
+            if end.lines != self.read {
+                bail!(
+                    "line {number}: the export announces {} lines, {} were read",
+                    end.lines,
+                    self.read
+                );
+            }
+            self.ended = true;
+            return Ok(());
+        }
+        self.read += 1;
+        match line {
             Line::Resource(r) => {
-                let rt = registry
-                    .by_name(&r.resource_type)
-                    .with_context(|| format!("line {number}: unknown type {}", r.resource_type))?;
-                // Stores compare timestamps as text in one canonical form.
-                let created = canonical_time(&r.created)
-                    .with_context(|| format!("line {number}: created is not an RFC 3339 time"))?;
-                let modified = canonical_time(&r.modified)
-                    .with_context(|| format!("line {number}: modified is not an RFC 3339 time"))?;
-                let mut write = ResourceWrite {
-                    member_types: member_types.clone(),
-                    ..ResourceWrite::derived(rt, Op::Import, &r.id, r.data, &modified)
-                };
-                // Logged at the time of the import, not of the last change.
-                write.change = Change::operational(Op::Import, rt.name(), &r.id)
-                    .with_paths(created_paths(&write.data));
-                batch.push(RestoredResource {
-                    write,
-                    version: r.version,
-                    created,
-                });
-                if batch.len() as u64 >= PAGE {
-                    imported += flush(store, &mut batch, bar).await?;
+                let restored = self.resource(number, r)?;
+                self.batch.push(restored);
+                if self.batch.len() as u64 >= PAGE {
+                    self.flush().await?;
                 }
             }
             Line::Members(g) => {
-                imported += flush(store, &mut batch, bar).await?;
-                let members = g
-                    .members
-                    .into_iter()
-                    .map(|m| Member {
-                        value: m.value,
-                        typ: m.typ,
-                        display: m.display,
-                    })
-                    .collect();
-                store
-                    .restore_members(&g.resource_type, &g.id, members, member_types.clone())
-                    .await
-                    .with_context(|| format!("line {number}: members of {}", g.id))?;
+                self.flush().await?;
+                self.members(number, g).await?;
             }
             Line::Record(r) => {
-                imported += flush(store, &mut batch, bar).await?;
-                store
-                    .record_put(
-                        &r.kind,
-                        Record {
-                            id: r.id.clone(),
-                            data: r.data,
-                        },
-                        Change::operational(Op::Import, &r.kind, &r.id),
-                    )
-                    .await?;
+                self.flush().await?;
+                self.wrote = true;
+                let change = Change::operational(Op::Import, &r.kind, &r.id);
+                let record = Record {
+                    id: r.id,
+                    data: r.data,
+                };
+                self.store.record_put(&r.kind, record, change).await?;
             }
+            Line::End(_) => {}
         }
+        Ok(())
     }
-    imported += flush(store, &mut batch, bar).await?;
-    if header.scimd_export >= 2 && !ended {
-        bail!("the export has no end line: it was cut short (a partial file or a broken pipe)");
-    }
-    // Format 1 has no end line: its header's count (taken before the
-    // resources were read, so exact only for a quiet store) is the check.
-    if header.scimd_export == 1 && imported != header.resources {
-        bail!(
-            "the export announces {} resources, {imported} were read: it was cut short",
-            header.resources
-        );
-    }
-    Ok(imported)
-}
 
-async fn flush(
-    store: &dyn Store,
-    batch: &mut Vec<RestoredResource>,
-    bar: &ProgressBar,
-) -> anyhow::Result<u64> {
-    if batch.is_empty() {
-        return Ok(0);
+    /// A resource line as the store restores it.
+    fn resource(&self, number: usize, r: ResourceLine) -> anyhow::Result<RestoredResource> {
+        let rt = self
+            .registry
+            .by_name(&r.resource_type)
+            .with_context(|| format!("line {number}: unknown type {}", r.resource_type))?;
+        // Stores compare timestamps as text in one canonical form.
+        let created = canonical_time(&r.created)
+            .with_context(|| format!("line {number}: created is not an RFC 3339 time"))?;
+        let modified = canonical_time(&r.modified)
+            .with_context(|| format!("line {number}: modified is not an RFC 3339 time"))?;
+        let mut write = ResourceWrite {
+            member_types: self.member_types.clone(),
+            ..ResourceWrite::derived(rt, Op::Import, &r.id, r.data, &modified)
+        };
+        // Logged at the time of the import, not of the last change.
+        write.change = Change::operational(Op::Import, rt.name(), &r.id)
+            .with_paths(created_paths(&write.data));
+        Ok(RestoredResource {
+            write,
+            version: r.version,
+            created,
+        })
     }
-    let n = batch.len() as u64;
-    store
-        .restore(std::mem::take(batch))
-        .await
-        .context("restoring resources")?;
-    bar.inc(n);
-    Ok(n)
+
+    async fn members(&mut self, number: usize, g: MembersLine) -> anyhow::Result<()> {
+        let members = g
+            .members
+            .into_iter()
+            .map(|m| Member {
+                value: m.value,
+                typ: m.typ,
+                display: m.display,
+            })
+            .collect();
+        self.wrote = true;
+        self.store
+            .restore_members(&g.resource_type, &g.id, members, self.member_types.clone())
+            .await
+            .with_context(|| format!("line {number}: members of {}", g.id))
+    }
+
+    /// Writes the resources read since the last page.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let n = self.batch.len() as u64;
+        self.wrote = true;
+        self.store
+            .restore(std::mem::take(&mut self.batch))
+            .await
+            .context("restoring resources")?;
+        self.imported += n;
+        self.bar.inc(n);
+        Ok(())
+    }
 }
 
 /// `text` as the server writes timestamps (UTC, milliseconds).

@@ -22,14 +22,12 @@ mod root_search;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
 use crate::rendering::{RenderCache, Rendered};
 use crate::schema::{Registry, ResourceTypeDef};
 use crate::store::{Store, StoreError};
-use crate::value::format_timestamp;
 
 /// How many times a write without `If-Match` is retried when a concurrent
 /// write moved the version underneath it.
@@ -183,7 +181,7 @@ fn not_found(rt: &ResourceTypeDef, id: &str) -> ScimError {
 }
 
 fn now() -> String {
-    format_timestamp(OffsetDateTime::now_utc())
+    crate::value::now_timestamp()
 }
 
 impl From<StoreError> for ScimError {

@@ -18,8 +18,8 @@ mod custom_schemas;
 mod errors;
 #[path = "../it/events.rs"]
 mod events;
-#[path = "../it/export_snapshot.rs"]
-mod export_snapshot;
+#[path = "../it/export_import.rs"]
+mod export_import;
 #[path = "../it/fido.rs"]
 mod fido;
 #[path = "../it/groups.rs"]

@@ -1,5 +1,6 @@
 //! `scimd export` of a store in use: the file is the store at one moment,
-//! whatever is written while it is read, so that it always imports.
+//! whatever is written while it is read, so that it always imports. And a
+//! store an import did not finish, which neither serves nor exports.
 
 use std::io::Write;
 
@@ -141,4 +142,78 @@ async fn an_export_taken_during_writes_is_one_moment() {
     };
     assert_eq!(scimd::import_from(&target, &file, false).await.unwrap(), 2);
     s.stop().await;
+}
+
+fn config_for(dir: &std::path::Path, url: Option<String>) -> scimd::Config {
+    scimd::Config {
+        data_dir: dir.to_path_buf(),
+        database_url: url.map(Into::into),
+        ..scimd::Config::default()
+    }
+}
+
+#[tokio::test]
+async fn a_half_finished_import_is_neither_served_nor_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    for name in ["one", "two"] {
+        let (st, _, body) = s
+            .call(Method::POST, "/Users", Some(json!({"userName": name})))
+            .await;
+        created_id(st, &body);
+    }
+    s.stop().await;
+    let source = config_for(dir.path(), harness::database_url(dir.path()).await);
+    let whole = dir.path().join("whole.ndjson");
+    assert_eq!(scimd::export_to(&source, &whole, false).await.unwrap(), 2);
+    // The resources and records (written as they come), then a line the
+    // import cannot read instead of the end line.
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let mut cut: Vec<&str> = text.lines().collect();
+    assert!(cut.pop().unwrap().starts_with("{\"end\""));
+    assert!(cut.last().unwrap().starts_with("{\"record\""));
+    cut.push("{\"resource\": 42}");
+    let broken = dir.path().join("broken.ndjson");
+    std::fs::write(&broken, cut.join("\n")).unwrap();
+
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = config_for(
+        target_dir.path(),
+        harness::database_url(target_dir.path()).await,
+    );
+    let failed = scimd::import_from(&target, &broken, false)
+        .await
+        .unwrap_err();
+    assert!(format!("{failed:#}").contains("half-way"), "{failed:#}");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let served = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        scimd::serve(target.clone(), listener, std::future::pending()),
+    )
+    .await
+    .expect("serve must refuse the store, not run")
+    .unwrap_err();
+    assert!(format!("{served:#}").contains("did not finish"), "{served:#}");
+    let exported = scimd::export_to(&target, &dir.path().join("again.ndjson"), false)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{exported:#}").contains("did not finish"),
+        "{exported:#}"
+    );
+    let again = scimd::import_from(&target, &whole, false)
+        .await
+        .unwrap_err();
+    assert!(format!("{again:#}").contains("empty"), "{again:#}");
+
+    // A store the import finished is no longer marked.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = config_for(
+        fresh_dir.path(),
+        harness::database_url(fresh_dir.path()).await,
+    );
+    assert_eq!(scimd::import_from(&fresh, &whole, false).await.unwrap(), 2);
+    let copy = fresh_dir.path().join("copy.ndjson");
+    assert_eq!(scimd::export_to(&fresh, &copy, false).await.unwrap(), 2);
 }
