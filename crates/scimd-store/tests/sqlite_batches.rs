@@ -313,3 +313,55 @@ async fn concurrent_modifications_of_one_resource_all_apply() {
         "{missing:?}"
     );
 }
+
+#[tokio::test]
+async fn the_writer_goes_on_after_a_panic_outside_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("scimd.sqlite3")).unwrap();
+    let registry = Registry::builtin().unwrap();
+    let users = registry.by_name("User").unwrap();
+    store
+        .create(write(users, "before", "before", "B"))
+        .await
+        .unwrap();
+    store.inject_writer_panic().await.unwrap();
+    store
+        .create(write(users, "after", "after", "A"))
+        .await
+        .expect("a write after the writer's panic commits");
+    scimd_core::store::Store::ping(&store)
+        .await
+        .expect("and the store is ready");
+    assert_eq!(
+        ids_matching(&store, users, "userName pr").await,
+        ["before", "after"]
+    );
+}
+
+#[tokio::test]
+async fn a_writer_held_up_by_another_writer_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scimd.sqlite3");
+    let store = SqliteStore::open(&path).unwrap();
+    scimd_core::store::Store::ping(&store).await.unwrap();
+    // Another process holds the database's write lock.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        scimd_core::store::Store::ping(&store),
+    )
+    .await;
+    assert!(
+        !matches!(ping, Ok(Ok(()))),
+        "ready while writes cannot commit"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        scimd_core::store::Store::ping(&store),
+    )
+    .await
+    .expect("ready again once the lock is released")
+    .unwrap();
+}

@@ -44,7 +44,7 @@ use scimd_core::store::{
 
 use crate::translate::Param;
 use migrations::migrate;
-use writer::{Job, writer_loop};
+use writer::{Job, supervise};
 
 /// Reader connections kept open. Above the number of requests in flight a
 /// read would open (and configure, and re-prepare statements on) a fresh
@@ -175,7 +175,7 @@ impl SqliteStore {
         let counter = Arc::clone(&reruns);
         std::thread::Builder::new()
             .name("scimd-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &counter))
+            .spawn(move || supervise(conn, rx, &counter))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
@@ -185,6 +185,21 @@ impl SqliteStore {
             log: change_log::LogSwitch(true),
             epoch: epoch_of(path),
         })
+    }
+
+    /// Makes the writer thread panic outside any write (feature `testing`);
+    /// returns once it is about to.
+    #[cfg(feature = "testing")]
+    pub async fn inject_writer_panic(&self) -> Result<(), StoreError> {
+        let (said, about_to) = tokio::sync::oneshot::channel();
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::Backend("writer lock poisoned".into()))?
+            .send(Box::new(writer::PanicsWhenAnswered(said)))
+            .map_err(|_| StoreError::Backend("writer thread stopped".into()))?;
+        about_to
+            .await
+            .map_err(|_| StoreError::Backend("the fault did not run".into()))
     }
 
     /// With `on = false`, writes no longer append to the change log (the
@@ -302,9 +317,13 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// A read, then an empty write through the writer thread: ready means
+    /// that both paths answer (a writer stuck behind another process's
+    /// write lock is not ready).
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
-            .await
+            .await?;
+        self.write(|_| Ok(())).await
     }
 }
 

@@ -120,7 +120,31 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, reruns: &AtomicU64) {
+/// The writer thread: [`writer_loop`], run again if it panics outside a
+/// write (a write's own panic fails only that write, [`Job::run`]). The
+/// writes of the batch in flight then hear that the writer dropped them
+/// (their outcome is unknown: the panic may have followed the commit), and
+/// the writes queued behind it are committed as usual. Ends when the store
+/// is dropped.
+pub(super) fn supervise(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, reruns: &AtomicU64) {
+    loop {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            writer_loop(&conn, &rx, reruns);
+        }));
+        if ran.is_ok() {
+            return;
+        }
+        metrics::counter!("scimd_sqlite_writer_restarts_total").increment(1);
+        tracing::error!(
+            "the SQLite writer panicked outside a write; it goes on with the next writes"
+        );
+        if !conn.is_autocommit() {
+            let _ = run_cached(&conn, "ROLLBACK");
+        }
+    }
+}
+
+fn writer_loop(conn: &Connection, rx: &mpsc::Receiver<Box<dyn Job>>, reruns: &AtomicU64) {
     let mut indexer = Indexer::default();
     let mut idle = IdleCheckpoint::default();
     loop {
@@ -128,11 +152,11 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if indexer.due() {
-                    indexer.run(&conn);
+                    indexer.run(conn);
                     // Its pages too are copied once the writer idles again.
                     idle.wrote();
                 }
-                idle.run_if_due(&conn);
+                idle.run_if_due(conn);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -145,14 +169,16 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
             }
         }
         let started = std::time::Instant::now();
-        let commit = run_batch(&conn, &mut batch, reruns);
+        let (left_out, commit) = run_batch(conn, &mut batch, reruns);
         metrics::histogram!("scimd_sqlite_writer_batch_size").record(batch.len() as f64);
         metrics::histogram!("scimd_sqlite_commit_seconds").record(started.elapsed().as_secs_f64());
         if let Err(e) = &commit {
             eprintln!("scimd: a write transaction failed: {e}");
         }
-        for job in batch {
+        for (i, job) in batch.into_iter().enumerate() {
             job.answer(match &commit {
+                // Left out before the transaction that failed: its own outcome stands.
+                _ if i < left_out => Ok(()),
                 Ok(()) => Ok(()),
                 Err(StoreError::Full(e)) => Err(StoreError::Full(e.clone())),
                 Err(e) => Err(StoreError::Backend(e.to_string())),
@@ -161,7 +187,7 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, re
         indexer.wrote();
         idle.wrote();
         if indexer.due() {
-            indexer.run(&conn);
+            indexer.run(conn);
         }
     }
 }
@@ -222,19 +248,25 @@ impl IdleCheckpoint {
 /// that fails after others makes the batch run again with a savepoint per
 /// write, so that it is undone alone. What commits is always one complete
 /// run of the writes it answers for.
+///
+/// Returns how many writes, first in line, were left out (each failed and
+/// was rolled back alone: their outcomes stand whatever happens to the
+/// rest), and how the transaction of the rest ended.
 fn run_batch(
     conn: &Connection,
     batch: &mut [Box<dyn Job>],
     reruns: &AtomicU64,
-) -> Result<(), StoreError> {
+) -> (usize, Result<(), StoreError>) {
     let mut start = 0;
     loop {
         if start == batch.len() {
-            return Ok(());
+            return (start, Ok(()));
         }
-        run_cached(conn, "BEGIN IMMEDIATE").map_err(backend)?;
+        if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
+            return (start, Err(backend(e)));
+        }
         let Some(failed) = batch[start..].iter_mut().position(|job| !job.run(conn)) else {
-            return commit(conn);
+            return (start, commit(conn));
         };
         // Also fine if SQLite already rolled back (some I/O errors do).
         let _ = run_cached(conn, "ROLLBACK");
@@ -245,8 +277,14 @@ fn run_batch(
         start += 1;
     }
     reruns.fetch_add(1, Ordering::Relaxed);
+    (start, rerun(conn, &mut batch[start..]))
+}
+
+/// The writes of `batch` again, each in a savepoint of its own, in one
+/// transaction.
+fn rerun(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     run_cached(conn, "BEGIN IMMEDIATE").map_err(backend)?;
-    for job in batch[start..].iter_mut() {
+    for job in batch.iter_mut() {
         // Prepared once: parsing these statements for every job showed up
         // in the writer's profile.
         run_cached(conn, "SAVEPOINT job").map_err(|e| abandon(conn, backend(e)))?;
@@ -282,4 +320,27 @@ fn abandon(conn: &Connection, e: StoreError) -> StoreError {
 
 pub(super) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute([])
+}
+
+/// A write whose answer panics: a fault outside any write, for the tests of
+/// [`supervise`]. It says when it is about to panic (the batch it came in
+/// was collected by then).
+#[cfg(feature = "testing")]
+pub(super) struct PanicsWhenAnswered(pub(super) tokio::sync::oneshot::Sender<()>);
+
+#[cfg(feature = "testing")]
+impl Job for PanicsWhenAnswered {
+    fn run(&mut self, _: &Connection) -> bool {
+        true
+    }
+
+    fn disk_full(&self) -> Option<String> {
+        None
+    }
+
+    #[allow(clippy::panic)]
+    fn answer(self: Box<Self>, _: Result<(), StoreError>) {
+        let _ = self.0.send(());
+        panic!("a fault injected into the SQLite writer by a test");
+    }
 }
