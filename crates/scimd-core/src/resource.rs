@@ -32,20 +32,14 @@ pub fn parse_input(rt: &ResourceTypeDef, body: Value) -> ScimResult<ResourceInpu
     let mut data = Map::new();
     let mut members = None;
     for (key, value) in body {
-        if key.eq_ignore_ascii_case("schemas") {
+        if key.eq_ignore_ascii_case("schemas") || rt.ignores_on_write(&key) {
             continue;
         }
         if let Some(attr) = rt.common.attribute(&key) {
-            if attr.mutability == Mutability::ReadOnly {
-                continue; // id and meta are the server's
-            }
             if let Some(v) = coerce(attr, value, &attr.name)? {
                 data.insert(attr.name.clone(), v);
             }
         } else if let Some(attr) = rt.core.attribute(&key) {
-            if attr.mutability == Mutability::ReadOnly {
-                continue;
-            }
             let coerced = coerce(attr, value, &attr.name)?;
             if rt.has_members() && attr.name == "members" {
                 members = Some(parse_members(coerced)?);

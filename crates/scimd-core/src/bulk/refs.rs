@@ -147,6 +147,11 @@ impl BulkIds {
         }
     }
 
+    /// The operation (its index) whose POST defines `bulk_id`.
+    pub(super) fn creator(&self, bulk_id: &str) -> Option<usize> {
+        self.defined.get(bulk_id).copied()
+    }
+
     /// Whether every one of `refs` is resolved, some are still pending, or
     /// one never can be.
     pub(super) fn state(&self, refs: &BTreeSet<String>) -> RefState {

@@ -106,7 +106,8 @@ impl<'a, A: Fn(&ResourceTypeDef) -> ScimResult<()>> Scheduler<'a, A> {
         let bulk_ids = BulkIds::new(&request.operations);
         let mut lanes: HashMap<String, VecDeque<usize>> = HashMap::new();
         let mut slots: Vec<Slot> = Vec::with_capacity(request.operations.len());
-        for (i, op) in request.operations.into_iter().enumerate() {
+        for (i, mut op) in request.operations.into_iter().enumerate() {
+            drop_ignored_values(&mut op);
             let mut refs = BTreeSet::new();
             refs_in_text(&op.path, &mut refs);
             if let Some(data) = &op.data {
@@ -196,11 +197,13 @@ impl<'a, A: Fn(&ResourceTypeDef) -> ScimResult<()>> Scheduler<'a, A> {
     /// understood, a broken reference, refused by `authorize`); started when
     /// its references are resolved and it is first on its path.
     fn launch(&mut self, i: usize) {
+        let creator_unfinished = self.creator_unfinished(i);
         let slot = &mut self.slots[i];
-        let first_in_lane = slot
-            .lane
-            .as_ref()
-            .is_none_or(|l| self.lanes.get(l).and_then(|q| q.front()) == Some(&i));
+        let first_in_lane = !creator_unfinished
+            && slot
+                .lane
+                .as_ref()
+                .is_none_or(|l| self.lanes.get(l).and_then(|q| q.front()) == Some(&i));
         let refs = self.bulk_ids.state(&slot.refs);
         let early_error = match (&slot.op.target, &refs) {
             (Err(e), _) => Some(e.clone()),
@@ -234,6 +237,23 @@ impl<'a, A: Fn(&ResourceTypeDef) -> ScimResult<()>> Scheduler<'a, A> {
                 .spawn(Actor::carried(async move { (i, work.await) }));
             slot.state = State::Running;
         }
+    }
+
+    /// Whether operation `i`'s path names a resource of this request whose
+    /// POST is not done: created in a cycle, its references taken out are
+    /// not added yet (that PATCH is on the resource's path too, and comes
+    /// first in request order).
+    fn creator_unfinished(&self, i: usize) -> bool {
+        if self.slots[i].lane.is_none() {
+            return false;
+        }
+        let mut named = BTreeSet::new();
+        refs_in_text(&self.slots[i].op.path, &mut named);
+        named.iter().any(|r| {
+            self.bulk_ids
+                .creator(r)
+                .is_some_and(|c| !matches!(self.slots[c].state, State::Done))
+        })
     }
 
     /// A POST created without the references that made a cycle: once they
@@ -469,6 +489,19 @@ impl<'a, A: Fn(&ResourceTypeDef) -> ScimResult<()>> Scheduler<'a, A> {
     /// The outcomes, in request order.
     fn outcomes(self) -> Vec<BulkOutcome> {
         self.slots.into_iter().filter_map(|s| s.outcome).collect()
+    }
+}
+
+/// Takes out of a POST's or PUT's data the attributes the server ignores
+/// there (read-only: a user's `groups`, `id`, `meta`), so that a reference
+/// in them makes no dependency, let alone a cycle to take apart (whose
+/// PATCH would then be refused for naming a read-only attribute).
+fn drop_ignored_values(op: &mut BulkOperation) {
+    let (Ok(t), Some(Value::Object(data))) = (&op.target, &mut op.data) else {
+        return;
+    };
+    if matches!(t.method, BulkMethod::Post | BulkMethod::Put) {
+        data.retain(|key, _| !t.resource_type.ignores_on_write(key));
     }
 }
 

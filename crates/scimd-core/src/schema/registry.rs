@@ -186,6 +186,16 @@ impl ResourceTypeDef {
         })
     }
 
+    /// True when a POST or PUT body's top-level `key` is ignored: a
+    /// read-only attribute (`id`, `meta`, a user's `groups`), which the
+    /// server sets (RFC 7643 section 7: "SHALL be ignored").
+    pub fn ignores_on_write(&self, key: &str) -> bool {
+        self.common
+            .attribute(key)
+            .or_else(|| self.core.attribute(key))
+            .is_some_and(|a| a.mutability == Mutability::ReadOnly)
+    }
+
     /// True when this type shows the groups it belongs to (a read-only
     /// multi-valued `groups` attribute computed from memberships).
     pub fn has_computed_groups(&self) -> bool {

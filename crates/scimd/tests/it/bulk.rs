@@ -121,6 +121,60 @@ async fn circular_and_forward_references() {
     s.stop().await;
 }
 
+/// A cycle taken apart does not change what the request means: an operation
+/// on a resource created in a cycle waits until its references were added,
+/// and values the server ignores (read-only `groups` of a user) make no cycle.
+#[tokio::test]
+async fn cycles_keep_request_order_and_ignore_read_only_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (st, _, v) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(bulk(json!([
+                {"method": "POST", "path": "/Groups", "bulkId": "a", "data": {
+                    "displayName": "A", "members": [{"type": "Group", "value": "bulkId:b"}]}},
+                {"method": "POST", "path": "/Groups", "bulkId": "b", "data": {
+                    "displayName": "B", "members": [{"type": "Group", "value": "bulkId:a"}]}},
+                {"method": "PUT", "path": "/Groups/bulkId:a", "data": {
+                    "displayName": "A2", "members": []}}
+            ]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let ops = v["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201", "201", "200"], "{v}");
+    assert_eq!(
+        members(&s, ops[0]["location"].as_str().unwrap()).await,
+        Vec::<String>::new(),
+        "the PUT, last in the request, is last applied: {v}"
+    );
+
+    let (st, _, v) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(bulk(json!([
+                {"method": "POST", "path": "/Users", "bulkId": "u", "data": {
+                    "userName": "reader", "groups": [{"value": "bulkId:g"}]}},
+                {"method": "POST", "path": "/Groups", "bulkId": "g", "data": {
+                    "displayName": "Readers", "members": [{"value": "bulkId:u"}]}}
+            ]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let ops = v["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201", "201"], "{v}");
+    assert_eq!(
+        members(&s, ops[1]["location"].as_str().unwrap()).await,
+        vec![id_of(&ops[0])]
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn fail_on_errors_stops_after_the_error() {
     let dir = tempfile::tempdir().unwrap();
