@@ -128,6 +128,13 @@ impl External {
         // reqwest's rustls needs a process-wide provider; ring is the one
         // scimd uses everywhere. Installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if config.audience.is_none() {
+            tracing::warn!(
+                issuer = %config.issuer,
+                "tokens of the external issuer are accepted whatever their audience: set \
+                 [auth.external] audience so that its tokens for other services are refused"
+            );
+        }
         External {
             config,
             http: reqwest::Client::builder()
