@@ -344,6 +344,8 @@ async fn a_writer_held_up_by_another_writer_is_not_ready() {
     let path = dir.path().join("scimd.sqlite3");
     let store = SqliteStore::open(&path).unwrap();
     scimd_core::store::Store::ping(&store).await.unwrap();
+    // A write that went through answers pings for a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // Another process holds the database's write lock.
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -12,7 +12,7 @@ pub mod tls;
 
 pub mod transfer;
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -262,16 +262,35 @@ pub fn load_registry(config: &Config) -> anyhow::Result<Registry> {
 }
 
 /// `scimd export`: the store `config` names, as NDJSON to `path` (`-` is
-/// standard output); returns the number of resources.
+/// standard output); returns the number of resources. A file is written
+/// beside `path`, synced, and renamed over it once complete: an export that
+/// fails (or is refused) leaves the previous file as it was.
 pub async fn export_to(config: &Config, path: &Path, progress: bool) -> anyhow::Result<u64> {
     let (store, _) = open_existing_store(config).await?;
     let registry = load_registry(config)?;
-    let mut out: Box<dyn Write + Send> = if path == Path::new("-") {
-        Box::new(BufWriter::new(std::io::stdout()))
-    } else {
-        Box::new(BufWriter::new(private_file(path)?))
-    };
-    transfer::export(&*store, &registry, &mut out, progress).await
+    if path == Path::new("-") {
+        let mut out = BufWriter::new(std::io::stdout());
+        return transfer::export(&*store, &registry, &mut out, progress).await;
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    let partial = path.with_file_name(name);
+    let written = async {
+        let mut out = BufWriter::new(private_file(&partial)?);
+        let n = transfer::export(&*store, &registry, &mut out, progress).await?;
+        out.into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()
+            .with_context(|| format!("syncing {}", partial.display()))?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+        Ok(n)
+    }
+    .await;
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 /// `path` created (or emptied) for the owner alone: an export holds the

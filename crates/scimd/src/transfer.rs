@@ -157,7 +157,8 @@ pub async fn export(
         .any(|r| r.id == MARKER.1)
     {
         bail!(
-            "an import into this store did not finish: it holds part of one, not a store to copy"
+            "an import into this store has not finished (it may still be running): the store \
+             holds part of one, not a store to copy"
         );
     }
     let total = exported_total(&mut *snapshot, registry).await?;
@@ -170,6 +171,9 @@ pub async fn export(
     )?;
     let bar = bar(progress, total, "exporting");
     let resources = export_resources(&mut *snapshot, registry, out, &bar).await?;
+    if resources != total {
+        bail!("the snapshot counted {total} resources and {resources} were read");
+    }
     let mut lines = resources;
     lines += export_members(&mut *snapshot, registry, out).await?;
     for kind in RECORD_KINDS {
@@ -198,7 +202,7 @@ async fn exported_total(snapshot: &mut dyn Snapshot, registry: &Registry) -> any
     let counts = snapshot.type_counts().await?;
     let unknown: Vec<String> = counts
         .iter()
-        .filter(|(rtype, _)| registry.by_name(rtype).is_none())
+        .filter(|(rtype, _)| registry.by_name(rtype).is_none_or(|rt| rt.name() != rtype))
         .map(|(rtype, n)| format!("{n} of type {rtype}"))
         .collect();
     if !unknown.is_empty() {
@@ -345,10 +349,13 @@ pub async fn import(
             Ok(imported)
         }
         // Nothing reached the store: it is as empty as it was.
-        Err(e) if !importer.wrote => {
-            remove_marker(store).await?;
-            Err(e)
-        }
+        Err(e) if !importer.wrote => match remove_marker(store).await {
+            Ok(()) => Err(e),
+            Err(also) => Err(e.context(format!(
+                "nothing was imported, but the mark of an import under way could not be removed \
+                 ({also:#}): empty the store before importing again"
+            ))),
+        },
         Err(e) => Err(e.context(
             "the import stopped half-way and the store holds part of it, marked so: \
              scimd will not serve or export it. Empty the store (for SQLite, delete \
@@ -393,9 +400,10 @@ async fn put_marker(store: &dyn Store) -> anyhow::Result<()> {
 pub async fn refuse_half_imported(store: &dyn RecordStore) -> anyhow::Result<()> {
     if let Some(marker) = store.record_get(MARKER.0, MARKER.1).await? {
         bail!(
-            "an import into this store began at {} and did not finish: the store holds \
-             part of it. Empty the store (for SQLite, delete scimd.sqlite3 in the data \
-             directory) and import again",
+            "an import into this store began at {} and has not finished: it may still be \
+             running, or it stopped and the store holds part of it. Once no import runs, \
+             empty the store (for SQLite, delete scimd.sqlite3 in the data directory) and \
+             import again",
             marker.data["begun"].as_str().unwrap_or("an unknown time")
         );
     }

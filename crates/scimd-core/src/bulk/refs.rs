@@ -157,11 +157,13 @@ impl BulkIds {
     pub(super) fn state(&self, refs: &BTreeSet<String>) -> RefState {
         let mut pending = false;
         for r in refs {
-            if self.resolved.contains_key(r) {
-                continue;
-            }
+            // Before `resolved`: a create whose cycle could not be
+            // completed has an id, but fails and is deleted again.
             if self.failed.contains(r) {
                 return RefState::Broken(format!("bulkId:{r} refers to an operation that failed"));
+            }
+            if self.resolved.contains_key(r) {
+                continue;
             }
             if !self.defined.contains_key(r) {
                 return RefState::Broken(format!(

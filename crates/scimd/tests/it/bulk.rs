@@ -172,6 +172,35 @@ async fn cycles_keep_request_order_and_ignore_read_only_values() {
         members(&s, ops[1]["location"].as_str().unwrap()).await,
         vec![id_of(&ops[0])]
     );
+
+    // A cycle that cannot be completed: its create is taken back, and an
+    // operation on it is answered as one on a failed bulkId.
+    let (st, _, _) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "taken"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let (st, _, v) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(bulk(json!([
+                {"method": "POST", "path": "/Users", "bulkId": "x", "data": {
+                    "userName": "x", ENTERPRISE: {"manager": {"value": "bulkId:y"}}}},
+                {"method": "POST", "path": "/Users", "bulkId": "y", "data": {
+                    "userName": "taken", ENTERPRISE: {"manager": {"value": "bulkId:x"}}}},
+                {"method": "DELETE", "path": "/Users/bulkId:x"}
+            ]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let ops = v["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["409", "409", "409"], "{v}");
+    let (_, _, list) = s
+        .call(Method::GET, "/Users?filter=userName%20eq%20%22x%22", None)
+        .await;
+    assert_eq!(list["totalResults"], 0, "{list}");
     s.stop().await;
 }
 

@@ -207,11 +207,18 @@ async fn a_whole_new_resource_type() {
         ..scimd::Config::default()
     };
     let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, "last night's export").unwrap();
     let refused = scimd::export_to(&config, &file, false).await.unwrap_err();
     assert!(
         refused.to_string().contains("1 of type Printer"),
         "{refused}"
     );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "last night's export",
+        "a refused export leaves the file it would replace"
+    );
+    assert!(!dir.path().join("export.ndjson.partial").exists());
     config.schemas_dir = Some(schemas.path().to_path_buf());
     assert_eq!(scimd::export_to(&config, &file, false).await.unwrap(), 1);
     s.stop().await;

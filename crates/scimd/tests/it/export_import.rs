@@ -194,12 +194,12 @@ async fn a_half_finished_import_is_neither_served_nor_exported() {
     .await
     .expect("serve must refuse the store, not run")
     .unwrap_err();
-    assert!(format!("{served:#}").contains("did not finish"), "{served:#}");
+    assert!(format!("{served:#}").contains("has not finished"), "{served:#}");
     let exported = scimd::export_to(&target, &dir.path().join("again.ndjson"), false)
         .await
         .unwrap_err();
     assert!(
-        format!("{exported:#}").contains("did not finish"),
+        format!("{exported:#}").contains("has not finished"),
         "{exported:#}"
     );
     let again = scimd::import_from(&target, &whole, false)
