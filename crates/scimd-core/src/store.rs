@@ -27,6 +27,10 @@ pub enum StoreError {
     /// A member reference names no resource (or one of the wrong type).
     #[error("member '{0}' does not exist")]
     UnknownMember(String),
+    /// The owner a write names ([`ResourceWrite::owner`]) does not exist
+    /// (any more).
+    #[error("owner '{0}' does not exist")]
+    UnknownOwner(String),
     /// A write collided with a concurrent one and may be retried.
     #[error("write conflict, retry")]
     Conflict,
@@ -92,6 +96,21 @@ pub struct ResourceWrite {
     /// What the change log records of it, in the same transaction (the
     /// store adds the position and the versions).
     pub change: Change,
+    /// The resource that owns this one (`x-scimd-owner`), as `(type, id)`:
+    /// a create or replace writes only if it exists, checked in the write's
+    /// transaction, so that a delete of the owner (which takes what it owns
+    /// with it) and the write cannot both succeed and leave an orphan.
+    pub owner: Option<(String, String)>,
+}
+
+/// The owner `data` names, when `rt` has one (`x-scimd-owner`): its type
+/// and the attribute's value, if a string.
+fn owner_of(rt: &ResourceTypeDef, data: &Map<String, Value>) -> Option<(String, String)> {
+    let owner = rt.doc.owner.as_ref()?;
+    data.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&owner.attribute))
+        .and_then(|(_, v)| v.as_str())
+        .map(|id| (owner.resource_type.clone(), id.to_string()))
 }
 
 impl ResourceWrite {
@@ -109,6 +128,7 @@ impl ResourceWrite {
         ResourceWrite {
             resource_type: rt.name().to_string(),
             id: id.to_string(),
+            owner: owner_of(rt, &data),
             index: index_entries(rt, &data),
             unique: unique_values(rt, &data),
             data,

@@ -1396,3 +1396,83 @@ async fn modifications_through_two_stores_see_each_others_writes() {
         assert_eq!(now.data["nickName"], json!(rounds.to_string()));
     }
 }
+
+/// A write naming an owner (`x-scimd-owner`: a FIDO device's `userId`) is
+/// refused when the owner is gone, checked in the write's own transaction.
+async fn owners_are_checked_in_the_write(store: &dyn Store) {
+    store
+        .create(write("User", "owner", json!({"userName": "owner"})))
+        .await
+        .unwrap();
+    let device = |id: &str, owner: &str| write("FidoDevice", id, json!({"userId": owner}));
+    store.create(device("d1", "owner")).await.unwrap();
+    match store.create(device("d2", "nobody")).await {
+        Err(StoreError::UnknownOwner(id)) => assert_eq!(id, "nobody"),
+        other => panic!("a device of no user: {other:?}"),
+    }
+    match store.replace(device("d1", "nobody"), None, false).await {
+        Err(StoreError::UnknownOwner(id)) => assert_eq!(id, "nobody"),
+        other => panic!("a device moved to no user: {other:?}"),
+    }
+    assert!(
+        store
+            .get("FidoDevice", "d2", false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn owners_are_checked_in_the_write_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    owners_are_checked_in_the_write(&SqliteStore::open(&dir.path().join("t.sqlite3")).unwrap())
+        .await;
+}
+
+#[tokio::test]
+async fn owners_are_checked_in_the_write_on_postgres() {
+    let Some(url) = fresh_database("owners").await else {
+        return;
+    };
+    let store = PgStore::connect(&url, 4).await.unwrap();
+    owners_are_checked_in_the_write(&store).await;
+
+    // A device created while its owner's delete holds the owner's row waits
+    // for that delete, then finds the owner gone (without the lock, it
+    // would be written beside a delete that no longer sees it).
+    store
+        .create(write("User", "leaving", json!({"userName": "leaving"})))
+        .await
+        .unwrap();
+    let mut admin = admin(&url).await;
+    let tx = admin.transaction().await.unwrap();
+    tx.query(
+        "SELECT 1 FROM resources WHERE id = 'leaving' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let store = Arc::new(store);
+    let creating = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .create(write("FidoDevice", "late", json!({"userId": "leaving"})))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !creating.is_finished(),
+        "the create waits for the owner's delete"
+    );
+    tx.execute("DELETE FROM resources WHERE id = 'leaving'", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    match creating.await.unwrap() {
+        Err(StoreError::UnknownOwner(id)) => assert_eq!(id, "leaving"),
+        other => panic!("a device of a deleted user: {other:?}"),
+    }
+}

@@ -197,6 +197,9 @@ impl From<StoreError> for ScimError {
             StoreError::UnknownMember(id) => {
                 ScimError::InvalidValue(format!("member '{id}' does not exist"))
             }
+            StoreError::UnknownOwner(id) => {
+                ScimError::InvalidValue(format!("the owner '{id}' does not exist"))
+            }
             StoreError::Conflict => ScimError::Unavailable("write conflict; retry".into()),
             // The cause was logged by the store; clients learn to retry.
             StoreError::Unavailable(_) => {

@@ -43,17 +43,22 @@ impl PgStore {
         w: ResourceWrite,
     ) -> Result<StoredResource, StoreError> {
         let data = document_text(&w)?;
-        let (w, data, seq, members) = match &w.members {
-            None => {
+        let (w, data, seq, members) = match (&w.members, &w.owner) {
+            (None, None) => {
                 let (w, data, seq) = self.create_gathered(w, data).await?;
                 (w, data, seq, None)
             }
-            Some(_) => {
+            _ => {
                 let (seq, members) = in_transaction!(self, |tx| {
+                    lock_owner(&tx, &w).await?;
                     let seq = insert_resource(&tx, &w, 1, &w.now, &data, self.log).await?;
-                    (seq, load_members(&*tx, seq).await?)
+                    let members = match &w.members {
+                        Some(_) => Some(load_members(&*tx, seq).await?),
+                        None => None,
+                    };
+                    (seq, members)
                 })?;
-                (w, data, seq, Some(members))
+                (w, data, seq, members)
             }
         };
         let side = Known::side_of(&w);
@@ -68,11 +73,16 @@ impl PgStore {
         expected: Option<i64>,
         with_groups: bool,
     ) -> Result<Modified, StoreError> {
-        let ((seq, version, created, members), groups) = match &w.members {
-            None => with_client!(self, |client| {
+        let ((seq, version, created, members), groups) = match (&w.members, &w.owner) {
+            (None, None) => with_client!(self, |client| {
                 replace_alone(&client, &w, expected, with_groups, self.log).await?
             })?,
-            Some(_) => in_transaction!(self, |tx| {
+            (None, Some(_)) => in_transaction!(self, |tx| {
+                lock_owner(&tx, &w).await?;
+                replace_alone(&tx, &w, expected, with_groups, self.log).await?
+            })?,
+            (Some(_), _) => in_transaction!(self, |tx| {
+                lock_owner(&tx, &w).await?;
                 replace_with_groups_in(&tx, &w, expected, with_groups, self.log).await?
             })?,
         };
@@ -793,6 +803,24 @@ async fn replace_with_groups_in(
 /// The one statement of a replace without members, outside a transaction
 /// (it commits as it ends), with the resource's groups when `with_groups`:
 /// one round trip.
+/// Locks the row of the owner `w` names (`FOR KEY SHARE`, which only a
+/// delete or a key change waits for), or refuses the write if it is gone.
+/// A delete of the owner locks it first (`FOR UPDATE`): whichever comes
+/// second waits for the other's commit, so the write is either refused or
+/// committed before the delete locks, and so deletes, what the owner owns.
+async fn lock_owner(c: &impl GenericClient, w: &ResourceWrite) -> Result<(), Fail> {
+    let Some((rtype, id)) = &w.owner else {
+        return Ok(());
+    };
+    let lock = c
+        .prepare_cached("SELECT 1 FROM resources WHERE id = $1 AND rtype = $2 FOR KEY SHARE")
+        .await?;
+    match c.query_opt(&lock, &[id, rtype]).await? {
+        Some(_) => Ok(()),
+        None => Err(Fail::Store(StoreError::UnknownOwner(id.clone()))),
+    }
+}
+
 async fn replace_alone(
     c: &impl GenericClient,
     w: &ResourceWrite,

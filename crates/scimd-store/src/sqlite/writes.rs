@@ -29,6 +29,7 @@ impl SqliteStore {
         let data = document_text(&w)?;
         let (w, (seq, members)) = self
             .write_with(w, move |conn, w| {
+                owner_exists(conn, w)?;
                 conn.prepare_cached(
                     "INSERT INTO resources (id, rtype, version, created, modified, data) VALUES (?, ?, 1, ?, ?, ?)",
                 )
@@ -337,6 +338,20 @@ fn current_row(
 }
 
 /// Replaces the document of `row` with `w` and brings its side tables along.
+/// The owner `w` names exists, in the writer's transaction: a delete of
+/// the owner, which takes what it owns with it, is committed either before
+/// (and this write refused) or after (and this resource deleted with it).
+fn owner_exists(conn: &Connection, w: &ResourceWrite) -> Result<(), StoreError> {
+    let Some((rtype, id)) = &w.owner else {
+        return Ok(());
+    };
+    conn.prepare_cached("SELECT 1 FROM resources WHERE id = ? AND rtype = ?")
+        .and_then(|mut s| s.exists([id, rtype]))
+        .map_err(backend)?
+        .then_some(())
+        .ok_or_else(|| StoreError::UnknownOwner(id.clone()))
+}
+
 fn replace_in(
     log: LogSwitch,
     conn: &Connection,
@@ -345,6 +360,7 @@ fn replace_in(
     data: &str,
     row: CurrentRow,
 ) -> Result<Replaced, StoreError> {
+    owner_exists(conn, w)?;
     let CurrentRow {
         seq,
         version,
