@@ -405,3 +405,116 @@ async fn concurrent_patches_of_one_user_lose_none() {
     assert_eq!(u["displayName"], "Busy");
     assert_eq!(u["meta"]["version"], "W/\"35\"");
 }
+
+/// `primary` moves to the element a PATCH names, whether it exists already
+/// or a value path creates it, and names in values are case-insensitive.
+#[tokio::test]
+async fn primaries_move_and_names_in_values_ignore_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let (st, _, u) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "prim", "name": {"givenName": "P"},
+                "emails": [{"value": "a@x.example", "type": "home", "primary": true},
+                           {"value": "b@x.example", "type": "other"}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{u}");
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    let primaries = |p: &Value| -> Vec<String> {
+        p["emails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["primary"] == true)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // An element that is there already, sent again as primary (Okta).
+    let (st, _, p) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([{"op": "add", "path": "emails",
+                              "value": [{"value": "b@x.example", "primary": true}]}]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(primaries(&p), ["b@x.example"], "{p}");
+    assert_eq!(p["emails"].as_array().unwrap().len(), 2, "{p}");
+    // A value path that creates a primary element (Entra).
+    let (st, _, p) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([{"op": "replace", "path": "emails[type eq \"work\"]",
+                              "value": {"value": "w@x.example", "primary": true}}]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(primaries(&p), ["w@x.example"], "{p}");
+    // Sub-attribute names in values, in any case.
+    let (st, _, p) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([
+                {"op": "add", "path": "name", "value": {"GivenName": "Q"}},
+                {"op": "add", "path": "emails[type eq \"work\"]", "value": {"Display": "Work"}},
+                {"op": "add", "path": "emails", "value": [{"Value": "c@x.example", "Primary": true}]}
+            ]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(p["name"]["givenName"], "Q", "{p}");
+    assert_eq!(primaries(&p), ["c@x.example"], "{p}");
+    let work = p["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "work")
+        .unwrap();
+    assert_eq!(work["display"], "Work", "{p}");
+    s.stop().await;
+}
+
+/// Adding or removing many values of a multi-valued attribute in one PATCH
+/// takes time in proportion to their number (it was quadratic: 40,000
+/// values took minutes of CPU, most of it on the writer's thread).
+#[tokio::test]
+async fn many_values_in_one_patch_take_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // As much as a Bulk request may carry (4 MiB).
+    let s = Server::start_with(dir.path(), |c| c.max_body = 4 << 20).await;
+    let (st, _, u) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "many"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{u}");
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    let values: Vec<Value> = (0..40_000)
+        .map(|i| json!({"value": format!("+1555{i:07}")}))
+        .collect();
+    let started = std::time::Instant::now();
+    let (st, _, p) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([
+                {"op": "add", "path": "phoneNumbers", "value": values.clone()},
+                {"op": "remove", "path": "phoneNumbers", "value": values[..20_000].to_vec()}
+            ]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(p["phoneNumbers"].as_array().unwrap().len(), 20_000);
+    // Quadratic, this was some 10^9 comparisons; linear, a few seconds of a
+    // debug build at most.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}
