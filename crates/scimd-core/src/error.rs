@@ -47,6 +47,9 @@ pub enum ScimError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A request body that did not arrive within its deadline (HTTP 408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A request target longer than the listener parses (HTTP 414).
     #[error("{0}")]
     UriTooLong(String),
@@ -128,6 +131,7 @@ impl ScimError {
             MethodNotAllowed(_) => (405, None),
             PayloadTooLarge(_) => (413, None),
             UnsupportedMediaType(_) => (415, None),
+            RequestTimeout(_) => (408, None),
             UriTooLong(_) => (414, None),
             HeaderTooLarge(_) => (431, None),
             Unauthorized(_) => (401, None),

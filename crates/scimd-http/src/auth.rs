@@ -18,7 +18,7 @@ use scimd_core::changelog::{Actor, ActorSource};
 use scimd_core::store::StoreError;
 use serde_json::json;
 
-use crate::extract::{self, TooLarge};
+use crate::extract::{self, BodyError};
 use crate::telemetry::Route;
 use crate::{ApiError, AppState};
 
@@ -250,7 +250,12 @@ async fn client_form(request: Request) -> Result<ClientForm, GrantError> {
     let (parts, body) = request.into_parts();
     let bytes = match extract::bytes_within(&parts.headers, body, FORM_LIMIT).await {
         Ok(bytes) => bytes,
-        Err(TooLarge) => return Err(GrantError::RequestTooLarge(FORM_LIMIT)),
+        Err(BodyError::TooLarge) => return Err(GrantError::RequestTooLarge(FORM_LIMIT)),
+        Err(e) => {
+            return Err(GrantError::InvalidRequest(
+                e.scim("the request body", FORM_LIMIT).to_string(),
+            ));
+        }
     };
     let request = Request::from_parts(parts, Body::from(bytes));
     match axum::Form::<TokenRequest>::from_request(request, &()).await {

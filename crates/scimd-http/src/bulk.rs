@@ -26,11 +26,7 @@ pub async fn bulk(State(state): State<AppState>, request: Request) -> Result<Res
     let limit = config.bulk_max_payload;
     let bytes =
         crate::extract::body_within(request, limit, "the bulk request (maxPayloadSize)").await?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError(ScimError::InvalidSyntax(format!(
-            "the body is not valid JSON: {e}"
-        )))
-    })?;
+    let body: Value = crate::extract::parse_json(&bytes)?;
     let parsed = parse_request(&state.service, &body, config.bulk_max_operations)?;
     let auth = state.auth.clone();
     // Every Bulk operation is a write: it needs its type's write scope,

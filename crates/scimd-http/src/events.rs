@@ -40,12 +40,13 @@ pub async fn poll(
         Err(e) => return failure(&e),
     };
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = crate::extract::bytes_within(&parts.headers, body, POLL_LIMIT).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            &format!("the poll request exceeds {POLL_LIMIT} bytes"),
-        );
+    let bytes = match crate::extract::bytes_within(&parts.headers, body, POLL_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let why = e.scim("the poll request", POLL_LIMIT);
+            let status = StatusCode::from_u16(why.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, "invalid_request", &why.to_string());
+        }
     };
     let answer = match PollRequest::parse(&bytes) {
         Ok(request) => state.events.poll(&stream.id, request).await,

@@ -23,7 +23,9 @@ impl FromRequest<AppState> for ScimJson {
     }
 }
 
-fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+/// A JSON body: 400 invalidSyntax if it is not JSON, invalidValue if a
+/// string holds U+0000.
+pub(crate) fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError(ScimError::InvalidSyntax(format!(
             "the body is not valid JSON: {e}"
@@ -72,32 +74,64 @@ pub async fn body_within(req: Request, limit: usize, what: &str) -> Result<Bytes
     let (parts, body) = req.into_parts();
     bytes_within(&parts.headers, body, limit)
         .await
-        .map_err(|TooLarge| {
-            ApiError(ScimError::PayloadTooLarge(format!(
-                "{what} exceeds {limit} bytes"
-            )))
-        })
+        .map_err(|e| ApiError(e.scim(what, limit)))
 }
 
-/// A body over its limit (declared or sent).
-pub struct TooLarge;
+/// Why a body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over its limit, declared or sent (413).
+    TooLarge,
+    /// Not whole within the body deadline (408).
+    Late,
+    /// Cut off or malformed on the wire (400).
+    Broken,
+}
+
+impl BodyError {
+    /// The SCIM error for a body described as `what`, limited to `limit`.
+    pub fn scim(self, what: &str, limit: usize) -> ScimError {
+        match self {
+            BodyError::TooLarge => {
+                ScimError::PayloadTooLarge(format!("{what} exceeds {limit} bytes"))
+            }
+            BodyError::Late => ScimError::RequestTimeout(format!("{what} did not arrive in time")),
+            BodyError::Broken => ScimError::BadRequest(format!("{what} could not be read")),
+        }
+    }
+
+    fn of(e: axum::Error) -> BodyError {
+        let inner = e.into_inner();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*inner);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return BodyError::TooLarge;
+            }
+            if c.is::<crate::deadline::BodyLate>() {
+                return BodyError::Late;
+            }
+            cause = c.source();
+        }
+        BodyError::Broken
+    }
+}
 
 /// What [`body_within`] reads, for endpoints that answer in another format.
 pub async fn bytes_within(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<Bytes, TooLarge> {
+) -> Result<Bytes, BodyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        return Err(TooLarge);
+        return Err(BodyError::TooLarge);
     }
     axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| TooLarge)
+        .map_err(BodyError::of)
 }
 
 /// The entity tags of `If-Match` or `If-None-Match` (RFC 9110 section

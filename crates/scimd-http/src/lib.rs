@@ -9,6 +9,7 @@
 mod audit;
 mod auth;
 mod bulk;
+pub mod deadline;
 mod discovery;
 mod error;
 mod events;

@@ -176,7 +176,8 @@ pub struct Config {
     /// A request's header (and a connection's first request, and a TLS
     /// handshake) must arrive within this many seconds.
     pub header_timeout_secs: u64,
-    /// A request's body must be read within this many seconds.
+    /// A request's body must arrive whole within this many seconds of its
+    /// header, however it trickles (408 otherwise).
     pub body_timeout_secs: u64,
     /// Open connections at most; one more is closed at once.
     pub max_connections: usize,

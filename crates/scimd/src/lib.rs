@@ -387,6 +387,7 @@ pub async fn serve(
         metrics,
         events,
     });
+    let body_deadline = config.limits().body_timeout;
     let router = app(state)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
@@ -412,10 +413,11 @@ pub async fn serve(
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()))
-        // A body that stalls is cut off (the extractor then answers 400).
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            config.limits().body_timeout,
-        ));
+        // A body must arrive whole within `body_timeout` of its headers,
+        // however it trickles (the extractors then answer 408).
+        .layer(axum::middleware::map_request(move |req| async move {
+            scimd_http::deadline::with_body_deadline(req, body_deadline)
+        }));
     tracing::info!(%local, %database, "scimd listening");
     // Readiness for systemd (`Type=notify`), and the stop when it begins.
     let shutdown = async move {

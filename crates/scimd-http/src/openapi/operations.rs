@@ -275,10 +275,12 @@ fn responses(kind: Kind, rt: Option<&Arc<ResourceTypeDef>>, me: bool) -> Value {
         Kind::Discovery => errors.push("400"),
         Kind::DiscoveryOne => errors.extend(["400", "404"]),
         Kind::List => errors.push("400"),
-        Kind::Search | Kind::Bulk => errors.extend(["400", "413"]),
-        Kind::Create => errors.extend(["400", "409", "413", "507"]),
+        Kind::Search | Kind::Bulk => errors.extend(["400", "408", "413"]),
+        Kind::Create => errors.extend(["400", "408", "409", "413", "507"]),
         Kind::Get => errors.extend(["400", "404"]),
-        Kind::Replace | Kind::Patch => errors.extend(["400", "404", "409", "412", "413", "507"]),
+        Kind::Replace | Kind::Patch => {
+            errors.extend(["400", "404", "408", "409", "412", "413", "507"]);
+        }
         Kind::Delete => errors.extend(["404", "412", "507"]),
     }
     if me {
@@ -299,7 +301,7 @@ fn responses(kind: Kind, rt: Option<&Arc<ResourceTypeDef>>, me: bool) -> Value {
 }
 
 /// The SCIM error answers, by status: a SCIM Error message each.
-const ERRORS: [(&str, &str, &str); 14] = [
+const ERRORS: [(&str, &str, &str); 15] = [
     (
         "400",
         "BadRequest",
@@ -316,6 +318,11 @@ const ERRORS: [(&str, &str, &str); 14] = [
         "The token lacks the scope, or the request is refused",
     ),
     ("404", "NotFound", "No such resource"),
+    (
+        "408",
+        "RequestTimeout",
+        "The request body did not arrive within body_timeout_secs",
+    ),
     (
         "409",
         "Conflict",

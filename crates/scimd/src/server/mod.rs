@@ -3,8 +3,8 @@
 //! holding the server: a deadline for the first request and for each
 //! request's header (a client trickling header bytes is cut off), one for
 //! the TLS handshake, a cap on open connections (one over it is closed at
-//! once), HTTP/2 stream limits, and a deadline for reading a request body
-//! (a layer of the router, `body_timeout`). hyper's own answers to requests
+//! once), HTTP/2 stream limits, and a deadline for a request's whole body
+//! (a layer of the router, `body_timeout`, `scimd_http::deadline`). hyper's own answers to requests
 //! it cannot parse (400, 414, 431) get a SCIM error body ([`rejections`]).
 
 mod rejections;

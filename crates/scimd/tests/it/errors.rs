@@ -107,6 +107,16 @@ async fn nul_characters_are_refused_everywhere() {
         )
         .await;
     assert_scim_error(st, &e, 400, Some("invalidValue"));
+    let (st, _, e) = s
+        .call(
+            Method::POST,
+            "/Bulk",
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                        "Operations": [{"method": "POST", "path": "/Users", "bulkId": "n",
+                                        "data": {"userName": "a\u{0}b"}}]})),
+        )
+        .await;
+    assert_scim_error(st, &e, 400, Some("invalidValue"));
     let (st, _, list) = s.call(Method::GET, "/Users", None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(list["totalResults"], 0, "nothing was written: {list}");
