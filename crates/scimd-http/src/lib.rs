@@ -319,3 +319,26 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(resources::method_not_allowed)
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The endpoints the registry refuses to resource types are exactly the
+    /// fixed first segments of the route table.
+    #[test]
+    fn reserved_endpoints_are_the_fixed_routes() {
+        let mut fixed: Vec<String> = super::declared_routes()
+            .iter()
+            .filter_map(|d| d.path.trim_start_matches('/').split('/').next())
+            .filter(|segment| !segment.is_empty() && !segment.starts_with('{'))
+            .map(str::to_string)
+            .collect();
+        fixed.sort();
+        fixed.dedup();
+        let mut reserved: Vec<String> = scimd_core::schema::RESERVED_ENDPOINTS
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        reserved.sort();
+        assert_eq!(fixed, reserved);
+    }
+}

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use scimd_filter::AttrPath;
 
-use super::{AttrType, Attribute, Mutability, ResourceType, Schema};
+use super::{AttrType, Attribute, Mutability, ResourceType, Returned, Schema, Uniqueness};
 
 const COMMON_JSON: &str = include_str!("../../schemas/common.json");
 
@@ -390,6 +390,16 @@ impl Registry {
                         });
                         if let Some(serde_json::Value::Array(exts)) = list {
                             for ext in &parsed.schema_extensions {
+                                // A copy of the built-in type names its
+                                // extensions again: once is enough.
+                                let present = exts.iter().any(|e| {
+                                    e.get("schema")
+                                        .and_then(serde_json::Value::as_str)
+                                        .is_some_and(|s| s.eq_ignore_ascii_case(&ext.schema))
+                                });
+                                if present {
+                                    continue;
+                                }
                                 exts.push(
                                     serde_json::to_value(ext)
                                         .map_err(|e| load_error(&name, e.to_string()))?,
@@ -466,8 +476,20 @@ impl Registry {
                         ),
                     )
                 })?;
-                let mut extensions = Vec::new();
+                let mut extensions: Vec<(Arc<Schema>, bool)> = Vec::new();
                 for ext in &doc.schema_extensions {
+                    let named_twice = extensions
+                        .iter()
+                        .any(|(s, _)| s.id.eq_ignore_ascii_case(&ext.schema));
+                    if named_twice || core.id.eq_ignore_ascii_case(&ext.schema) {
+                        return Err(load_error(
+                            name,
+                            format!(
+                                "resource type {} names '{}' twice (as its schema or an extension)",
+                                doc.name, ext.schema
+                            ),
+                        ));
+                    }
                     let schema = find(&ext.schema).ok_or_else(|| {
                         load_error(
                             name,
@@ -486,6 +508,32 @@ impl Registry {
                         format!(
                             "resource type {} has an invalid endpoint '{}'",
                             doc.name, doc.endpoint
+                        ),
+                    ));
+                }
+                if RESERVED_ENDPOINTS
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&endpoint))
+                {
+                    return Err(load_error(
+                        name,
+                        format!(
+                            "resource type {} takes the endpoint '{}', which the server keeps \
+                             for itself",
+                            doc.name, doc.endpoint
+                        ),
+                    ));
+                }
+                let taken = types.iter().any(|t: &Arc<ResourceTypeDef>| {
+                    t.name().eq_ignore_ascii_case(&doc.name)
+                        || t.doc.id.eq_ignore_ascii_case(&doc.id)
+                });
+                if taken {
+                    return Err(load_error(
+                        name,
+                        format!(
+                            "a resource type named '{}' (or with id '{}') is defined twice",
+                            doc.name, doc.id
                         ),
                     ));
                 }
@@ -581,6 +629,19 @@ impl Registry {
     }
 }
 
+/// The first path segments under `/scim/v2` that the server serves itself
+/// (discovery, root search, Bulk, `/Me`): no resource type may take one as
+/// its endpoint, which the fixed route would hide (`scimd-http` checks its
+/// route table against this list).
+pub const RESERVED_ENDPOINTS: [&str; 6] = [
+    "ServiceProviderConfig",
+    "ResourceTypes",
+    "Schemas",
+    ".search",
+    "Bulk",
+    "Me",
+];
+
 /// Structural rules RFC 7643 puts on schema documents.
 fn check_schema(schema: &Schema) -> Result<(), String> {
     if !schema.id.to_ascii_lowercase().starts_with("urn:") {
@@ -611,6 +672,37 @@ fn check_attribute(attr: &Attribute, nested: bool) -> Result<(), String> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     if !valid_name {
         return Err(format!("invalid attribute name '{}'", attr.name));
+    }
+    if attr.mutability == Mutability::WriteOnly && attr.returned != Returned::Never {
+        return Err(format!(
+            "write-only attribute '{}' must be \"returned\": \"never\" (RFC 7643 section 7: \
+             it is never returned)",
+            attr.name
+        ));
+    }
+    let enforced = !nested
+        && !attr.multi_valued
+        && matches!(
+            attr.typ,
+            AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime
+        );
+    if attr.uniqueness != Uniqueness::None && !enforced {
+        return Err(format!(
+            "attribute '{}' asks for uniqueness, which scimd enforces on single-valued \
+             top-level string attributes only",
+            attr.name
+        ));
+    }
+    let mut seen = Vec::new();
+    for sub in &attr.sub_attributes {
+        let lower = sub.name.to_ascii_lowercase();
+        if seen.contains(&lower) {
+            return Err(format!(
+                "sub-attribute '{}.{}' defined twice",
+                attr.name, sub.name
+            ));
+        }
+        seen.push(lower);
     }
     match attr.typ {
         AttrType::Complex if nested => Err(format!(

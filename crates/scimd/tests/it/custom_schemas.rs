@@ -272,8 +272,69 @@ async fn invalid_schema_files_stop_startup_naming_the_file() {
     };
     let msg = start_error(&[("p.json", printer.clone()), ("t.json", at("/Audit"))]).await;
     assert!(msg.contains("/Audit") && msg.contains("audit.read"), "{msg}");
-    let msg = start_error(&[("p.json", printer), ("t.json", at("/Fido"))]).await;
+    let msg = start_error(&[("p.json", printer.clone()), ("t.json", at("/Fido"))]).await;
     assert!(msg.contains("/Fido") && msg.contains("fido.read"), "{msg}");
+    // An endpoint a fixed route would hide.
+    let msg = start_error(&[("p.json", printer.clone()), ("t.json", at("/Bulk"))]).await;
+    assert!(msg.contains("/Bulk") && msg.contains("keeps"), "{msg}");
+    // A name another type has: the store keys rows by it.
+    let named_user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "Printer", "name": "User", "endpoint": "/Printers", "schema": "urn:x:Printer"});
+    let msg = start_error(&[("p.json", printer), ("t.json", named_user)]).await;
+    assert!(msg.contains("'User'") && msg.contains("twice"), "{msg}");
+    // Schema rules that would fail later, or leak.
+    for (attributes, says) in [
+        (
+            json!([{"name": "pin", "type": "string", "mutability": "writeOnly"}]),
+            "returned",
+        ),
+        (
+            json!([{"name": "tags", "type": "string", "multiValued": true, "uniqueness": "server"}]),
+            "uniqueness",
+        ),
+        (
+            json!([{"name": "seats", "type": "integer", "uniqueness": "server"}]),
+            "uniqueness",
+        ),
+        (
+            json!([{"name": "c", "type": "complex", "subAttributes": [
+                {"name": "value", "type": "string"}, {"name": "Value", "type": "string"}]}]),
+            "twice",
+        ),
+    ] {
+        let msg = start_error(&[(
+            "s.json",
+            json!({"id": "urn:x:Rules", "attributes": attributes}),
+        )])
+        .await;
+        assert!(msg.contains("s.json") && msg.contains(says), "{msg}");
+    }
+    // A copy of the built-in Users type loads: its extension counts once.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::write(
+        copy.path().join("users.json"),
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+               "id": "User", "name": "User", "endpoint": "/Users",
+               "schema": "urn:ietf:params:scim:schemas:core:2.0:User",
+               "schemaExtensions": [{"schema":
+                   "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}]})
+        .to_string(),
+    )
+    .unwrap();
+    let path = copy.path().to_path_buf();
+    let s = Server::start_with(dir.path(), |c| c.schemas_dir = Some(path)).await;
+    let (st, _, u) = s
+        .call(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "copied",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{u}");
+    assert_eq!(u["schemas"].as_array().unwrap().len(), 2, "{u}");
+    s.stop().await;
 
     let dir = tempfile::tempdir().unwrap();
     let schemas = tempfile::tempdir().unwrap();
