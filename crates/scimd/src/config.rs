@@ -215,7 +215,29 @@ pub struct Config {
 impl Config {
     /// Refuses settings out of range, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let ranges: [(&str, u64, u64, u64); 10] = [
+        let ranges: [(&str, u64, u64, u64); 17] = [
+            ("max_body", self.max_body as u64, 1024, 1 << 30),
+            ("max_count", self.max_count, 1, 1_000_000),
+            ("default_count", self.default_count, 0, self.max_count),
+            (
+                "cursor_timeout_secs",
+                self.cursor_timeout_secs,
+                1,
+                7 * 24 * 3600,
+            ),
+            (
+                "bulk_max_operations",
+                self.bulk_max_operations as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "bulk_max_payload",
+                self.bulk_max_payload as u64,
+                1024,
+                1 << 30,
+            ),
+            ("db_pool_size", self.db_pool_size as u64, 1, 10_000),
             ("header_timeout_secs", self.header_timeout_secs, 1, 3600),
             ("body_timeout_secs", self.body_timeout_secs, 1, 3600),
             ("max_connections", self.max_connections as u64, 1, 1_000_000),
@@ -537,6 +559,35 @@ mod tests {
             refused.contains("events_push_timeout_secs is 11"),
             "{refused}"
         );
+        // Values that passed and then broke every request of their kind.
+        for (set, key) in [
+            (
+                (|c: &mut Config| c.max_count = 0) as fn(&mut Config),
+                "max_count is 0",
+            ),
+            (|c: &mut Config| c.max_body = 0, "max_body is 0"),
+            (
+                |c: &mut Config| c.cursor_timeout_secs = 0,
+                "cursor_timeout_secs is 0",
+            ),
+            (
+                |c: &mut Config| c.bulk_max_operations = 0,
+                "bulk_max_operations is 0",
+            ),
+            (
+                |c: &mut Config| c.default_count = c.max_count + 1,
+                "default_count is",
+            ),
+        ] {
+            let mut config = Config::default();
+            set(&mut config);
+            let refused = config
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(refused.contains(key), "{key}: {refused}");
+        }
     }
 
     #[test]

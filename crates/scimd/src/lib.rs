@@ -94,6 +94,12 @@ fn check_base_url(base: &str) -> anyhow::Result<()> {
     if !web || uri.authority().is_none() {
         anyhow::bail!("--base-url {base:?} must be an absolute http:// or https:// URL");
     }
+    if uri.path().trim_end_matches('/').ends_with("/scim/v2") {
+        anyhow::bail!(
+            "--base-url {base:?} must be the server's root, without /scim/v2 (links would \
+             name /scim/v2/scim/v2)"
+        );
+    }
     Ok(())
 }
 
@@ -342,12 +348,22 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    // Before anything is opened or announced: a certificate that cannot be
+    // read stops the start, not the first handshake.
+    let tls = tls::rustls_config(&config.tls()?)?;
     let (store, database) = open_store(&config).await?;
     transfer::refuse_half_imported(&*store).await?;
     let registry = Arc::new(load_registry(&config)?);
     let local = listener.local_addr()?;
     let base = config.public_base(local);
     check_base_url(&base)?;
+    if config.base_url.is_none() && local.ip().is_unspecified() {
+        tracing::warn!(
+            %base,
+            "no base_url: links, token issuers and Location headers name {base}, which other \
+             hosts cannot reach; set base_url (SCIMD_BASE_URL) to the URL clients use"
+        );
+    }
     let auth = start_auth(&config, store.clone(), &registry, &base, local).await?;
     audit::prune_in_background(store.clone(), config.retention());
     let service = ResourceService::new(
@@ -427,7 +443,7 @@ pub async fn serve(
     health::notify("READY=1");
     server::serve(
         listener,
-        tls::rustls_config(&config.tls()?)?,
+        tls,
         router,
         config.limits(),
         shutdown,
@@ -457,6 +473,20 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_base_url_is_the_root_of_an_http_server() {
+        assert!(super::check_base_url("https://scim.example.com").is_ok());
+        assert!(super::check_base_url("https://scim.example.com/idm").is_ok());
+        for bad in [
+            "scim.example.com",
+            "ftp://scim.example.com",
+            "https://scim.example.com/scim/v2",
+            "https://scim.example.com/idm/scim/v2/",
+        ] {
+            assert!(super::check_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn passwords_stay_out_of_logs() {
         assert_eq!(
