@@ -1,13 +1,40 @@
 //! Request parsing at the edge: JSON bodies with SCIM errors, preconditions.
 
+use std::collections::HashMap;
+
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use scimd_core::ScimError;
 use scimd_core::resource::{tag_opaque, tag_version};
 use serde_json::Value;
 
 use crate::{ApiError, AppState};
+
+/// A request's query parameters by name in lower case (SCIM's parameter
+/// names are case-insensitive). A name given twice, in any case, is a 400:
+/// which of the two was meant cannot be told (`?filter=a&Filter=b`).
+pub struct QueryParams(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError(ScimError::BadRequest(format!("the query string: {e}"))))?;
+        let mut params = HashMap::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            let key = name.to_ascii_lowercase();
+            if params.insert(key, value).is_some() {
+                return Err(ApiError(ScimError::InvalidValue(format!(
+                    "the query parameter '{name}' is given more than once"
+                ))));
+            }
+        }
+        Ok(QueryParams(params))
+    }
+}
 
 /// A JSON request body: malformed JSON is 400 invalidSyntax, an oversized body 413.
 pub struct ScimJson(pub Value);

@@ -3,18 +3,17 @@
 //! `/Me` answers 501 with the reason unless the subject is a User here (a
 //! client registered under a user's id, or an external issuer's user token).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use scimd_auth::Grant;
 use scimd_core::ScimError;
 use scimd_core::schema::ResourceTypeDef;
 
-use crate::extract::ScimJson;
+use crate::extract::{QueryParams, ScimJson};
 use crate::resources::{
     delete_resource, patch_resource, projection, read_resource, replace_resource, single,
 };
@@ -73,7 +72,7 @@ async fn me(
 pub async fn create(
     State(state): State<AppState>,
     Extension(grant): Subject,
-    Query(params): Query<HashMap<String, String>>,
+    QueryParams(params): QueryParams,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
     let users = users(&state)?;
@@ -88,8 +87,8 @@ pub async fn create(
     }
     if !usable_id(subject) {
         return Err(ApiError(ScimError::NotImplemented(
-            "POST /Me: the token's subject cannot be a resource id (empty, too long, or with \
-             '/', '?', '#', whitespace or control characters)"
+            "POST /Me: the token's subject cannot be a resource id (empty, too long, `.`, `..` or \
+             `.search`, or with '/', '?', '#', '%', spaces, control or non-ASCII characters)"
                 .into(),
         )));
     }
@@ -98,19 +97,22 @@ pub async fn create(
     Ok(single(StatusCode::CREATED, created, &p))
 }
 
-/// An id that a resource can have and a URL path segment can carry.
+/// An id that a resource can have and a URL path segment can carry as it
+/// is: printable ASCII without `/ ? # %`, and not a segment that clients
+/// normalise away (`.`, `..`) or that a route takes (`.search`).
 fn usable_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 255
-        && !id
+        && !matches!(id, "." | ".." | ".search")
+        && id
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%'))
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '?' | '#' | '%'))
 }
 
 pub async fn get(
     State(state): State<AppState>,
     Extension(grant): Subject,
-    Query(params): Query<HashMap<String, String>>,
+    QueryParams(params): QueryParams,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (rt, id) = me(&state, &grant).await?;
@@ -120,7 +122,7 @@ pub async fn get(
 pub async fn replace(
     State(state): State<AppState>,
     Extension(grant): Subject,
-    Query(params): Query<HashMap<String, String>>,
+    QueryParams(params): QueryParams,
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
@@ -131,7 +133,7 @@ pub async fn replace(
 pub async fn patch(
     State(state): State<AppState>,
     Extension(grant): Subject,
-    Query(params): Query<HashMap<String, String>>,
+    QueryParams(params): QueryParams,
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {

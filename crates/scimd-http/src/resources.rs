@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scimd_core::ScimError;
@@ -18,10 +18,10 @@ use scimd_core::service::{
 use scimd_core::value::check_message_schema;
 use serde_json::{Value, json};
 
-use crate::extract::{ScimJson, Tags, status_only};
+use crate::extract::{QueryParams, ScimJson, Tags, status_only};
 use crate::{ApiError, AppState, SCIM_JSON};
 
-type Params = Query<HashMap<String, String>>;
+type Params = QueryParams;
 
 fn resource_type(state: &AppState, endpoint: &str) -> Result<Arc<ResourceTypeDef>, ApiError> {
     state
@@ -32,11 +32,9 @@ fn resource_type(state: &AppState, endpoint: &str) -> Result<Arc<ResourceTypeDef
         .ok_or_else(|| ApiError(ScimError::NotFound(format!("no endpoint /{endpoint}"))))
 }
 
+/// Parameter `name` of a request's [`QueryParams`].
 fn param<'a>(params: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    params.get(&name.to_ascii_lowercase()).map(String::as_str)
 }
 
 /// A SCIM JSON response.
@@ -91,7 +89,7 @@ pub fn projection(
 pub async fn create(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
-    Query(params): Params,
+    QueryParams(params): Params,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
@@ -103,7 +101,7 @@ pub async fn create(
 pub async fn get_one(
     State(state): State<AppState>,
     Path((endpoint, id)): Path<(String, String)>,
-    Query(params): Params,
+    QueryParams(params): Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
@@ -137,7 +135,7 @@ pub(crate) async fn read_resource(
 pub async fn replace(
     State(state): State<AppState>,
     Path((endpoint, id)): Path<(String, String)>,
-    Query(params): Params,
+    QueryParams(params): Params,
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
@@ -236,7 +234,7 @@ pub(crate) async fn delete_resource(
 pub async fn patch(
     State(state): State<AppState>,
     Path((endpoint, id)): Path<(String, String)>,
-    Query(params): Params,
+    QueryParams(params): Params,
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ApiError> {
@@ -397,7 +395,7 @@ async fn run_list(
 pub async fn list(
     State(state): State<AppState>,
     Path(endpoint): Path<String>,
-    Query(params): Params,
+    QueryParams(params): Params,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
     list_types(&state, vec![rt], &params).await
@@ -407,7 +405,7 @@ pub async fn list(
 /// section 3.4.2), as `POST /.search` with the same scope.
 pub async fn list_root(
     State(state): State<AppState>,
-    Query(params): Params,
+    QueryParams(params): Params,
 ) -> Result<Response, ApiError> {
     let types = state.service.registry().resource_types().to_vec();
     list_types(&state, types, &params).await

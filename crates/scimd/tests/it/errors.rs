@@ -121,3 +121,28 @@ async fn nul_characters_are_refused_everywhere() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(list["totalResults"], 0, "nothing was written: {list}");
 }
+
+/// A query parameter given twice, in any case, is refused: which one was
+/// meant cannot be told (the answer depended on a hash map's order).
+#[tokio::test]
+async fn a_query_parameter_given_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    for query in [
+        "/Users?filter=userName%20eq%20%22a%22&Filter=userName%20eq%20%22b%22",
+        "/Users?count=1&count=2",
+        "/Users?attributes=userName&ATTRIBUTES=emails",
+    ] {
+        let (st, _, e) = s.call(Method::GET, query, None).await;
+        assert_scim_error(st, &e, 400, Some("invalidValue"));
+        assert!(
+            e["detail"].as_str().unwrap().contains("more than once"),
+            "{e}"
+        );
+    }
+    let (st, _, _) = s
+        .call(Method::GET, "/Users?Filter=userName%20pr&COUNT=1", None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "names in any case, once each");
+    s.stop().await;
+}

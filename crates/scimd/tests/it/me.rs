@@ -200,6 +200,27 @@ async fn post_me_creates_the_tokens_user() {
     s.stop().await;
 }
 
+/// A subject no URL path can name as it is (a segment clients normalise
+/// away, a route's, non-ASCII) makes no User.
+#[tokio::test]
+async fn post_me_refuses_subjects_a_path_cannot_carry() {
+    for subject in ["..", ".search", "jos\u{e9}"] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = with_user_issuer(dir.path(), subject).await;
+        let c = client_with_token("opaque-user-token");
+        let me = format!("{}/Me", s.base);
+        let (st, v) = send(&c, Method::POST, me, Some(json!({"userName": "someone"}))).await;
+        assert_scim_error(st, &v, 501, None);
+        assert!(
+            v["detail"].as_str().unwrap().contains("cannot be a resource id"),
+            "{subject}: {v}"
+        );
+        let (_, _, list) = s.call(Method::GET, "/Users", None).await;
+        assert_eq!(list["totalResults"], 0, "{subject}: {list}");
+        s.stop().await;
+    }
+}
+
 /// A client_credentials token names its client: POST /Me is 501, and
 /// creates nothing.
 #[tokio::test]
