@@ -43,10 +43,36 @@ impl FromRequest<AppState> for ScimJson {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        // Content-Type is not checked: clients send application/scim+json,
-        // application/json and text/json (Okta); the body must be JSON either way.
+        refuse_form_types(req.headers())?;
         let body = body_within(req, state.max_body, "the request body").await?;
         parse_json(&body).map(ScimJson)
+    }
+}
+
+/// Refuses (415) a body sent as one of the types a browser sends across
+/// sites without asking first (a form, plain text): no SCIM client sends
+/// JSON so, and a web page could otherwise write to a server that needs no
+/// token (BYPASS). Any other type is read as JSON, or none at all: clients
+/// send application/scim+json, application/json and text/json (Okta).
+pub(crate) fn refuse_form_types(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data" => {
+            Err(ApiError(ScimError::UnsupportedMediaType(format!(
+                "a SCIM body is JSON (application/scim+json), not {essence}"
+            ))))
+        }
+        _ => Ok(()),
     }
 }
 

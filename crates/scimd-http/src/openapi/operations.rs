@@ -275,11 +275,11 @@ fn responses(kind: Kind, rt: Option<&Arc<ResourceTypeDef>>, me: bool) -> Value {
         Kind::Discovery => errors.push("400"),
         Kind::DiscoveryOne => errors.extend(["400", "404"]),
         Kind::List => errors.push("400"),
-        Kind::Search | Kind::Bulk => errors.extend(["400", "408", "413"]),
-        Kind::Create => errors.extend(["400", "408", "409", "413", "507"]),
+        Kind::Search | Kind::Bulk => errors.extend(["400", "408", "413", "415"]),
+        Kind::Create => errors.extend(["400", "408", "409", "413", "415", "507"]),
         Kind::Get => errors.extend(["400", "404"]),
         Kind::Replace | Kind::Patch => {
-            errors.extend(["400", "404", "408", "409", "412", "413", "507"]);
+            errors.extend(["400", "404", "408", "409", "412", "413", "415", "507"]);
         }
         Kind::Delete => errors.extend(["404", "412", "507"]),
     }
@@ -301,7 +301,7 @@ fn responses(kind: Kind, rt: Option<&Arc<ResourceTypeDef>>, me: bool) -> Value {
 }
 
 /// The SCIM error answers, by status: a SCIM Error message each.
-const ERRORS: [(&str, &str, &str); 15] = [
+const ERRORS: [(&str, &str, &str); 16] = [
     (
         "400",
         "BadRequest",
@@ -342,6 +342,11 @@ const ERRORS: [(&str, &str, &str); 15] = [
         "414",
         "UriTooLong",
         "The request target is over 65,534 bytes: send a long filter by POST .search",
+    ),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "The body was sent as a form or plain text, not JSON",
     ),
     (
         "429",

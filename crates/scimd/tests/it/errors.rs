@@ -146,3 +146,54 @@ async fn a_query_parameter_given_twice_is_refused() {
     assert_eq!(st, StatusCode::OK, "names in any case, once each");
     s.stop().await;
 }
+
+/// A body sent as a form or plain text (what a web page may send to
+/// another site without asking) is refused; JSON under any of the names
+/// clients use, or with no type at all, is read.
+#[tokio::test]
+async fn bodies_sent_as_forms_or_text_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path()).await;
+    let send = |path: &str, content_type: Option<&str>, body: serde_json::Value| {
+        let mut request = s.client.post(format!("{}{path}", s.base)).body(body.to_string());
+        if let Some(t) = content_type {
+            request = request.header("content-type", t);
+        }
+        request.send()
+    };
+    for refused in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = send("/Users", Some(refused), json!({"userName": "formed"}))
+            .await
+            .unwrap();
+        let st = r.status();
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_scim_error(st, &e, 415, None);
+        let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [{"method": "POST", "path": "/Users", "bulkId": "f",
+                            "data": {"userName": "formed"}}]});
+        let r = send("/Bulk", Some(refused), bulk).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{refused}");
+    }
+    for (i, accepted) in [
+        Some("application/scim+json"),
+        Some("application/json; charset=utf-8"),
+        Some("text/json"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = send("/Users", accepted, json!({"userName": format!("json{i}")}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{accepted:?}");
+    }
+    let (_, _, list) = s.call(Method::GET, "/Users", None).await;
+    assert_eq!(list["totalResults"], 4, "{list}");
+    s.stop().await;
+}
