@@ -98,6 +98,14 @@ pub async fn run(
     let mut left = limit.unwrap_or(u64::MAX);
     loop {
         let page = u32::try_from(left.min(u64::from(MAX_AUDIT_PAGE))).unwrap_or(MAX_AUDIT_PAGE);
+        // Read before the query, whose later snapshot holds every entry up
+        // to it: a follower that found no more matches goes on from there,
+        // instead of scanning again, every poll, all the entries since its
+        // last match (a rare `--actor` over a long log).
+        let head = match follow {
+            true => Some(store.change_head().await?),
+            false => None,
+        };
         let entries = if page == 0 {
             Vec::new()
         } else {
@@ -122,6 +130,11 @@ pub async fn run(
         left -= entries.len() as u64;
         if let Some(last) = entries.last() {
             after = Some(last.position);
+        }
+        if entries.len() < page as usize
+            && let Some(head) = head
+        {
+            after = Some(after.map_or(head, |a| a.max(head)));
         }
         if entries.len() < page as usize || left == 0 {
             if !follow || left == 0 {
