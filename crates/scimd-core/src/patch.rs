@@ -305,7 +305,8 @@ fn as_items(value: Value) -> Vec<Value> {
 }
 
 /// What identifies a multi-valued element when values are added or removed:
-/// its `value` when it has one, else the whole element. Two elements match
+/// its `value` when it has one, else the whole element but for `primary`
+/// (a flag the PATCH itself may change as it goes). Two elements match
 /// when their keys are equal, so that adding or removing n values among m
 /// takes n + m steps, not n × m (a 1 MiB PATCH holds 100,000 values).
 fn element_key(element: &Value) -> String {
@@ -317,7 +318,17 @@ fn element_key(element: &Value) -> String {
         }
         None => {
             key.push('e');
-            canonical_text(element, &mut key);
+            match element {
+                Value::Object(m) => {
+                    let identity: Map<String, Value> = m
+                        .iter()
+                        .filter(|(k, _)| !k.eq_ignore_ascii_case("primary"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    canonical_text(&Value::Object(identity), &mut key);
+                }
+                other => canonical_text(other, &mut key),
+            }
         }
     }
     key

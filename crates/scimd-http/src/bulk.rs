@@ -24,7 +24,7 @@ pub async fn bulk(State(state): State<AppState>, request: Request) -> Result<Res
         .flatten();
     let config = state.service.config();
     let limit = config.bulk_max_payload;
-    crate::extract::refuse_form_types(request.headers())?;
+    crate::extract::check_sender(request.headers(), &state.public_base)?;
     let bytes =
         crate::extract::body_within(request, limit, "the bulk request (maxPayloadSize)").await?;
     let body: Value = crate::extract::parse_json(&bytes)?;

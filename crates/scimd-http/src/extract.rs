@@ -43,18 +43,30 @@ impl FromRequest<AppState> for ScimJson {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        refuse_form_types(req.headers())?;
+        check_sender(req.headers(), &state.public_base)?;
         let body = body_within(req, state.max_body, "the request body").await?;
         parse_json(&body).map(ScimJson)
     }
 }
 
-/// Refuses (415) a body sent as one of the types a browser sends across
-/// sites without asking first (a form, plain text): no SCIM client sends
-/// JSON so, and a web page could otherwise write to a server that needs no
-/// token (BYPASS). Any other type is read as JSON, or none at all: clients
-/// send application/scim+json, application/json and text/json (Okta).
-pub(crate) fn refuse_form_types(headers: &HeaderMap) -> Result<(), ApiError> {
+/// Refuses a body that a web page of another site sent (403: its browser
+/// says so in `Sec-Fetch-Site` or `Origin`; identity providers' clients
+/// send neither), or sent as a type a browser sends across sites without
+/// asking first (415: a form, plain text; no SCIM client sends JSON so).
+/// A page could otherwise write, through Bulk even delete, on a server that
+/// needs no token (BYPASS). Any other type is read as JSON, or none at all:
+/// clients send application/scim+json, application/json and text/json (Okta).
+pub(crate) fn check_sender(headers: &HeaderMap, public_base: &str) -> Result<(), ApiError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let cross_site = text("sec-fetch-site").is_some_and(|site| {
+        site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site")
+    });
+    let foreign = text("origin").is_some_and(|origin| !same_origin(origin, public_base));
+    if cross_site || foreign {
+        return Err(ApiError(ScimError::Forbidden(
+            "a request that a web page of another site sent is refused".into(),
+        )));
+    }
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -73,6 +85,19 @@ pub(crate) fn refuse_form_types(headers: &HeaderMap) -> Result<(), ApiError> {
             ))))
         }
         _ => Ok(()),
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is the origin of `base`.
+fn same_origin(origin: &str, base: &str) -> bool {
+    let Ok(base) = base.parse::<axum::http::Uri>() else {
+        return false;
+    };
+    match (base.scheme_str(), base.authority()) {
+        (Some(scheme), Some(authority)) => origin
+            .trim_end_matches('/')
+            .eq_ignore_ascii_case(&format!("{scheme}://{authority}")),
+        _ => false,
     }
 }
 

@@ -215,10 +215,9 @@ pub struct Config {
 impl Config {
     /// Refuses settings out of range, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let ranges: [(&str, u64, u64, u64); 17] = [
+        let ranges: [(&str, u64, u64, u64); 16] = [
             ("max_body", self.max_body as u64, 1024, 1 << 30),
             ("max_count", self.max_count, 1, 1_000_000),
-            ("default_count", self.default_count, 0, self.max_count),
             (
                 "cursor_timeout_secs",
                 self.cursor_timeout_secs,
@@ -573,10 +572,6 @@ mod tests {
             (
                 |c: &mut Config| c.bulk_max_operations = 0,
                 "bulk_max_operations is 0",
-            ),
-            (
-                |c: &mut Config| c.default_count = c.max_count + 1,
-                "default_count is",
             ),
         ] {
             let mut config = Config::default();

@@ -371,7 +371,8 @@ pub async fn serve(
         registry,
         ServiceConfig {
             base_url: format!("{}/scim/v2", base.trim_end_matches('/')),
-            default_count: config.default_count,
+            // Lowering max_count alone lowers the default page too.
+            default_count: config.default_count.min(config.max_count),
             max_count: config.max_count,
             cursor_timeout: config.cursor_timeout_secs,
             bulk_max_operations: config.bulk_max_operations,

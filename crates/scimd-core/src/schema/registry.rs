@@ -439,8 +439,9 @@ impl Registry {
         let common = Arc::new(common);
         let mut loaded: Vec<Arc<Schema>> = Vec::new();
         for (name, text) in schemas {
-            let schema: Schema =
+            let mut schema: Schema =
                 serde_json::from_str(text).map_err(|e| load_error(name, e.to_string()))?;
+            never_return_write_only(&mut schema.attributes);
             check_schema(&schema).map_err(|p| load_error(name, p))?;
             if loaded.iter().any(|s| s.id.eq_ignore_ascii_case(&schema.id)) {
                 return Err(load_error(
@@ -551,6 +552,20 @@ impl Registry {
                 }));
             }
         }
+        // The owner type as it is named (the store compares names exactly).
+        let names: Vec<String> = types.iter().map(|t| t.name().to_string()).collect();
+        for rt in &mut types {
+            let real = rt.doc.owner.as_ref().and_then(|owner| {
+                names
+                    .iter()
+                    .find(|n| n.eq_ignore_ascii_case(&owner.resource_type))
+            });
+            if let (Some(real), Some(def)) = (real, Arc::get_mut(rt))
+                && let Some(owner) = def.doc.owner.as_mut()
+            {
+                owner.resource_type.clone_from(real);
+            }
+        }
         for rt in &types {
             let Some(owner) = &rt.doc.owner else {
                 continue;
@@ -642,6 +657,18 @@ pub const RESERVED_ENDPOINTS: [&str; 6] = [
     "Me",
 ];
 
+/// A write-only value is never returned (RFC 7643 section 7), whatever its
+/// `returned` says: a schema that leaves `returned` out (it defaults to
+/// `default`) must not serve the secret it takes.
+fn never_return_write_only(attributes: &mut [Attribute]) {
+    for attr in attributes {
+        if attr.mutability == Mutability::WriteOnly {
+            attr.returned = Returned::Never;
+        }
+        never_return_write_only(&mut attr.sub_attributes);
+    }
+}
+
 /// Structural rules RFC 7643 puts on schema documents.
 fn check_schema(schema: &Schema) -> Result<(), String> {
     if !schema.id.to_ascii_lowercase().starts_with("urn:") {
@@ -673,13 +700,6 @@ fn check_attribute(attr: &Attribute, nested: bool) -> Result<(), String> {
     if !valid_name {
         return Err(format!("invalid attribute name '{}'", attr.name));
     }
-    if attr.mutability == Mutability::WriteOnly && attr.returned != Returned::Never {
-        return Err(format!(
-            "write-only attribute '{}' must be \"returned\": \"never\" (RFC 7643 section 7: \
-             it is never returned)",
-            attr.name
-        ));
-    }
     let enforced = !nested
         && !attr.multi_valued
         && matches!(
@@ -689,7 +709,7 @@ fn check_attribute(attr: &Attribute, nested: bool) -> Result<(), String> {
     if attr.uniqueness != Uniqueness::None && !enforced {
         return Err(format!(
             "attribute '{}' asks for uniqueness, which scimd enforces on single-valued \
-             top-level string attributes only",
+             top-level string, reference, binary and dateTime attributes only",
             attr.name
         ));
     }

@@ -800,9 +800,6 @@ async fn replace_with_groups_in(
     Ok((replaced, Some(groups)))
 }
 
-/// The one statement of a replace without members, outside a transaction
-/// (it commits as it ends), with the resource's groups when `with_groups`:
-/// one round trip.
 /// Locks the row of the owner `w` names (`FOR KEY SHARE`, which only a
 /// delete or a key change waits for), or refuses the write if it is gone.
 /// A delete of the owner locks it first (`FOR UPDATE`): whichever comes
@@ -821,6 +818,9 @@ async fn lock_owner(c: &impl GenericClient, w: &ResourceWrite) -> Result<(), Fai
     }
 }
 
+/// The one statement of a replace without members, outside a transaction
+/// (it commits as it ends), with the resource's groups when `with_groups`:
+/// one round trip.
 async fn replace_alone(
     c: &impl GenericClient,
     w: &ResourceWrite,

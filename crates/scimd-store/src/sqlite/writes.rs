@@ -337,7 +337,6 @@ fn current_row(
     }
 }
 
-/// Replaces the document of `row` with `w` and brings its side tables along.
 /// The owner `w` names exists, in the writer's transaction: a delete of
 /// the owner, which takes what it owns with it, is committed either before
 /// (and this write refused) or after (and this resource deleted with it).
@@ -352,6 +351,7 @@ fn owner_exists(conn: &Connection, w: &ResourceWrite) -> Result<(), StoreError> 
         .ok_or_else(|| StoreError::UnknownOwner(id.clone()))
 }
 
+/// Replaces the document of `row` with `w` and brings its side tables along.
 fn replace_in(
     log: LogSwitch,
     conn: &Connection,

@@ -168,7 +168,8 @@ async fn a_whole_new_resource_type() {
             "id": "urn:example:scim:schemas:Printer", "name": "Printer",
             "attributes": [
                 {"name": "name", "type": "string", "required": true, "uniqueness": "server"},
-                {"name": "pagesPerMinute", "type": "integer"}
+                {"name": "pagesPerMinute", "type": "integer"},
+                {"name": "pin", "type": "string", "mutability": "writeOnly"}
             ]
         }])
         .to_string(),
@@ -185,10 +186,20 @@ async fn a_whole_new_resource_type() {
     let path = schemas.path().to_path_buf();
     let s = Server::start_with(dir.path(), |c| c.schemas_dir = Some(path)).await;
     let (st, _, p) = s
-        .call(Method::POST, "/Printers", Some(json!({"name": "hall", "pagesPerMinute": 30})))
+        .call(
+            Method::POST,
+            "/Printers",
+            Some(json!({"name": "hall", "pagesPerMinute": 30, "pin": "1234"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{p}");
     assert_eq!(p["pagesPerMinute"], 30);
+    // Write-only, though its schema leaves `returned` out: never served.
+    assert!(p.get("pin").is_none(), "{p}");
+    let (_, _, read) = s
+        .call(Method::GET, &format!("/Printers/{}", p["id"].as_str().unwrap()), None)
+        .await;
+    assert!(read.get("pin").is_none(), "{read}");
     let (st, _, _) = s
         .call(Method::POST, "/Printers", Some(json!({"name": "HALL"})))
         .await;
@@ -285,10 +296,6 @@ async fn invalid_schema_files_stop_startup_naming_the_file() {
     // Schema rules that would fail later, or leak.
     for (attributes, says) in [
         (
-            json!([{"name": "pin", "type": "string", "mutability": "writeOnly"}]),
-            "returned",
-        ),
-        (
             json!([{"name": "tags", "type": "string", "multiValued": true, "uniqueness": "server"}]),
             "uniqueness",
         ),
@@ -348,4 +355,47 @@ async fn invalid_schema_files_stop_startup_naming_the_file() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let msg = format!("{:#}", scimd::serve(config, listener, async {}).await.unwrap_err());
     assert!(msg.contains("garbage.json") && msg.contains("not JSON"), "{msg}");
+}
+
+/// An operator's owned type may spell its owner type in any case: writes
+/// find the owner, and the owner's delete takes what it owns.
+#[tokio::test]
+async fn an_owner_type_named_in_another_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemas.path().join("badge.json"),
+        json!([{"id": "urn:example:scim:schemas:Badge", "name": "Badge",
+                "attributes": [{"name": "userId", "type": "string", "required": true,
+                                "mutability": "immutable"}]}])
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        schemas.path().join("badge_type.json"),
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+               "id": "Badge", "name": "Badge", "endpoint": "/Badges",
+               "schema": "urn:example:scim:schemas:Badge",
+               "x-scimd-owner": {"attribute": "userId", "resourceType": "user"}})
+        .to_string(),
+    )
+    .unwrap();
+    let path = schemas.path().to_path_buf();
+    let s = Server::start_with(dir.path(), |c| c.schemas_dir = Some(path)).await;
+    let (st, _, u) = s
+        .call(Method::POST, "/Users", Some(json!({"userName": "holder"})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{u}");
+    let user = u["id"].as_str().unwrap();
+    let (st, _, b) = s
+        .call(Method::POST, "/Badges", Some(json!({"userId": user})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let (st, _, _) = s.call(Method::DELETE, &format!("/Users/{user}"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _, _) = s
+        .call(Method::GET, &format!("/Badges/{}", b["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "deleted with its owner");
+    s.stop().await;
 }

@@ -148,8 +148,9 @@ async fn a_query_parameter_given_twice_is_refused() {
 }
 
 /// A body sent as a form or plain text (what a web page may send to
-/// another site without asking) is refused; JSON under any of the names
-/// clients use, or with no type at all, is read.
+/// another site without asking), or by a web page of another site, is
+/// refused; JSON under any of the names clients use, or with no type at
+/// all, is read.
 #[tokio::test]
 async fn bodies_sent_as_forms_or_text_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,7 +194,36 @@ async fn bodies_sent_as_forms_or_text_are_refused() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED, "{accepted:?}");
     }
+    // Sent by a web page of another site (its browser says so).
+    for (header, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        for path in ["/Users", "/Bulk"] {
+            let r = s
+                .client
+                .post(format!("{}{path}", s.base))
+                .header(header, value)
+                .body(json!({"userName": "paged"}).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} {header}: {value}");
+        }
+    }
+    let r = s
+        .client
+        .post(format!("{}/Users", s.base))
+        .header("origin", s.root.as_str())
+        .header("sec-fetch-site", "same-origin")
+        .body(json!({"userName": "same-origin"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "the server's own origin");
     let (_, _, list) = s.call(Method::GET, "/Users", None).await;
-    assert_eq!(list["totalResults"], 4, "{list}");
+    assert_eq!(list["totalResults"], 5, "{list}");
     s.stop().await;
 }

@@ -477,6 +477,27 @@ async fn primaries_move_and_names_in_values_ignore_case() {
         .find(|e| e["type"] == "work")
         .unwrap();
     assert_eq!(work["display"], "Work", "{p}");
+    // Elements without `value` (addresses) are matched whole, but for
+    // `primary`, which the same PATCH may have just taken from them.
+    let home = json!({"type": "home", "locality": "Oslo"});
+    let (st, _, p) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(ops(json!([
+                {"op": "add", "path": "addresses", "value": [
+                    {"type": "home", "locality": "Oslo", "primary": true}]},
+                {"op": "add", "path": "addresses", "value": [
+                    {"type": "work", "locality": "Bergen", "primary": true},
+                    {"type": "home", "locality": "Oslo", "primary": false}]}
+            ]))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    let addresses = p["addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 2, "{p}");
+    assert_eq!(addresses[0]["locality"], home["locality"]);
+    assert_eq!(addresses[1]["primary"], true, "{p}");
     s.stop().await;
 }
 
