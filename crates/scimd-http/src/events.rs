@@ -40,6 +40,11 @@ pub async fn poll(
         Err(e) => return failure(&e),
     };
     let (parts, body) = request.into_parts();
+    // A poll acknowledges (and so drops) SETs: no page of another site may
+    // send one to a server in BYPASS.
+    if let Err(refused) = crate::extract::check_sender(&parts.headers, &state.public_base) {
+        return refused.into_response();
+    }
     let bytes = match crate::extract::bytes_within(&parts.headers, body, POLL_LIMIT).await {
         Ok(bytes) => bytes,
         Err(e) => {

@@ -36,7 +36,10 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-/// A JSON request body: malformed JSON is 400 invalidSyntax, an oversized body 413.
+/// A JSON request body: a page of another site 403 and a form or plain-text
+/// type 415 ([`check_sender`]), a late body 408, a broken one 400, an
+/// oversized one 413, malformed JSON 400 invalidSyntax, U+0000 400
+/// invalidValue.
 pub struct ScimJson(pub Value);
 
 impl FromRequest<AppState> for ScimJson {

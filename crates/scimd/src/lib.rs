@@ -85,7 +85,8 @@ pub fn scope_endpoints(registry: &Registry) -> Vec<String> {
 }
 
 /// The public URL goes into every `location`, `$ref` and token issuer: it
-/// must be an absolute http(s) URL, or clients get links they cannot follow.
+/// must be an absolute http(s) URL, the server's root (not ending in
+/// `/scim/v2`), or clients get links they cannot follow.
 fn check_base_url(base: &str) -> anyhow::Result<()> {
     let uri: axum::http::Uri = base
         .parse()

@@ -1,7 +1,10 @@
 //! The scheduler: which operation of a BulkRequest runs when. Independent
 //! operations run together on a `JoinSet` (at most [`CONCURRENCY`], one
 //! under `failOnErrors`); an operation starts once the bulkIds it names
-//! are created and no earlier operation on its path is unfinished; a cycle
+//! are created and no earlier operation on its path is unfinished (a path
+//! naming a bulkId also waits until that POST is done, its references
+//! added; read-only top-level values of a POST or PUT are dropped before
+//! references are collected); a cycle
 //! of POSTs is broken by creating one without its references and adding
 //! them by PATCH later, and that create is taken back if they fail or are
 //! never added.

@@ -1,4 +1,4 @@
-//! Creates without members, gathered ([`super::gather`]): under load, up
+//! Creates without members or owner, gathered ([`super::gather`]): under load, up
 //! to [`Create::MOST`] in one statement ([`INSERT_RESOURCES`]).
 
 use std::collections::HashMap;

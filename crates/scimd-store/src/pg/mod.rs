@@ -22,7 +22,7 @@
 //!   the resource's side tables;
 //! - [`gather`]: writes gathered under load into one statement: at most an
 //!   eighth of the pool writes at once, the rest queue;
-//! - [`creates`]: creates without members, gathered;
+//! - [`creates`]: creates without members or owner, gathered;
 //! - [`changes`]: PATCHes and PUTs without members of resources whose side
 //!   rows are known, gathered (compare-and-swap per resource);
 //! - [`recent`]: what this process last wrote of each resource, so that its

@@ -2,10 +2,10 @@
 //! with its index rows and unique values (data-modifying CTEs over
 //! `unnest(...)` arrays). A write that is that one statement (no members to
 //! write) runs on its own, committed by PostgreSQL as it ends: one round
-//! trip, no `BEGIN`/`COMMIT` (creates without members go through
+//! trip, no `BEGIN`/`COMMIT` (creates without members or owner go through
 //! [`super::creates`], and PATCHes and PUTs without members through
 //! [`super::changes`], which write them together under load). A write with
-//! members runs in a transaction.
+//! members, or naming an owner ([`lock_owner`]), runs in a transaction.
 //! Both are re-run on a serialization failure or a deadlock. A PATCH reads
 //! the side rows with the resource and writes only those that differ; it
 //! skips the read when this process wrote the resource last
@@ -818,9 +818,10 @@ async fn lock_owner(c: &impl GenericClient, w: &ResourceWrite) -> Result<(), Fai
     }
 }
 
-/// The one statement of a replace without members, outside a transaction
-/// (it commits as it ends), with the resource's groups when `with_groups`:
-/// one round trip.
+/// The one statement of a replace without members, with the resource's
+/// groups when `with_groups`: outside a transaction it commits as it ends
+/// (one round trip); for an owned type it runs inside the transaction that
+/// locked the owner.
 async fn replace_alone(
     c: &impl GenericClient,
     w: &ResourceWrite,

@@ -28,7 +28,8 @@ pub struct Limits {
     /// A request's header (and the first request of a connection, and a TLS
     /// handshake) must arrive within this.
     pub header_timeout: Duration,
-    /// A request's body must be read within this.
+    /// A request's whole body must arrive within this of its header, however
+    /// it trickles (408 otherwise).
     pub body_timeout: Duration,
     /// Open connections; one more is closed as soon as it is accepted.
     pub max_connections: usize,

@@ -276,6 +276,23 @@ async fn bad_poll_requests_and_bad_streams_get_clear_errors() {
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(body["err"], "invalid_request");
+    // A poll acknowledges SETs: one a page of another site sent is refused.
+    let r = poller
+        .post(&url)
+        .header("origin", "http://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = poller
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     for bad in [
         json!({"ack": "x"}),
         json!({"ack": [1]}),
