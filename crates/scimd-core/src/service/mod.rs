@@ -28,6 +28,7 @@ use crate::projection::Projection;
 use crate::rendering::{RenderCache, Rendered};
 use crate::schema::{Registry, ResourceTypeDef};
 use crate::store::{Store, StoreError};
+use crate::value::now_timestamp as now;
 
 /// How many times a write without `If-Match` is retried when a concurrent
 /// write moved the version underneath it.
@@ -178,10 +179,6 @@ fn not_found(rt: &ResourceTypeDef, id: &str) -> ScimError {
     let shown: String = id.chars().take(64).collect();
     let more = if shown.len() < id.len() { "…" } else { "" };
     ScimError::NotFound(format!("{} {shown}{more} not found", rt.name()))
-}
-
-fn now() -> String {
-    crate::value::now_timestamp()
 }
 
 impl From<StoreError> for ScimError {

@@ -31,6 +31,16 @@ async fn members(s: &Server, location: &str) -> Vec<String> {
     out
 }
 
+/// The status of each operation of a BulkResponse, in order.
+fn statuses(response: &Value) -> Vec<&str> {
+    response["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect()
+}
+
 fn id_of(op: &Value) -> String {
     op["location"]
         .as_str()
@@ -109,8 +119,7 @@ async fn circular_and_forward_references() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let ops = v["Operations"].as_array().unwrap();
-    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["200", "201", "201", "201", "200", "409"], "{v}");
+    assert_eq!(statuses(&v), ["200", "201", "201", "201", "200", "409"], "{v}");
     assert_eq!(ops[5]["response"]["status"], "409");
     assert!(
         ops[5]["response"]["detail"].as_str().unwrap().contains("nobody"),
@@ -144,8 +153,7 @@ async fn cycles_keep_request_order_and_ignore_read_only_values() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let ops = v["Operations"].as_array().unwrap();
-    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["201", "201", "200"], "{v}");
+    assert_eq!(statuses(&v), ["201", "201", "200"], "{v}");
     assert_eq!(
         members(&s, ops[0]["location"].as_str().unwrap()).await,
         Vec::<String>::new(),
@@ -166,8 +174,7 @@ async fn cycles_keep_request_order_and_ignore_read_only_values() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let ops = v["Operations"].as_array().unwrap();
-    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["201", "201"], "{v}");
+    assert_eq!(statuses(&v), ["201", "201"], "{v}");
     assert_eq!(
         members(&s, ops[1]["location"].as_str().unwrap()).await,
         vec![id_of(&ops[0])]
@@ -194,9 +201,7 @@ async fn cycles_keep_request_order_and_ignore_read_only_values() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let ops = v["Operations"].as_array().unwrap();
-    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["409", "409", "409"], "{v}");
+    assert_eq!(statuses(&v), ["409", "409", "409"], "{v}");
     let (_, _, list) = s
         .call(Method::GET, "/Users?filter=userName%20eq%20%22x%22", None)
         .await;
@@ -241,13 +246,7 @@ async fn fail_on_errors_stops_after_the_error() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let statuses: Vec<&str> = v["Operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["409", "201", "400", "400", "400"], "{v}");
+    assert_eq!(statuses(&v), ["409", "201", "400", "400", "400"], "{v}");
     s.stop().await;
 }
 
