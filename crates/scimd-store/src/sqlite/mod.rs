@@ -23,6 +23,7 @@ mod restore;
 mod side_tables;
 mod snapshot;
 mod streams;
+mod wal_index;
 mod writer;
 mod writes;
 
@@ -73,11 +74,24 @@ pub struct SqliteStore {
 /// How long a write that went through answers `ping` for others.
 const WRITE_CHECK_KEPT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A worker thread's own connection to a database file, with the
-/// `PRAGMA data_version` it last saw.
+/// A worker thread's own connection to a database file, with what it
+/// last saw of the database's commits: the wal-index header, or the
+/// `PRAGMA data_version` when the header could not be read.
 struct Reader {
     conn: Connection,
+    /// Opened once `conn` has read the database (so the `-shm` file is
+    /// the one SQLite uses, and stays while `conn` is open).
+    index: std::cell::OnceCell<Option<wal_index::WalIndex>>,
+    seen_header: std::cell::Cell<Option<wal_index::Header>>,
     seen: std::cell::Cell<Option<i64>>,
+}
+
+impl Reader {
+    /// The database's wal-index header, if its `-shm` file is open and the
+    /// read valid.
+    fn header(&self) -> Option<wal_index::Header> {
+        self.index.get()?.as_ref()?.header()
+    }
 }
 
 /// The commit epoch of the database at `path`, one per path in the process
@@ -252,8 +266,13 @@ impl SqliteStore {
                 // index pages from the file.
                 conn.execute_batch("PRAGMA cache_size=-16384;")
                     .map_err(backend)?;
-                let seen = std::cell::Cell::new(None);
-                map.insert(self.path.clone(), Reader { conn, seen });
+                let reader = Reader {
+                    conn,
+                    index: std::cell::OnceCell::new(),
+                    seen_header: std::cell::Cell::new(None),
+                    seen: std::cell::Cell::new(None),
+                };
+                map.insert(self.path.clone(), reader);
             }
             match map.get(&self.path) {
                 Some(reader) => f(reader),
@@ -263,20 +282,33 @@ impl SqliteStore {
     }
 
     /// The commit epoch: it moves whenever this thread's reader sees that
-    /// the database changed since it last looked (`PRAGMA data_version`
-    /// changes with every commit of another connection: this process's
-    /// writer, or another process's), before the epoch is read. So a
-    /// thread that has seen a commit has moved the epoch after it, and two
-    /// equal epochs mean that no commit happened in between. Costs a
-    /// read transaction's start, no page read.
+    /// the database changed since it last looked, so a thread that has seen
+    /// a commit (of this process's writer or another process's) has moved
+    /// the epoch after it, and two equal epochs mean that no commit happened
+    /// in between. It looks at the wal-index header (one `pread`, see
+    /// [`wal_index`]), or, when that read is not valid, at `PRAGMA
+    /// data_version` (a read transaction's start). Each is compared with
+    /// what the same way saw last, which is no later than the thread's
+    /// last look: a commit since then moves the epoch whichever way sees it.
     fn commit_epoch(&self) -> Result<u64, StoreError> {
         self.with_reader(|reader| {
-            let version: i64 = reader
-                .conn
-                .prepare_cached("PRAGMA data_version")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(backend)?;
-            if reader.seen.replace(Some(version)) != Some(version) {
+            let header = reader.header();
+            let changed = match header {
+                Some(h) => reader.seen_header.replace(Some(h)) != Some(h),
+                None => {
+                    let version: i64 = reader
+                        .conn
+                        .prepare_cached("PRAGMA data_version")
+                        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                        .map_err(backend)?;
+                    // Read now, so the index opened is the one in use.
+                    reader
+                        .index
+                        .get_or_init(|| wal_index::WalIndex::open(&self.path));
+                    reader.seen.replace(Some(version)) != Some(version)
+                }
+            };
+            if changed {
                 self.epoch.fetch_add(1, Ordering::SeqCst);
             }
             Ok(self.epoch.load(Ordering::SeqCst))
