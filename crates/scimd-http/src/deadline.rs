@@ -26,12 +26,16 @@ impl std::fmt::Display for BodyLate {
 impl std::error::Error for BodyLate {}
 
 /// `inner`, which must end before `deadline` fires.
-struct DeadlineBody {
-    inner: Body,
+struct DeadlineBody<B> {
+    inner: B,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
-impl http_body::Body for DeadlineBody {
+impl<B> http_body::Body for DeadlineBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -41,7 +45,7 @@ impl http_body::Body for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame);
+            return Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)));
         }
         match this.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyLate)))),
@@ -58,8 +62,16 @@ impl http_body::Body for DeadlineBody {
     }
 }
 
-/// `req` with a body that must arrive whole within `limit` from now.
-pub fn with_body_deadline(req: Request, limit: Duration) -> Request {
+/// `req` with a body that must arrive whole within `limit` from now (a
+/// request without one is left as it is).
+pub fn with_body_deadline<B>(req: axum::http::Request<B>, limit: Duration) -> Request
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if req.body().is_end_stream() {
+        return req.map(|_| Body::empty());
+    }
     req.map(|inner| {
         Body::new(DeadlineBody {
             inner,

@@ -406,8 +406,13 @@ pub async fn serve(
         events,
     });
     let body_deadline = config.limits().body_timeout;
-    let router = app(state)
-        .layer(PropagateRequestIdLayer::x_request_id())
+    // Around the router as one service, not `Router::layer` (which wraps
+    // every route in a boxed service cloned on each request).
+    let service = tower::ServiceBuilder::new()
+        // A body must arrive whole within `body_timeout` of its headers,
+        // however it trickles (the extractors then answer 408).
+        .map_request(move |req| scimd_http::deadline::with_body_deadline(req, body_deadline))
+        .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<_>| {
@@ -430,12 +435,8 @@ pub async fn serve(
                 // not again per response.
                 .on_failure(()),
         )
-        .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()))
-        // A body must arrive whole within `body_timeout` of its headers,
-        // however it trickles (the extractors then answer 408).
-        .layer(axum::middleware::map_request(move |req| async move {
-            scimd_http::deadline::with_body_deadline(req, body_deadline)
-        }));
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .service(app(state));
     tracing::info!(%local, %database, "scimd listening");
     // Readiness for systemd (`Type=notify`), and the stop when it begins.
     let shutdown = async move {
@@ -446,7 +447,7 @@ pub async fn serve(
     server::serve(
         listener,
         tls,
-        router,
+        service,
         config.limits(),
         shutdown,
         SHUTDOWN_GRACE,

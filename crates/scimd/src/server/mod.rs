@@ -4,7 +4,7 @@
 //! request's header (a client trickling header bytes is cut off), one for
 //! the TLS handshake, a cap on open connections (one over it is closed at
 //! once), HTTP/2 stream limits, and a deadline for a request's whole body
-//! (a layer of the router, `body_timeout`, `scimd_http::deadline`). hyper's own answers to requests
+//! (around the router, `body_timeout`, `scimd_http::deadline`). hyper's own answers to requests
 //! it cannot parse (400, 414, 431) get a SCIM error body ([`rejections`]).
 
 mod rejections;
@@ -39,21 +39,35 @@ pub struct Limits {
 
 /// Serves `app` on `listener` (with TLS when `tls` is given) until
 /// `shutdown` resolves; requests in flight then have `grace` to finish.
-pub async fn serve(
+pub async fn serve<S, B>(
     listener: tokio::net::TcpListener,
     tls: Option<RustlsConfig>,
-    app: axum::Router,
+    app: S,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    S: tower::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
         stopper.graceful_shutdown(Some(grace));
     });
-    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let make_service = axum::ServiceExt::<axum::http::Request<hyper::body::Incoming>>::into_make_service_with_connect_info::<SocketAddr>(app);
     let capped = Capped {
         permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
     };
