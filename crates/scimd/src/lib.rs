@@ -29,7 +29,6 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::TraceLayer;
 
 pub use config::{
     AuthOptions, Config, DatabaseUrl, ExternalOptions, LogFormat, Secret, load as load_config,
@@ -413,28 +412,10 @@ pub async fn serve(
         // however it trickles (the extractors then answer 408).
         .map_request(move |req| scimd_http::deadline::with_body_deadline(req, body_deadline))
         .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &axum::http::Request<_>| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    // `str` fields: recorded without the formatting machinery.
-                    let uri = req.uri().path_and_query().map_or("", |p| p.as_str());
-                    tracing::info_span!(
-                        "request",
-                        method = req.method().as_str(),
-                        uri,
-                        request_id = id
-                    )
-                })
-                // Server errors are logged where they arise, once (an internal
-                // error with its detail; an unreachable store once per outage),
-                // not again per response.
-                .on_failure(()),
-        )
+        // Server errors are logged where they arise, once (an internal error
+        // with its detail; an unreachable store once per outage), not again
+        // per response.
+        .layer(server::spans::layer())
         .layer(PropagateRequestIdLayer::x_request_id())
         .service(app(state));
     tracing::info!(%local, %database, "scimd listening");

@@ -312,22 +312,40 @@ fn settings(args: &ServeArgs) -> anyhow::Result<(Config, Vec<String>)> {
 /// but the server, whose standard output is its result), in `format`, with
 /// colours only on a terminal.
 fn init_logging(format: LogFormat, to_stderr: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::fmt;
+    use tracing_subscriber::prelude::*;
     let terminal = if to_stderr {
         std::io::stderr().is_terminal()
     } else {
         std::io::stdout().is_terminal()
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(terminal);
+    let logged = tracing_subscriber::registry().with(log_filter(std::env::var("RUST_LOG").ok()));
+    let text = fmt::layer().with_ansi(terminal);
     match (format, to_stderr) {
-        (LogFormat::Json, true) => builder.json().with_writer(std::io::stderr).init(),
-        (LogFormat::Json, false) => builder.json().init(),
-        (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
-        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Json, true) => logged.with(text.json().with_writer(std::io::stderr)).init(),
+        (LogFormat::Json, false) => logged.with(text.json()).init(),
+        (LogFormat::Text, true) => logged.with(text.with_writer(std::io::stderr)).init(),
+        (LogFormat::Text, false) => logged.with(text).init(),
     }
+}
+
+/// What is logged: `RUST_LOG` (`info` when unset, empty or not valid). A
+/// list of `target=level` directives, the usual kind, is a static filter,
+/// decided once per call site; only directives on spans or fields need
+/// `EnvFilter`, which looks every span up in a shared table each time a
+/// request's span is entered or left (docs/benchmarks.md).
+fn log_filter(
+    directives: Option<String>,
+) -> Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync> {
+    use tracing_subscriber::filter::{EnvFilter, Targets};
+    let directives = directives.filter(|d| !d.trim().is_empty());
+    let Some(directives) = directives else {
+        return Box::new(tracing_subscriber::filter::LevelFilter::INFO);
+    };
+    if let Ok(targets) = directives.parse::<Targets>() {
+        return Box::new(targets);
+    }
+    Box::new(EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info")))
 }
 
 #[tokio::main]
@@ -498,5 +516,34 @@ fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
         // A closed pipe (`scimd openapi | head`) is the reader's choice.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::LevelFilter;
+
+    use super::log_filter;
+
+    fn most_detailed(directives: Option<&str>) -> Option<LevelFilter> {
+        log_filter(directives.map(String::from)).max_level_hint()
+    }
+
+    #[test]
+    fn rust_log_sets_what_is_logged_and_info_stands_in_for_nothing_usable() {
+        assert_eq!(most_detailed(None), Some(LevelFilter::INFO));
+        assert_eq!(most_detailed(Some(" ")), Some(LevelFilter::INFO));
+        assert_eq!(most_detailed(Some("warn")), Some(LevelFilter::WARN));
+        assert_eq!(
+            most_detailed(Some("warn,scimd_store=debug")),
+            Some(LevelFilter::DEBUG)
+        );
+        // A directive on a span's fields: only `EnvFilter` reads it.
+        assert_eq!(
+            most_detailed(Some("warn,[request{method=PUT}]=trace")),
+            Some(LevelFilter::TRACE)
+        );
+        assert_eq!(most_detailed(Some("scimd=loud")), Some(LevelFilter::INFO));
     }
 }

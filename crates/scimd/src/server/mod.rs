@@ -8,6 +8,7 @@
 //! it cannot parse (400, 414, 431) get a SCIM error body ([`rejections`]).
 
 mod rejections;
+pub mod spans;
 
 use std::io;
 use std::net::SocketAddr;
