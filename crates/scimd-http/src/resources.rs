@@ -13,7 +13,7 @@ use scimd_core::rendering::Rendered;
 use scimd_core::resource::etag;
 use scimd_core::schema::ResourceTypeDef;
 use scimd_core::service::{
-    ListRequest, Precondition, Resource, ResourcePage, SEARCH_REQUEST, serialised,
+    ListRequest, PatchPlan, Precondition, Resource, ResourcePage, SEARCH_REQUEST, serialised,
 };
 use scimd_core::value::check_message_schema;
 use serde_json::{Value, json};
@@ -262,13 +262,14 @@ pub(crate) async fn patch_resource(
     // megabytes for a large one, on every change Entra or Okta sends.
     let names_attributes =
         param(params, "attributes").is_some() || param(params, "excludedAttributes").is_some();
-    let minimal = asked_minimal || (!names_attributes && state.service.is_member_patch(rt, &ops));
+    let plan = state.service.plan_patch(rt, &ops)?;
+    let minimal = asked_minimal || (!names_attributes && matches!(plan, PatchPlan::Members(_)));
     let precondition = write_precondition(state, rt, id, headers).await?;
     if minimal {
         // Shows nothing: nothing is read back.
         let version = state
             .service
-            .patch_for_version(rt, id, &ops, precondition)
+            .patch_for_version(rt, id, &ops, plan, precondition)
             .await?;
         let mut r = status_only(StatusCode::NO_CONTENT);
         if let Ok(v) = HeaderValue::from_str(&etag(version)) {
@@ -276,7 +277,10 @@ pub(crate) async fn patch_resource(
         }
         return Ok(r);
     }
-    let patched = state.service.patch(rt, id, &ops, precondition, &p).await?;
+    let patched = state
+        .service
+        .patch_as_planned(rt, id, &ops, plan, precondition, &p)
+        .await?;
     Ok(single(StatusCode::OK, patched, &p))
 }
 

@@ -19,6 +19,8 @@ mod owner;
 mod patch;
 mod root_search;
 
+pub use patch::PatchPlan;
+
 use std::sync::Arc;
 
 use serde_json::{Map, Value};

@@ -21,11 +21,31 @@ use crate::resource::{
 use crate::schema::ResourceTypeDef;
 use crate::store::{Member, MemberChange, Modification, ResourceWrite, StoreError, StoredResource};
 
+/// What a PATCH changes, told once from its operations
+/// ([`ResourceService::plan_patch`]).
+#[derive(Debug)]
+pub enum PatchPlan {
+    /// Members added or removed and nothing else: membership rows only.
+    Members(Vec<MemberChange>),
+    /// Anything else: the document.
+    Document,
+}
+
 impl ResourceService {
-    /// Whether `ops` only add or remove members of a group: such a PATCH
-    /// touches membership rows only.
-    pub fn is_member_patch(&self, rt: &ResourceTypeDef, ops: &[crate::patch::PatchOp]) -> bool {
-        rt.has_members() && matches!(crate::patch::member_changes(rt, ops), Ok(Some(_)))
+    /// What `ops` change; refuses a PATCH over the size limit, and members
+    /// that are not valid.
+    pub fn plan_patch(
+        &self,
+        rt: &ResourceTypeDef,
+        ops: &[crate::patch::PatchOp],
+    ) -> ScimResult<PatchPlan> {
+        self.check_patch_size(ops)?;
+        if rt.has_members()
+            && let Some(changes) = crate::patch::member_changes(rt, ops)?
+        {
+            return Ok(PatchPlan::Members(changes));
+        }
+        Ok(PatchPlan::Document)
     }
 
     /// PATCH: applies the operations to the stored resource and writes the
@@ -41,10 +61,22 @@ impl ResourceService {
         precondition: Precondition,
         projection: &Projection,
     ) -> ScimResult<Resource> {
-        self.check_patch_size(ops)?;
-        if rt.has_members()
-            && let Some(changes) = crate::patch::member_changes(rt, ops)?
-        {
+        let plan = self.plan_patch(rt, ops)?;
+        self.patch_as_planned(rt, id, ops, plan, precondition, projection)
+            .await
+    }
+
+    /// [`Self::patch`] of operations whose `plan` is already known.
+    pub async fn patch_as_planned(
+        &self,
+        rt: &Arc<ResourceTypeDef>,
+        id: &str,
+        ops: &[crate::patch::PatchOp],
+        plan: PatchPlan,
+        precondition: Precondition,
+        projection: &Projection,
+    ) -> ScimResult<Resource> {
+        if let PatchPlan::Members(changes) = plan {
             self.apply_member_changes(rt, id, changes, precondition)
                 .await?;
             return self.get(rt, id, projection).await;
@@ -204,19 +236,17 @@ impl ResourceService {
         rt: &Arc<ResourceTypeDef>,
         id: &str,
         ops: &[crate::patch::PatchOp],
+        plan: PatchPlan,
         precondition: Precondition,
     ) -> ScimResult<i64> {
-        self.check_patch_size(ops)?;
-        if rt.has_members()
-            && let Some(changes) = crate::patch::member_changes(rt, ops)?
-        {
+        if let PatchPlan::Members(changes) = plan {
             return self
                 .apply_member_changes(rt, id, changes, precondition)
                 .await;
         }
         let id_only = Projection::parse(rt, Some("id"), None)?;
         Ok(self
-            .patch(rt, id, ops, precondition, &id_only)
+            .patch_as_planned(rt, id, ops, PatchPlan::Document, precondition, &id_only)
             .await?
             .version)
     }
