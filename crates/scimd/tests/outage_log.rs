@@ -12,51 +12,20 @@ mod harness;
 #[path = "it_pg/relay.rs"]
 mod relay;
 
+#[allow(dead_code)]
+mod captured_log;
+
 /// This binary's store: PostgreSQL (as `tests/it_pg`).
 #[path = "it_pg/backend.rs"]
 mod backend;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use captured_log::Captured;
 use harness::Server;
-
-/// What the log subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn lines_with(&self, text: &str) -> usize {
-        let log = String::from_utf8_lossy(&self.0.lock().unwrap()).to_string();
-        log.lines().filter(|l| l.contains(text)).count()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_logged_once_not_per_refused_request() {

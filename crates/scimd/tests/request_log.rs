@@ -10,6 +10,9 @@
 #[path = "it/harness.rs"]
 mod harness;
 
+#[allow(dead_code)]
+mod captured_log;
+
 /// This binary's store: SQLite in the test's temporary directory.
 mod backend {
     pub async fn database_url(_data_dir: &std::path::Path) -> Option<String> {
@@ -17,42 +20,8 @@ mod backend {
     }
 }
 
-use std::sync::{Arc, Mutex};
-
+use captured_log::Captured;
 use harness::Server;
-
-/// What the log subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn line_with(&self, text: &str) -> String {
-        let log = String::from_utf8_lossy(&self.0.lock().unwrap()).to_string();
-        log.lines()
-            .find(|l| l.contains(text))
-            .unwrap_or_else(|| panic!("no line with {text:?} in:\n{log}"))
-            .to_string()
-    }
-}
 
 #[tokio::test]
 async fn a_line_logged_in_a_request_names_the_request() {
