@@ -412,9 +412,9 @@ pub async fn serve(
         // however it trickles (the extractors then answer 408).
         .map_request(move |req| scimd_http::deadline::with_body_deadline(req, body_deadline))
         .layer(SetRequestIdLayer::x_request_id(SequentialRequestId::new()))
-        // Server errors are logged where they arise, once (an internal error
-        // with its detail; an unreachable store once per outage), not again
-        // per response.
+        // The request's span. No line per response: server errors are
+        // logged where they arise, once (an internal error with its detail;
+        // an unreachable store once per outage).
         .layer(server::spans::layer())
         .layer(PropagateRequestIdLayer::x_request_id())
         .service(app(state));
