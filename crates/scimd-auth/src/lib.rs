@@ -310,10 +310,10 @@ impl Auth {
             .filter(|t| !t.is_empty())
             .ok_or(Denied::NoToken)?;
         let grant = self.verify(token).await.map_err(Denied::Invalid)?;
-        if let Some(scope) = self.scopes.required(need, endpoint)
+        if let Some(scope) = self.scopes.required_ref(need, endpoint)
             && !grant.allows(&scope)
         {
-            return Err(Denied::Insufficient(scope));
+            return Err(Denied::Insufficient(scope.into_owned()));
         }
         Ok(Some(grant))
     }
@@ -375,8 +375,8 @@ impl Auth {
         let Some(grant) = grant else {
             return Ok(());
         };
-        match self.scopes.required(need, endpoint) {
-            Some(scope) if !grant.allows(&scope) => Err(Denied::Insufficient(scope)),
+        match self.scopes.required_ref(need, endpoint) {
+            Some(scope) if !grant.allows(&scope) => Err(Denied::Insufficient(scope.into_owned())),
             _ => Ok(()),
         }
     }

@@ -1,6 +1,7 @@
 //! Scopes as the Janssen SCIM server names them, and which one each kind of
 //! request needs.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 /// The default prefix of every SCIM scope.
@@ -38,13 +39,27 @@ pub enum Need {
 /// built-in resource types, the lower-cased endpoint name for others.
 pub fn family(endpoint: &str) -> String {
     let name = endpoint.trim_start_matches('/');
-    match name.to_ascii_lowercase().as_str() {
-        "users" => "users".into(),
-        "groups" => "groups".into(),
-        "fidodevices" => "fido".into(),
-        "fido2devices" => "fido2".into(),
-        other => other.to_string(),
+    match builtin_family(name) {
+        Some(family) => family.to_string(),
+        None => name.to_ascii_lowercase(),
     }
+}
+
+/// The built-in resource types' endpoints and the Janssen families of
+/// their scopes.
+const BUILTIN_FAMILIES: [(&str, &str); 4] = [
+    ("users", "users"),
+    ("groups", "groups"),
+    ("fidodevices", "fido"),
+    ("fido2devices", "fido2"),
+];
+
+/// The family of a built-in resource type's endpoint (without its `/`).
+fn builtin_family(name: &str) -> Option<&'static str> {
+    BUILTIN_FAMILIES
+        .iter()
+        .find(|(endpoint, _)| endpoint.eq_ignore_ascii_case(name))
+        .map(|(_, family)| *family)
 }
 
 /// Why the resource `endpoints` cannot each be guarded by scopes of their
@@ -78,13 +93,19 @@ pub fn family_clash<'a>(endpoints: impl IntoIterator<Item = &'a str>) -> Option<
 #[derive(Debug, Clone)]
 pub struct Scopes {
     prefix: String,
+    /// The read and write scopes of the built-in families, in the order of
+    /// `BUILTIN_FAMILIES`: named once, since every request checks one.
+    builtin: Vec<(String, String)>,
 }
 
 impl Scopes {
     pub fn new(prefix: impl Into<String>) -> Scopes {
-        Scopes {
-            prefix: prefix.into(),
-        }
+        let prefix = prefix.into();
+        let builtin = BUILTIN_FAMILIES
+            .iter()
+            .map(|(_, f)| (format!("{prefix}{f}.read"), format!("{prefix}{f}.write")))
+            .collect();
+        Scopes { prefix, builtin }
     }
 
     pub fn prefix(&self) -> &str {
@@ -112,17 +133,36 @@ impl Scopes {
     /// The scope a request needs, given the endpoint it addresses (for
     /// `Read` and `Write`); `None` when any valid token (or none) will do.
     pub fn required(&self, need: Need, endpoint: Option<&str>) -> Option<String> {
-        match need {
-            Need::Read => endpoint.map(|e| self.read(&family(e))),
-            Need::Write => endpoint.map(|e| self.write(&family(e))),
-            Need::Bulk => Some(self.bulk()),
-            Need::MeRead => Some(self.read(&family("Users"))),
-            Need::MeWrite => Some(self.write(&family("Users"))),
-            Need::SearchAll => Some(self.search_all()),
-            Need::MetricsRead => Some(self.metrics_read()),
-            Need::AuditRead => Some(self.audit_read()),
-            Need::Discovery | Need::AnyToken => None,
-        }
+        self.required_ref(need, endpoint).map(Cow::into_owned)
+    }
+
+    /// [`Scopes::required`], borrowed where the scope is a built-in
+    /// family's (the check every request makes).
+    pub fn required_ref(&self, need: Need, endpoint: Option<&str>) -> Option<Cow<'_, str>> {
+        let read_or_write = |endpoint: &str, write: bool| {
+            let name = endpoint.trim_start_matches('/');
+            let builtin = BUILTIN_FAMILIES
+                .iter()
+                .position(|(e, _)| e.eq_ignore_ascii_case(name))
+                .and_then(|i| self.builtin.get(i));
+            match (builtin, write) {
+                (Some((read, _)), false) => Cow::Borrowed(read.as_str()),
+                (Some((_, write)), true) => Cow::Borrowed(write.as_str()),
+                (None, false) => Cow::Owned(self.read(&family(name))),
+                (None, true) => Cow::Owned(self.write(&family(name))),
+            }
+        };
+        Some(match need {
+            Need::Read => read_or_write(endpoint?, false),
+            Need::Write => read_or_write(endpoint?, true),
+            Need::MeRead => read_or_write("Users", false),
+            Need::MeWrite => read_or_write("Users", true),
+            Need::Bulk => Cow::Owned(self.bulk()),
+            Need::SearchAll => Cow::Owned(self.search_all()),
+            Need::MetricsRead => Cow::Owned(self.metrics_read()),
+            Need::AuditRead => Cow::Owned(self.audit_read()),
+            Need::Discovery | Need::AnyToken => return None,
+        })
     }
 
     /// The scope of `GET /metrics`.

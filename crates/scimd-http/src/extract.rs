@@ -36,6 +36,21 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
+/// A read's `If-None-Match`, parsed where the headers are (a handler that
+/// took the whole `HeaderMap` would copy it).
+pub struct IfNoneMatch(pub Option<Tags>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(Tags::of(
+            &parts.headers,
+            &header::IF_NONE_MATCH,
+        )))
+    }
+}
+
 /// A JSON request body: a page of another site 403 and a form or plain-text
 /// type 415 ([`check_sender`]), a late body 408, a broken one 400, an
 /// oversized one 413, malformed JSON 400 invalidSyntax, U+0000 400

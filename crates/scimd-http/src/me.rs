@@ -13,7 +13,7 @@ use scimd_auth::Grant;
 use scimd_core::ScimError;
 use scimd_core::schema::ResourceTypeDef;
 
-use crate::extract::{QueryParams, ScimJson};
+use crate::extract::{IfNoneMatch, QueryParams, ScimJson};
 use crate::resources::{
     delete_resource, patch_resource, projection, read_resource, replace_resource, single,
 };
@@ -113,10 +113,10 @@ pub async fn get(
     State(state): State<AppState>,
     Extension(grant): Subject,
     QueryParams(params): QueryParams,
-    headers: HeaderMap,
+    IfNoneMatch(tags): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let (rt, id) = me(&state, &grant).await?;
-    read_resource(&state, &rt, &id, &params, &headers).await
+    read_resource(&state, &rt, &id, &params, tags.as_ref()).await
 }
 
 pub async fn replace(

@@ -18,7 +18,7 @@ use scimd_core::service::{
 use scimd_core::value::check_message_schema;
 use serde_json::{Value, json};
 
-use crate::extract::{QueryParams, ScimJson, Tags, status_only};
+use crate::extract::{IfNoneMatch, QueryParams, ScimJson, Tags, status_only};
 use crate::{ApiError, AppState, SCIM_JSON};
 
 type Params = QueryParams;
@@ -102,10 +102,10 @@ pub async fn get_one(
     State(state): State<AppState>,
     Path((endpoint, id)): Path<(String, String)>,
     QueryParams(params): Params,
-    headers: HeaderMap,
+    IfNoneMatch(tags): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let rt = resource_type(&state, &endpoint)?;
-    read_resource(&state, &rt, &id, &params, &headers).await
+    read_resource(&state, &rt, &id, &params, tags.as_ref()).await
 }
 
 /// GET of one resource (`/{endpoint}/{id}` and `/Me`), with `If-None-Match`.
@@ -114,7 +114,7 @@ pub(crate) async fn read_resource(
     rt: &Arc<ResourceTypeDef>,
     id: &str,
     params: &HashMap<String, String>,
-    headers: &HeaderMap,
+    if_none_match: Option<&Tags>,
 ) -> Result<Response, ApiError> {
     let p = projection(rt, params)?;
     let rendered = if p == Projection::all() {
@@ -122,7 +122,7 @@ pub(crate) async fn read_resource(
     } else {
         serialised(state.service.get(rt, id, &p).await?, &p)
     };
-    if Tags::of(headers, &header::IF_NONE_MATCH).is_some_and(|tags| tags.names_tag(&rendered.tag)) {
+    if if_none_match.is_some_and(|tags| tags.names_tag(&rendered.tag)) {
         let mut r = status_only(StatusCode::NOT_MODIFIED);
         if let Ok(v) = HeaderValue::from_str(&rendered.tag) {
             r.headers_mut().insert(header::ETAG, v);

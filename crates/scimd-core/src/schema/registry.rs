@@ -273,7 +273,10 @@ fn finish<'a>(
 pub struct Registry {
     schemas: Vec<Arc<Schema>>,
     resource_types: Vec<Arc<ResourceTypeDef>>,
-    by_endpoint: HashMap<String, usize>,
+    /// Each resource type's endpoint, lower-cased, without its `/`, in the
+    /// order of `resource_types`: every request looks one up, and a scan of
+    /// a handful of short names costs less than hashing a lower-cased copy.
+    endpoints: Vec<String>,
 }
 
 impl Registry {
@@ -596,10 +599,14 @@ impl Registry {
                 return Err(load_error(&format!("resource type {}", rt.name()), problem));
             }
         }
+        let mut endpoints = vec![String::new(); types.len()];
+        for (endpoint, i) in by_endpoint {
+            endpoints[i] = endpoint;
+        }
         Ok(Registry {
             schemas: loaded,
             resource_types: types,
-            by_endpoint,
+            endpoints,
         })
     }
 
@@ -631,9 +638,11 @@ impl Registry {
 
     /// The resource type served at `/{endpoint}` (case-insensitive).
     pub fn by_endpoint(&self, endpoint: &str) -> Option<&Arc<ResourceTypeDef>> {
-        self.by_endpoint
-            .get(&endpoint.to_ascii_lowercase())
-            .and_then(|i| self.resource_types.get(*i))
+        let i = self
+            .endpoints
+            .iter()
+            .position(|e| e.eq_ignore_ascii_case(endpoint))?;
+        self.resource_types.get(i)
     }
 
     /// The resource type named `name` (`User`).
