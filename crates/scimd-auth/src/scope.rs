@@ -39,8 +39,8 @@ pub enum Need {
 /// built-in resource types, the lower-cased endpoint name for others.
 pub fn family(endpoint: &str) -> String {
     let name = endpoint.trim_start_matches('/');
-    match builtin_family(name) {
-        Some(family) => family.to_string(),
+    match builtin(name) {
+        Some(i) => BUILTIN_FAMILIES[i].1.to_string(),
         None => name.to_ascii_lowercase(),
     }
 }
@@ -54,12 +54,12 @@ const BUILTIN_FAMILIES: [(&str, &str); 4] = [
     ("fido2devices", "fido2"),
 ];
 
-/// The family of a built-in resource type's endpoint (without its `/`).
-fn builtin_family(name: &str) -> Option<&'static str> {
+/// Where a built-in resource type's endpoint (without its `/`) is in
+/// `BUILTIN_FAMILIES`.
+fn builtin(name: &str) -> Option<usize> {
     BUILTIN_FAMILIES
         .iter()
-        .find(|(endpoint, _)| endpoint.eq_ignore_ascii_case(name))
-        .map(|(_, family)| *family)
+        .position(|(endpoint, _)| endpoint.eq_ignore_ascii_case(name))
 }
 
 /// Why the resource `endpoints` cannot each be guarded by scopes of their
@@ -141,11 +141,7 @@ impl Scopes {
     pub fn required_ref(&self, need: Need, endpoint: Option<&str>) -> Option<Cow<'_, str>> {
         let read_or_write = |endpoint: &str, write: bool| {
             let name = endpoint.trim_start_matches('/');
-            let builtin = BUILTIN_FAMILIES
-                .iter()
-                .position(|(e, _)| e.eq_ignore_ascii_case(name))
-                .and_then(|i| self.builtin.get(i));
-            match (builtin, write) {
+            match (builtin(name).and_then(|i| self.builtin.get(i)), write) {
                 (Some((read, _)), false) => Cow::Borrowed(read.as_str()),
                 (Some((_, write)), true) => Cow::Borrowed(write.as_str()),
                 (None, false) => Cow::Owned(self.read(&family(name))),
@@ -229,5 +225,26 @@ mod tests {
         assert_eq!(s.required(Need::Discovery, None), None);
         let all = s.all(["/Users", "/Groups", "/FidoDevices", "/Fido2Devices"]);
         assert_eq!(all.len(), 10);
+    }
+
+    #[test]
+    fn built_in_scopes_are_named_once_in_any_case() {
+        let s = Scopes::new("p:");
+        for (endpoint, need, scope) in [
+            ("USERS", Need::Read, "p:users.read"),
+            ("/groups", Need::Write, "p:groups.write"),
+            ("fido2Devices", Need::Write, "p:fido2.write"),
+        ] {
+            let required = s.required_ref(need, Some(endpoint));
+            assert!(matches!(required, Some(Cow::Borrowed(_))), "{endpoint}");
+            assert_eq!(required.as_deref(), Some(scope));
+        }
+        assert_eq!(
+            s.required_ref(Need::MeWrite, None).as_deref(),
+            Some("p:users.write")
+        );
+        let custom = s.required_ref(Need::Read, Some("/Printers"));
+        assert!(matches!(custom, Some(Cow::Owned(_))));
+        assert_eq!(custom.as_deref(), Some("p:printers.read"));
     }
 }

@@ -753,3 +753,21 @@ fn check_attribute(attr: &Attribute, nested: bool) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::Registry;
+
+    #[test]
+    fn endpoints_are_found_in_any_case() {
+        let registry = Registry::builtin().unwrap();
+        for (endpoint, name) in [("Users", "User"), ("users", "User"), ("GROUPS", "Group")] {
+            let found = registry.by_endpoint(endpoint).map(|rt| rt.name());
+            assert_eq!(found, Some(name), "{endpoint}");
+        }
+        for endpoint in ["User", "Users2", "", "Me"] {
+            assert!(registry.by_endpoint(endpoint).is_none(), "{endpoint}");
+        }
+    }
+}
