@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use scimd_filter::AttrPath;
@@ -461,7 +460,7 @@ impl Registry {
                 .cloned()
         };
         let mut types = Vec::new();
-        let mut by_endpoint = HashMap::new();
+        let mut endpoints: Vec<String> = Vec::new();
         for (name, text) in resource_types {
             let value: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| load_error(name, e.to_string()))?;
@@ -541,12 +540,13 @@ impl Registry {
                         ),
                     ));
                 }
-                if by_endpoint.insert(endpoint, types.len()).is_some() {
+                if endpoints.contains(&endpoint) {
                     return Err(load_error(
                         name,
                         format!("endpoint '{}' defined twice", doc.endpoint),
                     ));
                 }
+                endpoints.push(endpoint);
                 types.push(Arc::new(ResourceTypeDef {
                     doc,
                     core,
@@ -598,10 +598,6 @@ impl Registry {
             if let Some(problem) = problem {
                 return Err(load_error(&format!("resource type {}", rt.name()), problem));
             }
-        }
-        let mut endpoints = vec![String::new(); types.len()];
-        for (endpoint, i) in by_endpoint {
-            endpoints[i] = endpoint;
         }
         Ok(Registry {
             schemas: loaded,
@@ -769,5 +765,27 @@ mod tests {
         for endpoint in ["User", "Users2", "", "Me"] {
             assert!(registry.by_endpoint(endpoint).is_none(), "{endpoint}");
         }
+    }
+
+    #[test]
+    fn an_endpoint_is_taken_once_in_any_case() {
+        let widget = |id: &str, endpoint: &str| {
+            format!(
+                r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+                "id":"{id}","name":"{id}","endpoint":"{endpoint}",
+                "schema":"urn:ietf:params:scim:schemas:core:2.0:Group"}}"#
+            )
+        };
+        let one = Registry::with_custom(&[("a".into(), widget("A", "/Widgets"))]).unwrap();
+        assert_eq!(one.by_endpoint("widgets").map(|rt| rt.name()), Some("A"));
+        let two = Registry::with_custom(&[
+            ("a".into(), widget("A", "/Widgets")),
+            ("b".into(), widget("B", "/WIDGETS")),
+        ]);
+        let error = two.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.contains("endpoint '/WIDGETS' defined twice"),
+            "{error}"
+        );
     }
 }
